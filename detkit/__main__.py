@@ -1,0 +1,3 @@
+from detkit.cli.app import main
+
+main()

@@ -1,0 +1,8 @@
+"""``detkit data ...``: one module per sub-command, all registered on this group."""
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Convert, validate, inspect, split, augment and synthesise datasets.")
+
+# Sub-command modules register themselves on ``app`` when imported.
+# (each line below is owned by the module it imports)

@@ -1,0 +1,12 @@
+"""Assertions shared by the test modules (importable because pytest puts tests/ on sys.path)."""
+
+from __future__ import annotations
+
+
+def assert_clean_error(result, *needles: str) -> None:
+    """A user error: non-zero exit, an 'error:' line naming the problem, and no traceback."""
+    assert result.code != 0, result.text
+    assert "Traceback" not in result.text, result.text
+    assert "error:" in result.err, result.text
+    for n in needles:
+        assert n in result.err, f"{n!r} not in {result.err!r}"
