@@ -1,0 +1,1 @@
+"""Evaluation: COCO metrics, matching, calibration metrics, robustness suites and reports."""
