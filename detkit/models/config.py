@@ -1,0 +1,49 @@
+"""``ModelConfig``: the ``model:`` section of a recipe, everything needed to build one RT-DETR variant."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class ModelConfig(BaseModel):
+    """Architecture hyper-parameters (defaults are RT-DETR-R50). Any class count is set at build time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # backbone (PResNet-vd)
+    depth: Literal[18, 34, 50, 101] = Field(50, description="PResNet-vd depth")
+    freeze_stem: bool = Field(True, description="no gradients into the three stem convs (official R50/R101)")
+    frozen_bn: bool = Field(True, description="every backbone BatchNorm becomes FrozenBatchNorm2d (R50/R101)")
+    # hybrid encoder
+    encoder_dim: int = Field(256, gt=0, description="encoder width (384 for R101)")
+    encoder_ffn_dim: int = Field(1024, gt=0, description="AIFI feed-forward width")
+    encoder_layers: int = Field(1, ge=1, description="AIFI layers on the stride-32 map")
+    expansion: float = Field(1.0, gt=0, description="CSPRep hidden width = int(encoder_dim · expansion)")
+    depth_mult: float = Field(1.0, gt=0, description="RepVGG blocks per CSPRep layer = round(3 · depth_mult)")
+    pe_temperature: float = Field(10000.0, gt=0, description="AIFI sin-cos position embedding temperature")
+    # decoder
+    hidden_dim: int = Field(256, gt=0, description="decoder width")
+    num_heads: int = Field(8, gt=0, description="attention heads (encoder and decoder)")
+    num_queries: int = Field(300, gt=0, description="object queries kept by query selection")
+    decoder_layers: int = Field(6, ge=1, description="decoder layers (each with its own heads)")
+    eval_idx: int = Field(-1, description="decoder layer whose head answers at inference (−1 = last)")
+    decoder_ffn_dim: int = Field(1024, gt=0, description="decoder feed-forward width")
+    num_points: int = Field(4, ge=1, description="deformable-attention sampling points per level and head")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout in encoder and decoder layers")
+    # contrastive denoising (training only)
+    num_denoising: int = Field(100, ge=0, description="denoising queries per image (0 disables CDN)")
+    label_noise_ratio: float = Field(0.5, ge=0, le=1, description="label flip probability is half this")
+    box_noise_scale: float = Field(1.0, ge=0, description="box jitter in units of half the box size")
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelConfig:
+        if not -self.decoder_layers <= self.eval_idx < self.decoder_layers:
+            raise ValueError(f"eval_idx {self.eval_idx} is out of range for {self.decoder_layers} decoder layers")
+        for name in ("encoder_dim", "hidden_dim"):
+            if getattr(self, name) % self.num_heads:
+                raise ValueError(f"{name} must be divisible by num_heads ({self.num_heads})")
+        if self.encoder_dim % 4:
+            raise ValueError("encoder_dim must be divisible by 4 (2-D sin-cos position embedding)")
+        return self

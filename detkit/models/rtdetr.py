@@ -1,0 +1,81 @@
+"""RT-DETR assembly: backbone → hybrid encoder → decoder (with contrastive denoising in training)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from detkit.models.backbone import PResNet
+from detkit.models.decoder import RTDETRDecoder
+from detkit.models.denoising import build_denoising_group
+from detkit.models.encoder import HybridEncoder, RepVggBlock
+
+
+class RTDETR(nn.Module):
+    """Forward contract (docs/architecture.md):
+
+    - eval: ``images`` ``[B,3,H,W]`` float in [0, 1] or uint8 (divided by 255 here), H and W multiples of 32 →
+      ``{"logits": [B,Q,K], "boxes": [B,Q,4]}`` (normalised cxcywh) from decoder layer ``eval_idx``.
+    - train: ``forward(images, targets)`` → last-layer matching outputs plus ``aux_outputs``, ``enc_outputs``,
+      ``dn_outputs`` and ``dn_meta`` (see :meth:`RTDETRDecoder.forward`).
+    """
+
+    def __init__(
+        self,
+        backbone: PResNet,
+        encoder: HybridEncoder,
+        decoder: RTDETRDecoder,
+        num_classes: int,
+        num_denoising: int = 100,
+        label_noise_ratio: float = 0.5,
+        box_noise_scale: float = 1.0,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.encoder = encoder
+        self.decoder = decoder
+        self.num_classes = num_classes
+        self.num_denoising = num_denoising
+        self.label_noise_ratio = label_noise_ratio
+        self.box_noise_scale = box_noise_scale
+
+    @property
+    def num_queries(self) -> int:
+        return self.decoder.num_queries
+
+    @property
+    def eval_layers(self) -> int:
+        """How many decoder layers run at inference."""
+        return self.decoder.eval_idx + 1
+
+    def set_eval_layers(self, k: int) -> None:
+        """Run only the first ``k`` decoder layers at inference (their own head answers); weights are unchanged."""
+        if not 1 <= k <= self.decoder.num_layers:
+            raise ValueError(f"decoder layers must be in 1..{self.decoder.num_layers}, got {k}")
+        self.decoder.eval_idx = k - 1
+
+    def fuse(self) -> RTDETR:
+        """Fold every RepVGG block into a single 3×3 conv (deployment form; eval only)."""
+        for m in self.modules():
+            if isinstance(m, RepVggBlock):
+                m.fuse()
+        return self
+
+    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None) -> dict:
+        if images.dtype == torch.uint8:
+            images = images.float() / 255.0
+        h, w = images.shape[-2:]
+        if isinstance(h, int) and (h % 32 or w % 32):
+            raise ValueError(f"input height and width must be multiples of 32, got {h}×{w}")
+        feats = self.encoder(self.backbone(images))
+        dn = None
+        if self.training and targets is not None and self.num_denoising > 0:
+            dn = build_denoising_group(
+                targets,
+                self.num_classes,
+                self.decoder.num_queries,
+                self.num_denoising,
+                self.label_noise_ratio,
+                self.box_noise_scale,
+            )
+        return self.decoder(feats, dn)
