@@ -1,0 +1,1 @@
+"""Training engine: matcher, losses, optimiser groups, schedule, EMA, distributed helpers and the loop."""
