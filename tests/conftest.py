@@ -35,3 +35,17 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return _run
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory):
+    """A tiny synthetic shapes dataset, generated once per test session (read-only: copy it before changing it).
+
+    96 px images, 5 classes (category ids 1..5); splits train 12, val 6, calib 6, test 6; the test split is also
+    rendered in the six COCO-O-style domains under ``<root>/coco_o/<domain>/{val2017, annotations}``.
+    Returns the dataset root (a folder holding ``dataset.yaml``).
+    """
+    from detkit.data.synth import generate_synthetic
+
+    root = tmp_path_factory.mktemp("synth") / "shapes"
+    return generate_synthetic(root, train=12, val=6, calib=6, test=6, imgsz=96, domains=True, seed=0)

@@ -1,0 +1,355 @@
+"""The embedded default dataset: seeded scenes of coloured shapes on textured backgrounds.
+
+Every image is a pure function of ``(seed, split, index)``, so a dataset is reproducible bit for bit and
+growing one split never changes another. Shapes are rasterised as hard masks (no anti-aliasing) and later
+shapes may partly hide earlier ones; each box is the tight box of the pixels of the shape that stay visible,
+so the labels are exact. ``area`` is that visible pixel count (COCO's segmentation-area convention).
+
+With ``domains=True`` the test scenes are re-rendered in six styles imitating COCO-O's domains and written in
+its on-disk layout under ``OUT/coco_o/`` (see :mod:`detkit.data.styles`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from detkit.data.classmap import ClassMap
+from detkit.data.coco import CocoData, write_coco
+from detkit.data.styles import DOMAINS, apply_style
+from detkit.data.writer import DatasetWriter
+from detkit.errors import DetkitError
+from detkit.utils.progress import track
+
+CLASSES = ("circle", "square", "triangle", "star", "cross")
+SPLITS = ("train", "val", "calib", "test")
+COCO_O_DIR = "coco_o"
+
+# Object size: the extent of the shape as a fraction of the image side, drawn log-uniformly.
+MIN_SIZE, MAX_SIZE = 0.05, 0.45
+# A shape may lose at most this fraction of its pixels to shapes drawn over it.
+MAX_OCCLUDED = 0.5
+_MIN_CONTRAST = 60.0  # minimal RGB distance between an object's colour and the background under it
+
+
+@dataclass
+class Scene:
+    """One rendered image and its exact labels (boxes are xyxy pixel edges, labels index ``CLASSES``)."""
+
+    image: np.ndarray  # uint8 HxWx3 RGB
+    boxes: np.ndarray  # float64 [n, 4] xyxy
+    labels: np.ndarray  # int64 [n]
+    areas: np.ndarray  # int64 [n] visible pixels
+    owner: np.ndarray  # int16 HxW: index of the object that owns each pixel, -1 for background
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def _unit_polygon(label: int, rng: np.random.Generator) -> np.ndarray:
+    """Vertices of a shape of radius 1 centred on the origin, randomly rotated ([k, 2] float)."""
+    rot = rng.uniform(0, 2 * np.pi)
+    name = CLASSES[label]
+    if name == "circle":
+        t = np.linspace(0, 2 * np.pi, 72, endpoint=False)
+        r = np.ones_like(t)
+    elif name == "square":
+        t = np.pi / 4 + np.arange(4) * np.pi / 2
+        r = np.ones_like(t)
+    elif name == "triangle":
+        t = np.arange(3) * 2 * np.pi / 3
+        r = np.ones_like(t)
+    elif name == "star":
+        t = np.arange(10) * np.pi / 5
+        r = np.where(np.arange(10) % 2 == 0, 1.0, rng.uniform(0.38, 0.5))
+    elif name == "cross":
+        a = rng.uniform(0.28, 0.4)  # half arm width
+        xs = np.array([a, a, 1, 1, a, a, -a, -a, -1, -1, -a, -a])
+        ys = np.array([1, a, a, -a, -a, -1, -1, -a, -a, a, a, 1])
+        t = np.arctan2(ys, xs)
+        r = np.hypot(xs, ys) / np.sqrt(1 + a * a)  # farthest vertex at radius 1
+    else:  # pragma: no cover - CLASSES is fixed
+        raise ValueError(name)
+    t = t + rot
+    return np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
+
+
+def _shape_mask(label: int, cx: float, cy: float, radius: float, hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    mask = np.zeros(hw, dtype=np.uint8)
+    pts = _unit_polygon(label, rng) * radius + (cx, cy)
+    shift = 4  # sub-pixel vertex precision
+    cv2.fillPoly(mask, [np.round(pts * (1 << shift)).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=shift)
+    return mask.astype(bool)
+
+
+# --------------------------------------------------------------------------- textures
+
+
+def _smooth_noise(rng: np.random.Generator, hw: tuple[int, int], cells: int, channels: int = 3) -> np.ndarray:
+    """Value noise: a coarse random grid upsampled bicubically (float32 HxWxC, roughly in [0, 1])."""
+    grid = rng.random((cells, cells, channels), dtype=np.float32)
+    out = cv2.resize(grid, (hw[1], hw[0]), interpolation=cv2.INTER_CUBIC)
+    return out.reshape(hw[0], hw[1], channels)
+
+
+def _random_colour(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]) -> np.ndarray:
+    hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*sat) * 255, rng.uniform(*val) * 255]]], dtype=np.float32)
+    return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def _background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
+    """A textured background (float32 HxWx3 in [0, 255]): noise, gradients, stripes, checks and clutter."""
+    h, w = hw
+    c1 = _random_colour(rng, (0.0, 0.7), (0.2, 0.95))
+    c2 = _random_colour(rng, (0.0, 0.7), (0.2, 0.95))
+    kind = rng.integers(4)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    if kind == 0:  # multi-octave colour noise
+        t = 0.6 * _smooth_noise(rng, hw, int(rng.integers(3, 6))) + 0.4 * _smooth_noise(rng, hw, int(rng.integers(8, 24)))
+        img = c1 * (1 - t) + c2 * t
+    elif kind == 1:  # linear gradient plus fine noise
+        ang = rng.uniform(0, 2 * np.pi)
+        g = (np.cos(ang) * xx + np.sin(ang) * yy) / max(h, w)
+        g = (g - g.min()) / max(float(np.ptp(g)), 1e-6)
+        img = c1 * (1 - g[..., None]) + c2 * g[..., None]
+        img += 40 * (_smooth_noise(rng, hw, int(rng.integers(16, 40)), 1) - 0.5)
+    elif kind == 2:  # stripes / waves
+        ang = rng.uniform(0, np.pi)
+        period = rng.uniform(0.03, 0.25) * max(h, w)
+        phase = (np.cos(ang) * xx + np.sin(ang) * yy) * (2 * np.pi / period)
+        s = 0.5 + 0.5 * np.sin(phase + 2.0 * _smooth_noise(rng, hw, 4, 1)[..., 0])
+        img = c1 * (1 - s[..., None] * 0.6) + c2 * (s[..., None] * 0.6)
+    else:  # checks, softened
+        cell = rng.uniform(0.04, 0.2) * max(h, w)
+        chk = ((xx // cell + yy // cell) % 2).astype(np.float32)
+        chk = cv2.GaussianBlur(chk, (0, 0), 1.0)
+        img = c1 * (1 - 0.5 * chk[..., None]) + c2 * (0.5 * chk[..., None])
+    img = np.ascontiguousarray(img, dtype=np.float32)
+    # unlabelled clutter: a few thin lines and arcs, low contrast
+    for _ in range(int(rng.integers(0, 5))):
+        col = tuple(float(v) for v in np.clip(img.mean(axis=(0, 1)) + rng.normal(0, 45, 3), 0, 255))
+        p1 = tuple(int(v) for v in rng.integers(0, (w, h)))
+        if rng.random() < 0.5:
+            p2 = tuple(int(v) for v in rng.integers(0, (w, h)))
+            cv2.line(img, p1, p2, col, int(rng.integers(1, 3)), cv2.LINE_AA)
+        else:
+            ax = (int(rng.integers(4, max(5, w // 3))), int(rng.integers(4, max(5, h // 3))))
+            start = float(rng.uniform(0, 360))
+            cv2.ellipse(img, p1, ax, 0.0, start, start + float(rng.uniform(40, 160)), col, 1, cv2.LINE_AA)
+    return img
+
+
+def _paint_object(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> None:
+    """Fill ``mask`` in ``img`` (float32, in place) with a shaded, sometimes textured, contrasting colour."""
+    bg = img[mask].mean(axis=0)
+    for _ in range(10):
+        colour = _random_colour(rng, (0.35, 1.0), (0.35, 1.0))
+        if np.linalg.norm(colour - bg) >= _MIN_CONTRAST:
+            break
+    else:
+        colour = np.where(bg > 127, 20.0, 235.0).astype(np.float32)
+    ys, xs = np.nonzero(mask)
+    x0, y0 = xs.min(), ys.min()
+    span = max(int(xs.max() - x0), int(ys.max() - y0), 1)
+    ang = rng.uniform(0, 2 * np.pi)
+    shade = ((xs - x0) * np.cos(ang) + (ys - y0) * np.sin(ang)) / span  # in about [-1.4, 1.4]
+    pix = colour[None, :] * (1.0 + rng.uniform(0.0, 0.25) * shade[:, None])
+    if rng.random() < 0.3:  # a printed pattern on the object
+        period = rng.uniform(3.0, 8.0)
+        stripes = np.sin((xs * np.cos(ang + 1) + ys * np.sin(ang + 1)) * (2 * np.pi / period))
+        pix *= (1.0 + 0.15 * stripes)[:, None]
+    img[ys, xs] = pix
+    if rng.random() < 0.35:  # a dark or light rim, inside the shape so the box stays exact
+        rim = mask & ~cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        img[rim] = colour * (0.35 if rng.random() < 0.7 else 1.6)
+
+
+# --------------------------------------------------------------------------- scenes
+
+
+def render_scene(
+    rng: np.random.Generator,
+    imgsz: int | tuple[int, int],
+    min_objects: int = 1,
+    max_objects: int = 8,
+    empty_fraction: float = 0.03,
+) -> Scene:
+    """Draw one scene. ``imgsz`` is the side (or ``(H, W)``)."""
+    h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
+    side = min(h, w)
+    img = _background(rng, (h, w))
+    if rng.random() < 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+    n_target = 0 if rng.random() < empty_fraction else int(rng.integers(min_objects, max_objects + 1))
+
+    owner = np.full((h, w), -1, dtype=np.int16)  # which object owns each pixel (last drawn wins)
+    full_area: list[int] = []
+    labels: list[int] = []
+    for _ in range(n_target):
+        for _attempt in range(12):
+            label = int(rng.integers(len(CLASSES)))
+            size = float(np.exp(rng.uniform(np.log(MIN_SIZE), np.log(MAX_SIZE))))
+            radius = size * side / 2
+            margin = 0.6 * radius  # at least most of the shape lies inside the image
+            cx = rng.uniform(margin, w - margin)
+            cy = rng.uniform(margin, h - margin)
+            mask = _shape_mask(label, cx, cy, radius, (h, w), rng)
+            area = int(mask.sum())
+            if area < 9:
+                continue
+            if labels:
+                lost = np.bincount(owner[mask & (owner >= 0)], minlength=len(labels))
+                remaining = np.bincount(owner[owner >= 0], minlength=len(labels)) - lost
+                if np.any(remaining < (1 - MAX_OCCLUDED) * np.asarray(full_area)):
+                    continue
+            owner[mask] = len(labels)
+            full_area.append(area)
+            labels.append(label)
+            _paint_object(img, mask, rng)
+            break
+
+    noise = rng.normal(0, rng.uniform(1, 6), img.shape).astype(np.float32)
+    image = np.clip(img + noise, 0, 255).astype(np.uint8)
+    boxes, areas = _visible_boxes(owner, len(labels))
+    return Scene(image=image, boxes=boxes, labels=np.asarray(labels, dtype=np.int64), areas=areas, owner=owner)
+
+
+def _visible_boxes(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tight xyxy boxes (pixel edges) and pixel counts of each object's visible pixels."""
+    boxes = np.zeros((n, 4), dtype=np.float64)
+    if n == 0:
+        return boxes, np.zeros(0, dtype=np.int64)
+    ys, xs = np.nonzero(owner >= 0)
+    ids = owner[ys, xs].astype(np.int64)
+    areas = np.bincount(ids, minlength=n)
+    x0 = np.full(n, np.iinfo(np.int64).max)
+    y0 = np.full(n, np.iinfo(np.int64).max)
+    x1 = np.full(n, -1)
+    y1 = np.full(n, -1)
+    np.minimum.at(x0, ids, xs)
+    np.minimum.at(y0, ids, ys)
+    np.maximum.at(x1, ids, xs)
+    np.maximum.at(y1, ids, ys)
+    boxes[:] = np.stack([x0, y0, x1 + 1, y1 + 1], axis=1)
+    return boxes, areas
+
+
+def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """The generator of one image: independent of every other image and of the split sizes."""
+    return np.random.default_rng([int(seed), SPLITS.index(split) if split in SPLITS else 99, int(index)])
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def synth_class_map() -> ClassMap:
+    return ClassMap.from_names(CLASSES, first_id=1)
+
+
+def _coco_entries(image_id: int, file_name: str, scene: Scene, next_ann_id: int, hw: tuple[int, int]) -> tuple[dict, list[dict]]:
+    image = {"id": image_id, "file_name": file_name, "width": hw[1], "height": hw[0]}
+    xywh = scene.boxes.copy()
+    xywh[:, 2:] -= xywh[:, :2]
+    anns = [
+        {
+            "id": next_ann_id + k,
+            "image_id": image_id,
+            "category_id": int(lab) + 1,
+            "bbox": [float(v) for v in box],
+            "area": float(area),
+            "iscrowd": 0,
+        }
+        for k, (lab, box, area) in enumerate(zip(scene.labels, xywh, scene.areas))
+    ]
+    return image, anns
+
+
+def _write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - OpenCV failure
+        raise DetkitError("could not encode JPEG", path=path)
+    path.write_bytes(buf.tobytes())
+
+
+def generate_synthetic(
+    out: str | Path,
+    train: int = 1500,
+    val: int = 200,
+    calib: int = 200,
+    test: int = 200,
+    imgsz: int = 256,
+    domains: bool = False,
+    seed: int = 0,
+    overwrite: bool = False,
+    min_objects: int = 1,
+    max_objects: int = 8,
+    empty_fraction: float = 0.03,
+    jpeg_quality: int = 95,
+) -> Path:
+    """Write the synthetic shapes dataset to ``out`` (``dataset.yaml``, COCO JSON per split, JPEG images).
+
+    Splits with 0 images are left out. With ``domains`` the test split is also rendered in the six COCO-O
+    styles under ``out/coco_o/<domain>/{val2017, annotations/instances_val2017.json}`` (same ids and boxes).
+    Returns ``out``. The folder appears only once everything was written.
+    """
+    counts = {"train": train, "val": val, "calib": calib, "test": test}
+    for name, n in counts.items():
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+            raise DetkitError(f"--{name} must be a non-negative integer number of images, got {n!r}")
+    if sum(counts.values()) == 0:
+        raise DetkitError("nothing to generate: every split has 0 images", hint="pass e.g. --train 100 --val 20")
+    if not isinstance(imgsz, (int, np.integer)) or not 32 <= imgsz <= 4096:
+        raise DetkitError(f"--imgsz must be an integer between 32 and 4096, got {imgsz!r}")
+    if not 0 <= min_objects <= max_objects:
+        raise DetkitError(f"object counts must satisfy 0 <= min_objects <= max_objects, got {min_objects}..{max_objects}")
+    if not 0.0 <= empty_fraction <= 1.0:
+        raise DetkitError(f"empty_fraction must be in [0, 1], got {empty_fraction}")
+    if not 1 <= jpeg_quality <= 100:
+        raise DetkitError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    if domains and test == 0:
+        raise DetkitError("--domains renders the test split in six styles, but --test is 0", hint="pass --test N with N > 0")
+
+    hw = (int(imgsz), int(imgsz))
+    class_map = synth_class_map()
+    with DatasetWriter(out, class_map, name="synth", overwrite=overwrite) as writer:
+        for split, n in counts.items():
+            if n == 0:
+                continue
+            coco = CocoData(info={"description": f"detkit synthetic shapes, seed {seed}, split {split}"})
+            styled: dict[str, np.ndarray] = {}
+            domain_dirs = _domain_dirs(writer, split == "test" and domains)
+            for i in track(range(n), f"synth {split}"):
+                scene = render_scene(scene_rng(seed, split, i), hw, min_objects, max_objects, empty_fraction)
+                file_name = f"{i + 1:06d}.jpg"
+                _write_jpeg(writer.image_path(split, file_name), scene.image, jpeg_quality)
+                image, anns = _coco_entries(i + 1, file_name, scene, len(coco.annotations) + 1, hw)
+                coco.images.append(image)
+                coco.annotations.extend(anns)
+                for d, ddir in domain_dirs.items():
+                    style_rng = np.random.default_rng([int(seed), 1000 + DOMAINS.index(d), i])
+                    styled[d] = apply_style(d, scene.image, style_rng)
+                    _write_jpeg(ddir / "val2017" / file_name, styled[d], jpeg_quality)
+            writer.write_split(split, coco)
+            for d, ddir in domain_dirs.items():
+                dcoco = CocoData(
+                    images=coco.images,
+                    annotations=coco.annotations,
+                    categories=class_map.to_coco_categories(),
+                    info={"description": f"detkit synthetic shapes, test split in the '{d}' style (COCO-O layout)"},
+                )
+                write_coco(ddir / "annotations" / "instances_val2017.json", dcoco)
+    return Path(out)
+
+
+def _domain_dirs(writer: DatasetWriter, enabled: bool) -> dict[str, Path]:
+    if not enabled:
+        return {}
+    assert writer.tmp is not None
+    dirs = {d: writer.tmp / COCO_O_DIR / d for d in DOMAINS}
+    for d in dirs.values():
+        (d / "val2017").mkdir(parents=True, exist_ok=True)
+        (d / "annotations").mkdir(parents=True, exist_ok=True)
+    return dirs
