@@ -1,0 +1,214 @@
+"""The in-memory dataset every format reads into and writes from, and the image-header helper."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from detkit.data.classmap import ClassMap
+from detkit.data.coco import CocoData, image_file
+from detkit.data.formats.sidecar import Sidecar
+from detkit.data.writer import DatasetWriter
+from detkit.errors import DetkitError
+from detkit.utils.progress import track
+
+# Image suffixes recognised when a format lists images by scanning folders (the ultralytics set, minus video).
+IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"})
+
+
+@dataclass
+class SplitData:
+    """One split: a COCO object whose ``file_name`` entries are relative to ``images_dir``."""
+
+    coco: CocoData
+    images_dir: Path
+    # file_name -> actual file, where a format stores an image somewhere else than images_dir/file_name
+    sources: dict[str, Path] = field(default_factory=dict)
+
+    def image_path(self, file_name: str, source: str | Path | None = None) -> Path:
+        if file_name in self.sources:
+            return self.sources[file_name]
+        return image_file(self.images_dir, file_name, source if source is not None else self.images_dir)
+
+    @property
+    def num_images(self) -> int:
+        return len(self.coco.images)
+
+    @property
+    def num_boxes(self) -> int:
+        return len(self.coco.annotations)
+
+
+@dataclass
+class DatasetData:
+    """A whole dataset in memory: the class map (model order) and COCO data per split."""
+
+    class_map: ClassMap
+    splits: dict[str, SplitData] = field(default_factory=dict)
+    name: str = "dataset"
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        return {s: {"images": d.num_images, "boxes": d.num_boxes} for s, d in self.splits.items()}
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` from the image header only (PIL reads no pixels); a clean error for non-images."""
+    try:
+        with Image.open(path) as im:
+            return int(im.width), int(im.height)
+    except FileNotFoundError:
+        raise DetkitError("image file not found", path=path) from None
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise DetkitError(f"not a readable image ({type(e).__name__})", hint="remove or replace the file", path=path) from None
+
+
+def image_sizes(paths: Sequence[Path], description: str = "reading image headers") -> np.ndarray:
+    """``[N, 2]`` int64 array of (width, height) for many images, headers only."""
+    out = np.zeros((len(paths), 2), dtype=np.int64)
+    for i, p in enumerate(track(paths, description)):
+        out[i] = image_size(p)
+    return out
+
+
+def list_images(folder: Path) -> list[str]:
+    """Image files under ``folder`` (recursively) as sorted POSIX paths relative to it."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    )
+
+
+def fill_image_sizes(split: SplitData, source: str | Path) -> None:
+    """Read every image header: checks the files are images and fills ``width``/``height`` where missing."""
+    paths = [split.image_path(img["file_name"], source) for img in split.coco.images]
+    sizes = image_sizes(paths)
+    for img, (w, h) in zip(split.coco.images, sizes.tolist()):
+        if not img.get("width") or not img.get("height"):
+            img["width"], img["height"] = w, h
+
+
+def check_categories(data: DatasetData, source: str | Path) -> None:
+    """Every annotation's category id must be in the class map (vectorised)."""
+    known = np.asarray(data.class_map.category_ids, dtype=np.int64)
+    for split_name, split in data.splits.items():
+        if not split.coco.annotations:
+            continue
+        cids = np.fromiter((a["category_id"] for a in split.coco.annotations), dtype=np.int64, count=len(split.coco.annotations))
+        bad = ~np.isin(cids, known)
+        if bad.any():
+            ann = split.coco.annotations[int(np.flatnonzero(bad)[0])]
+            raise DetkitError(
+                f"split '{split_name}': annotation id {ann['id']} has category_id {ann['category_id']} not in the classes {list(data.class_map.category_ids)}",
+                hint="fix the annotation or add the category",
+                path=source,
+            )
+
+
+def write_detkit_dataset(data: DatasetData, out: str | Path, overwrite: bool = False, link: bool = False) -> Path:
+    """Write the canonical detkit layout (dataset.yaml + annotations/<split>.json + images/<split>/) atomically."""
+    with DatasetWriter(out, data.class_map, name=data.name, overwrite=overwrite, link=link) as writer:
+        for split_name, split in data.splits.items():
+            for img in track(split.coco.images, f"copying {split_name} images"):
+                writer.add_image_file(split_name, img["file_name"], split.image_path(img["file_name"]))
+            coco = CocoData(
+                images=split.coco.images,
+                annotations=split.coco.annotations,
+                categories=[],
+                info=split.coco.info,
+                licenses=split.coco.licenses,
+            )
+            writer.write_split(split_name, coco)
+    return Path(out)
+
+
+def number_text(v: float) -> str:
+    """Shortest text that reads back to exactly ``v`` (integers without a trailing ``.0``)."""
+    f = float(v)
+    return str(int(f)) if f.is_integer() and abs(f) < 2**53 else repr(f)
+
+
+def assemble_split(
+    images: list[dict[str, Any]],
+    keys: list[str],
+    row_image: np.ndarray,
+    labels: np.ndarray,
+    boxes: np.ndarray,
+    class_map: ClassMap,
+    meta: Sidecar | None,
+    split: str,
+    row_extras: list[dict[str, Any]] | None = None,
+) -> CocoData:
+    """Turn parsed label rows into COCO, restoring ids, areas and crowd regions from the sidecar.
+
+    ``images`` (``file_name``, ``width``, ``height``) are in file order with label keys ``keys``; row ``r``
+    belongs to ``images[row_image[r]]`` (rows sorted by image), has model label ``labels[r]`` and pixel box
+    ``boxes[r]`` (xywh). Without sidecar data, ids are 1..N / 1..M in file order and ``area = w * h``.
+    """
+    n, m = len(images), len(labels)
+    counts = np.bincount(row_image, minlength=n) if m else np.zeros(n, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    cat_ids = class_map.labels_to_category_ids(labels) if m else np.zeros(0, dtype=np.int64)
+    areas = boxes[:, 2] * boxes[:, 3] if m else np.zeros(0)
+    ann_ids = np.arange(1, m + 1, dtype=np.int64)
+    image_ids = np.arange(1, n + 1, dtype=np.int64)
+    crowd: list[dict[str, Any]] = []
+    split_meta = meta.splits.get(split) if meta is not None else None
+    if split_meta:
+        found = [split_meta.get(k) for k in keys]
+        used_img = [e.id for e in found if e is not None]
+        used_ann = [a for e in found if e is not None for a in e.ann_ids + [c["id"] for c in e.crowd]]
+        next_img = max(used_img, default=0) + 1
+        next_ann = max(used_ann, default=0) + 1
+        for i, e in enumerate(found):
+            s, c = int(starts[i]), int(counts[i])
+            if e is None:  # an image added after the sidecar was written: fresh ids
+                image_ids[i] = next_img
+                next_img += 1
+                ann_ids[s : s + c] = np.arange(next_ann, next_ann + c)
+                next_ann += c
+                continue
+            image_ids[i] = e.id
+            if e.file_name:
+                images[i]["file_name"] = e.file_name
+            if len(e.ann_ids) == c:
+                ann_ids[s : s + c] = e.ann_ids
+                areas[s : s + c] = e.areas
+            else:  # labels edited after the sidecar was written: keep the boxes, give them fresh ids
+                ann_ids[s : s + c] = np.arange(next_ann, next_ann + c)
+                next_ann += c
+            crowd.extend({**cr, "image_id": int(e.id), "iscrowd": 1} for cr in e.crowd)
+    for img, iid in zip(images, image_ids.tolist()):
+        img["id"] = iid
+    annotations = [
+        {"id": aid, "image_id": iid, "category_id": cid, "bbox": box, "area": area, "iscrowd": 0}
+        for aid, iid, cid, box, area in zip(
+            ann_ids.tolist(), image_ids[row_image].tolist(), cat_ids.tolist(), boxes.tolist(), areas.tolist()
+        )
+    ]
+    if row_extras is not None:
+        for ann, extra in zip(annotations, row_extras):
+            ann.update(extra)
+    if crowd:
+        annotations.extend(crowd)
+        annotations.sort(key=lambda a: a["id"])
+    if split_meta:
+        order = np.argsort(image_ids, kind="stable")
+        images = [images[i] for i in order.tolist()]
+    return CocoData(images=images, annotations=annotations, categories=class_map.to_coco_categories())
+
+
+def split_for_writing(coco: CocoData) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
+    """Annotations per image id, plain objects and crowd regions apart."""
+    plain: dict[int, list[dict[str, Any]]] = {int(img["id"]): [] for img in coco.images}
+    crowd: dict[int, list[dict[str, Any]]] = {int(img["id"]): [] for img in coco.images}
+    for ann in coco.annotations:
+        (crowd if ann.get("iscrowd", 0) else plain).setdefault(int(ann["image_id"]), []).append(ann)
+    return plain, crowd
