@@ -112,11 +112,11 @@ def label_path(root: Path, image: Path) -> Path:
     return (root.joinpath(*parts)).with_suffix(".txt")
 
 
-def _parse_labels(label_files: list[Path], num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _parse_labels(label_files: list[Path], num_classes: int, description: str = "reading labels") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All label lines of a split: (row -> file index, class index, normalised cxcywh)."""
     tokens: list[list[str]] = []
     where: list[tuple[int, int]] = []
-    for fi, path in enumerate(track(label_files, "reading labels")):
+    for fi, path in enumerate(track(label_files, description)):
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -195,7 +195,7 @@ def read_yolo(src: str | Path) -> DatasetData:
         base, file_names = _split_images(root, raw[split], yaml_path, split)
         paths = [base / f for f in file_names]
         sizes = image_sizes(paths, f"reading {split} image headers")
-        file_idx, labels, cxcywh = _parse_labels([label_path(root, p) for p in paths], len(class_map))
+        file_idx, labels, cxcywh = _parse_labels([label_path(root, p) for p in paths], len(class_map), f"reading {split} labels")
         wh = sizes[file_idx].astype(np.float64)
         boxes = np.concatenate([(cxcywh[:, :2] - cxcywh[:, 2:] / 2) * wh, cxcywh[:, 2:] * wh], axis=1)
         images = [{"id": 0, "file_name": f, "width": w, "height": h} for f, (w, h) in zip(file_names, sizes.tolist())]
