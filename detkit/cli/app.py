@@ -43,6 +43,7 @@ def _register() -> None:
     from detkit.cli import data as data_cli  # noqa: F401
 
     app.add_typer(data_cli.app, name="data", help="Convert, validate, inspect, split, augment and synthesise datasets.")
+    app.command("eval")(__import__("detkit.cli.eval", fromlist=["eval_command"]).eval_command)
 
 
 _register()

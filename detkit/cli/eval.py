@@ -1,0 +1,89 @@
+"""``detkit eval``: COCO metrics, plots and report of a model or a predictions file on a dataset split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from detkit.cli.ui import UI
+from detkit.errors import DetkitError
+
+
+def _csv(value: str | None, what: str, cast: type = str) -> list | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise DetkitError(f"{what} is empty", hint=f"give a comma-separated list, e.g. {what} a,b")
+    try:
+        return [cast(v) for v in items]
+    except ValueError:
+        raise DetkitError(f"{what} must be a comma-separated list of integers, got {value!r}", hint=f"e.g. {what} 1,3,5") from None
+
+
+def eval_command(
+    model: str = typer.Argument(None, help="Run dir, checkpoint (.pt) or exported model (.onnx). Leave out with --predictions.", show_default=False),
+    data: Path = typer.Option(..., "--data", help="dataset.yaml (or its folder)."),
+    split: str = typer.Option("val", "--split", help="Split to evaluate."),
+    predictions: Path = typer.Option(None, "--predictions", help="Evaluate a COCO results file instead of running a model."),
+    robustness: bool = typer.Option(False, "--robustness", help="Also measure robustness: COCO-C corruptions of the split and COCO-O domains."),
+    coco_o: Path = typer.Option(None, "--coco-o", help="COCO-O root (domain folders with val2017/ and annotations/)."),
+    corruptions: str = typer.Option(None, "--corruptions", help="Subset of COCO-C corruptions, comma-separated (default: all 15)."),
+    severities: str = typer.Option(None, "--severities", help="Subset of severities 1-5, comma-separated (default: all)."),
+    calibration: bool = typer.Option(False, "--calibration", help="Also measure calibration (D-ECE, LaECE, ...) and draw reliability diagrams."),
+    calibrator: Path = typer.Option(None, "--calibrator", help="calibrator.json applied to every score before evaluating."),
+    batch: int = typer.Option(8, "--batch", min=1, help="Inference batch size."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the model's choice)."),
+    out: Path = typer.Option(None, "--out", help="Parent folder of the eval dir [default: runs/eval]."),
+    name: str = typer.Option(None, "--name", help="Eval dir name (auto-incremented if taken) [default: eval]."),
+    json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
+) -> None:
+    """Evaluate a model (or a predictions file) on a dataset split: COCO metrics, PR curves, confusion matrix, report.md."""
+    from detkit.evaluation.runner import evaluate
+
+    ui = UI(json_mode, quiet)
+    with ui.progress():
+        result = evaluate(
+            model,
+            data,
+            split=split,
+            predictions=predictions,
+            robustness=robustness,
+            coco_o=coco_o,
+            corruptions=_csv(corruptions, "--corruptions"),
+            severities=_csv(severities, "--severities", int),
+            calibration=calibration,
+            calibrator=calibrator,
+            out=out,
+            name=name,
+            batch_size=batch,
+            device=device,
+        )
+    for w in result.warnings:
+        ui.warn(w)
+    m = result.metrics
+    ui.table(
+        f"COCO metrics, split '{split}' ({m['num_images']} images, {m['num_detections']} detections), percent",
+        ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"],
+        [[_pct(m[k]) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")]],
+    )
+    if len(m["per_class"]) <= 30:
+        ui.table("Per class", ["class", "GT boxes", "AP", "AP50"],
+                 [[c["name"], c["num_gt"], _pct(c["AP"]), _pct(c["AP50"])] for c in m["per_class"]])
+    for label, rows in _extra_rows(result):
+        ui.table(label, ["metric", "value"], rows)
+    ui.artifacts("eval dir", result.dir)
+    ui.artifacts("report", result.dir / "report.md")
+    ui.emit_json(result.summary())
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def _extra_rows(result) -> list[tuple[str, list[list[str]]]]:
+    from detkit.evaluation.runner import summary_rows
+
+    return summary_rows(result)

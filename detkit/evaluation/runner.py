@@ -1,0 +1,264 @@
+"""``detkit eval`` as a library function: detections (from a model or a predictions file) -> eval dir.
+
+The eval dir (``runs/eval/<name>/``, name auto-incremented) is assembled in a temporary folder and renamed
+into place only when complete::
+
+    predictions.json   COCO results, original category ids
+    metrics.json       COCO metrics, per-class AP, confusion matrix, provenance
+    robustness.json    with robustness=True (COCO-O domains and/or COCO-C corruptions)
+    calibration.json   with calibration=True (D-ECE, LaECE, ... with their matching settings)
+    report.md          what a person reads first
+    plots/             PR curves, confusion matrix, robustness and reliability figures
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detkit import __version__
+from detkit.data.classmap import ClassMap
+from detkit.data.coco import CocoData, read_coco
+from detkit.data.dataset import DatasetSpec, load_dataset
+from detkit.errors import DetkitError
+from detkit.evaluation.calibration_metrics import calibration_report, summary_values
+from detkit.evaluation.coco_metrics import evaluate_coco, metrics_for_json
+from detkit.evaluation.detections import DetectionTable
+from detkit.evaluation.inference import predict_split
+from detkit.evaluation.plots import CONFUSION_IOU, CONFUSION_SCORE, confusion_matrix, plot_confusion_matrix, plot_pr_overall, plot_pr_per_class
+from detkit.evaluation.predictions import read_predictions, write_predictions
+from detkit.evaluation.report import calibration_section, write_report
+from detkit.utils.atomic import atomic_dir, atomic_write_json
+
+DEFAULT_OUT = Path("runs") / "eval"
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` produced. ``metrics`` keeps the numpy arrays (PR curves); ``metrics.json`` does not."""
+
+    dir: Path
+    metrics: dict[str, Any]
+    dets: DetectionTable
+    robustness: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> dict[str, Path]:
+        names = ["predictions.json", "metrics.json", "report.md", "robustness.json", "calibration.json", "plots"]
+        return {n: self.dir / n for n in names if (self.dir / n).exists()}
+
+    def summary(self) -> dict[str, Any]:
+        """Headline numbers and artifact paths (what ``--json`` prints)."""
+        keys = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")
+        out: dict[str, Any] = {"eval_dir": str(self.dir), **{k: self.metrics.get(k) for k in keys}}
+        out["num_images"] = self.metrics["num_images"]
+        out["num_detections"] = self.metrics["num_detections"]
+        out["files"] = {k: str(v) for k, v in self.files.items()}
+        if self.robustness is not None:
+            o, c = self.robustness.get("coco_o") or {}, self.robustness.get("coco_c") or {}
+            out["robustness"] = {
+                "coco_o": {k: o.get(k) for k in ("mAP_O", "relative_drop", "effective_robustness")} if o else None,
+                "coco_c": {k: c.get(k) for k in ("mPC", "rPC")} if c else None,
+            }
+        if self.calibration is not None:
+            out["calibration"] = summary_values(self.calibration)
+        out["warnings"] = self.warnings
+        return out
+
+
+def next_eval_dir(out: str | Path | None, name: str | None) -> Path:
+    """``<out>/<name>``, or ``<name>2``, ``<name>3``... when taken (``out`` defaults to runs/eval, name to 'eval')."""
+    root = Path(out) if out is not None else DEFAULT_OUT
+    base = name or "eval"
+    if "/" in base or "\\" in base or base in (".", ".."):
+        raise DetkitError(f"--name must be a plain folder name, got {base!r}")
+    candidate, n = root / base, 1
+    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
+        n += 1
+        candidate = root / f"{base}{n}"
+    return candidate
+
+
+def _dataset(dataset: str | Path | DatasetSpec) -> DatasetSpec:
+    return dataset if isinstance(dataset, DatasetSpec) else load_dataset(dataset)
+
+
+def _detector(model: Any, device: str | None):
+    if hasattr(model, "predict_table"):
+        return model
+    from detkit.api import load_model
+
+    return load_model(model, device=device)
+
+
+def _describe_model(model: Any, predictions: str | Path | None) -> str:
+    if predictions is not None:
+        return f"predictions file {Path(predictions).resolve()}"
+    if isinstance(model, (str, Path)):
+        return str(Path(model).resolve()) if Path(model).exists() else str(model)
+    return type(model).__name__
+
+
+def detections_for(
+    detector: Any,
+    spec: DatasetSpec,
+    split: str,
+    gt: CocoData,
+    predictions: str | Path | None = None,
+    batch_size: int = 8,
+) -> DetectionTable:
+    """Detections of ``split``: read from ``predictions`` or produced by running ``detector`` over the split."""
+    if predictions is not None:
+        return read_predictions(predictions, gt, spec.class_map)
+    detector_map = getattr(detector, "class_map", None)
+    if isinstance(detector_map, ClassMap):
+        detector_map.check_same(spec.class_map, "the model", f"dataset {spec.path}", hint="evaluate on a dataset with the classes the model was trained on")
+    return predict_split(detector, spec.split(split), batch_size=batch_size)
+
+
+def apply_calibrator(calibrator: Any, dets: DetectionTable, class_map: ClassMap) -> DetectionTable:
+    """Replace the scores by calibrated ones (``calibrator`` is a calibrator.json path or a loaded calibrator)."""
+    from detkit.calibration import apply_to_table, load_calibrator
+
+    cal = load_calibrator(calibrator, class_map) if isinstance(calibrator, (str, Path)) else calibrator
+    return apply_to_table(cal, dets, class_map)
+
+
+def evaluate(
+    model: Any,
+    dataset: str | Path | DatasetSpec,
+    split: str = "val",
+    predictions: str | Path | None = None,
+    robustness: bool = False,
+    coco_o: str | Path | None = None,
+    corruptions: Sequence[str] | None = None,
+    severities: Sequence[int] | None = None,
+    calibration: bool = False,
+    calibrator: Any = None,
+    out: str | Path | None = None,
+    name: str | None = None,
+    batch_size: int = 8,
+    device: str | None = None,
+    cache_dir: str | Path | None = None,
+) -> EvalResult:
+    """Evaluate a model (run dir, checkpoint, ONNX file or detector object) or a predictions file on a split.
+
+    Writes the eval dir described in the module docstring and returns an :class:`EvalResult`. ``robustness``
+    runs the COCO-C corruptions of the split (``corruptions``/``severities`` select a subset) and, with
+    ``coco_o``, every COCO-O domain found under that root; both need a model. ``calibration`` measures the
+    calibration metrics of the scores; ``calibrator`` applies a fitted calibrator to every score first.
+    """
+    spec = _dataset(dataset)
+    split_spec = spec.split(split)
+    gt = read_coco(split_spec.annotations)
+    class_map = spec.class_map
+    warnings: list[str] = []
+
+    if robustness and model is None:
+        raise DetkitError("--robustness needs a MODEL: it runs the model on corrupted images and COCO-O domains",
+                          hint="drop --robustness to evaluate a predictions file alone")
+    if not robustness and (coco_o is not None or corruptions or severities):
+        raise DetkitError("--coco-o, --corruptions and --severities only apply with --robustness", hint="add --robustness")
+    if predictions is not None and model is not None:
+        raise DetkitError("give either a MODEL or --predictions, not both", hint="--predictions evaluates a file of detections without a model")
+    if predictions is None and model is None:
+        raise DetkitError("nothing to evaluate: give a MODEL (run dir, checkpoint, ONNX file) or --predictions FILE")
+    if robustness:  # fail on a bad selection or COCO-O root before any inference
+        from detkit.evaluation.robustness import find_domains, resolve_corruptions, resolve_severities, robustness_markdown, run_robustness
+
+        if coco_o is not None:
+            find_domains(coco_o)
+        resolve_corruptions(corruptions)
+        resolve_severities(severities)
+    target = next_eval_dir(out, name)
+
+    detector = _detector(model, device) if model is not None else None
+    dets = detections_for(detector, spec, split, gt, predictions, batch_size)
+    if len(dets) == 0:
+        warnings.append("there are no detections: every AP and AR is 0")
+    if calibrator is not None:
+        dets = apply_calibrator(calibrator, dets, class_map)
+
+    metrics = evaluate_coco(gt, dets, class_map)
+    cm = confusion_matrix(dets, gt, class_map)
+
+    calibration_result = calibration_report(dets, gt, class_map) if calibration else None
+    provenance = {
+        "model": _describe_model(model, predictions),
+        "dataset": str(spec.path),
+        "split": split,
+        "calibrator": str(calibrator) if calibrator is not None else None,
+        "detkit_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    metrics_json = {
+        **provenance,
+        "metrics": metrics_for_json(metrics),
+        "confusion_matrix": {
+            "iou_threshold": CONFUSION_IOU,
+            "score_threshold": CONFUSION_SCORE,
+            "labels": [*class_map.names, "background"],
+            "rows": "true class",
+            "columns": "predicted class",
+            "counts": cm.tolist(),
+        },
+        "warnings": warnings,
+    }
+
+    robustness_result = None
+    with atomic_dir(target) as tmp:
+        write_predictions(tmp / "predictions.json", dets)
+        atomic_write_json(tmp / "metrics.json", metrics_json)
+        plots = tmp / "plots"
+        plots.mkdir()
+        plot_pr_overall(metrics, plots / "pr_overall.png")
+        plot_pr_per_class(metrics, class_map, plots / "pr_per_class.png")
+        plot_confusion_matrix(cm, class_map, plots / "confusion_matrix.png")
+        if robustness:
+            robustness_result = run_robustness(
+                detector, metrics["AP"], spec, coco_o_root=coco_o, corruptions=corruptions, severities=severities,
+                cache_dir=cache_dir, out_dir=tmp, batch_size=batch_size, split=split,
+            )
+            atomic_write_json(tmp / "robustness.json", robustness_result)
+        calibration_lines = None
+        if calibration_result is not None:
+            from detkit.evaluation.reliability import save_reliability_diagrams
+
+            atomic_write_json(tmp / "calibration.json", calibration_result)
+            diagrams = save_reliability_diagrams(calibration_result, plots)
+            calibration_lines = calibration_section(calibration_result, [p.relative_to(tmp).as_posix() for p in diagrams])
+        robustness_lines = robustness_markdown(robustness_result).splitlines() if robustness_result is not None else None
+        write_report(tmp / "report.md", provenance, metrics, cm, class_map, robustness_lines, calibration_lines, warnings)
+    return EvalResult(target, metrics, dets, robustness_result, calibration_result, warnings)
+
+
+def summary_rows(result: EvalResult) -> list[tuple[str, list[list[str]]]]:
+    """(title, [[metric, value]]) tables of the robustness and calibration headline numbers for the terminal."""
+    tables = []
+    r = result.robustness
+    if r is not None:
+        rows = []
+        if r.get("coco_o"):
+            o = r["coco_o"]
+            rows += [[f"COCO-O AP {d}", _fmt(v["AP"])] for d, v in o["domains"].items()]
+            rows += [["COCO-O mAP_O", _fmt(o["mAP_O"])], ["relative drop %", _fmt(o["relative_drop"])],
+                     ["effective robustness", _fmt(o["effective_robustness"])]]
+        if r.get("coco_c"):
+            c = r["coco_c"]
+            rows += [["COCO-C mPC", _fmt(c["mPC"])], ["COCO-C rPC %", _fmt(c["rPC"])]]
+        tables.append(("Robustness (AP in percent)", rows))
+    if result.calibration is not None:
+        values = summary_values(result.calibration)
+        tables.append(("Calibration (lower is better, percent)", [[k, _fmt(None if v is None else 100 * v)] for k, v in values.items()]))
+    return tables
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)
