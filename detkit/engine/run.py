@@ -1,0 +1,157 @@
+"""``train()``: the library entry point behind ``detkit train`` (same arguments as the CLI).
+
+It resolves the recipe (file + typed overrides), checks the dataset against it and against any starting
+weights, prepares the run folder (``recipe.yaml`` = the fully resolved recipe) and runs the :class:`Trainer`,
+in one process or under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from detkit.data.classmap import ClassMap
+from detkit.data.dataset import load_dataset
+from detkit.engine import distributed
+from detkit.engine.trainer import Trainer, TrainResult, next_run_dir, resolve_device
+from detkit.errors import DetkitError
+from detkit.utils.atomic import atomic_write_text
+
+# typer options -> recipe fields
+OPTION_FIELDS = {"epochs": "train.epochs", "batch": "train.batch", "imgsz": "train.imgsz", "device": "train.device",
+                 "workers": "train.workers", "seed": "train.seed"}
+
+
+@dataclass
+class PreparedRun:
+    recipe: Any
+    overrides: list[str]
+    run_dir: Path
+    resumed_from: Path | None
+
+
+def option_overrides(**options: Any) -> list[str]:
+    """``--epochs 3`` etc. as ``train.epochs=3`` overrides (None = not given)."""
+    return [f"{OPTION_FIELDS[k]}={v}" for k, v in options.items() if v is not None]
+
+
+def _resume_paths(resume: str | Path) -> tuple[Path, Path]:
+    p = Path(resume)
+    if p.is_dir():
+        ckpt = p / "checkpoints" / "last.pt"
+        run_dir = p
+    elif p.is_file():
+        ckpt, run_dir = p, p.parent.parent
+    else:
+        raise DetkitError(f"nothing to resume at {p}", hint="pass a run folder (runs/train/exp) or its checkpoints/last.pt")
+    if not ckpt.is_file():
+        raise DetkitError(f"run {run_dir} has no checkpoints/last.pt to resume from", path=run_dir)
+    if not (run_dir / "recipe.yaml").is_file():
+        raise DetkitError(f"run {run_dir} has no recipe.yaml", hint="resume a folder written by detkit train", path=run_dir)
+    return run_dir, ckpt
+
+
+def _save_recipe(recipe: Any, path: Path) -> None:
+    import yaml
+
+    atomic_write_text(path, yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False))
+
+
+def train(
+    recipe: str | Path = "recipe:rtdetr-r18",
+    data: str | Path | None = None,
+    *,
+    epochs: int | None = None,
+    batch: int | None = None,
+    imgsz: int | None = None,
+    device: str | None = None,
+    workers: int | None = None,
+    seed: int | None = None,
+    out: str | Path = "runs/train",
+    name: str | None = None,
+    weights: str | Path | None = None,
+    reinit_head: bool = False,
+    resume: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    model: torch.nn.Module | None = None,
+    on_start: Any = None,
+) -> TrainResult:
+    """Train RT-DETR on ``data`` and return where the run went and how it ended.
+
+    ``resume`` continues a run folder from its ``last.pt`` with the run's own ``recipe.yaml`` (then ``recipe``
+    and ``overrides`` must not change the run); ``weights`` starts from a checkpoint or official/HF weights.
+    ``on_start(prepared)`` is called once the run is set up (the CLI prints the applied overrides there).
+    """
+    from detkit.config.recipe import resolve_recipe
+    from detkit.models.builder import build_model
+
+    if data is None:
+        raise DetkitError("no dataset given", hint="pass --data path/to/dataset.yaml")
+    dataset = load_dataset(data)
+    all_overrides = option_overrides(epochs=epochs, batch=batch, imgsz=imgsz, device=device, workers=workers, seed=seed) + list(overrides)
+
+    ckpt: dict | None = None
+    if resume is not None:
+        if weights is not None:
+            raise DetkitError("--resume and --weights cannot be combined", hint="resume continues the run's own weights")
+        run_dir, ckpt_path = _resume_paths(resume)
+        resolved = resolve_recipe(run_dir / "recipe.yaml", overrides=all_overrides)
+        from detkit.models.checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(ckpt_path)
+        if not ckpt.get("training"):
+            raise DetkitError("checkpoint has no training state to resume from", path=ckpt_path)
+        ckpt_map = ClassMap.from_dict(ckpt["class_map"])
+        dataset.class_map.check_same(ckpt_map, f"dataset {dataset.path}", f"checkpoint {ckpt_path}",
+                                     hint="resume with the dataset the run was trained on")
+        resumed_from = ckpt_path
+    else:
+        resolved = resolve_recipe(recipe, overrides=all_overrides)
+        run_dir = None
+        resumed_from = None
+
+    dist_info = distributed.env_info()
+    dev = resolve_device(resolved.train.device, dist_info.local_rank)
+    dist_info = distributed.init_distributed(dev)
+    try:
+        if run_dir is None:
+            run_dir = distributed.broadcast_object(next_run_dir(Path(out), name) if dist_info.is_main else None)
+        run_dir = Path(run_dir)
+        if dist_info.is_main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if resume is None:
+                _save_recipe(resolved, run_dir / "recipe.yaml")
+        prepared = PreparedRun(resolved, all_overrides, run_dir, resumed_from)
+        if on_start is not None and dist_info.is_main:
+            on_start(prepared)
+
+        torch.manual_seed(resolved.train.seed)
+        if model is None:
+            model = build_model(resolved.model, len(dataset.class_map))
+        if weights is not None:
+            _load_weights(model, weights, resolved, dataset.class_map, reinit_head)
+        torch.manual_seed(resolved.train.seed + dist_info.rank)  # per-process randomness (denoising noise)
+        trainer = Trainer(model, resolved, dataset, run_dir, dev, dist_info=dist_info)
+        if ckpt is not None:
+            trainer.load_state({**ckpt["training"], "model": ckpt["model"], "ema": ckpt.get("ema")})
+            if trainer.epoch >= resolved.train.epochs:
+                raise DetkitError(f"run {run_dir} already finished its {resolved.train.epochs} epochs",
+                                  hint="raise the epoch count with --epochs N to train further")
+        return trainer.fit()
+    finally:
+        distributed.cleanup()
+
+
+def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, class_map: ClassMap, reinit_head: bool) -> None:
+    """Start from a detkit checkpoint or foreign (official / Hugging Face) weights; refuses a class-map mismatch."""
+    from detkit.api import load_model
+
+    detector = load_model(recipe, weights=weights, device="cpu", reinit_head=reinit_head, class_map=class_map)
+    missing, unexpected = model.load_state_dict(detector.module.state_dict(), strict=False)
+    if missing or unexpected:
+        raise DetkitError(f"weights {weights} do not fit the recipe's model ({len(missing)} missing, {len(unexpected)} unexpected keys, "
+                          f"e.g. {(missing or unexpected)[0]})", hint="use the recipe the weights were trained with", path=weights)
