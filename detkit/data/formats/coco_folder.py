@@ -1,7 +1,8 @@
 """COCO inputs: a detkit ``dataset.yaml``, a plain COCO JSON, or a folder with ``annotations/*.json``.
 
 Plain COCO has no image folder of its own. Unless ``images`` is given, the folder of ``<root>/annotations/<name>.json``
-is looked for as ``images/<name>``, ``<name>``, ``images/<split>``, ``<split>`` or ``images`` under the root
+is looked for as ``images/<name>``, ``<name>``, the same without an ``instances_`` prefix (COCO's ``val2017/``),
+``images/<split>``, ``<split>`` or ``images`` under the root
 (``<root>`` is the folder above ``annotations/``, or the JSON's own folder), where ``<split>`` is the split
 name derived from ``<name>`` (``instances_val2017`` -> ``val``). Model order is the categories sorted by id.
 """
@@ -34,11 +35,12 @@ def is_detkit_dataset(src: Path) -> bool:
 def _guess_images_dir(json_path: Path, split: str) -> Path:
     root = json_path.parent.parent if json_path.parent.name == "annotations" else json_path.parent
     stem = json_path.stem
-    for cand in (root / "images" / stem, root / stem, root / "images" / split, root / split, root / "images"):
+    core = re.sub(r"^(instances|annotations|labels|coco)[_-]", "", stem)  # instances_val2017 -> val2017
+    for cand in (root / "images" / stem, root / stem, root / "images" / core, root / core, root / "images" / split, root / split, root / "images"):
         if cand.is_dir():
             return cand
     raise DetkitError(
-        f"cannot find the image folder for this COCO file (looked for images/{stem}, {stem}, images/{split}, {split}, images under {root})",
+        f"cannot find the image folder for this COCO file (looked for images/{stem}, {stem}, {core}, images/{split}, {split}, images under {root})",
         hint="pass the image folder with --images",
         path=json_path,
     )
