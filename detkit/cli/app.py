@@ -44,6 +44,8 @@ def _register() -> None:
 
     app.add_typer(data_cli.app, name="data", help="Convert, validate, inspect, split, augment and synthesise datasets.")
     app.command("eval")(__import__("detkit.cli.eval", fromlist=["eval_command"]).eval_command)
+    __import__("detkit.cli.train", fromlist=["register"]).register(app)
+    app.command("view")(__import__("detkit.cli.view", fromlist=["view_command"]).view_command)
 
 
 _register()
