@@ -29,6 +29,8 @@ class SplitData:
     images_dir: Path
     # file_name -> actual file, where a format stores an image somewhere else than images_dir/file_name
     sources: dict[str, Path] = field(default_factory=dict)
+    # the file the split was read from (named in error messages)
+    source: Path | None = None
 
     def image_path(self, file_name: str, source: str | Path | None = None) -> Path:
         if file_name in self.sources:
@@ -88,7 +90,13 @@ def list_images(folder: Path) -> list[str]:
 
 def fill_image_sizes(split: SplitData, source: str | Path) -> None:
     """Read every image header: checks the files are images and fills ``width``/``height`` where missing."""
-    paths = [split.image_path(img["file_name"], source) for img in split.coco.images]
+    src = split.source if split.source is not None else source
+    paths = []
+    for img in split.coco.images:
+        try:
+            paths.append(split.image_path(img["file_name"], src))
+        except DetkitError as e:
+            raise DetkitError(f"image id {img['id']}: {e.message}", hint="file_name must stay inside the image folder") from None
     sizes = image_sizes(paths)
     for img, (w, h) in zip(split.coco.images, sizes.tolist()):
         if not img.get("width") or not img.get("height"):

@@ -57,7 +57,7 @@ def _read_detkit(src: Path) -> DatasetData:
                 zip(spec.class_map.category_ids, spec.class_map.names)
             ):
                 spec.class_map.check_same(file_map, str(spec.path), str(s.annotations), hint="make the COCO categories match dataset.yaml's classes")
-        splits[name] = SplitData(coco=coco, images_dir=s.images)
+        splits[name] = SplitData(coco=coco, images_dir=s.images, source=s.annotations)
     data = DatasetData(class_map=spec.class_map, splits=splits, name=spec.name)
     check_categories(data, spec.path)
     return data
@@ -85,7 +85,7 @@ def _read_plain(json_files: list[Path], images: Path | None, name: str) -> Datas
         img_dir = images if images is not None else _guess_images_dir(jf, split)
         if not img_dir.is_dir():
             raise DetkitError("image folder not found", path=img_dir)
-        splits[split] = SplitData(coco=coco, images_dir=img_dir.resolve())
+        splits[split] = SplitData(coco=coco, images_dir=img_dir.resolve(), source=jf)
     assert class_map is not None
     data = DatasetData(class_map=class_map, splits=splits, name=name)
     check_categories(data, json_files[0])
