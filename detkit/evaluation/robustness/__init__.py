@@ -95,9 +95,7 @@ def run_robustness(
         raise DetkitError(f"clean AP must be a fraction in [0, 1] as evaluate_coco returns it, got {clean_ap}")
     clean_pct = None if clean_ap is None else 100.0 * float(clean_ap)
     class_map = detector.class_map
-    skip_c = dataset_or_split is None or (isinstance(corruptions, str) and corruptions.strip().lower() == "none") or (
-        not isinstance(corruptions, str) and corruptions is not None and len(corruptions) == 0
-    )
+    skip_c = dataset_or_split is None or (not isinstance(corruptions, str) and corruptions is not None and len(corruptions) == 0)
     names = [] if skip_c else resolve_corruptions(corruptions)
     levels = resolve_severities(severities)
     if coco_o_root is None and not names:

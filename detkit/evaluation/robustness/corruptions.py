@@ -90,7 +90,8 @@ def _motion_blur(x: np.ndarray, radius: int, sigma: float, angle: float) -> np.n
 
 
 def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
-    """Zoom into the centre by ``factor`` (bilinear) and crop back to the input size."""
+    """Zoom into the centre by ``factor`` (bilinear): the centre crop of size ceil(side / factor) is enlarged
+    to about the input size and, as in the package, its top-left ``H x W`` is kept."""
     h, w = x.shape[:2]
     ch, cw = math.ceil(h / factor), math.ceil(w / factor)
     top, left = (h - ch) // 2, (w - cw) // 2
@@ -98,8 +99,7 @@ def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
     zoomed = cv2.resize(crop, (max(w, round(cw * factor)), max(h, round(ch * factor))), interpolation=cv2.INTER_LINEAR)
     if zoomed.ndim < x.ndim:
         zoomed = zoomed[..., None]
-    t, l = (zoomed.shape[0] - h) // 2, (zoomed.shape[1] - w) // 2
-    return zoomed[t : t + h, l : l + w]
+    return zoomed[:h, :w]
 
 
 def _to_float(img: np.ndarray) -> Image:
@@ -309,14 +309,17 @@ def corrupt(image: np.ndarray, corruption: str, severity: int, seed: int | np.ra
 def _names_hint(name: str) -> str:
     close = difflib.get_close_matches(name, [*BENCHMARK, *GROUPS, "benchmark", "all"], n=1)
     did_you_mean = f"did you mean {close[0]!r}? " if close else ""
-    return f"{did_you_mean}choose from {', '.join(BENCHMARK)} or a group: {', '.join(GROUPS)}, benchmark"
+    return f"{did_you_mean}choose from {', '.join(BENCHMARK)}, a group ({', '.join(GROUPS)}, benchmark) or none"
 
 
 def resolve_corruptions(selection: str | Iterable[str] | None) -> list[str]:
     """Corruption names from names and group names (``noise``, ``blur``, ``weather``, ``digital``,
-    ``benchmark``/``all``), as a comma-separated string or a list; ``None`` means all 15. Benchmark order."""
+    ``benchmark``/``all``), as a comma-separated string or a list; ``None`` means all 15, ``"none"`` none
+    (MMDetection's selector to skip COCO-C). Benchmark order."""
     if selection is None:
         return list(BENCHMARK)
+    if isinstance(selection, str) and selection.strip().lower() == "none":
+        return []
     items = selection.split(",") if isinstance(selection, str) else list(selection)
     chosen: set[str] = set()
     for raw in items:
