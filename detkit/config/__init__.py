@@ -1,0 +1,1 @@
+"""Recipes: YAML files → typed, validated :class:`~detkit.config.schema.Recipe` objects."""
