@@ -293,7 +293,8 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
     per_image = np.bincount(np.searchsorted(img_ids[order], ann_img[known]), minlength=len(images)) if known.any() else np.zeros(len(images), dtype=np.int64)
     for j in np.flatnonzero(per_image > max_boxes).tolist():
         i = int(order[j])
-        out.append(Finding(WARNING, "too_many_boxes", split, images[i]["file_name"],
+        where_file = str(src.images_dir / images[i]["file_name"]) if src.images_dir is not None else images[i]["file_name"]
+        out.append(Finding(WARNING, "too_many_boxes", split, where_file,
                            f"{per_image[j]} boxes, more than the model's {max_boxes} queries can detect", int(img_ids[i])))
     return out
 

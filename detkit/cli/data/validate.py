@@ -36,7 +36,8 @@ def validate(
         [(s, len(v.coco.images), len(v.coco.annotations)) for s, v in report.splits.items()],
     )
     if report.findings:
-        rows = [(f.severity, f.check, f.split, f.file, f.image_id if f.image_id is not None else "", f.ann_id if f.ann_id is not None else "", f.message)
+        colour = {"error": "[red]error[/]", "warning": "[yellow]warning[/]"}
+        rows = [(colour.get(f.severity, f.severity), f.check, f.split, f.file, f.image_id if f.image_id is not None else "", f.ann_id if f.ann_id is not None else "", f.message)
                 for f in sorted(report.findings, key=lambda f: f.severity != "error")[:MAX_ROWS]]
         more = len(report.findings) - MAX_ROWS
         ui.table("findings" + (f" (first {MAX_ROWS}; {more} more with --json)" if more > 0 else ""),
