@@ -68,15 +68,19 @@ def _line_kernel(length: int, angle_deg: float) -> np.ndarray:
 def frost_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """A procedural frost-on-glass layer, ``[H, W, 3]`` float32 RGB in [0, 255].
 
-    imagecorruptions blends a random crop of one of six frost photographs shipped with the package; we
-    ship no images, so this layer imitates them: a milky plasma haze, ice needles (sparse seeds smeared
-    along a few random directions, at several lengths) and fine grain, tinted pale blue. Its mean level
-    (~0.4 of full scale) is close to that of the photographs, so the severity blend weights keep their effect.
-    Feature sizes are in pixels (like the fixed-size photographs), enlarged for images wider than 1000 px.
+    imagecorruptions blends a random crop of one of its frost photographs; we ship no images, so this layer
+    imitates them: patchy coverage (a smooth plasma map: thick frost in some places, clearer glass in others),
+    a milky haze, ice needles (sparse seeds smeared along random directions at three lengths, with a soft glow)
+    and fine grain, tinted pale blue. Its mean level (about half of full scale) is meant to match the photographs,
+    so the package's blend weights keep their effect. Feature sizes are in pixels, like the fixed-size
+    photographs, and grow for images wider than 1000 px.
     """
     scale = max(1.0, max(height, width) / 1000.0)
-    haze_map = plasma_fractal(rng, next_power_of_2(max(height, width)), wibbledecay=1.8)[:height, :width]
-    haze = haze_map.astype(np.float32)
+    size = next_power_of_2(max(height, width))
+    coverage = plasma_fractal(rng, size, wibbledecay=2.6)[:height, :width].astype(np.float32)
+    coverage = np.clip((coverage - 0.25) / 0.5, 0.0, 1.0)
+    coverage = coverage * coverage * (3 - 2 * coverage)  # smoothstep: patches with soft edges
+    haze = plasma_fractal(rng, size, wibbledecay=1.8)[:height, :width].astype(np.float32)
 
     needles = np.zeros((height, width), dtype=np.float32)
     for length_px, density in ((9, 0.004), (21, 0.0015), (45, 0.0004)):
@@ -86,9 +90,10 @@ def frost_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarr
             streaks = cv2.filter2D(seeds, -1, _line_kernel(length, float(angle)), borderType=cv2.BORDER_CONSTANT)
             np.maximum(needles, streaks, out=needles)
     needles = cv2.GaussianBlur(needles, (0, 0), 0.6 * scale)
+    needles = needles + 0.6 * cv2.GaussianBlur(needles, (0, 0), 2.5 * scale)  # glow
     needles /= max(float(needles.max()), 1e-6)
 
     grain = cv2.GaussianBlur(rng.random((height, width), dtype=np.float32), (0, 0), 0.8 * scale)
-    layer = np.clip(0.55 * haze + 0.9 * needles + 0.25 * (grain - 0.5), 0.0, 1.0)
+    layer = 0.12 + 0.3 * coverage + 0.2 * haze + needles * (0.4 + 0.6 * coverage) + 0.2 * (grain - 0.5)
     tint = np.asarray([0.82, 0.9, 1.0], dtype=np.float32)  # pale blue-white, as frost photographs are
-    return layer[..., None] * tint * 255.0
+    return np.clip(layer, 0.0, 1.0)[..., None] * tint * 255.0
