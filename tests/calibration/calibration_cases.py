@@ -103,3 +103,65 @@ def pycocotools_matches(gt: CocoData, dets: DetectionTable, iou: float, max_dets
             ignored[row] = ig
             tp[row] = m > 0 and not ig
     return tp, ignored, kept, matched
+
+
+def overconfident_split(seed: int, n_images: int = 150, category_ids: tuple[int, ...] = CATEGORY_IDS,
+                        strength: float = 2.5, shift: float = 1.5) -> tuple[CocoData, DetectionTable]:
+    """A detector whose scores are over-confident: sigmoid(strength * logit(quality) + shift).
+
+    Each GT gets a detection jittered so its IoU varies; quality is that IoU plus noise. Clutter detections
+    (false positives) have low quality. Different seeds give independent splits of the same "detector".
+    """
+    rng = np.random.default_rng(seed)
+    images, anns = [], []
+    img_col, cat_col, box_col, q_col = [], [], [], []
+    for i in range(n_images):
+        img_id = seed * 100_000 + i + 1
+        images.append({"id": img_id, "file_name": f"{img_id}.jpg", "width": 200, "height": 200})
+        for _ in range(int(rng.integers(1, 5))):
+            bw, bh = rng.uniform(20, 80, 2)
+            x, y = rng.uniform(0, 200 - bw), rng.uniform(0, 200 - bh)
+            cat = int(rng.choice(category_ids))
+            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": cat, "bbox": [x, y, bw, bh],
+                         "area": float(bw * bh), "iscrowd": 0})
+            if rng.random() < 0.85:
+                sigma = rng.uniform(0.0, 0.35)
+                b = np.array([x, y, bw, bh]) + rng.normal(0, sigma, 4) * np.array([bw, bh, bw, bh])
+                b[2:] = np.maximum(b[2:], 2.0)
+                img_col.append(img_id)
+                cat_col.append(cat)
+                box_col.append(b)
+                q_col.append(np.clip(1.0 - 2.2 * sigma + rng.normal(0, 0.08), 0.02, 0.98))
+        for _ in range(int(rng.integers(0, 4))):
+            bw, bh = rng.uniform(10, 60, 2)
+            img_col.append(img_id)
+            cat_col.append(int(rng.choice(category_ids)))
+            box_col.append(np.array([rng.uniform(0, 200 - bw), rng.uniform(0, 200 - bh), bw, bh]))
+            q_col.append(rng.uniform(0.01, 0.35))
+    q = np.asarray(q_col)
+    z = np.log(q) - np.log1p(-q)
+    scores = 1.0 / (1.0 + np.exp(-(strength * z + shift)))
+    cats = [{"id": c, "name": f"class{c}"} for c in category_ids]
+    gt = CocoData(images=images, annotations=anns, categories=cats)
+    return gt, DetectionTable(np.asarray(img_col), np.asarray(cat_col), np.asarray(box_col).reshape(-1, 4), scores)
+
+
+def write_dataset(root, splits: dict) -> "object":
+    """A dataset.yaml with the given ``{split: CocoData}`` (empty image folders: predictions files only)."""
+    from pathlib import Path
+
+    from detkit.data.coco import write_coco
+    from detkit.utils.files import read_json  # noqa: F401  (keeps the import surface of the spine explicit)
+
+    import yaml
+
+    root = Path(root)
+    first = next(iter(splits.values()))
+    classes = [{"name": c["name"], "id": c["id"]} for c in sorted(first.categories, key=lambda c: c["id"])]
+    entries = {}
+    for name, coco in splits.items():
+        (root / "images" / name).mkdir(parents=True, exist_ok=True)
+        write_coco(root / "annotations" / f"{name}.json", coco)
+        entries[name] = {"images": f"images/{name}", "annotations": f"annotations/{name}.json"}
+    (root / "dataset.yaml").write_text(yaml.safe_dump({"detkit_dataset": 1, "name": "toy", "classes": classes, "splits": entries}))
+    return root / "dataset.yaml"

@@ -1,0 +1,272 @@
+"""Fit a calibrator on one split and measure it on another (the protocol of Kuzucu et al. 2024, spec B.6).
+
+FIT on the calibration split (detections V, matched with the shared matcher at IoU tau):
+
+1. u_c: per-class pre-threshold on raw scores (LRP-optimal by default, a fixed value, or none);
+2. V' = detections with score >= u_c; targets q = IoU for TPs and 0 for FPs (``target="iou"``), or 0/1
+   (``target="tp"``); crowd-matched detections and classes without GT take no part;
+3. fit one monotone map per class (or one for all), identity for classes with too little data;
+4. v_c: per-class operating threshold on the *calibrated* V' (LRP-optimal, F1-optimal or a target precision).
+
+EVALUATE on a different split (default ``test``, else ``val``; the fit split only with ``force``):
+"before" is the raw detector at u_c, "after" the calibrated detector at u_c then v_c; both are measured
+with :func:`detkit.evaluation.calibration_metrics.calibration_report`. AP is computed without thresholds
+(calibrators are monotone per class, so AP moves only through ties a flat isotonic segment creates).
+
+tau defaults to 0 for IoU targets (LaECE_0 / LRP setting) and 0.5 for TP targets (D-ECE setting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detkit.calibration.apply import apply_to_table
+from detkit.calibration.calibrators import METHODS, TARGETS, Calibrator, fit_calibrator
+from detkit.calibration.thresholds import ThresholdRule, Thresholds, choose_thresholds
+from detkit.data.classmap import ClassMap
+from detkit.data.coco import CocoData, read_coco
+from detkit.data.dataset import DatasetSpec, load_dataset
+from detkit.errors import DetkitError
+from detkit.evaluation.calibration_metrics import calibration_report, select, summary_values
+from detkit.evaluation.detections import DetectionTable
+
+SUMMARY_KEYS = ("d_ece", "la_ece_0", "la_ace_0", "lrp_0", "la_ece")
+
+
+@dataclass
+class CalibrationResult:
+    calibrator: Calibrator
+    fit_split: str
+    eval_split: str | None
+    before: dict[str, Any] | None = None  # calibration_report of the raw detector on the eval split
+    after: dict[str, Any] | None = None  # ... of the calibrated detector
+    ap_before: float | None = None
+    ap_after: float | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def rows(self) -> list[tuple[str, float | None, float | None]]:
+        """(metric, before, after) for the summary table (fractions)."""
+        if self.before is None or self.after is None:
+            return []
+        b, a = summary_values(self.before), summary_values(self.after)
+        out = [(self.before["metrics"][k]["name"], b[k], a[k]) for k in SUMMARY_KEYS]
+        out.append(("AP (no thresholds)", self.ap_before, self.ap_after))
+        return out
+
+
+def default_iou(target: str) -> float:
+    return 0.0 if target == "iou" else 0.5
+
+
+def _dataset(dataset: DatasetSpec | str | Path) -> DatasetSpec:
+    return dataset if isinstance(dataset, DatasetSpec) else load_dataset(dataset)
+
+
+def _load_detections(source: Any, ds: DatasetSpec, split: str, gt: CocoData, batch_size: int, what: str) -> tuple[DetectionTable, str]:
+    """Detections of ``split`` from a table, a predictions file or a model (run dir, checkpoint, detector)."""
+    from detkit.evaluation.predictions import read_predictions
+
+    if isinstance(source, DetectionTable):
+        return source, f"{what}: detections given in Python"
+    if isinstance(source, (str, Path)) and Path(source).suffix.lower() == ".json":
+        return read_predictions(source, gt, ds.class_map), f"{what}: predictions file {source}"
+    from detkit.evaluation.inference import predict_split
+
+    detector = source
+    if isinstance(source, (str, Path)):
+        from detkit.api import load_model
+
+        detector = load_model(source)
+    cm = getattr(detector, "class_map", None)
+    if isinstance(cm, ClassMap):
+        cm.check_same(ds.class_map, "the model", f"dataset {ds.path}", hint="calibrate a model trained on this dataset's classes")
+    return predict_split(detector, ds.split(split), batch_size=batch_size), f"{what}: model {source if isinstance(source, (str, Path)) else type(source).__name__}"
+
+
+def resolve_eval_split(ds: DatasetSpec, fit_split: str, eval_split: str | None, force: bool) -> str | None:
+    if eval_split is None:
+        for name in ("test", "val"):
+            if name != fit_split and ds.has_split(name):
+                return name
+        return None
+    ds.split(eval_split)  # a clear error if it does not exist
+    if eval_split == fit_split and not force:
+        raise DetkitError(
+            f"refusing to evaluate the calibrator on '{eval_split}', the split it was fitted on: the numbers would be optimistic",
+            hint="choose another --eval-split (test or val), or pass --force to do it anyway",
+        )
+    return eval_split
+
+
+def _threshold_iou(rule: ThresholdRule, tau: float) -> float:
+    """LRP uses the calibrator's tau; F1 and precision need a real TP criterion, so tau = 0 becomes 0.5."""
+    return tau if rule.kind == "lrp" or tau > 0 else 0.5
+
+
+def _pre_thresholds(dets: DetectionTable, gt: CocoData, cm: ClassMap, pre: str | float | None, tau: float) -> Thresholds | None:
+    if pre is None or (isinstance(pre, str) and pre.lower() == "none"):
+        return None
+    if isinstance(pre, str) and pre.lower() == "lrp":
+        return choose_thresholds(dets, gt, cm, ThresholdRule("lrp"), tau)
+    try:
+        value = float(pre)
+    except (TypeError, ValueError):
+        raise DetkitError(f"invalid pre-threshold {pre!r}", hint="use lrp, none or a number in [0, 1]") from None
+    if not 0.0 <= value <= 1.0:
+        raise DetkitError(f"pre-threshold must be in [0, 1], got {value}")
+    return Thresholds(np.full(len(cm), value), f"fixed {value:g}", tau)
+
+
+def _keep_raw(dets: DetectionTable, cm: ClassMap, thr: Thresholds | None) -> DetectionTable:
+    """Detections whose raw score reaches their class's threshold (NaN keeps everything)."""
+    if thr is None or len(dets) == 0:
+        return dets
+    return dets.subset(~(dets.scores < thr.values[cm.category_ids_to_labels(dets.category_ids)]))
+
+
+def _ap(gt: CocoData, dets: DetectionTable, cm: ClassMap) -> float | None:
+    from detkit.evaluation.coco_metrics import evaluate_coco
+
+    return evaluate_coco(gt, dets, cm)["AP"]
+
+
+def fit_on_detections(
+    dets: DetectionTable,
+    gt: CocoData,
+    class_map: ClassMap,
+    method: str = "isotonic",
+    classwise: bool = True,
+    target: str = "iou",
+    iou: float | None = None,
+    pre_threshold: str | float | None = "lrp",
+    threshold: str | ThresholdRule = "lrp",
+    min_samples: int = 10,
+    max_dets: int = 100,
+    split_name: str = "calib",
+) -> Calibrator:
+    """Steps 1-4 of the FIT protocol on detections of one split (see the module docstring)."""
+    if method not in METHODS:
+        raise DetkitError(f"unknown calibration method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
+    if target not in TARGETS:
+        raise DetkitError(f"unknown calibration target {target!r}", hint="use 'iou' or 'tp'")
+    tau = default_iou(target) if iou is None else float(iou)
+    if not 0.0 <= tau < 1.0:
+        raise DetkitError(f"IoU threshold must be in [0, 1), got {tau}")
+    rule = threshold if isinstance(threshold, ThresholdRule) else ThresholdRule.parse(threshold)
+    if len(dets) == 0:
+        raise DetkitError(f"no detections on the '{split_name}' split: nothing to calibrate",
+                          hint="check the model (or predictions file) and the split")
+
+    pre = _pre_thresholds(dets, gt, class_map, pre_threshold, tau)
+    kept = _keep_raw(dets, class_map, pre)
+    m = select(kept, gt, tau, None, max_dets)
+    labels = class_map.category_ids_to_labels(kept.category_ids[m.rows])
+    targets = m.target_iou if target == "iou" else m.tp.astype(np.float64)
+    no_gt_cats = set(m.match.category_ids[m.match.num_gt == 0].tolist())
+    excluded = {k: f"no ground truth of this class in the '{split_name}' split"
+                for k, c in enumerate(class_map.category_ids) if c in no_gt_cats}
+    cal = fit_calibrator(m.scores, targets, labels, class_map, method, classwise, target, tau, min_samples, excluded)
+
+    calibrated = apply_to_table(cal, kept, class_map)
+    post = choose_thresholds(calibrated, gt, class_map, rule, _threshold_iou(rule, tau), max_dets)
+    cal.pre_thresholds = pre.values if pre is not None else None
+    cal.thresholds = post.values
+    cal.threshold_rule = {"post": {k: v for k, v in post.to_dict(class_map).items() if k != "values"}}
+    if pre is not None:
+        cal.threshold_rule["pre"] = {k: v for k, v in pre.to_dict(class_map).items() if k != "values"}
+    cal.fit_info = {
+        "split": split_name,
+        "num_images": len(gt.images),
+        "num_detections": int(len(dets)),
+        "num_fit_detections": int(len(m.scores)),
+        "num_matched": int(np.count_nonzero(targets > 0)),
+        "min_samples": int(min_samples),
+        "max_dets": int(max_dets),
+    }
+    return cal
+
+
+def evaluate_calibrator(cal: Calibrator, dets: DetectionTable, gt: CocoData, class_map: ClassMap,
+                        max_dets: int = 100) -> tuple[dict, dict, float | None, float | None]:
+    """Calibration reports of the raw (before) and calibrated (after) detector on a held-out split, and AP."""
+    keep = np.ones(len(dets), bool)
+    if cal.pre_thresholds is not None and len(dets):
+        keep = ~(dets.scores < cal.pre_thresholds[class_map.category_ids_to_labels(dets.category_ids)])
+    calibrated_all = apply_to_table(cal, dets, class_map)
+    raw_kept, calibrated_kept = dets.subset(keep), calibrated_all.subset(keep)
+    post = dict(zip(class_map.category_ids, cal.thresholds.tolist())) if cal.thresholds is not None else None
+    before = calibration_report(raw_kept, gt, class_map, None, max_dets)
+    after = calibration_report(calibrated_kept, gt, class_map, post, max_dets)
+    return before, after, _ap(gt, dets, class_map), _ap(gt, calibrated_all, class_map)
+
+
+def calibrate(
+    source: Any = None,
+    dataset: DatasetSpec | str | Path | None = None,
+    split: str = "calib",
+    method: str = "isotonic",
+    classwise: bool = True,
+    target: str = "iou",
+    iou: float | None = None,
+    eval_split: str | None = None,
+    force: bool = False,
+    predictions: DetectionTable | str | Path | None = None,
+    eval_predictions: DetectionTable | str | Path | None = None,
+    pre_threshold: str | float | None = "lrp",
+    threshold: str = "lrp",
+    min_samples: int = 10,
+    max_dets: int = 100,
+    batch_size: int = 8,
+) -> CalibrationResult:
+    """Fit a calibrator on ``split`` and evaluate it before/after on a held-out split.
+
+    ``source`` is a model (run dir, checkpoint, or any object with ``predict_table``) or a
+    :class:`DetectionTable` of the fit split. ``predictions`` / ``eval_predictions`` (tables or COCO-results
+    files) replace running a model on the fit / evaluation split.
+    """
+    if dataset is None:
+        raise DetkitError("calibration needs a dataset", hint="pass --data dataset.yaml")
+    ds = _dataset(dataset)
+    fit_spec = ds.split(split)
+    ev_name = resolve_eval_split(ds, split, eval_split, force)
+    fit_gt = read_coco(fit_spec.annotations)
+    fit_source = predictions if predictions is not None else source
+    if fit_source is None:
+        raise DetkitError("nothing to calibrate: give a model or a predictions file of the fit split",
+                          hint="detkit calibrate MODEL --data D, or --predictions predictions.json")
+    fit_dets, fit_from = _load_detections(fit_source, ds, split, fit_gt, batch_size, "fit detections")
+
+    cal = fit_on_detections(fit_dets, fit_gt, ds.class_map, method, classwise, target, iou, pre_threshold,
+                            threshold, min_samples, max_dets, split)
+    cal.fit_info.update({"dataset": str(ds.path), "source": fit_from})
+    result = CalibrationResult(cal, split, ev_name)
+    if cal.fallback:
+        shown = ", ".join(f"{k} ({v})" for k, v in list(cal.fallback.items())[:5])
+        result.warnings.append(f"identity calibration for {len(cal.fallback)} class(es): {shown}")
+
+    eval_source = eval_predictions if eval_predictions is not None else (source if not isinstance(source, DetectionTable) else None)
+    if ev_name is None:
+        result.warnings.append(f"no held-out split to evaluate on (the dataset has no test or val split besides '{split}')")
+    elif eval_source is None:
+        result.warnings.append("evaluation skipped: no model and no predictions of the evaluation split (--eval-predictions)")
+        result.eval_split = None
+    else:
+        ev_gt = read_coco(ds.split(ev_name).annotations)
+        ev_dets, ev_from = _load_detections(eval_source, ds, ev_name, ev_gt, batch_size, "eval detections")
+        before, after, ap_b, ap_a = evaluate_calibrator(cal, ev_dets, ev_gt, ds.class_map, max_dets)
+        result.before, result.after, result.ap_before, result.ap_after = before, after, ap_b, ap_a
+        cal.evaluation = {
+            "split": ev_name,
+            "source": ev_from,
+            "note": "before: raw scores at the pre-thresholds; after: calibrated scores at pre-thresholds then thresholds; "
+                    "AP without any threshold; fractions in [0, 1]",
+            "metrics": {k: {"name": before["metrics"][k]["name"], "before": summary_values(before)[k],
+                            "after": summary_values(after)[k]} for k in SUMMARY_KEYS},
+            "AP": {"before": ap_b, "after": ap_a},
+            "num_detections": {"before": before["num_detections"], "after": after["num_detections"]},
+        }
+    return result
