@@ -11,6 +11,10 @@ its on-disk layout under ``OUT/coco_o/`` (see :mod:`detkit.data.styles`).
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,12 +81,18 @@ def _unit_polygon(label: int, rng: np.random.Generator) -> np.ndarray:
     return np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
 
 
-def _shape_mask(label: int, cx: float, cy: float, radius: float, hw: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
-    mask = np.zeros(hw, dtype=np.uint8)
+def _shape_mask(label: int, cx: float, cy: float, radius: float, hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """Rasterise a shape (hard edges) into a bool patch covering its bounding box clipped to the image."""
     pts = _unit_polygon(label, rng) * radius + (cx, cy)
+    x0, y0 = np.maximum(np.floor(pts.min(axis=0)).astype(int) - 1, 0)
+    x1 = min(int(np.ceil(pts[:, 0].max())) + 2, hw[1])
+    y1 = min(int(np.ceil(pts[:, 1].max())) + 2, hw[0])
+    patch = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), dtype=np.uint8)
     shift = 4  # sub-pixel vertex precision
-    cv2.fillPoly(mask, [np.round(pts * (1 << shift)).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=shift)
-    return mask.astype(bool)
+    if patch.size:
+        local = np.round((pts - (x0, y0)) * (1 << shift)).astype(np.int32)
+        cv2.fillPoly(patch, [local], 1, lineType=cv2.LINE_8, shift=shift)
+    return patch.astype(bool), (slice(y0, y1), slice(x0, x1))
 
 
 # --------------------------------------------------------------------------- textures
@@ -106,7 +116,8 @@ def _background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
     c1 = _random_colour(rng, (0.0, 0.7), (0.2, 0.95))
     c2 = _random_colour(rng, (0.0, 0.7), (0.2, 0.95))
     kind = rng.integers(4)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    xx = np.arange(w, dtype=np.float32)[None, :]
     if kind == 0:  # multi-octave colour noise
         t = 0.6 * _smooth_noise(rng, hw, int(rng.integers(3, 6))) + 0.4 * _smooth_noise(rng, hw, int(rng.integers(8, 24)))
         img = c1 * (1 - t) + c2 * t
@@ -129,8 +140,9 @@ def _background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
         img = c1 * (1 - 0.5 * chk[..., None]) + c2 * (0.5 * chk[..., None])
     img = np.ascontiguousarray(img, dtype=np.float32)
     # unlabelled clutter: a few thin lines and arcs, low contrast
+    mean = np.asarray(cv2.mean(img)[:3])
     for _ in range(int(rng.integers(0, 5))):
-        col = tuple(float(v) for v in np.clip(img.mean(axis=(0, 1)) + rng.normal(0, 45, 3), 0, 255))
+        col = tuple(float(v) for v in np.clip(mean + rng.normal(0, 45, 3), 0, 255))
         p1 = tuple(int(v) for v in rng.integers(0, (w, h)))
         if rng.random() < 0.5:
             p2 = tuple(int(v) for v in rng.integers(0, (w, h)))
@@ -143,7 +155,7 @@ def _background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
 
 
 def _paint_object(img: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> None:
-    """Fill ``mask`` in ``img`` (float32, in place) with a shaded, sometimes textured, contrasting colour."""
+    """Fill ``mask`` in ``img`` (float32 patches, in place) with a shaded, sometimes textured, contrasting colour."""
     bg = img[mask].mean(axis=0)
     for _ in range(10):
         colour = _random_colour(rng, (0.35, 1.0), (0.35, 1.0))
@@ -187,6 +199,7 @@ def render_scene(
 
     owner = np.full((h, w), -1, dtype=np.int16)  # which object owns each pixel (last drawn wins)
     full_area: list[int] = []
+    visible = np.zeros(max_objects, dtype=np.int64)  # pixels each placed object still shows
     labels: list[int] = []
     for _ in range(n_target):
         for _attempt in range(12):
@@ -196,23 +209,24 @@ def render_scene(
             margin = 0.6 * radius  # at least most of the shape lies inside the image
             cx = rng.uniform(margin, w - margin)
             cy = rng.uniform(margin, h - margin)
-            mask = _shape_mask(label, cx, cy, radius, (h, w), rng)
+            mask, window = _shape_mask(label, cx, cy, radius, (h, w), rng)
             area = int(mask.sum())
             if area < 9:
                 continue
-            if labels:
-                lost = np.bincount(owner[mask & (owner >= 0)], minlength=len(labels))
-                remaining = np.bincount(owner[owner >= 0], minlength=len(labels)) - lost
-                if np.any(remaining < (1 - MAX_OCCLUDED) * np.asarray(full_area)):
-                    continue
-            owner[mask] = len(labels)
+            covered = owner[window][mask]
+            lost = np.bincount(covered[covered >= 0], minlength=len(labels))[: len(labels)]
+            if np.any(visible[: len(labels)] - lost < (1 - MAX_OCCLUDED) * np.asarray(full_area, dtype=np.float64)):
+                continue
+            visible[: len(labels)] -= lost
+            owner[window][mask] = len(labels)
+            visible[len(labels)] = area
             full_area.append(area)
             labels.append(label)
-            _paint_object(img, mask, rng)
+            _paint_object(img[window], mask, rng)
             break
 
-    noise = rng.normal(0, rng.uniform(1, 6), img.shape).astype(np.float32)
-    image = np.clip(img + noise, 0, 255).astype(np.uint8)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(1, 6))
+    image = np.clip(img, 0, 255).astype(np.uint8)
     boxes, areas = _visible_boxes(owner, len(labels))
     return Scene(image=image, boxes=boxes, labels=np.asarray(labels, dtype=np.int64), areas=areas, owner=owner)
 
@@ -249,9 +263,10 @@ def synth_class_map() -> ClassMap:
     return ClassMap.from_names(CLASSES, first_id=1)
 
 
-def _coco_entries(image_id: int, file_name: str, scene: Scene, next_ann_id: int, hw: tuple[int, int]) -> tuple[dict, list[dict]]:
+def _coco_entries(image_id: int, file_name: str, labels: np.ndarray, boxes: np.ndarray, areas: np.ndarray,
+                  next_ann_id: int, hw: tuple[int, int]) -> tuple[dict, list[dict]]:
     image = {"id": image_id, "file_name": file_name, "width": hw[1], "height": hw[0]}
-    xywh = scene.boxes.copy()
+    xywh = boxes.copy()
     xywh[:, 2:] -= xywh[:, :2]
     anns = [
         {
@@ -262,7 +277,7 @@ def _coco_entries(image_id: int, file_name: str, scene: Scene, next_ann_id: int,
             "area": float(area),
             "iscrowd": 0,
         }
-        for k, (lab, box, area) in enumerate(zip(scene.labels, xywh, scene.areas))
+        for k, (lab, box, area) in enumerate(zip(labels, xywh, areas))
     ]
     return image, anns
 
@@ -272,6 +287,41 @@ def _write_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
     if not ok:  # pragma: no cover - OpenCV failure
         raise DetkitError("could not encode JPEG", path=path)
     path.write_bytes(buf.tobytes())
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything one worker needs to render one image (and its styled copies) and write the JPEGs."""
+
+    seed: int
+    split: str
+    index: int
+    hw: tuple[int, int]
+    min_objects: int
+    max_objects: int
+    empty_fraction: float
+    quality: int
+    path: Path
+    domain_paths: tuple[tuple[str, Path], ...]
+
+
+def _run_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    scene = render_scene(scene_rng(job.seed, job.split, job.index), job.hw, job.min_objects, job.max_objects, job.empty_fraction)
+    _write_jpeg(job.path, scene.image, job.quality)
+    for domain, path in job.domain_paths:
+        style_rng = np.random.default_rng([job.seed, 1000 + DOMAINS.index(domain), job.index])
+        _write_jpeg(path, apply_style(domain, scene.image, style_rng), job.quality)
+    return scene.labels, scene.boxes, scene.areas
+
+
+def _init_worker() -> None:
+    cv2.setNumThreads(1)  # one process per core already
+
+
+def _auto_workers(n_images: int) -> int:
+    if n_images < 400:  # starting processes costs more than it saves
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1), 8))
 
 
 def generate_synthetic(
@@ -288,12 +338,14 @@ def generate_synthetic(
     max_objects: int = 8,
     empty_fraction: float = 0.03,
     jpeg_quality: int = 95,
+    workers: int = 0,
 ) -> Path:
     """Write the synthetic shapes dataset to ``out`` (``dataset.yaml``, COCO JSON per split, JPEG images).
 
     Splits with 0 images are left out. With ``domains`` the test split is also rendered in the six COCO-O
     styles under ``out/coco_o/<domain>/{val2017, annotations/instances_val2017.json}`` (same ids and boxes).
-    Returns ``out``. The folder appears only once everything was written.
+    ``workers`` processes render in parallel (0: one per CPU core for large sets); the files do not depend on
+    it. Returns ``out``. The folder appears only once everything was written.
     """
     counts = {"train": train, "val": val, "calib": calib, "test": test}
     for name, n in counts.items():
@@ -301,7 +353,7 @@ def generate_synthetic(
             raise DetkitError(f"--{name} must be a non-negative integer number of images, got {n!r}")
     if sum(counts.values()) == 0:
         raise DetkitError("nothing to generate: every split has 0 images", hint="pass e.g. --train 100 --val 20")
-    if not isinstance(imgsz, (int, np.integer)) or not 32 <= imgsz <= 4096:
+    if not isinstance(imgsz, (int, np.integer)) or isinstance(imgsz, bool) or not 32 <= imgsz <= 4096:
         raise DetkitError(f"--imgsz must be an integer between 32 and 4096, got {imgsz!r}")
     if not 0 <= min_objects <= max_objects:
         raise DetkitError(f"object counts must satisfy 0 <= min_objects <= max_objects, got {min_objects}..{max_objects}")
@@ -311,27 +363,36 @@ def generate_synthetic(
         raise DetkitError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
     if domains and test == 0:
         raise DetkitError("--domains renders the test split in six styles, but --test is 0", hint="pass --test N with N > 0")
+    if workers < 0:
+        raise DetkitError(f"--workers must be >= 0 (0 = automatic), got {workers}")
 
     hw = (int(imgsz), int(imgsz))
     class_map = synth_class_map()
-    with DatasetWriter(out, class_map, name="synth", overwrite=overwrite) as writer:
+    n_workers = workers or _auto_workers(sum(counts.values()) + (len(DOMAINS) * test if domains else 0))
+    with contextlib.ExitStack() as stack:
+        writer = stack.enter_context(DatasetWriter(out, class_map, name="synth", overwrite=overwrite))
+        pool = None
+        if n_workers > 1:
+            ctx = multiprocessing.get_context("spawn")  # never fork a process that may hold threads
+            pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker)
+            # on errors drop the queued work at once, and stop writing before the writer removes its folder
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)
         for split, n in counts.items():
             if n == 0:
                 continue
-            coco = CocoData(info={"description": f"detkit synthetic shapes, seed {seed}, split {split}"})
-            styled: dict[str, np.ndarray] = {}
             domain_dirs = _domain_dirs(writer, split == "test" and domains)
-            for i in track(range(n), f"synth {split}"):
-                scene = render_scene(scene_rng(seed, split, i), hw, min_objects, max_objects, empty_fraction)
-                file_name = f"{i + 1:06d}.jpg"
-                _write_jpeg(writer.image_path(split, file_name), scene.image, jpeg_quality)
-                image, anns = _coco_entries(i + 1, file_name, scene, len(coco.annotations) + 1, hw)
+            jobs = [
+                _Job(int(seed), split, i, hw, min_objects, max_objects, empty_fraction, jpeg_quality,
+                     writer.image_path(split, f"{i + 1:06d}.jpg"),
+                     tuple((d, ddir / "val2017" / f"{i + 1:06d}.jpg") for d, ddir in domain_dirs.items()))
+                for i in range(n)
+            ]
+            results = pool.map(_run_job, jobs, chunksize=8) if pool is not None else map(_run_job, jobs)
+            coco = CocoData(info={"description": f"detkit synthetic shapes, seed {seed}, split {split}"})
+            for job, (labels, boxes, areas) in zip(jobs, track(results, f"synth {split}", total=n)):
+                image, anns = _coco_entries(job.index + 1, job.path.name, labels, boxes, areas, len(coco.annotations) + 1, hw)
                 coco.images.append(image)
                 coco.annotations.extend(anns)
-                for d, ddir in domain_dirs.items():
-                    style_rng = np.random.default_rng([int(seed), 1000 + DOMAINS.index(d), i])
-                    styled[d] = apply_style(d, scene.image, style_rng)
-                    _write_jpeg(ddir / "val2017" / file_name, styled[d], jpeg_quality)
             writer.write_split(split, coco)
             for d, ddir in domain_dirs.items():
                 dcoco = CocoData(

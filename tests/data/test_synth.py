@@ -89,6 +89,16 @@ def test_same_seed_gives_identical_files_and_other_splits_do_not_change(tmp_path
     assert "calib" not in load_dataset(a).splits  # a split with 0 images is left out
 
 
+def test_parallel_workers_write_the_same_files(tmp_path):
+    a = generate_synthetic(tmp_path / "a", train=6, val=0, calib=0, test=2, imgsz=64, seed=2, domains=True, workers=1)
+    b = generate_synthetic(tmp_path / "b", train=6, val=0, calib=0, test=2, imgsz=64, seed=2, domains=True, workers=2)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert len(files) == 6 + 2 + 6 * 2 + 6 + 2 + 1  # images, domain images, domain JSONs, split JSONs, yaml
+    for rel in files:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+
+
 def test_domains_mirror_the_test_split_in_the_coco_o_layout(synth_dataset):
     test = json.loads((synth_dataset / "annotations" / "test.json").read_text())
     clean = {im["file_name"]: cv2.imread(str(synth_dataset / "images" / "test" / im["file_name"])) for im in test["images"]}

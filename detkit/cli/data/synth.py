@@ -21,6 +21,7 @@ def synth_command(
     imgsz: int = typer.Option(256, "--imgsz", help="Image side in pixels."),
     domains: bool = typer.Option(False, "--domains", help="Also write the test split in six COCO-O-style domains under OUT/coco_o/."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same dataset."),
+    workers: int = typer.Option(0, "--workers", help="Processes rendering in parallel (0: one per CPU core for large sets)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists and is not empty."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only warnings and errors."),
@@ -33,7 +34,8 @@ def synth_command(
     start = time.perf_counter()
     with ui.progress():
         path = generate_synthetic(
-            out, train=train, val=val, calib=calib, test=test, imgsz=imgsz, domains=domains, seed=seed, overwrite=overwrite
+            out, train=train, val=val, calib=calib, test=test, imgsz=imgsz, domains=domains, seed=seed, overwrite=overwrite,
+            workers=workers,
         )
     seconds = time.perf_counter() - start
     counts = {"train": train, "val": val, "calib": calib, "test": test}
