@@ -7,3 +7,14 @@ _os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 _os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
 __version__ = "0.1.0"
+
+__all__ = ["Detector", "load_model", "__version__"]
+
+
+def __getattr__(name: str):
+    # lazy: `import detkit` must not import torch
+    if name in ("load_model", "Detector"):
+        from detkit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'detkit' has no attribute {name!r}")
