@@ -66,6 +66,14 @@ def _dataset(dataset: DatasetSpec | str | Path) -> DatasetSpec:
     return dataset if isinstance(dataset, DatasetSpec) else load_dataset(dataset)
 
 
+def _load_model(source: Any, device: str | None) -> Any:
+    if isinstance(source, (str, Path)):
+        from detkit.api import load_model
+
+        return load_model(source, device=device)
+    return source
+
+
 def _load_detections(source: Any, ds: DatasetSpec, split: str, gt: CocoData, batch_size: int, what: str) -> tuple[DetectionTable, str]:
     """Detections of ``split`` from a table, a predictions file or a model (run dir, checkpoint, detector)."""
     from detkit.evaluation.predictions import read_predictions
@@ -77,14 +85,11 @@ def _load_detections(source: Any, ds: DatasetSpec, split: str, gt: CocoData, bat
     from detkit.evaluation.inference import predict_split
 
     detector = source
-    if isinstance(source, (str, Path)):
-        from detkit.api import load_model
-
-        detector = load_model(source)
     cm = getattr(detector, "class_map", None)
     if isinstance(cm, ClassMap):
         cm.check_same(ds.class_map, "the model", f"dataset {ds.path}", hint="calibrate a model trained on this dataset's classes")
-    return predict_split(detector, ds.split(split), batch_size=batch_size), f"{what}: model {source if isinstance(source, (str, Path)) else type(source).__name__}"
+    label = getattr(detector, "source", None) or type(detector).__name__
+    return predict_split(detector, ds.split(split), batch_size=batch_size), f"{what}: model {label}"
 
 
 def resolve_eval_split(ds: DatasetSpec, fit_split: str, eval_split: str | None, force: bool) -> str | None:
@@ -221,6 +226,7 @@ def calibrate(
     min_samples: int = 10,
     max_dets: int = 100,
     batch_size: int = 8,
+    device: str | None = None,
 ) -> CalibrationResult:
     """Fit a calibrator on ``split`` and evaluate it before/after on a held-out split.
 
@@ -234,6 +240,9 @@ def calibrate(
     fit_spec = ds.split(split)
     ev_name = resolve_eval_split(ds, split, eval_split, force)
     fit_gt = read_coco(fit_spec.annotations)
+    model_label = str(source) if isinstance(source, (str, Path)) else None
+    if isinstance(source, (str, Path)) and Path(source).suffix.lower() != ".json":
+        source = _load_model(source, device)  # once, for both splits
     fit_source = predictions if predictions is not None else source
     if fit_source is None:
         raise DetkitError("nothing to calibrate: give a model or a predictions file of the fit split",
@@ -242,6 +251,8 @@ def calibrate(
 
     cal = fit_on_detections(fit_dets, fit_gt, ds.class_map, method, classwise, target, iou, pre_threshold,
                             threshold, min_samples, max_dets, split)
+    if model_label and fit_source is source:
+        fit_from = f"fit detections: model {model_label}"
     cal.fit_info.update({"dataset": str(ds.path), "source": fit_from})
     result = CalibrationResult(cal, split, ev_name)
     if cal.fallback:
@@ -257,6 +268,8 @@ def calibrate(
     else:
         ev_gt = read_coco(ds.split(ev_name).annotations)
         ev_dets, ev_from = _load_detections(eval_source, ds, ev_name, ev_gt, batch_size, "eval detections")
+        if model_label and eval_source is source:
+            ev_from = f"eval detections: model {model_label}"
         before, after, ap_b, ap_a = evaluate_calibrator(cal, ev_dets, ev_gt, ds.class_map, max_dets)
         result.before, result.after, result.ap_before, result.ap_after = before, after, ap_b, ap_a
         cal.evaluation = {
@@ -270,3 +283,23 @@ def calibrate(
             "num_detections": {"before": before["num_detections"], "after": after["num_detections"]},
         }
     return result
+
+
+def write_outputs(result: CalibrationResult, out: str | Path) -> dict[str, Path]:
+    """``calibrator.json`` at ``out``; next to it the before/after reports (``<stem>_evaluation.json``) and
+    reliability diagrams (``<stem>_reliability_<metric>.png``) when an evaluation was made."""
+    from detkit.calibration.io import save_calibrator
+    from detkit.evaluation.reliability import save_before_after
+    from detkit.utils.atomic import atomic_write_json
+
+    out = Path(out)
+    if out.exists() and out.is_dir():
+        out = out / "calibrator.json"
+    paths: dict[str, Path] = {"calibrator": save_calibrator(result.calibrator, out)}
+    if result.before is not None and result.after is not None:
+        paths["evaluation"] = atomic_write_json(out.with_name(f"{out.stem}_evaluation.json"), {
+            "split": result.eval_split, "AP": {"before": result.ap_before, "after": result.ap_after},
+            "before": result.before, "after": result.after})
+        for p in save_before_after(result.before, result.after, out.parent, prefix=f"{out.stem}_reliability"):
+            paths[p.stem] = p
+    return paths
