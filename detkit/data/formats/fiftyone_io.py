@@ -79,7 +79,8 @@ def shutdown_database(timeout: float = 20.0) -> None:
     service = fodb._db_service
     if service is None:
         return
-    child = getattr(service, "child", None)
+    # attached: another process started the service (FiftyOne shares one per machine); only detach from it
+    child = None if getattr(service, "attached", False) else getattr(service, "child", None)
     service.stop()  # closes the service's stdin: it then stops mongod once no other client is registered
     if child is not None and hasattr(child, "wait"):
         try:
@@ -116,11 +117,20 @@ def read_fiftyone(src: str | Path, type_name: str) -> DatasetData:
     if not split_dirs:
         return _with_sidecar_classes(_read_one(src, type_name), src if src.is_dir() else src.parent)
     parts = {d.name: _read_one(d, type_name) for d in split_dirs}
-    first = next(iter(parts.values()))
+    # a split may declare only the classes it uses: merge them (first split's order, then the others sorted)
+    names = list(next(iter(parts.values())).class_map.names)
+    names += sorted({n for p in parts.values() for n in p.class_map.names} - set(names))
+    class_map = ClassMap.from_names(names)
+    id_of = dict(zip(class_map.names, class_map.category_ids))
+    splits = {}
     for name, part in parts.items():
-        first.class_map.check_same(part.class_map, str(split_dirs[0]), str(src / name), hint="all splits must declare the same classes")
-    splits = {name: part.splits.get("train") or next(iter(part.splits.values())) for name, part in parts.items()}
-    return _with_sidecar_classes(DatasetData(class_map=first.class_map, splits=splits, name=src.name), src)
+        split = part.splits.get("train") or next(iter(part.splits.values()))
+        name_of = dict(zip(part.class_map.category_ids, part.class_map.names))
+        for ann in split.coco.annotations:
+            ann["category_id"] = id_of[name_of[ann["category_id"]]]
+        split.coco.categories = class_map.to_coco_categories()
+        splits[name] = split
+    return _with_sidecar_classes(DatasetData(class_map=class_map, splits=splits, name=src.name), src)
 
 
 def _with_sidecar_classes(data: DatasetData, folder: Path) -> DatasetData:
