@@ -71,6 +71,26 @@ def test_an_interrupted_render_resumes_only_the_missing_pieces(synth, oracle, re
     assert sorted(map(tuple, result["coco_c"]["cache"]["rendered"])) == [("defocus_blur", 1), ("defocus_blur", 5), ("gaussian_noise", 5)]
 
 
+def test_concurrent_runs_on_one_cache_render_each_folder_once(synth, renders, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from detkit.data.coco import read_coco
+
+    calls, _ = renders
+    split = synth.split("test")
+    coco = read_coco(split.annotations)
+
+    def render_once():
+        cache = coco_c.open_cache(coco, split.images, split.annotations, seed=0, cache_dir=tmp_path / "cache")
+        cache.render("fog", 2)
+        return cache.rendered, cache.reused
+
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda _: render_once(), range(2)))
+    assert len(calls) == 6
+    assert sorted(len(rendered) for rendered, _ in outcomes) == [0, 1]
+
+
 def test_cached_images_are_the_seeded_corruptions_of_the_originals(synth, oracle, tmp_path):
     result = run(oracle, synth, tmp_path / "cache", corruptions=["gaussian_noise"], severities=[3], seed=4)
     split = synth.split("test")

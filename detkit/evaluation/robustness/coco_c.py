@@ -6,6 +6,7 @@ Cache layout (default ``~/.cache/detkit/coco_c``, or ``$XDG_CACHE_HOME/detkit/co
         cache_info.json                      # what the key stands for (for people)
         <corruption>/s<severity>/<image_id>.png
         <corruption>/s<severity>/done.json   # completion marker, written before the folder is renamed in
+        <corruption>/.s<severity>.lock       # held while rendering: concurrent runs wait instead of racing
 
 The key holds the split's fingerprint (a hash of its image and annotation entries and of the image files'
 names and sizes), the seed and the corruption-definition version, so any change renders afresh while a
@@ -21,11 +22,12 @@ so results are reproducible and independent of batch size and worker count.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,30 +109,52 @@ class CorruptionCache:
             raise DetkitError(f"could not write a corrupted image under {out_dir}", hint="check free disk space and permissions")
 
     def render(self, corruption: str, severity: int, workers: int = 1) -> None:
-        """Render one (corruption, severity) folder unless it is complete already."""
-        if self.is_complete(corruption, severity):
-            self.reused.append((corruption, severity))
-            return
+        """Render one (corruption, severity) folder unless it is complete already.
+
+        A lock file beside the folder serialises concurrent runs on the same cache: the second one waits and
+        then finds the folder complete.
+        """
         folder = self.folder(corruption, severity)
-        for stale in folder.parent.glob(f".{folder.name}.*.tmp"):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
-        progress = ProgressTask(f"render {corruption} s{severity}", total=len(self.coco.images))
-        try:
-            with atomic_dir(folder, overwrite=True) as tmp:
-                pool = ThreadPoolExecutor(max_workers=max(1, workers))
-                try:
-                    futures = [pool.submit(self._render_one, tmp, corruption, severity, im) for im in self.coco.images]
-                    for fut in futures:
-                        fut.result()
-                        progress.advance()
-                finally:
-                    pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C / errors, drop the queued images
-                marker = {"corruption": corruption, "severity": severity, "seed": self.seed, "version": CORRUPTIONS_VERSION, "num_images": len(self.coco.images)}
-                atomic_write_json(tmp / DONE_MARKER, marker)
-        finally:
-            progress.close()
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with _folder_lock(folder.parent / f".{folder.name}.lock"):
+            if self.is_complete(corruption, severity):
+                self.reused.append((corruption, severity))
+                return
+            for stale in folder.parent.glob(f".{folder.name}.*.tmp"):  # left by a killed run (we hold the lock)
+                shutil.rmtree(stale, ignore_errors=True)
+            progress = ProgressTask(f"render {corruption} s{severity}", total=len(self.coco.images))
+            try:
+                with atomic_dir(folder, overwrite=True) as tmp:
+                    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+                    try:
+                        futures = [pool.submit(self._render_one, tmp, corruption, severity, im) for im in self.coco.images]
+                        for fut in futures:
+                            fut.result()
+                            progress.advance()
+                    finally:
+                        pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C / errors, drop the queued images
+                    marker = {"corruption": corruption, "severity": severity, "seed": self.seed, "version": CORRUPTIONS_VERSION, "num_images": len(self.coco.images)}
+                    atomic_write_json(tmp / DONE_MARKER, marker)
+            finally:
+                progress.close()
         self.rendered.append((corruption, severity))
         self.images_rendered += len(self.coco.images)
+
+
+@contextlib.contextmanager
+def _folder_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock (POSIX ``flock``; a no-op where it does not exist)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_cache(coco: CocoData, images_dir: Path, source: str | Path, seed: int, cache_dir: str | Path | None) -> CorruptionCache:

@@ -29,6 +29,8 @@ def _coco_o_section(o: dict[str, Any], plot: str | None) -> list[str]:
         "COCO-O's classic detectors lie on the line mAP_O = 0.45 × clean AP, so ER > 0 means more robust than the "
         "clean accuracy predicts, ER < 0 less (published: Faster R-CNN R50 ≈ −0.3, DETR R50 ≈ −1.8, FIBER-B ≈ +11.5).",
     ]
+    if o["matches_coco_o_totals"]:
+        lines.append("- The domains hold exactly the published COCO-O totals (6,782 images, 26,624 boxes).")
     if o["missing_coco_o_domains"] and len(o["missing_coco_o_domains"]) < 6:
         lines.append(f"- Missing COCO-O domains: {', '.join(o['missing_coco_o_domains'])}; the mean covers the domains found only.")
     if plot:
