@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from detkit.engine.config import TrainConfig
 from detkit.models.config import ModelConfig
 
 
@@ -17,5 +18,5 @@ class Recipe(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
 
     # ---- sections owned by the training side (detkit/engine/config.py, detkit/data/augment.py) ----------------
-    # train: TrainConfig
+    train: TrainConfig = Field(default_factory=TrainConfig)
     # augment: AugmentConfig
