@@ -46,6 +46,7 @@ def _register() -> None:
     app.command("eval")(__import__("detkit.cli.eval", fromlist=["eval_command"]).eval_command)
     __import__("detkit.cli.train", fromlist=["register"]).register(app)
     app.command("view")(__import__("detkit.cli.view", fromlist=["view_command"]).view_command)
+    app.add_typer(__import__("detkit.cli.recipes", fromlist=["app"]).app, name="recipes", help="List and inspect training recipes.")
     app.command("calibrate")(__import__("detkit.cli.calibrate", fromlist=["calibrate_command"]).calibrate_command)
 
 

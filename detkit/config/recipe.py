@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -30,7 +31,8 @@ PREFIX = "recipe:"
 # -- names and files ---------------------------------------------------------------------------------------------
 def list_recipes() -> list[str]:
     """Names of the shipped recipes (shared ``base*`` parts excluded)."""
-    return sorted(p.stem for p in RECIPES_DIR.glob("*.yaml") if not p.stem.startswith("base"))
+    names = [p.stem for p in RECIPES_DIR.glob("*.yaml") if not p.stem.startswith("base")]
+    return sorted(names, key=lambda n: [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", n)])
 
 
 def recipe_path(source: str | Path, relative_to: Path | None = None) -> Path:
