@@ -56,15 +56,16 @@ def plot_reliability(metrics: Sequence[dict[str, Any]], titles: Sequence[str], p
 
     if not metrics or len(metrics) != len(titles):
         raise ValueError("need one title per metric result")
-    fig = Figure(figsize=(4.2 * len(metrics), 5.0), layout="constrained")
-    grid = fig.add_gridspec(2, len(metrics), height_ratios=(3, 1))
+    fig = Figure(figsize=(4.2 * len(metrics), 5.2))
+    grid = fig.add_gridspec(2, len(metrics), height_ratios=(3, 1), left=0.1 / len(metrics) + 0.03, right=0.98,
+                            bottom=0.09, top=0.9, hspace=0.25, wspace=0.3)
     for k, (metric, title) in enumerate(zip(metrics, titles)):
         top = fig.add_subplot(grid[0, k])
         bottom = fig.add_subplot(grid[1, k], sharex=top)
         _draw(top, bottom, metric, title)
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=100)
     return path
 
 
