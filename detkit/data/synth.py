@@ -77,8 +77,14 @@ def _unit_polygon(label: int, rng: np.random.Generator) -> np.ndarray:
         r = np.hypot(xs, ys) / np.sqrt(1 + a * a)  # farthest vertex at radius 1
     else:  # pragma: no cover - CLASSES is fixed
         raise ValueError(name)
-    t = t + rot
-    return np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
+    pts = np.stack([r * np.cos(t), r * np.sin(t)], axis=1)
+    if name != "circle":  # a mild stretch for box-shape variety; circles stay circles
+        limit = 1.3 if name == "square" else 1.6
+        stretch = np.exp(rng.uniform(-np.log(limit), np.log(limit)))
+        pts = pts * (np.sqrt(stretch), 1 / np.sqrt(stretch))
+        pts /= np.hypot(pts[:, 0], pts[:, 1]).max()
+    c, s = np.cos(rot), np.sin(rot)
+    return pts @ np.array([[c, s], [-s, c]])
 
 
 def _shape_mask(label: int, cx: float, cy: float, radius: float, hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, tuple[slice, slice]]:
