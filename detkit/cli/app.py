@@ -48,6 +48,9 @@ def _register() -> None:
     app.command("view")(__import__("detkit.cli.view", fromlist=["view_command"]).view_command)
     app.add_typer(__import__("detkit.cli.recipes", fromlist=["app"]).app, name="recipes", help="List and inspect training recipes.")
     app.command("calibrate")(__import__("detkit.cli.calibrate", fromlist=["calibrate_command"]).calibrate_command)
+    app.add_typer(__import__("detkit.cli.export", fromlist=["app"]).app, name="export", help="Export a model: ONNX with built-in parity verification.")
+    app.command("predict")(__import__("detkit.cli.predict", fromlist=["predict_command"]).predict_command)
+    app.command("bench")(__import__("detkit.cli.bench", fromlist=["bench_command"]).bench_command)
 
 
 _register()

@@ -1,0 +1,257 @@
+"""``benchmark``: end-to-end latency of a detector per backend, batch size and thread count.
+
+Each measured iteration has three timed stages, the same for both backends:
+
+- ``pre``: stretch-resize + batching of in-memory uint8 frames (``detkit.models.preprocess.to_batch``);
+- ``infer``: the graph from the uint8 batch to top-k (labels, boxes, scores): for PyTorch eager the module's
+  forward plus the post-processor (``torch.inference_mode``), for onnxruntime ``session.run`` (the exported graph
+  holds both);
+- ``post``: confidence filter and label → category id on the host (numpy).
+
+Frames are random 720×1280 images (a typical camera frame, so the resize costs what it costs in deployment).
+At least ``warmup`` (≥ 3) iterations run untimed first; figures are the median and 90th percentile over ``iters``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detkit.errors import DetkitError
+from detkit.utils.progress import track
+
+BACKENDS = ("torch", "onnxruntime")
+FRAME_HW = (720, 1280)
+
+
+@dataclass
+class BenchRow:
+    backend: str
+    batch: int
+    threads: int
+    precision: str
+    pre_ms: float
+    infer_ms: float
+    post_ms: float
+    total_ms: float
+    total_p90_ms: float
+    infer_p90_ms: float
+    images_per_s: float
+
+
+@dataclass
+class BenchResult:
+    model: str
+    imgsz: tuple[int, int]
+    iters: int
+    warmup: int
+    device: dict[str, Any]
+    versions: dict[str, str]
+    rows: list[BenchRow] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["imgsz"] = list(self.imgsz)
+        return d
+
+    def row(self, backend: str, batch: int, threads: int) -> BenchRow | None:
+        return next((r for r in self.rows if (r.backend, r.batch, r.threads) == (backend, batch, threads)), None)
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(torch_device: str) -> dict[str, Any]:
+    import torch
+
+    info = {"cpu": cpu_name(), "logical_cores": os.cpu_count(), "torch_device": torch_device, "platform": platform.platform()}
+    if torch_device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(torch_device))
+    return info
+
+
+def _stats(samples: list[float]) -> tuple[float, float]:
+    arr = np.asarray(samples) * 1000.0
+    return float(np.median(arr)), float(np.percentile(arr, 90))
+
+
+def _time_loop(step, iters: int, warmup: int, what: str) -> list[tuple[float, float, float]]:
+    for _ in range(warmup):
+        step()
+    return [step() for _ in track(range(iters), what)]
+
+
+def _torch_step(detector, frames: list[np.ndarray], conf: float):
+    import torch
+
+    from detkit.models.postprocess import postprocess
+    from detkit.models.preprocess import to_batch
+
+    module, device, size = detector.module.eval(), detector.device, detector.imgsz
+    cuda = device.type == "cuda"
+
+    def step() -> tuple[float, float, float]:
+        t0 = time.perf_counter()
+        batch, sizes = to_batch(frames, size)
+        batch, sizes = batch.to(device), sizes.to(device)
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            out = module(batch)
+            labels, boxes, scores = postprocess(out["logits"], out["boxes"], sizes, detector.top_k)
+            if cuda:
+                torch.cuda.synchronize(device)
+        t2 = time.perf_counter()
+        labels, boxes, scores = labels.cpu().numpy(), boxes.cpu().numpy(), scores.cpu().numpy()
+        keep = scores > conf
+        detector.class_map.labels_to_category_ids(labels[keep])
+        _ = boxes[keep]
+        t3 = time.perf_counter()
+        return t1 - t0, t2 - t1, t3 - t2
+
+    return step
+
+
+def _onnx_step(onnx_det, frames: list[np.ndarray], conf: float):
+    from detkit.models.preprocess import to_batch
+
+    def step() -> tuple[float, float, float]:
+        t0 = time.perf_counter()
+        batch, sizes = to_batch(frames, onnx_det.imgsz)
+        batch, sizes = batch.numpy(), sizes.numpy()
+        t1 = time.perf_counter()
+        labels, boxes, scores, _ = onnx_det.run(batch, sizes)
+        t2 = time.perf_counter()
+        keep = scores > conf
+        onnx_det.class_map.labels_to_category_ids(labels[keep])
+        _ = boxes[keep]
+        t3 = time.perf_counter()
+        return t1 - t0, t2 - t1, t3 - t2
+
+    return step
+
+
+def _row(backend: str, batch: int, threads: int, precision: str, samples: list[tuple[float, float, float]]) -> BenchRow:
+    pre, infer, post = (list(x) for x in zip(*samples))
+    total = [a + b + c for a, b, c in samples]
+    t_med, t_p90 = _stats(total)
+    i_med, i_p90 = _stats(infer)
+    return BenchRow(backend, batch, threads, precision, _stats(pre)[0], i_med, _stats(post)[0], t_med, t_p90, i_p90, batch / (t_med / 1000.0))
+
+
+def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] | None, device: str | None, workdir: Path):
+    """(PyTorch Detector or None, path of the ONNX model or None, notes) for the requested backends."""
+    from detkit.export.runtime import read_model_metadata
+
+    notes: list[str] = []
+    detector, onnx_path = None, None
+    is_onnx = isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
+    if is_onnx:
+        onnx_path = Path(model)
+        if not onnx_path.is_file():
+            raise DetkitError("ONNX model not found", path=onnx_path)
+        meta = read_model_metadata(onnx_path)
+        if imgsz is not None and tuple(imgsz) != tuple(meta["imgsz"]):
+            raise DetkitError(f"--imgsz {imgsz[0]} {imgsz[1]} differs from the size the ONNX graph was exported at ({meta['imgsz'][0]}×{meta['imgsz'][1]})",
+                              hint="leave --imgsz out, or re-export at that size", path=onnx_path)
+        imgsz = tuple(meta["imgsz"])
+        if "torch" in backends:
+            src = (meta.get("source") or {}).get("path")
+            if not src or not Path(src).exists():
+                raise DetkitError("the torch backend needs the PyTorch model, and this export's source checkpoint is not available",
+                                  hint="benchmark the run dir / checkpoint instead (the ONNX side is exported on the fly), or --backends onnxruntime",
+                                  path=onnx_path)
+            model = src
+    if "torch" in backends or (not is_onnx and "onnxruntime" in backends):
+        from detkit.api import Detector, load_model
+
+        detector = model if hasattr(model, "module") else load_model(model, device=device)
+        if imgsz is not None and tuple(imgsz) != tuple(detector.imgsz):
+            detector = Detector(detector.module, detector.class_map, imgsz, detector.device)
+    if "onnxruntime" in backends and onnx_path is None:
+        from detkit.export.onnx_export import export_onnx
+
+        onnx_path = workdir / "model.onnx"
+        export_onnx(detector, onnx_path, imgsz=detector.imgsz, verify=False)
+        notes.append("the ONNX model was exported for this benchmark (fp32, opset 17, dynamic batch, parity not re-checked)")
+    return detector, onnx_path, notes
+
+
+def benchmark(
+    model: Any,
+    backends: Sequence[str] = BACKENDS,
+    batch_sizes: Sequence[int] = (1,),
+    imgsz: Sequence[int] | None = None,
+    threads: Sequence[int] | None = None,
+    iters: int = 10,
+    warmup: int = 3,
+    device: str | None = None,
+    conf: float = 0.5,
+    seed: int = 0,
+) -> BenchResult:
+    """Latency of ``model`` (run dir, checkpoint, ``recipe:NAME``, ``Detector`` or ``model.onnx``) per backend,
+    batch size and thread count. A PyTorch model is exported to a temporary ONNX file for the onnxruntime rows."""
+    import torch
+
+    from detkit.export.onnx_export import versions
+    from detkit.export.runtime import OnnxDetector, read_model_metadata
+
+    backends = list(dict.fromkeys(backends))
+    unknown = [b for b in backends if b not in BACKENDS]
+    if unknown or not backends:
+        raise DetkitError(f"unknown backend(s) {unknown or backends}", hint=f"choose from {', '.join(BACKENDS)}")
+    if iters < 1 or warmup < 3:
+        raise DetkitError(f"need iters >= 1 and warmup >= 3 (got {iters}, {warmup})", hint="warm-up iterations hide one-time allocation and JIT costs")
+    if any(int(b) < 1 for b in batch_sizes):
+        raise DetkitError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+    size = None
+    if imgsz is not None:
+        size = (int(imgsz[0]), int(imgsz[-1]))
+        if size[0] % 32 or size[1] % 32 or min(size) <= 0:
+            raise DetkitError(f"image size {size[0]}×{size[1]} must be positive multiples of 32")
+    thread_counts = [int(t) for t in (threads or [torch.get_num_threads()])]
+    if any(t < 1 for t in thread_counts):
+        raise DetkitError(f"thread counts must be >= 1, got {thread_counts}")
+
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory(prefix="detkit-bench-") as work:
+        detector, onnx_path, notes = resolve_models(model, backends, size, device, Path(work))
+        size = tuple(detector.imgsz) if detector is not None else size
+        onnx_meta = read_model_metadata(onnx_path) if onnx_path is not None else None
+        if size is None and onnx_meta is not None:
+            size = tuple(onnx_meta["imgsz"])
+        torch_device = str(detector.device) if detector is not None else "cpu"
+        result = BenchResult(model=str(model) if not hasattr(model, "module") else type(model).__name__, imgsz=size, iters=iters, warmup=warmup,
+                             device=device_info(torch_device), versions=versions(), notes=notes)
+        previous_threads = torch.get_num_threads()
+        try:
+            for t in thread_counts:
+                for b in batch_sizes:
+                    frames = [rng.integers(0, 256, (*FRAME_HW, 3), dtype=np.uint8) for _ in range(int(b))]
+                    if "torch" in backends:
+                        torch.set_num_threads(t)
+                        samples = _time_loop(_torch_step(detector, frames, conf), iters, warmup, f"torch b{b} t{t}")
+                        result.rows.append(_row("torch", int(b), t, "fp32", samples))
+                    if "onnxruntime" in backends:
+                        onnx_det = OnnxDetector(onnx_path, threads=t, metadata=onnx_meta)
+                        samples = _time_loop(_onnx_step(onnx_det, frames, conf), iters, warmup, f"onnxruntime b{b} t{t}")
+                        result.rows.append(_row("onnxruntime", int(b), t, onnx_meta.get("precision", "fp32"), samples))
+                        result.device.setdefault("onnxruntime_providers", onnx_det.providers)
+        finally:
+            torch.set_num_threads(previous_threads)
+    return result

@@ -1,0 +1,57 @@
+"""``detkit bench MODEL``: latency per backend, batch size and threads (pre / inference / post), table + JSON."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import typer
+
+from detkit.cli.ui import UI
+from detkit.errors import DetkitError
+
+
+def _ints(value: str, what: str) -> list[int]:
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise DetkitError(f"{what} must be a comma-separated list of integers, got {value!r}", hint=f"e.g. {what} 1,4") from None
+    if not items:
+        raise DetkitError(f"{what} is empty", hint=f"e.g. {what} 1,4")
+    return items
+
+
+def bench_command(
+    model: str = typer.Argument(..., help="Run dir, checkpoint, recipe:NAME or model.onnx.", show_default=False),
+    backends: str = typer.Option("torch,onnxruntime", "--backends", help="Comma-separated: torch, onnxruntime."),
+    batch: str = typer.Option("1", "--batch", help="Batch sizes, comma-separated, e.g. 1,4."),
+    imgsz: int = typer.Option(None, "--imgsz", help="Square input size (multiple of 32) [default: the model's]."),
+    threads: str = typer.Option(None, "--threads", help="CPU thread counts, comma-separated [default: torch's current]."),
+    iters: int = typer.Option(10, "--iters", min=1, help="Timed iterations per configuration."),
+    warmup: int = typer.Option(3, "--warmup", min=3, help="Untimed warm-up iterations (>= 3)."),
+    device: str = typer.Option(None, "--device", help="PyTorch device (cpu, cuda, ...)."),
+    out: Path = typer.Option(None, "--out", help="JSON file for the results [default: runs/bench/bench-<time>.json]."),
+    json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
+) -> None:
+    """Measure end-to-end latency (pre-processing, inference, post-processing; median and p90) of a model."""
+    from detkit.bench import benchmark
+    from detkit.utils.atomic import atomic_write_json
+
+    ui = UI(json_mode, quiet)
+    with ui.progress():
+        result = benchmark(model, backends=[b.strip() for b in backends.split(",") if b.strip()], batch_sizes=_ints(batch, "--batch"),
+                           imgsz=(imgsz, imgsz) if imgsz else None, threads=_ints(threads, "--threads") if threads else None,
+                           iters=iters, warmup=warmup, device=device)
+    for n in result.notes:
+        ui.print(f"[dim]note: {n}[/]")
+    ui.print(f"device: {result.device['cpu']} ({result.device['logical_cores']} logical cores), torch on {result.device['torch_device']}"
+             + (f", GPU {result.device['gpu']}" if "gpu" in result.device else ""))
+    ui.print("versions: " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
+    ui.table(f"latency at {result.imgsz[0]}×{result.imgsz[1]} (ms, median of {result.iters}; p90 of total)",
+             ["backend", "precision", "batch", "threads", "pre", "inference", "post", "total", "total p90", "img/s"],
+             [(r.backend, r.precision, r.batch, r.threads, r.pre_ms, r.infer_ms, r.post_ms, r.total_ms, r.total_p90_ms, r.images_per_s) for r in result.rows])
+    path = out or Path("runs/bench") / f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+    atomic_write_json(path, result.to_dict())
+    ui.artifacts("results", path)
+    ui.emit_json({**result.to_dict(), "results": str(path)})

@@ -1,0 +1,64 @@
+"""``detkit export onnx MODEL``: a verified ONNX graph (images + original sizes → labels, boxes, scores) + model.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from detkit.cli.ui import UI
+
+app = typer.Typer(no_args_is_help=True, help="Export a trained model for deployment.")
+
+
+@app.command("onnx")
+def onnx_command(
+    model: str = typer.Argument(..., help="Run dir, checkpoint (.pt) or recipe:NAME.", show_default=False),
+    out: Path = typer.Option(Path("model.onnx"), "--out", "-o", help="Output .onnx file (model.json is written beside it)."),
+    calibrator: Path = typer.Option(None, "--calibrator", help="calibrator.json to embed: the graph then returns calibrated scores."),
+    imgsz: tuple[int, int] = typer.Option((None, None), "--imgsz", help="Input height and width, multiples of 32 [default: the model's]."),
+    dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch", help="Symbolic batch dimension (default) or a fixed batch of 1."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset, 16..20 (GridSample needs >= 16)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Half-precision weights and compute (I/O types unchanged); verified with looser bounds (2e-2)."),
+    decoder_layers: int = typer.Option(None, "--decoder-layers", help="Run only the first K decoder layers (faster; any prefix is a valid detector)."),
+    simplify: bool = typer.Option(False, "--simplify", help="Simplify with onnxslim; kept only if the batch dim stays dynamic and parity holds."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Check parity with PyTorch at batch 1 and 3 before writing (fails on disagreement)."),
+    verify_images: list[Path] = typer.Option(None, "--verify-image", help="Real image(s) to add to the parity check (repeatable)."),
+    json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the result on stdout."),
+    quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
+) -> None:
+    """Export MODEL to ONNX: uint8 images [N,3,H,W] at the model size + orig_sizes [N,2] (w, h) → labels, boxes
+    (xyxy, original pixels), scores. Verified against PyTorch; a failing export leaves no model file."""
+    from detkit.export.onnx_export import export_onnx
+
+    ui = UI(json_mode, quiet)
+    size = None if imgsz[0] is None else imgsz
+    ui.print(f"exporting [bold]{model}[/] to ONNX (opset {opset}{', fp16' if fp16 else ''}) ...")
+    result = export_onnx(model, out, calibrator=calibrator, imgsz=size, dynamic_batch=dynamic_batch, opset=opset, fp16=fp16,
+                         decoder_layers=decoder_layers, simplify=simplify, verify=verify, verify_images=verify_images or ())
+    for w in result.warnings:
+        ui.warn(w)
+    meta = result.metadata
+    rows = [
+        ("input", f"uint8 [{'N' if meta['dynamic_batch'] else 1},3,{meta['imgsz'][0]},{meta['imgsz'][1]}] + orig_sizes (w, h)"),
+        ("classes", str(meta["num_classes"])),
+        ("opset / precision", f"{meta['opset']} / {meta['precision']}"),
+        ("decoder layers", f"{meta['decoder_layers']} of {meta['decoder_layers_trained']}"),
+        ("calibrator", meta["calibrator"]["method"] if meta["calibrator"] else "none"),
+        ("simplified", "yes" if result.simplified else "no"),
+    ]
+    if result.parity is not None:
+        p = result.parity
+        rows += [
+            ("parity max |Δscore|", f"{p.max_abs_diff_scores:.2e} (tolerance {p.tolerance['scores']:g})"),
+            ("parity max |Δbox|", f"{p.max_abs_diff_boxes:.2e} normalised, {p.max_abs_diff_boxes_px:.2e} px"),
+            (f"top-{p.top_k} agreement", f"labels {p.topk_label_agreement:.1%}, order {p.topk_order_agreement:.1%}"),
+            ("checked", f"{p.num_images} images at batch {', '.join(map(str, p.batch_sizes))}"),
+        ]
+    else:
+        ui.warn("parity with PyTorch was not verified (--no-verify)")
+    ui.table("ONNX export", ["", "value"], rows)
+    ui.artifacts("model", result.model_path)
+    ui.artifacts("metadata", result.metadata_path)
+    ui.emit_json({"model": str(result.model_path), "metadata": str(result.metadata_path), "simplified": result.simplified,
+                  "parity": result.parity.to_dict() if result.parity else None, "warnings": result.warnings})

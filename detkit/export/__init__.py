@@ -1,0 +1,22 @@
+"""ONNX export (``export_onnx``), its parity verification and the onnxruntime detector (``OnnxDetector``).
+
+Imports are lazy so that ``import detkit.export`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["ExportResult", "OnnxDetector", "export_onnx", "read_model_metadata"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("export_onnx", "ExportResult"):
+        from detkit.export import onnx_export
+
+        return getattr(onnx_export, name)
+    if name in ("OnnxDetector", "read_model_metadata"):
+        from detkit.export import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(name)

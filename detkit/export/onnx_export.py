@@ -1,0 +1,331 @@
+"""``export_onnx``: one verified ONNX graph from raw images to labels, pixel boxes and (calibrated) scores.
+
+Graph contract (also written to the ``model.json`` sidecar and embedded in the ONNX metadata under ``detkit``):
+
+- inputs: ``images`` uint8 ``[N,3,H,W]`` RGB already stretch-resized to the model input size ``(H, W)`` with
+  ``detkit.models.preprocess.resize_image``/``to_batch`` (the graph divides by 255 itself; no mean/std);
+  ``orig_sizes`` int64 ``[N,2]`` as (width, height) of the original images;
+- outputs: ``labels`` int64 ``[N,K]``, ``boxes`` float32 ``[N,K,4]`` xyxy in original pixels, ``scores`` float32
+  ``[N,K]`` (calibrated when exported with a calibrator), K = top_k (300), ordered by the raw score.
+
+The file is verified before it is renamed into place: onnx.checker, then PyTorch-vs-onnxruntime parity at
+batch 1 and 3 (see ``detkit.export.verify``). A failing export leaves no model file behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from detkit.errors import DetkitError
+from detkit.export.graph import CALIBRATED_OUTPUT_NAMES, INPUT_NAMES, INPUT_SPEC, OUTPUT_NAMES, OUTPUT_SPEC, DeployGraph, decoder_layers_of, deploy_copy, set_decoder_layers
+from detkit.export.runtime import METADATA_KEY, OnnxDetector, sidecar_path
+from detkit.export.verify import ParityReport, parity_error, verify_parity
+from detkit.utils.atomic import atomic_path, atomic_write_json
+
+MIN_OPSET = 16  # GridSample (the deformable attention sampler) exists from opset 16
+MAX_OPSET = 20  # the highest opset of torch's TorchScript-based exporter
+FORMAT = "detkit-onnx"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ExportResult:
+    model_path: Path
+    metadata_path: Path
+    metadata: dict[str, Any]
+    parity: ParityReport | None
+    simplified: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_export_options(opset: int, imgsz: Sequence[int] | None, out: Path, decoder_layers: int | None) -> None:
+    """Refuse bad options before any work is done (each a one-line error)."""
+    if not MIN_OPSET <= int(opset) <= MAX_OPSET:
+        raise DetkitError(
+            f"unsupported ONNX opset {opset}: detkit exports opset {MIN_OPSET}..{MAX_OPSET}",
+            hint=f"opset >= {MIN_OPSET} is needed for GridSample (deformable attention); the default is 17",
+        )
+    if imgsz is not None:
+        if len(imgsz) != 2 or any(int(s) <= 0 or int(s) % 32 for s in imgsz):
+            raise DetkitError(
+                f"image size {tuple(imgsz)} must be two positive multiples of 32 (height, width)",
+                hint="the backbone downsamples by 32, e.g. --imgsz 640 640 or --imgsz 480 640",
+            )
+    if out.suffix.lower() != ".onnx":
+        raise DetkitError("output file must end in .onnx", hint="e.g. --out runs/export/model.onnx", path=out)
+    if decoder_layers is not None and int(decoder_layers) < 1:
+        raise DetkitError(f"--decoder-layers must be >= 1, got {decoder_layers}")
+
+
+def export_onnx(
+    model_source: Any,
+    out: str | Path = "model.onnx",
+    calibrator: Any = None,
+    imgsz: Sequence[int] | None = None,
+    dynamic_batch: bool = True,
+    opset: int = 17,
+    fp16: bool = False,
+    decoder_layers: int | None = None,
+    simplify: bool = False,
+    verify: bool = True,
+    verify_images: Sequence[Any] = (),
+    top_k: int = 300,
+) -> ExportResult:
+    """Export ``model_source`` (run dir, checkpoint, ``recipe:NAME`` or a ``Detector``) to ``out``.
+
+    ``calibrator`` is a ``calibrator.json`` path or a loaded calibrator; its torch ``apply`` becomes part of the
+    graph. ``imgsz`` (H, W) defaults to the model's own input size. ``verify_images`` adds real images (paths or
+    uint8 arrays) to the random and synthetic ones used for the parity check.
+    """
+    import onnx
+
+    out = Path(out)
+    check_export_options(opset, imgsz, out, decoder_layers)
+    detector = _load_detector(model_source)
+    size = (int(imgsz[0]), int(imgsz[1])) if imgsz is not None else tuple(int(s) for s in detector.imgsz)
+    cal = _load_calibrator(calibrator, detector.class_map)
+    run_layers, total_layers = decoder_layers_of(detector.module)
+    if decoder_layers is not None and decoder_layers > total_layers:
+        raise DetkitError(f"--decoder-layers {decoder_layers} exceeds the model's {total_layers} decoder layers", hint=f"choose 1..{total_layers}")
+
+    reference = _reference_detector(detector, size, decoder_layers)
+    graph = DeployGraph(deploy_copy(detector.module, decoder_layers), calibrator=_calibration_module(cal), top_k=top_k).eval()
+    precision = "fp16" if fp16 else "fp32"
+    notes: list[str] = []
+    metadata = _metadata(detector, cal, size, dynamic_batch, opset, precision, decoder_layers or run_layers, total_layers, top_k, model_source)
+
+    with atomic_path(out) as tmp:
+        _trace(graph, tmp, size, dynamic_batch, opset, calibrated=cal is not None)
+        if fp16:
+            _convert_fp16(tmp)
+        _check(tmp)
+        parity = None
+        if verify:
+            parity = _verify(tmp, reference, cal, metadata, verify_images, precision)
+            if not parity.passed:
+                raise parity_error(parity, out)
+        simplified = False
+        if simplify:
+            simplified, parity, note = _simplify(tmp, reference, cal, metadata, verify_images, precision, dynamic_batch, verify, parity)
+            if note:
+                notes.append(note)
+        metadata["simplified"] = simplified
+        metadata["parity"] = parity.to_dict() if parity is not None else None
+        metadata["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        proto = onnx.load(str(tmp))
+        del proto.metadata_props[:]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+        proto.producer_name = "detkit"
+        onnx.save(proto, str(tmp))
+        side = atomic_write_json(sidecar_path(out), metadata)
+    return ExportResult(model_path=out, metadata_path=side, metadata=metadata, parity=parity, simplified=simplified, warnings=notes)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# pieces
+
+
+def _load_detector(source: Any):
+    if hasattr(source, "module") and hasattr(source, "class_map"):
+        return source
+    from detkit.api import load_model
+
+    if isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx"):
+        raise DetkitError("the model is already an ONNX export", hint="export from the run dir or checkpoint (.pt)", path=source)
+    return load_model(source, device="cpu")
+
+
+def _reference_detector(detector, size: tuple[int, int], decoder_layers: int | None):
+    """The PyTorch side of the parity check: the same weights, unfused, at the export size and depth."""
+    from detkit.api import Detector
+
+    module = copy.deepcopy(detector.module).cpu().float().eval()
+    if decoder_layers is not None:
+        set_decoder_layers(module, decoder_layers)
+    return Detector(module, detector.class_map, size, "cpu")
+
+
+def _load_calibrator(calibrator: Any, class_map):
+    if calibrator is None:
+        return None
+    if isinstance(calibrator, (str, os.PathLike)):
+        from detkit.calibration import load_calibrator
+
+        return load_calibrator(calibrator, class_map=class_map)
+    if hasattr(calibrator, "class_map"):
+        calibrator.class_map.check_same(class_map, "the calibrator", "the model", hint="calibrate this model with `detkit calibrate`")
+    return calibrator
+
+
+def _calibration_module(cal):
+    if cal is None:
+        return None
+    from detkit.calibration.apply import CalibrationModule
+
+    return CalibrationModule(cal).eval()
+
+
+def _numpy_apply(cal):
+    if cal is None:
+        return None
+    from detkit.calibration.apply import calibrate_scores
+
+    return lambda scores, labels: calibrate_scores(cal, scores, labels)
+
+
+def _trace(graph, path: Path, size: tuple[int, int], dynamic_batch: bool, opset: int, calibrated: bool) -> None:
+    import torch
+
+    outputs = CALIBRATED_OUTPUT_NAMES if calibrated else OUTPUT_NAMES
+    n = 2 if dynamic_batch else 1  # trace with batch 2 so nothing specialises on a batch of one
+    images = torch.randint(0, 256, (n, 3, *size), dtype=torch.uint8)
+    sizes = torch.tensor([[size[1], size[0]]] * n, dtype=torch.int64)
+    axes = {name: {0: "N"} for name in (*INPUT_NAMES, *outputs)} if dynamic_batch else None
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, (images, sizes), str(path), input_names=list(INPUT_NAMES), output_names=list(outputs),
+                              dynamic_axes=axes, opset_version=int(opset), do_constant_folding=True, dynamo=False)
+    except Exception as e:  # noqa: BLE001 - the exporter raises many types; the user needs the one line
+        raise DetkitError(f"ONNX export failed at opset {opset}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                          hint="re-run with --debug for the traceback") from e
+
+
+def _convert_fp16(path: Path) -> None:
+    """Half-precision weights and compute; inputs and outputs keep their types (uint8, int64, float32)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True, disable_shape_infer=False)
+    onnx.save(model, str(path))
+
+
+def _check(path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except Exception as e:  # noqa: BLE001
+        raise DetkitError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}", hint="re-run with --debug and report it") from e
+
+
+def _verify(path: Path, reference, cal, metadata, verify_images, precision) -> ParityReport:
+    onnx_det = OnnxDetector(path, metadata=metadata, providers=None)
+    return verify_parity(reference, onnx_det, calibrate_numpy=_numpy_apply(cal), real_images=verify_images, precision=precision)
+
+
+def batch_dims_dynamic(path: Path) -> bool:
+    """True when the first dimension of every graph input and output is symbolic (not a fixed number)."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    for value in [*graph.input, *graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if not dims or not dims[0].dim_param or dims[0].HasField("dim_value"):
+            return False
+    return True
+
+
+def _simplify(path: Path, reference, cal, metadata, verify_images, precision, dynamic_batch, verify, parity):
+    """Slim the graph with onnxslim; keep the result only if it is still dynamic and still agrees with PyTorch."""
+    import onnx
+    import onnxslim
+
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.slim.", suffix=".onnx", dir=path.parent)
+    os.close(fd)
+    slim_tmp = Path(name)
+    try:
+        try:
+            slimmed = onnxslim.slim(onnx.load(str(path)))
+            onnx.save(slimmed, str(slim_tmp))
+            onnx.checker.check_model(str(slim_tmp), full_check=True)
+        except Exception as e:  # noqa: BLE001
+            return False, parity, f"onnxslim failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); kept the unsimplified graph"
+        if dynamic_batch and not batch_dims_dynamic(slim_tmp):
+            return False, parity, "onnxslim fixed the dynamic batch dimension; kept the unsimplified graph"
+        if verify:
+            slim_parity = _verify(slim_tmp, reference, cal, metadata, verify_images, precision)
+            if not slim_parity.passed:
+                return False, parity, f"the simplified graph disagrees with PyTorch ({slim_parity.summary()}); kept the unsimplified graph"
+            parity = slim_parity
+        os.replace(slim_tmp, path)
+    finally:
+        slim_tmp.unlink(missing_ok=True)
+    return True, parity, None
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _source_file(source: Any) -> Path | None:
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    p = Path(source)
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / "checkpoints" / name).is_file():
+                return p / "checkpoints" / name
+        return None
+    return p if p.is_file() else None
+
+
+def _calibrator_dict(cal) -> dict[str, Any] | None:
+    if cal is None:
+        return None
+    from detkit.calibration.io import calibrator_to_dict
+
+    return calibrator_to_dict(cal)
+
+
+def versions(extra: Sequence[str] = ()) -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for name in ("detkit", "torch", "onnx", "onnxruntime", *extra):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return out
+
+
+def _metadata(detector, cal, size, dynamic_batch, opset, precision, decoder_layers, total_layers, top_k, source) -> dict[str, Any]:
+    src = _source_file(source)
+    return {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "classes": detector.class_map.to_dict(),
+        "num_classes": len(detector.class_map),
+        "imgsz": list(size),
+        "inputs": INPUT_SPEC,
+        "outputs": OUTPUT_SPEC,
+        "input_dtype": "uint8",
+        "normalisation": "images / 255 inside the graph; no mean/std",
+        "resize": "stretch to imgsz with OpenCV INTER_LINEAR (detkit.models.preprocess.resize_image), no letterbox",
+        "top_k": top_k,
+        "dynamic_batch": bool(dynamic_batch),
+        "opset": int(opset),
+        "precision": precision,
+        "decoder_layers": int(decoder_layers),
+        "decoder_layers_trained": total_layers,
+        "calibrator": _calibrator_dict(cal),
+        "source": {"path": str(src) if src else (str(source) if isinstance(source, (str, os.PathLike)) else None),
+                   "sha256": _file_sha256(src) if src else None},
+        "versions": versions(["onnxslim"]),
+    }

@@ -1,0 +1,150 @@
+"""Does the exported graph agree with PyTorch? Measured, not assumed.
+
+The same images (random noise, a smooth synthetic scene and, when given, real images of any size) go through
+the PyTorch ``Detector`` (plus the calibrator's numpy ``apply``) and through onnxruntime at batch 1 and batch N.
+
+Detections are compared per image after pairing every PyTorch detection with the onnxruntime detection of
+the same label that is closest in (box, score); pairing rather than comparing rank by rank keeps two
+detections whose scores tie to 1e-7 (and so may swap ranks) from looking like a 600-pixel error. Detections
+at the very tail of the top-k (score within tolerance of the last kept one) may legitimately be replaced by a
+tied candidate and are not required to pair. Reported:
+
+- ``max_abs_diff_scores``: max |Δ score|;
+- ``max_abs_diff_boxes_px`` and ``max_abs_diff_boxes`` (the latter divided by the image side, i.e. normalised
+  coordinates, which is what the tolerance applies to);
+- ``top{k}_label_agreement``: fraction of the first k ranks with the same label in both runtimes;
+- ``top{k}_order_agreement``: fraction of the first k PyTorch detections paired with the same rank.
+
+Tolerances: fp32 1e-4 on scores and normalised boxes. fp16 graphs compute in half precision (10-bit
+mantissa, ~1e-3 relative) through a deep network, so their bounds are 2e-2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from detkit.errors import DetkitError
+
+TOLERANCES = {"fp32": {"scores": 1e-4, "boxes": 1e-4}, "fp16": {"scores": 2e-2, "boxes": 2e-2}}
+TOP_K_AGREEMENT = 10
+
+
+@dataclass
+class ParityReport:
+    batch_sizes: list[int]
+    num_images: int
+    image_kinds: dict[str, int]
+    max_abs_diff_scores: float
+    max_abs_diff_boxes: float
+    max_abs_diff_boxes_px: float
+    top_k: int
+    topk_label_agreement: float
+    topk_order_agreement: float
+    unpaired: int
+    tolerance: dict[str, float]
+    precision: str
+    passed: bool
+    per_batch: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        return (
+            f"max |Δscore| {self.max_abs_diff_scores:.2e}, max |Δbox| {self.max_abs_diff_boxes:.2e} (normalised) / "
+            f"{self.max_abs_diff_boxes_px:.2e} px, top-{self.top_k} labels {self.topk_label_agreement:.0%}, "
+            f"order {self.topk_order_agreement:.0%}, batches {self.batch_sizes}, {self.num_images} images "
+            f"(tolerance {self.tolerance['scores']:g} {self.precision})"
+        )
+
+
+def verification_images(real: Sequence[Any] = (), seed: int = 0) -> tuple[list[np.ndarray], dict[str, int]]:
+    """Two random-noise images and one smooth synthetic scene of different sizes, plus ``real`` images (paths or arrays).
+
+    The sizes differ from each other and from the model input so the resize and the box scaling are exercised.
+    """
+    from detkit.models.preprocess import as_image
+
+    rng = np.random.default_rng(seed)
+    noise = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((480, 640), (640, 427))]
+    h, w = 375, 500
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([128 + 100 * np.sin(xx / rng.uniform(8, 40) + c) * np.cos(yy / rng.uniform(8, 40)) for c in range(3)], -1)
+    y0, x0 = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
+    img[y0:y0 + h // 3, x0:x0 + w // 3] = rng.integers(0, 256, 3)
+    smooth = [np.clip(img, 0, 255).astype(np.uint8)]
+    loaded = [as_image(r, i) for i, r in enumerate(real)]
+    return noise + smooth + loaded, {"random": len(noise), "synthetic": len(smooth), "real": len(loaded)}
+
+
+def compare_detections(ref: Sequence[Any], test: Sequence[Any], image_sizes: Sequence[tuple[int, int]], tol_scores: float,
+                       top_k: int = TOP_K_AGREEMENT) -> dict[str, float]:
+    """Pairwise comparison of two lists of per-image detections (objects with labels, boxes xyxy px, scores)."""
+    d_scores, d_boxes, d_px, label_agree, order_agree, unpaired, ranks = 0.0, 0.0, 0.0, 0, 0, 0, 0
+    for r, t, (h, w) in zip(ref, test, image_sizes):
+        rl, rb, rs = np.asarray(r.labels), np.asarray(r.boxes, np.float64), np.asarray(r.scores, np.float64)
+        tl, tb, ts = np.asarray(t.labels), np.asarray(t.boxes, np.float64), np.asarray(t.scores, np.float64)
+        scale = np.array([w, h, w, h], np.float64)
+        box_diff = np.abs(rb[:, None, :] - tb[None, :, :]) / scale  # [R, T, 4]
+        cost = np.maximum(box_diff.max(-1), np.abs(rs[:, None] - ts[None, :]))
+        cost[rl[:, None] != tl[None, :]] = np.inf
+        j = cost.argmin(1) if len(tl) else np.zeros(len(rl), np.int64)
+        paired = np.isfinite(cost[np.arange(len(rl)), j]) if len(tl) else np.zeros(len(rl), bool)
+        # the tail of the top-k may hold a different candidate among ties: only require pairs above it
+        must_pair = rs > (rs.min() + tol_scores) if len(rs) else rs.astype(bool)
+        unpaired += int(np.sum(must_pair & ~paired))
+        ok = must_pair & paired
+        if ok.any():
+            d_scores = max(d_scores, float(np.abs(rs[ok] - ts[j[ok]]).max()))
+            d_boxes = max(d_boxes, float(box_diff[np.flatnonzero(ok), j[ok]].max()))
+            d_px = max(d_px, float(np.abs(rb[ok] - tb[j[ok]]).max()))
+        k = min(top_k, len(rl), len(tl))
+        label_agree += int(np.sum(rl[:k] == tl[:k]))
+        order_agree += int(np.sum(j[:k] == np.arange(k)))
+        ranks += k
+    return {
+        "max_abs_diff_scores": d_scores, "max_abs_diff_boxes": d_boxes, "max_abs_diff_boxes_px": d_px,
+        "topk_label_agreement": label_agree / max(ranks, 1), "topk_order_agreement": order_agree / max(ranks, 1),
+        "unpaired": unpaired,
+    }
+
+
+def verify_parity(reference, onnx_detector, calibrate_numpy=None, real_images: Sequence[Any] = (), batch_sizes: Sequence[int] = (1, 3),
+                  precision: str = "fp32", seed: int = 0) -> ParityReport:
+    """Run the same images through ``reference`` (PyTorch ``Detector``) and ``onnx_detector`` and compare.
+
+    ``calibrate_numpy(scores, labels) -> scores`` is applied to the PyTorch scores when the graph embeds a calibrator.
+    """
+    images, kinds = verification_images(real_images, seed=seed)
+    sizes = [im.shape[:2] for im in images]
+    ref = reference.predict(images, conf=-1.0)
+    if calibrate_numpy is not None:
+        ref = [SimpleNamespace(labels=d.labels, boxes=d.boxes, scores=np.asarray(calibrate_numpy(np.asarray(d.scores), np.asarray(d.labels)), np.float32)) for d in ref]
+    tol = TOLERANCES[precision]
+    per_batch: dict[str, dict[str, float]] = {}
+    for b in batch_sizes:
+        test = onnx_detector.predict(images, conf=-1.0, batch_size=b)
+        per_batch[str(b)] = compare_detections(ref, test, sizes, tol["scores"])
+    worst = {key: max(v[key] for v in per_batch.values()) for key in ("max_abs_diff_scores", "max_abs_diff_boxes", "max_abs_diff_boxes_px", "unpaired")}
+    agree = {key: min(v[key] for v in per_batch.values()) for key in ("topk_label_agreement", "topk_order_agreement")}
+    passed = worst["max_abs_diff_scores"] <= tol["scores"] and worst["max_abs_diff_boxes"] <= tol["boxes"] and worst["unpaired"] == 0
+    return ParityReport(
+        batch_sizes=list(batch_sizes), num_images=len(images), image_kinds=kinds,
+        max_abs_diff_scores=worst["max_abs_diff_scores"], max_abs_diff_boxes=worst["max_abs_diff_boxes"],
+        max_abs_diff_boxes_px=worst["max_abs_diff_boxes_px"], top_k=TOP_K_AGREEMENT,
+        topk_label_agreement=agree["topk_label_agreement"], topk_order_agreement=agree["topk_order_agreement"],
+        unpaired=int(worst["unpaired"]), tolerance=dict(tol), precision=precision, passed=bool(passed), per_batch=per_batch,
+    )
+
+
+def parity_error(report: ParityReport, path) -> DetkitError:
+    return DetkitError(
+        f"exported graph disagrees with PyTorch: {report.summary()}",
+        hint="no model file was written; try another --opset, drop --fp16/--simplify, or re-run with --debug and report it",
+        path=path,
+    )
