@@ -117,12 +117,13 @@ def run_robustness(
         },
         "plots": {},
     }
-    if coco_o_root is not None:
-        result["coco_o"] = evaluate_coco_o(detector, coco_o_root, class_map, clean_pct, batch_size=batch_size)
-    if names:
+    if names:  # check the split before any inference
         coco, images_dir, source, dataset = _split_of(dataset_or_split, split)
         if dataset is not None:
             class_map.check_same(dataset.class_map, "the model", f"dataset {dataset.path}", hint="evaluate on a dataset with the model's classes")
+    if coco_o_root is not None:
+        result["coco_o"] = evaluate_coco_o(detector, coco_o_root, class_map, clean_pct, batch_size=batch_size)
+    if names:
         result["coco_c"] = evaluate_coco_c(
             detector, coco, images_dir, class_map, clean_pct, corruptions=names, severities=levels, source=source,
             cache_dir=cache_dir, batch_size=batch_size, seed=seed, workers=workers,
