@@ -28,8 +28,7 @@ import numpy as np
 
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import KNOWN_SPLITS
-from detkit.data.formats.base import DatasetData, SplitData, assemble_split, image_size, number_text, split_for_writing
-from detkit.data.formats.copying import copy_image
+from detkit.data.formats.base import DatasetData, InsideResolver, SplitData, assemble_split, copy_many, image_size, number_text, split_for_writing
 from detkit.data.formats.sidecar import SIDECAR_FILE, image_meta_entry, read_sidecar, write_sidecar
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_dir
@@ -207,11 +206,11 @@ def write_voc(data: DatasetData, out: str | Path, overwrite: bool = False, link:
         for split_name, split in data.splits.items():
             plain, crowd = split_for_writing(split.coco)
             ids, meta = [], {}
-            for img in track(split.coco.images, f"writing {split_name}"):
-                fn = img["file_name"]
-                rel = f"{split_name}/{fn}" if clash else fn
+            rels = [f"{split_name}/{img['file_name']}" if clash else img["file_name"] for img in split.coco.images]
+            dst = InsideResolver(tmp / IMAGES)
+            copy_many([(split.image_path(img["file_name"]), dst(rel)) for img, rel in zip(split.coco.images, rels)], link, f"copying {split_name} images")
+            for img, rel in zip(track(split.coco.images, f"writing {split_name} XML"), rels):
                 key = str(PurePosixPath(rel).with_suffix(""))
-                copy_image(split.image_path(fn), resolve_inside(tmp / IMAGES, rel, what="file_name"), link)
                 anns = plain.get(int(img["id"]), [])
                 xml_path = resolve_inside(tmp / ANNOTATIONS, key + ".xml", what="file_name")
                 xml_path.parent.mkdir(parents=True, exist_ok=True)

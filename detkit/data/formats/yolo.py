@@ -27,8 +27,16 @@ import yaml
 
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import KNOWN_SPLITS
-from detkit.data.formats.copying import copy_image
-from detkit.data.formats.base import DatasetData, SplitData, assemble_split, image_sizes, list_images, split_for_writing
+from detkit.data.formats.base import (
+    DatasetData,
+    InsideResolver,
+    SplitData,
+    assemble_split,
+    copy_many,
+    image_sizes,
+    list_images,
+    split_for_writing,
+)
 from detkit.data.formats.sidecar import SIDECAR_FILE, image_meta_entry, read_sidecar, write_sidecar
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_dir
@@ -215,10 +223,11 @@ def write_yolo(data: DatasetData, out: str | Path, overwrite: bool = False, link
             coco = split.coco
             plain, crowd = split_for_writing(coco)
             meta: dict[str, dict[str, Any]] = {}
-            for img in track(coco.images, f"writing {split_name}"):
+            (tmp / "images" / split_name).mkdir(parents=True, exist_ok=True)
+            dst = InsideResolver(tmp / "images" / split_name)
+            copy_many([(split.image_path(img["file_name"]), dst(img["file_name"])) for img in coco.images], link, f"copying {split_name} images")
+            for img in track(coco.images, f"writing {split_name} labels"):
                 fn = img["file_name"]
-                dst = resolve_inside(tmp / "images" / split_name, fn, what="file_name")
-                copy_image(split.image_path(fn), dst, link)
                 anns = plain.get(int(img["id"]), [])
                 lines = ""
                 if anns:
@@ -233,7 +242,6 @@ def write_yolo(data: DatasetData, out: str | Path, overwrite: bool = False, link
                 lbl.parent.mkdir(parents=True, exist_ok=True)
                 lbl.write_text(lines, encoding="utf-8")
                 meta[fn] = image_meta_entry(img, anns, crowd.get(int(img["id"]), []), fn)
-            (tmp / "images" / split_name).mkdir(parents=True, exist_ok=True)
             meta_splits[split_name] = meta
         doc: dict[str, Any] = {s: f"images/{s}" for s in data.splits}
         doc["nc"] = len(cmap)
