@@ -113,9 +113,11 @@ def convert_dataset(
     """
     src, out = Path(src), Path(out)
     _check_format(to, "--to", allow_auto=False)
-    src_root = src if src.is_dir() else src.parent
-    if out.resolve() == src_root.resolve() or src_root.resolve() in out.resolve().parents and out.exists():
-        raise DetkitError("the output folder may not be the source folder or overwrite part of it", hint="choose another OUT", path=out)
+    src_root, out_abs = (src if src.is_dir() else src.parent).resolve(), out.resolve()
+    if out_abs == src_root or out_abs in src_root.parents:
+        raise DetkitError("the output folder may not be the source folder or contain it", hint="choose another OUT", path=out)
+    if src_root in out_abs.parents and out.exists():
+        raise DetkitError("the output folder may not replace part of the source", hint="choose another OUT", path=out)
     if out.exists() and not out.is_dir():
         raise DetkitError("exists and is not a folder", hint="choose another output path", path=out)
     if out.is_dir() and any(out.iterdir()) and not overwrite:

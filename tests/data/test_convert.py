@@ -198,3 +198,10 @@ def test_cli_convert_json_and_overwrite(cli, rich, tmp_path):
     r = cli("data", "convert", rich, tmp_path / "y", "--to", "voc", "--overwrite", "--quiet")
     assert r.code == 0 and r.out == ""
     assert (tmp_path / "y" / "Annotations").is_dir() and not (tmp_path / "y" / "labels").exists()
+
+
+def test_ultralytics_dataset_yaml_name_is_detected_as_yolo(tmp_path):
+    src = _yolo_by_hand(tmp_path / "y")
+    (src / "data.yaml").rename(src / "dataset.yaml")
+    assert detect_format(src) == "yolo"
+    assert convert_dataset(src, tmp_path / "out").src_format == "yolo"

@@ -221,3 +221,13 @@ def test_undetectable_source(cli, tmp_path):
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "readme.txt").write_text("hi")
     _convert_fails(cli, tmp_path / "junk", tmp_path, "cannot tell the dataset format")
+
+
+def test_output_may_not_contain_or_replace_the_source(cli, tmp_path):
+    src = _yolo(tmp_path / "y")
+    r = cli("data", "convert", src, tmp_path, "--overwrite")
+    assert_clean_error(r, "may not be the source folder or contain it")
+    assert (src / "data.yaml").is_file()
+    r = cli("data", "convert", src, src / "images", "--overwrite")
+    assert_clean_error(r, "may not replace part of the source")
+    assert (src / "images" / "train" / "a.jpg").is_file()

@@ -16,8 +16,9 @@ LAYOUTS = (
 
 
 def _is_yolo_yaml(path: Path) -> bool:
+    """ultralytics' data.yaml has 'names'; detkit's dataset.yaml has 'classes' and 'splits'."""
     raw = read_yaml(path, what="YAML file")
-    return isinstance(raw, dict) and "names" in raw
+    return isinstance(raw, dict) and "names" in raw and "classes" not in raw
 
 
 def detect_format(src: str | Path) -> str:
@@ -26,13 +27,13 @@ def detect_format(src: str | Path) -> str:
     if not src.exists():
         raise DetkitError("source not found", path=src)
     if src.is_file():
-        if src.suffix.lower() == ".json" or src.name == "dataset.yaml":
+        if src.suffix.lower() == ".json":
             return "coco"
         if src.suffix.lower() in (".yaml", ".yml"):
             return "yolo" if _is_yolo_yaml(src) else "coco"
         raise DetkitError("cannot tell the dataset format of this file", hint=LAYOUTS, path=src)
     if is_detkit_dataset(src):
-        return "coco"
+        return "yolo" if _is_yolo_yaml(src / "dataset.yaml") else "coco"
     for name in ("data.yaml", "data.yml"):
         if (src / name).is_file():
             return "yolo"
