@@ -31,11 +31,10 @@ from PIL import Image, UnidentifiedImageError
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, read_coco
 from detkit.data.dataset import load_dataset
-from detkit.data.formats.base import list_images
+from detkit.data.formats.base import InsideResolver, copy_many, list_images
 from detkit.data.formats.coco_folder import _guess_images_dir, is_detkit_dataset, split_name_of
 from detkit.data.writer import DatasetWriter
 from detkit.errors import DetkitError
-from detkit.utils.paths import resolve_inside
 from detkit.utils.progress import track
 
 ERROR, WARNING = "error", "warning"
@@ -178,10 +177,11 @@ def _check_image_files(src: SplitSource, decode: bool, workers: int) -> list[Fin
     out: list[Finding] = []
     images, split, folder = src.coco.images, src.name, src.images_dir
     assert folder is not None
+    inside = InsideResolver(folder)
     paths: list[Path | None] = []
     for i, img in enumerate(images):
         try:
-            paths.append(resolve_inside(folder, img["file_name"], source=src.annotations, what="file_name"))
+            paths.append(inside(img["file_name"], source=src.annotations))
         except DetkitError as e:
             paths.append(None)
             out.append(Finding(ERROR, "path_escapes_root", split, img["file_name"], e.message, img["id"], fix="drop image", _image_index=i))
@@ -205,7 +205,7 @@ def _check_image_files(src: SplitSource, decode: bool, workers: int) -> list[Fin
                                fix="set size from file", _image_index=i, _value=(w, h)))
     listed = {p for p in paths if p is not None}
     for rel in list_images(folder):
-        if (folder / rel).resolve() not in listed:
+        if inside(rel) not in listed:
             out.append(Finding(WARNING, "unlisted_image", split, str(folder / rel), "image file is not listed in the annotations", fix="not copied"))
     return out
 
@@ -439,7 +439,7 @@ def fix_dataset(report: ValidationReport, out: str | Path, overwrite: bool = Fal
         for name, coco in fixed.items():
             src = report.splits[name]
             assert src.images_dir is not None
-            for img in track(coco.images, f"copying {name} images"):
-                w.add_image_file(name, img["file_name"], resolve_inside(src.images_dir, img["file_name"], source=src.annotations, what="file_name"))
+            inside, dst = InsideResolver(src.images_dir), InsideResolver(w.images_dir(name))
+            copy_many([(inside(im["file_name"], source=src.annotations), dst(im["file_name"])) for im in coco.images], False, f"copying {name} images")
             w.write_split(name, coco)
     return FixResult(out=Path(out), changes=changes, splits={s: {"images": len(c.images), "boxes": len(c.annotations)} for s, c in fixed.items()})
