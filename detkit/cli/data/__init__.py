@@ -11,3 +11,4 @@ from detkit.cli.data import convert as _convert  # noqa: E402,F401  (D1)
 from detkit.cli.data import validate as _validate  # noqa: E402,F401  (D1)
 from detkit.cli.data import stats as _stats  # noqa: E402,F401
 from detkit.cli.data import split as _split  # noqa: E402,F401
+from detkit.cli.data import augment as _augment  # noqa: E402,F401
