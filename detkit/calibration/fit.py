@@ -35,6 +35,13 @@ from detkit.evaluation.calibration_metrics import calibration_report, select, su
 from detkit.evaluation.detections import DetectionTable
 
 SUMMARY_KEYS = ("d_ece", "la_ece_0", "la_ace_0", "lrp_0", "la_ece")
+SHORT_NAMES = {
+    "d_ece": "D-ECE (10 bins, IoU 0.5, score >= 0.3, pooled)",
+    "la_ece_0": "LaECE_0 (25 bins, IoU 0)",
+    "la_ace_0": "LaACE_0 (IoU 0)",
+    "lrp_0": "LRP (IoU 0)",
+    "la_ece": "LaECE (25 bins, IoU 0.1)",
+}
 
 
 @dataclass
@@ -53,7 +60,7 @@ class CalibrationResult:
         if self.before is None or self.after is None:
             return []
         b, a = summary_values(self.before), summary_values(self.after)
-        out = [(self.before["metrics"][k]["name"], b[k], a[k]) for k in SUMMARY_KEYS]
+        out = [(SHORT_NAMES[k], b[k], a[k]) for k in SUMMARY_KEYS]
         out.append(("AP (no thresholds)", self.ap_before, self.ap_after))
         return out
 
@@ -301,5 +308,5 @@ def write_outputs(result: CalibrationResult, out: str | Path) -> dict[str, Path]
             "split": result.eval_split, "AP": {"before": result.ap_before, "after": result.ap_after},
             "before": result.before, "after": result.after})
         for p in save_before_after(result.before, result.after, out.parent, prefix=f"{out.stem}_reliability"):
-            paths[p.stem] = p
+            paths["reliability D-ECE" if p.stem.endswith("d_ece") else "reliability LaECE_0"] = p
     return paths

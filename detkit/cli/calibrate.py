@@ -73,7 +73,7 @@ def calibrate_command(
                  [[n, _thr(pre[k] if pre is not None else None), _thr(thresholds[k]), cal.fallback.get(n, "")]
                   for k, n in enumerate(cal.class_map.names)])
     for label, path in paths.items():
-        ui.artifacts(label.replace("_", " "), path)
+        ui.artifacts(label, path)
     ui.emit_json({
         "calibrator": str(paths["calibrator"]),
         "artifacts": {k: str(v) for k, v in paths.items()},
