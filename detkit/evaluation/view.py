@@ -217,9 +217,31 @@ def serve_eval(eval_dir: str | Path, port: int = DEFAULT_PORT, open_browser: boo
     if not 1 <= int(port) <= 65535:
         raise DetkitError(f"port must be in 1..65535, got {port}")
     contents = read_eval_dir(eval_dir)
-    dataset = build_fiftyone_dataset(contents, iou_threshold)
-    with app_session(dataset, port=port, open_browser=open_browser) as session:
-        if on_ready is not None:
-            on_ready(f"http://127.0.0.1:{session.server_port}", dataset)
-        with contextlib.suppress(KeyboardInterrupt):
-            session.wait(-1)
+    with _terminate_as_interrupt():
+        dataset = build_fiftyone_dataset(contents, iou_threshold)
+        with app_session(dataset, port=port, open_browser=open_browser) as session:
+            if on_ready is not None:
+                on_ready(f"http://127.0.0.1:{session.server_port}", dataset)
+            with contextlib.suppress(KeyboardInterrupt):
+                session.wait(-1)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a supervisor, ``kill``) and SIGINT take the same clean-shutdown path as Ctrl-C."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
