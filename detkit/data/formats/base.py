@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ class InsideResolver:
 
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
-        self._dirs: dict[str, Path] = {}
+        self._dirs: dict[str, str] = {}
 
     def __call__(self, rel: str, source: str | Path | None = None, what: str = "file_name") -> Path:
         if not isinstance(rel, str) or "\\" in rel:
@@ -37,13 +38,13 @@ class InsideResolver:
         pure = PurePosixPath(rel)
         if pure.is_absolute() or ".." in pure.parts or not pure.name or PureWindowsPath(rel).drive:
             return resolve_inside(self.root, rel, source=source, what=what)  # raises its usual message
-        key = str(pure.parent)
+        key, _, name = rel.rpartition("/")
         folder = self._dirs.get(key)
         if folder is None:
-            folder = self.root if key == "." else resolve_inside(self.root, key, source=source, what=what)
+            folder = str(self.root if key in ("", ".") else resolve_inside(self.root, key, source=source, what=what))
             self._dirs[key] = folder
-        path = folder / pure.name
-        return resolve_inside(self.root, rel, source=source, what=what) if path.is_symlink() else path
+        path = folder + "/" + name
+        return resolve_inside(self.root, rel, source=source, what=what) if os.path.islink(path) else Path(path)
 
 
 def copy_many(pairs: Sequence[tuple[Path, Path]], link: bool, description: str, workers: int = 8) -> None:
@@ -98,7 +99,7 @@ class DatasetData:
         return {s: {"images": d.num_images, "boxes": d.num_boxes} for s, d in self.splits.items()}
 
 
-def image_size(path: Path) -> tuple[int, int]:
+def image_size(path: Path | str) -> tuple[int, int]:
     """``(width, height)`` from the image header only (PIL reads no pixels); a clean error for non-images."""
     try:
         with Image.open(path) as im:
@@ -109,7 +110,7 @@ def image_size(path: Path) -> tuple[int, int]:
         raise DetkitError(f"not a readable image ({type(e).__name__})", hint="remove or replace the file", path=path) from None
 
 
-def image_sizes(paths: Sequence[Path], description: str = "reading image headers") -> np.ndarray:
+def image_sizes(paths: Sequence[Path | str], description: str = "reading image headers") -> np.ndarray:
     """``[N, 2]`` int64 array of (width, height) for many images, headers only."""
     out = np.zeros((len(paths), 2), dtype=np.int64)
     for i, p in enumerate(track(paths, description)):
@@ -118,14 +119,17 @@ def image_sizes(paths: Sequence[Path], description: str = "reading image headers
 
 
 def list_images(folder: Path) -> list[str]:
-    """Image files under ``folder`` (recursively) as sorted POSIX paths relative to it."""
+    """Image files under ``folder`` (recursively, not following folder links) as sorted POSIX paths relative to it."""
     if not folder.is_dir():
         return []
-    return sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith(".")
-    )
+    top = str(folder)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        rel_dir = os.path.relpath(dirpath, top)
+        prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
+        found.extend(prefix + f for f in filenames if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+    return sorted(found)
 
 
 def fill_image_sizes(split: SplitData, source: str | Path) -> None:

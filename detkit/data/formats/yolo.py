@@ -19,7 +19,8 @@ written with 12 significant digits, far below 1e-6 of a pixel.
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,44 +90,51 @@ def parse_names(raw: dict[str, Any], yaml_path: Path) -> list[str]:
 def _split_images(root: Path, value: Any, yaml_path: Path, split: str) -> tuple[Path, list[str]]:
     """The split's image folder and its images relative to it (the dataset root when several sources)."""
     entries = value if isinstance(value, list) else [value]
-    files: list[Path] = []
-    folders: list[Path] = []
+    if not entries:
+        raise DetkitError(f"'{split}' is an empty list", path=yaml_path)
+    base = None
+    rel_files: list[str] = []  # relative to root
     for entry in entries:
         if not isinstance(entry, str):
             raise DetkitError(f"'{split}' must be a path or a list of paths, got {entry!r}", path=yaml_path)
         target = resolve_inside(root, entry, source=yaml_path, what=split)
         if target.is_dir():
-            folders.append(target)
-            files.extend(target / f for f in list_images(target))
+            base = target if len(entries) == 1 else root
+            prefix = target.relative_to(root).as_posix()
+            prefix = "" if prefix == "." else prefix + "/"
+            rel_files.extend(prefix + f for f in list_images(target))
         elif target.is_file() and target.suffix == ".txt":
             for i, line in enumerate(target.read_text(encoding="utf-8").splitlines(), 1):
                 line = line.strip()
                 if line:
                     rel = line[2:] if line.startswith("./") else line
-                    files.append(resolve_inside(root, rel, source=f"{target}:{i}", what="image path"))
+                    rel_files.append(resolve_inside(root, rel, source=f"{target}:{i}", what="image path").relative_to(root).as_posix())
         else:
             raise DetkitError(f"'{split}': {entry!r} is neither a folder nor a .txt image list", hint="check the split paths in data.yaml", path=yaml_path)
-    base = folders[0] if len(entries) == 1 and folders else root
-    return base, [f.relative_to(base).as_posix() for f in files]
+    base = base if base is not None else root
+    cut = len(base.relative_to(root).as_posix()) + 1 if base != root else 0
+    return base, [f[cut:] for f in rel_files]
 
 
-def label_path(root: Path, image: Path) -> Path:
-    """ultralytics' rule: the last ``images`` folder becomes ``labels``, the suffix ``.txt``."""
-    parts = list(PurePosixPath(image.relative_to(root).as_posix()).parts)
+def label_rel_path(image_rel: str) -> str:
+    """ultralytics' rule on a root-relative POSIX path: the last ``images`` folder becomes ``labels``, the
+    suffix ``.txt``."""
+    parts = image_rel.split("/")
     for i in range(len(parts) - 2, -1, -1):
         if parts[i] == "images":
             parts[i] = "labels"
             break
-    return (root.joinpath(*parts)).with_suffix(".txt")
+    return os.path.splitext("/".join(parts))[0] + ".txt"
 
 
-def _parse_labels(label_files: list[Path], num_classes: int, description: str = "reading labels") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _parse_labels(label_files: list[str], num_classes: int, description: str = "reading labels") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All label lines of a split: (row -> file index, class index, normalised cxcywh)."""
     tokens: list[list[str]] = []
     where: list[tuple[int, int]] = []
     for fi, path in enumerate(track(label_files, description)):
         try:
-            text = path.read_text(encoding="utf-8")
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
         except FileNotFoundError:
             continue  # no label file: a background image
         except (UnicodeDecodeError, OSError) as e:
@@ -201,9 +209,14 @@ def read_yolo(src: str | Path) -> DatasetData:
         if raw.get(split) in (None, "", []):
             continue
         base, file_names = _split_images(root, raw[split], yaml_path, split)
-        paths = [base / f for f in file_names]
-        sizes = image_sizes(paths, f"reading {split} image headers")
-        file_idx, labels, cxcywh = _parse_labels([label_path(root, p) for p in paths], len(class_map), f"reading {split} labels")
+        inside = InsideResolver(base)  # refuses links leaving the root
+        paths = [inside(f, source=yaml_path) for f in file_names]
+        sizes = image_sizes([str(p) for p in paths], f"reading {split} image headers")
+        prefix = base.relative_to(root).as_posix()
+        prefix = "" if prefix == "." else prefix + "/"
+        root_str = str(root)
+        label_files = [os.path.join(root_str, label_rel_path(prefix + f)) for f in file_names]
+        file_idx, labels, cxcywh = _parse_labels(label_files, len(class_map), f"reading {split} labels")
         wh = sizes[file_idx].astype(np.float64)
         boxes = np.concatenate([(cxcywh[:, :2] - cxcywh[:, 2:] / 2) * wh, cxcywh[:, 2:] * wh], axis=1)
         images = [{"id": 0, "file_name": f, "width": w, "height": h} for f, (w, h) in zip(file_names, sizes.tolist())]
