@@ -32,7 +32,7 @@ from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, read_coco
 from detkit.data.dataset import load_dataset
 from detkit.data.formats.base import InsideResolver, copy_many, list_images
-from detkit.data.formats.coco_folder import _guess_images_dir, is_detkit_dataset, split_name_of
+from detkit.data.formats.coco_folder import guess_images_dir, is_detkit_dataset, split_name_of
 from detkit.data.writer import DatasetWriter
 from detkit.errors import DetkitError
 from detkit.utils.progress import track
@@ -144,7 +144,7 @@ def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, 
     split = split_name_of(path.stem)
     if images is None:
         try:
-            images = _guess_images_dir(path, split)
+            images = guess_images_dir(path, split)
         except DetkitError:
             findings.append(Finding(WARNING, "no_image_folder", split, str(path),
                                     "image folder not found: image files were not checked (pass --images DIR)"))

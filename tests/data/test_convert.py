@@ -12,7 +12,7 @@ from PIL import Image
 
 from detkit.data import load_dataset
 from detkit.data.classmap import ClassMap
-from detkit.data.coco import CocoData, read_coco
+from detkit.data.coco import read_coco
 from detkit.data.convert import convert_dataset
 from detkit.data.formats.detect import detect_format
 from detkit.data.writer import DatasetWriter

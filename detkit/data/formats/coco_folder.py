@@ -32,7 +32,7 @@ def is_detkit_dataset(src: Path) -> bool:
     return (src.is_dir() and (src / DATASET_FILE).is_file()) or (src.is_file() and src.name == DATASET_FILE)
 
 
-def _guess_images_dir(json_path: Path, split: str) -> Path:
+def guess_images_dir(json_path: Path, split: str) -> Path:
     root = json_path.parent.parent if json_path.parent.name == "annotations" else json_path.parent
     stem = json_path.stem
     core = re.sub(r"^(instances|annotations|labels|coco)[_-]", "", stem)  # instances_val2017 -> val2017
@@ -82,7 +82,7 @@ def _read_plain(json_files: list[Path], images: Path | None, name: str) -> Datas
         split = split_name_of(jf.stem)
         if split in splits:
             raise DetkitError(f"two annotation files map to the split '{split}'", path=jf)
-        img_dir = images if images is not None else _guess_images_dir(jf, split)
+        img_dir = images if images is not None else guess_images_dir(jf, split)
         if not img_dir.is_dir():
             raise DetkitError("image folder not found", path=img_dir)
         splits[split] = SplitData(coco=coco, images_dir=img_dir.resolve(), source=jf)

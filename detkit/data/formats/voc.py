@@ -29,7 +29,7 @@ import numpy as np
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import KNOWN_SPLITS
 from detkit.data.formats.base import DatasetData, InsideResolver, SplitData, assemble_split, copy_many, image_size, number_text, split_for_writing
-from detkit.data.formats.sidecar import SIDECAR_FILE, image_meta_entry, read_sidecar, write_sidecar
+from detkit.data.formats.sidecar import image_meta_entry, read_sidecar, write_sidecar
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_dir
 from detkit.utils.paths import resolve_inside
@@ -223,4 +223,4 @@ def write_voc(data: DatasetData, out: str | Path, overwrite: bool = False, link:
     return Path(out)
 
 
-__all__ = ["read_voc", "write_voc", "is_voc", "SIDECAR_FILE"]
+__all__ = ["read_voc", "write_voc", "is_voc"]
