@@ -344,14 +344,15 @@ def generate_synthetic(
     max_objects: int = 8,
     empty_fraction: float = 0.03,
     jpeg_quality: int = 95,
-    workers: int = 0,
+    workers: int = 1,
 ) -> Path:
     """Write the synthetic shapes dataset to ``out`` (``dataset.yaml``, COCO JSON per split, JPEG images).
 
     Splits with 0 images are left out. With ``domains`` the test split is also rendered in the six COCO-O
     styles under ``out/coco_o/<domain>/{val2017, annotations/instances_val2017.json}`` (same ids and boxes).
-    ``workers`` processes render in parallel (0: one per CPU core for large sets); the files do not depend on
-    it. Returns ``out``. The folder appears only once everything was written.
+    ``workers`` processes render in parallel (0: one per CPU core for large sets; the CLI's default); the files
+    do not depend on it. Parallel workers are spawned processes, so scripts calling this with ``workers != 1``
+    need the usual ``if __name__ == "__main__":`` guard. Returns ``out``. The folder appears only once everything was written.
     """
     counts = {"train": train, "val": val, "calib": calib, "test": test}
     for name, n in counts.items():

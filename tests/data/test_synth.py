@@ -165,4 +165,5 @@ def test_cli_writes_dataset_and_prints_json(cli, tmp_path):
 def test_cli_bad_counts_are_clean_errors(cli, tmp_path):
     assert_clean_error(cli("data", "synth", tmp_path / "x", "--val", "-3"), "--val must be a non-negative")
     assert_clean_error(cli("data", "synth", tmp_path / "x", "--test", "0", "--domains"), "--test is 0")
+    assert_clean_error(cli("data", "synth", tmp_path / "x", "--workers", "-1"), "--workers must be >= 0")
     assert not (tmp_path / "x").exists()
