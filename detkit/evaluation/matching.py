@@ -34,6 +34,7 @@ from detkit.errors import DetkitError
 from detkit.evaluation.detections import DetectionTable
 
 _MAX_IOU_THRESHOLD = 1.0 - 1e-10
+_PAIR_CHUNK = 4_000_000  # (detection, GT) pairs held in memory at once
 
 
 @dataclass
@@ -206,40 +207,47 @@ def match_detections(
     g_order = g_rows_all[np.lexsort((g_cat[g_rows_all], gt_ignored[g_rows_all], g_key[g_rows_all]))]
     g_key_sorted = g_key[g_order]
 
-    # All (detection, GT) pairs of the same group, without Python loops.
+    # All (detection, GT) pairs of the same group, built without Python loops, in chunks of detections that
+    # bound memory. Any contiguous chunking is exact: a group split over two chunks keeps its rank order, and
+    # the GTs taken so far are shared.
     start, end = _ranges(g_key_sorted, det_key)
     counts = end - start
-    pair_det = np.repeat(np.arange(len(det_rows)), counts)  # index into det_rows
-    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-    pair_gpos = np.repeat(start, counts) + offsets  # position in g_order (its order inside the group)
-    pair_gt = g_order[pair_gpos]  # annotation index
-    pair_crowd = g_crowd[pair_gt]
-    pair_iou = box_iou_xywh(dets.boxes[det_rows[pair_det]], g_boxes[pair_gt], pair_crowd)
-
-    # Greedy assignment, one detection rank at a time (each group contributes at most one detection per rank).
-    pair_rank = det_rank[pair_det]
-    by_rank = np.argsort(pair_rank, kind="stable")
-    n_ranks = int(pair_rank.max()) + 1 if len(pair_rank) else 0
-    rank_bounds = np.searchsorted(pair_rank[by_rank], np.arange(n_ranks + 1), side="left")
+    cum = np.cumsum(counts)
+    cuts = np.searchsorted(cum, np.arange(_PAIR_CHUNK, int(cum[-1]) if len(cum) else 0, _PAIR_CHUNK), side="right")
+    bounds = np.unique(np.r_[0, cuts, len(det_rows)])
     gt_taken = np.zeros(n_gt, bool)
-    for r in range(n_ranks):
-        sel = by_rank[rank_bounds[r] : rank_bounds[r + 1]]
-        ok = (pair_iou[sel] >= thr) & (pair_crowd[sel] | ~gt_taken[pair_gt[sel]])
-        sel = sel[ok]
-        if len(sel) == 0:
-            continue
-        # Best candidate per detection: regular before crowd, then highest IoU, then the later GT on ties.
-        order = np.lexsort((pair_gpos[sel], pair_iou[sel], ~pair_crowd[sel], pair_det[sel]))
-        sel = sel[order]
-        last = np.r_[pair_det[sel][1:] != pair_det[sel][:-1], True]
-        win = sel[last]
-        rows = det_rows[pair_det[win]]
-        gts = pair_gt[win]
-        crowd = pair_crowd[win]
-        gt_taken[gts[~crowd]] = True
-        gt_det_index[gts[~crowd]] = rows[~crowd]
-        tp[rows[~crowd]] = True
-        ignored[rows[crowd]] = True
-        iou_out[rows] = pair_iou[win]
-        gt_index[rows] = gts
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        c = counts[lo:hi]
+        pair_det = lo + np.repeat(np.arange(hi - lo), c)  # index into det_rows
+        offsets = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
+        pair_gpos = np.repeat(start[lo:hi], c) + offsets  # position in g_order (its order inside the group)
+        pair_gt = g_order[pair_gpos]  # annotation index
+        pair_crowd = g_crowd[pair_gt]
+        pair_iou = box_iou_xywh(dets.boxes[det_rows[pair_det]], g_boxes[pair_gt], pair_crowd)
+
+        # Greedy assignment, one detection rank at a time (a group has at most one detection per rank).
+        pair_rank = det_rank[pair_det]
+        by_rank = np.argsort(pair_rank, kind="stable")
+        ranks = np.unique(pair_rank)
+        rank_bounds = np.searchsorted(pair_rank[by_rank], np.r_[ranks, ranks[-1] + 1] if len(ranks) else ranks, side="left")
+        for k in range(len(ranks)):
+            sel = by_rank[rank_bounds[k] : rank_bounds[k + 1]]
+            ok = (pair_iou[sel] >= thr) & (pair_crowd[sel] | ~gt_taken[pair_gt[sel]])
+            sel = sel[ok]
+            if len(sel) == 0:
+                continue
+            # Best candidate per detection: regular before crowd, then highest IoU, then the later GT on ties.
+            order = np.lexsort((pair_gpos[sel], pair_iou[sel], ~pair_crowd[sel], pair_det[sel]))
+            sel = sel[order]
+            last = np.r_[pair_det[sel][1:] != pair_det[sel][:-1], True]
+            win = sel[last]
+            rows = det_rows[pair_det[win]]
+            gts = pair_gt[win]
+            crowd = pair_crowd[win]
+            gt_taken[gts[~crowd]] = True
+            gt_det_index[gts[~crowd]] = rows[~crowd]
+            tp[rows[~crowd]] = True
+            ignored[rows[crowd]] = True
+            iou_out[rows] = pair_iou[win]
+            gt_index[rows] = gts
     return result

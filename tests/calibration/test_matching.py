@@ -92,3 +92,16 @@ def test_bad_inputs_name_the_problem():
         match_detections(dets.with_scores(nan_scores), gt, 0.5)
     with pytest.raises(DetkitError, match="IoU threshold"):
         match_detections(dets, gt, 1.5)
+
+
+def test_memory_chunking_is_exact(monkeypatch):
+    import detkit.evaluation.matching as matching
+
+    gt, dets = random_case(7, n_images=20, dets_per_gt=5)
+    for tau in (0.0, 0.5):
+        whole = match_detections(dets, gt, tau)
+        monkeypatch.setattr(matching, "_PAIR_CHUNK", 7)  # splits groups across chunks
+        chunked = match_detections(dets, gt, tau)
+        monkeypatch.undo()
+        for field in ("tp", "ignored", "kept", "iou", "gt_index", "gt_det_index"):
+            np.testing.assert_array_equal(getattr(whole, field), getattr(chunked, field), err_msg=field)
