@@ -17,7 +17,7 @@ import torch
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import load_dataset
 from detkit.engine import distributed
-from detkit.engine.trainer import Trainer, TrainResult, next_run_dir, resolve_device
+from detkit.engine.trainer import Trainer, TrainResult, next_run_dir, read_history, resolve_device
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_write_text
 
@@ -94,7 +94,7 @@ def train(
     dataset = load_dataset(data)
     all_overrides = option_overrides(epochs=epochs, batch=batch, imgsz=imgsz, device=device, workers=workers, seed=seed) + list(overrides)
 
-    ckpt: dict | None = None
+    ckpt = None
     if resume is not None:
         if weights is not None:
             raise DetkitError("--resume and --weights cannot be combined", hint="resume continues the run's own weights")
@@ -103,10 +103,9 @@ def train(
         from detkit.models.checkpoint import load_checkpoint
 
         ckpt = load_checkpoint(ckpt_path)
-        if not ckpt.get("training"):
+        if "optimizer" not in ckpt.training:
             raise DetkitError("checkpoint has no training state to resume from", path=ckpt_path)
-        ckpt_map = ClassMap.from_dict(ckpt["class_map"])
-        dataset.class_map.check_same(ckpt_map, f"dataset {dataset.path}", f"checkpoint {ckpt_path}",
+        dataset.class_map.check_same(ckpt.class_map, f"dataset {dataset.path}", f"checkpoint {ckpt_path}",
                                      hint="resume with the dataset the run was trained on")
         resumed_from = ckpt_path
     else:
@@ -137,7 +136,7 @@ def train(
         torch.manual_seed(resolved.train.seed + dist_info.rank)  # per-process randomness (denoising noise)
         trainer = Trainer(model, resolved, dataset, run_dir, dev, dist_info=dist_info)
         if ckpt is not None:
-            trainer.load_state({**ckpt["training"], "model": ckpt["model"], "ema": ckpt.get("ema")})
+            trainer.load_state(ckpt.model, ckpt.ema, ckpt.training, read_history(run_dir / "metrics.csv"))
             if trainer.epoch >= resolved.train.epochs:
                 raise DetkitError(f"run {run_dir} already finished its {resolved.train.epochs} epochs",
                                   hint="raise the epoch count with --epochs N to train further")
@@ -147,11 +146,25 @@ def train(
 
 
 def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, class_map: ClassMap, reinit_head: bool) -> None:
-    """Start from a detkit checkpoint or foreign (official / Hugging Face) weights; refuses a class-map mismatch."""
-    from detkit.api import load_model
+    """Start from a detkit checkpoint (its EMA weights) or official / Hugging Face weights.
 
-    detector = load_model(recipe, weights=weights, device="cpu", reinit_head=reinit_head, class_map=class_map)
-    missing, unexpected = model.load_state_dict(detector.module.state_dict(), strict=False)
-    if missing or unexpected:
-        raise DetkitError(f"weights {weights} do not fit the recipe's model ({len(missing)} missing, {len(unexpected)} unexpected keys, "
-                          f"e.g. {(missing or unexpected)[0]})", hint="use the recipe the weights were trained with", path=weights)
+    A checkpoint trained on another class map is refused, naming both, unless ``reinit_head`` is set.
+    """
+    from detkit.models.checkpoint import load_checkpoint, read_weights_file
+    from detkit.models.convert_weights import load_into
+
+    path = Path(weights)
+    ckpt = None
+    if path.suffix != ".safetensors":
+        try:
+            ckpt = load_checkpoint(path)
+        except DetkitError:
+            ckpt = None  # not our format: read below as foreign weights (which reports unreadable files)
+    state = ckpt.weights if ckpt is not None else read_weights_file(path)
+    mismatch = None
+    if ckpt is not None and ckpt.class_map != class_map:
+        if not reinit_head:
+            class_map.check_same(ckpt.class_map, "the dataset", f"weights {path}",
+                                 hint="pass --reinit-head to re-initialise the class heads for the dataset's classes")
+        mismatch = f"{path}: class map differs from the dataset's"
+    load_into(model, state, reinit_head=reinit_head, source=str(path), class_mismatch_message=mismatch)

@@ -199,6 +199,7 @@ class Trainer:
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """The training fields of a checkpoint (the EMA update count equals ``step``: one update per step)."""
         return {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -206,29 +207,29 @@ class Trainer:
             "epoch": self.epoch,
             "step": self.step,
             "rng": capture_rng(),
-            "ema_updates": self.ema.updates if self.ema else 0,
-            "best_ap": self.best_ap,
-            "best_epoch": self.best_epoch,
-            "bad_epochs": self.bad_epochs,
-            "history": self.history,
         }
 
-    def load_state(self, ckpt: dict[str, Any]) -> None:
-        """Restore everything a checkpoint written by :meth:`save` holds (exact resume)."""
-        self.base_model.load_state_dict(ckpt["model"])
-        if self.ema is not None and ckpt.get("ema") is not None:
-            self.ema.load_state_dict(ckpt["ema"], ckpt["ema_updates"])
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.epoch = int(ckpt["epoch"])
-        self.step = int(ckpt["step"])
-        self.best_ap = ckpt.get("best_ap")
-        self.best_epoch = ckpt.get("best_epoch")
-        self.bad_epochs = int(ckpt.get("bad_epochs", 0))
-        self.history = list(ckpt.get("history") or [])
-        restore_rng(ckpt["rng"])
+    def load_state(self, model: dict, ema: dict | None, training: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        """Restore a checkpoint written by :meth:`save` plus the run's per-epoch history (exact resume)."""
+        self.base_model.load_state_dict(model)
+        self.epoch = int(training["epoch"])
+        self.step = int(training["step"])
+        if self.ema is not None:
+            if ema is None:
+                raise DetkitError("checkpoint has no EMA weights but the recipe trains with train.ema=true")
+            self.ema.load_state_dict(ema, self.step)
+        self.optimizer.load_state_dict(training["optimizer"])
+        self.scheduler.load_state_dict(training["scheduler"])
+        if training.get("scaler"):
+            self.scaler.load_state_dict(training["scaler"])
+        self.history = history[: self.epoch]
+        for i, row in enumerate(self.history):
+            ap = row.get("AP")
+            if ap is not None and (self.best_ap is None or ap > self.best_ap):
+                self.best_ap, self.best_epoch, self.bad_epochs = ap, i, 0
+            else:
+                self.bad_epochs += 1
+        restore_rng(training["rng"])
 
     def save(self, name: str) -> Path:
         from detkit.models.checkpoint import save_checkpoint
@@ -236,14 +237,8 @@ class Trainer:
         state = self.state()  # collective under DDP (RNG gather): every rank calls save
         path = self.run_dir / "checkpoints" / name
         if self.dist.is_main:
-            save_checkpoint(
-                path,
-                model=self.base_model.state_dict(),
-                ema=self.ema.state_dict() if self.ema else None,
-                recipe=_recipe_dict(self.recipe),
-                class_map=self.class_map,
-                training=state,
-            )
+            save_checkpoint(path, model=self.base_model.state_dict(), ema=self.ema.state_dict() if self.ema else None,
+                            recipe=_recipe_dict(self.recipe), class_map=self.class_map, **state)
         return path
 
     # ---- one step ----------------------------------------------------------------------------------------
@@ -370,11 +365,11 @@ class Trainer:
             row["AP75"] = distributed.broadcast_object(row["AP75"])
             self.history.append(row)
             self.epoch += 1
+            if self.dist.is_main:  # metrics first: a resume keeps the rows of the epochs its checkpoint holds
+                self.write_reports()
             self.save("last.pt")
             if improved:
                 self.save("best.pt")
-            if self.dist.is_main:
-                self.write_reports()
             epochs_bar.advance(1, info=f"AP {ap if ap is not None else float('nan'):.3f}  best {self.best_ap or 0:.3f}")
             if cfg.early_stop_patience is not None and self.bad_epochs >= cfg.early_stop_patience and self.epoch < cfg.epochs:
                 stopped = "early_stop"
@@ -421,6 +416,17 @@ class Trainer:
                 if k not in ("epoch", "step") and isinstance(v, (int, float)) and v is not None:
                     self._tb.add_scalar(k, v, row["epoch"])
             self._tb.flush()
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """Rows of a run's ``metrics.csv`` with numbers parsed back (floats round-trip exactly through repr)."""
+    if not path.is_file():
+        return []
+    rows = []
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            rows.append({k: (None if v == "" else int(v) if k in ("epoch", "step") else float(v)) for k, v in row.items()})
+    return rows
 
 
 def plot_history(history: list[dict[str, Any]], out: Path) -> None:
