@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from detkit.data.augment import AugmentConfig
 from detkit.engine.config import TrainConfig
 from detkit.models.config import ModelConfig
 
@@ -19,4 +20,4 @@ class Recipe(BaseModel):
 
     # ---- sections owned by the training side (detkit/engine/config.py, detkit/data/augment.py) ----------------
     train: TrainConfig = Field(default_factory=TrainConfig)
-    # augment: AugmentConfig
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)

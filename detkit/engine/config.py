@@ -2,8 +2,8 @@
 
 Defaults are the official RT-DETR COCO settings (``rtdetr.md`` §6-7). Points in the run can be given either
 as absolute counts (COCO recipes: ``warmup_iters: 2000``) or as fractions of the run (fine-tune recipes:
-``warmup_fraction: 0.05``); a float strictly between 0 and 1 for an epoch field means "this fraction of
-``epochs``".
+``warmup_fraction: 0.05``); an epoch field given as a float means "this fraction of ``epochs``" (floored), as
+an int an epoch number (0-based), like ``augment.stop_epoch``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
 # Official multi-scale list at 640 px (§7.4), stored relative to ``imgsz`` so it follows any input size.
 OFFICIAL_SCALES_640 = (480, 512, 544, 576, 608, 640, 640, 640, 672, 704, 736, 768, 800)
@@ -92,7 +92,7 @@ class TrainConfig(_Strict):
     ema_warmups: int = Field(default=2000, ge=1, description="EMA ramp time constant in updates")
 
     multiscale: list[float] | None = Field(default_factory=lambda: list(DEFAULT_SCALE_FACTORS), description="per-batch square sizes as factors of imgsz (rounded to a multiple of 32); null = off")
-    multiscale_stop_epoch: int | float | None = Field(default=None, description="no multi-scale from this 0-based epoch (int) or fraction of the run (0 < float < 1)")
+    multiscale_stop_epoch: StrictInt | StrictFloat | None = Field(default=None, description="no multi-scale from this 0-based epoch (int) or fraction of the run (float in (0, 1], floored to an epoch)")
 
     sync_bn: bool = True
     find_unused_parameters: bool = False
@@ -104,17 +104,20 @@ class TrainConfig(_Strict):
     def _check(self) -> TrainConfig:
         if any(not (0 < m < 1) for m in self.milestones):
             raise ValueError("milestones are fractions of the run and must lie strictly between 0 and 1")
+        stop = self.multiscale_stop_epoch
+        if (isinstance(stop, int) and stop < 0) or (isinstance(stop, float) and not 0 < stop <= 1):
+            raise ValueError("multiscale_stop_epoch is an epoch number >= 0 (int) or a fraction of the run in (0, 1] (float)")
         if self.multiscale is not None and (not self.multiscale or any(f <= 0 for f in self.multiscale)):
             raise ValueError("multiscale factors must be a non-empty list of positive numbers (or null)")
         return self
 
     # ---- derived values -------------------------------------------------------------------------------
     def epoch_point(self, value: int | float | None) -> int | None:
-        """An epoch given as an int, or as a fraction of the run (0 < float < 1), as a 0-based epoch index."""
+        """An epoch given as an int, or as a fraction of the run (float), as a 0-based epoch index."""
         if value is None:
             return None
-        if isinstance(value, float) and 0 < value < 1:
-            return int(math.floor(value * self.epochs))
+        if isinstance(value, float):
+            return int(math.floor(value * self.epochs + 1e-9))  # same convention as augment.stop_epoch
         return int(value)
 
     def warmup_steps(self, total_steps: int) -> int:
