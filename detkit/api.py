@@ -207,6 +207,10 @@ def load_model(
     from detkit.models.convert_weights import load_into
 
     src = str(source)
+    if src.lower().endswith(".onnx"):  # exported models run on onnxruntime behind the same interface (detkit.export)
+        from detkit.export.runtime import load_onnx_detector
+
+        return load_onnx_detector(src, weights=weights, device=device, class_map=class_map, imgsz=imgsz)
     weights_map: ClassMap | None = None
     if _is_recipe_source(src):
         recipe = resolve_recipe(src)

@@ -16,7 +16,7 @@ def onnx_command(
     model: str = typer.Argument(..., help="Run dir, checkpoint (.pt) or recipe:NAME.", show_default=False),
     out: Path = typer.Option(Path("model.onnx"), "--out", "-o", help="Output .onnx file (model.json is written beside it)."),
     calibrator: Path = typer.Option(None, "--calibrator", help="calibrator.json to embed: the graph then returns calibrated scores."),
-    imgsz: tuple[int, int] = typer.Option((None, None), "--imgsz", help="Input height and width, multiples of 32 [default: the model's]."),
+    imgsz: tuple[int, int] | None = typer.Option(None, "--imgsz", help="Input height and width, multiples of 32 [default: the model's]."),
     dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch", help="Symbolic batch dimension (default) or a fixed batch of 1."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset, 16..20 (GridSample needs >= 16)."),
     fp16: bool = typer.Option(False, "--fp16", help="Half-precision weights and compute (I/O types unchanged); verified with looser bounds (2e-2)."),
@@ -32,7 +32,7 @@ def onnx_command(
     from detkit.export.onnx_export import export_onnx
 
     ui = UI(json_mode, quiet)
-    size = None if imgsz[0] is None else imgsz
+    size = None if imgsz is None or imgsz[0] is None else imgsz
     ui.print(f"exporting [bold]{model}[/] to ONNX (opset {opset}{', fp16' if fp16 else ''}) ...")
     result = export_onnx(model, out, calibrator=calibrator, imgsz=size, dynamic_batch=dynamic_batch, opset=opset, fp16=fp16,
                          decoder_layers=decoder_layers, simplify=simplify, verify=verify, verify_images=verify_images or ())

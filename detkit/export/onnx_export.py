@@ -207,8 +207,28 @@ def _convert_fp16(path: Path) -> None:
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True, disable_shape_infer=False)
+    model = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True)
+    _toposort(model.graph)  # the converter appends its Cast nodes out of order
     onnx.save(model, str(path))
+
+
+def _toposort(graph) -> None:
+    """Reorder ``graph.node`` so every node comes after the producers of its inputs (stable Kahn order)."""
+    known = {v.name for v in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(name in known for name in node.input):
+                ordered.append(node)
+                known.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise DetkitError("fp16 conversion produced a graph with unresolvable inputs", hint="export without --fp16")
+        pending = rest
+    del graph.node[:]
+    graph.node.extend(ordered)
 
 
 def _check(path: Path) -> None:

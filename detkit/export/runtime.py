@@ -165,3 +165,21 @@ def _embedded_calibrator(raw: dict[str, Any] | None, path: Path):
         return calibrator_from_dict(raw)
     except Exception as e:  # noqa: BLE001 - the calibration reader raises its own corrupt-file type
         raise DetkitError(f"embedded calibrator is invalid: {e}", hint="re-export the model", path=path) from e
+
+
+def load_onnx_detector(path: str | Path, weights: Any = None, device: Any = None, class_map: ClassMap | None = None,
+                       imgsz: Any = None, threads: int | None = None) -> OnnxDetector:
+    """``detkit.api.load_model``'s branch for ``.onnx`` files: the graph fixes weights, classes and input size."""
+    if weights is not None:
+        raise DetkitError("weights= does not apply to an exported ONNX model (its weights are inside the graph)", path=path)
+    if device is not None and str(device) not in ("auto", "cpu") and not str(device).startswith("cuda"):
+        raise DetkitError(f"unknown device '{device}' for onnxruntime", hint="use cpu, cuda or auto")
+    providers = ["CPUExecutionProvider"] if str(device) == "cpu" else None
+    det = OnnxDetector(path, threads=threads, providers=providers)
+    if class_map is not None:
+        det.class_map.check_same(class_map, f"the ONNX model {path}", "the requested class map", hint="export a model trained on these classes")
+    if imgsz is not None:
+        want = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
+        if tuple(want) != det.imgsz:
+            raise DetkitError(f"the ONNX graph is fixed at {det.imgsz[0]}×{det.imgsz[1]}, not {want[0]}×{want[1]}", hint="re-export with --imgsz", path=path)
+    return det

@@ -7,7 +7,7 @@ Detections are compared per image after pairing every PyTorch detection with the
 the same label that is closest in (box, score); pairing rather than comparing rank by rank keeps two
 detections whose scores tie to 1e-7 (and so may swap ranks) from looking like a 600-pixel error. Detections
 at the very tail of the top-k (score within tolerance of the last kept one) may legitimately be replaced by a
-tied candidate and are not required to pair. Reported:
+tied candidate (score within a tenth of the tolerance of the last kept one) only count when they pair closely. Reported:
 
 - ``max_abs_diff_scores``: max |Δ score|;
 - ``max_abs_diff_boxes_px`` and ``max_abs_diff_boxes`` (the latter divided by the image side, i.e. normalised
@@ -94,15 +94,17 @@ def compare_detections(ref: Sequence[Any], test: Sequence[Any], image_sizes: Seq
         cost = np.maximum(box_diff.max(-1), np.abs(rs[:, None] - ts[None, :]))
         cost[rl[:, None] != tl[None, :]] = np.inf
         j = cost.argmin(1) if len(tl) else np.zeros(len(rl), np.int64)
-        paired = np.isfinite(cost[np.arange(len(rl)), j]) if len(tl) else np.zeros(len(rl), bool)
-        # the tail of the top-k may hold a different candidate among ties: only require pairs above it
-        must_pair = rs > (rs.min() + tol_scores) if len(rs) else rs.astype(bool)
-        unpaired += int(np.sum(must_pair & ~paired))
-        ok = must_pair & paired
-        if ok.any():
-            d_scores = max(d_scores, float(np.abs(rs[ok] - ts[j[ok]]).max()))
-            d_boxes = max(d_boxes, float(box_diff[np.flatnonzero(ok), j[ok]].max()))
-            d_px = max(d_px, float(np.abs(rb[ok] - tb[j[ok]]).max()))
+        best = cost[np.arange(len(rl)), j] if len(tl) else np.full(len(rl), np.inf)
+        # at the tail of the top-k a candidate tied with the last kept one (within a tenth of the tolerance) may be
+        # replaced by another: such detections only count when they do pair closely
+        tail = rs <= (rs.min() + tol_scores / 10) if len(rs) else rs.astype(bool)
+        counted = np.isfinite(best) & (~tail | (best <= tol_scores))
+        unpaired += int(np.sum(~tail & ~np.isfinite(best)))
+        if counted.any():
+            rows = np.flatnonzero(counted)
+            d_scores = max(d_scores, float(np.abs(rs[rows] - ts[j[rows]]).max()))
+            d_boxes = max(d_boxes, float(box_diff[rows, j[rows]].max()))
+            d_px = max(d_px, float(np.abs(rb[rows] - tb[j[rows]]).max()))
         k = min(top_k, len(rl), len(tl))
         label_agree += int(np.sum(rl[:k] == tl[:k]))
         order_agree += int(np.sum(j[:k] == np.arange(k)))

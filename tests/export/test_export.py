@@ -1,0 +1,170 @@
+"""ONNX export: parity with PyTorch (batch 1 and 3, 640 and 480×640, with and without a calibrator), decoder
+truncation, dynamic batch, simplification, fp16, and every bad-input path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import onnx
+import pytest
+from detkit_testing import assert_clean_error
+
+
+def _graph_io(path):
+    g = onnx.load(str(path), load_external_data=False).graph
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    return {v.name: dims(v) for v in g.input}, {v.name: dims(v) for v in g.output}
+
+
+def _check_parity(report, batch_sizes=(1, 3)):
+    assert report.passed and report.batch_sizes == list(batch_sizes)
+    assert report.max_abs_diff_scores <= 1e-4 and report.max_abs_diff_boxes <= 1e-4
+    assert report.unpaired == 0 and report.topk_label_agreement == 1.0
+    for key in ("1", "3"):
+        assert report.per_batch[key]["max_abs_diff_scores"] <= 1e-4
+
+
+def test_640_with_calibrator_and_decoder_truncation(export_640, ckpt, calibrator_file, class_map):
+    from detkit.api import Detector, load_model
+    from detkit.calibration.apply import calibrate_scores
+    from detkit.calibration.io import load_calibrator
+    from detkit.export.runtime import OnnxDetector
+
+    _check_parity(export_640.parity)
+    meta = json.loads(export_640.metadata_path.read_text())
+    assert meta["imgsz"] == [640, 640] and meta["opset"] == 17 and meta["dynamic_batch"] is True
+    assert meta["decoder_layers"] == 1 and meta["decoder_layers_trained"] == 2
+    assert meta["calibrator"]["method"] == "platt" and meta["calibrator"]["thresholds"]["values"]["circle"] == pytest.approx(0.3)
+    assert meta["classes"] == class_map.to_dict() and meta["input_dtype"] == "uint8"
+    assert meta["source"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert meta["parity"]["max_abs_diff_scores"] == export_640.parity.max_abs_diff_scores
+    inputs, outputs = _graph_io(export_640.model_path)
+    assert inputs == {"images": ["N", 3, 640, 640], "orig_sizes": ["N", 2]}
+    assert list(outputs) == ["labels", "boxes", "scores", "raw_scores"]
+
+    # the graph's scores are the calibrator's numpy apply of its raw scores, and the raw scores are the truncated model's
+    det = OnnxDetector(export_640.model_path)
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (300, 500, 3), dtype=np.uint8), rng.integers(0, 256, (200, 120, 3), dtype=np.uint8)]
+    (labels, boxes, scores, raw), _ = det.infer(images, batch_size=2)
+    cal = load_calibrator(calibrator_file)
+    np.testing.assert_allclose(scores, calibrate_scores(cal, raw, labels), atol=1e-6)
+    # parity above was against the truncated PyTorch model; the full-depth model answers differently
+    full = load_model(ckpt, device="cpu")
+    two_layers = Detector(full.module, class_map, (640, 640), "cpu").predict(images[:1], conf=-1)[0]
+    assert np.abs(np.sort(two_layers.scores) - np.sort(raw)).max() > 1e-3
+
+
+def test_nonsquare_without_calibrator(export_480x640):
+    from detkit.export.runtime import OnnxDetector
+
+    _check_parity(export_480x640.parity)
+    inputs, outputs = _graph_io(export_480x640.model_path)
+    assert inputs["images"] == ["N", 3, 480, 640] and list(outputs) == ["labels", "boxes", "scores"]
+    onnx.checker.check_model(str(export_480x640.model_path), full_check=True)
+    det = OnnxDetector(export_480x640.model_path)
+    assert det.imgsz == (480, 640) and det.calibrator is None
+    assert export_480x640.metadata["decoder_layers"] == 2 and export_480x640.metadata["calibrator"] is None
+
+
+def test_dynamic_batch_gives_the_same_answer_per_image(export_small):
+    from detkit.export.runtime import OnnxDetector
+
+    det = OnnxDetector(export_small.model_path)
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (rng.integers(50, 200), rng.integers(50, 200), 3), dtype=np.uint8) for _ in range(5)]
+    together = det.infer(images, batch_size=5)
+    alone = [det.infer([im], batch_size=1)[0] for im in images]
+    for a, b in zip(together, alone):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_allclose(a[1], b[1], atol=1e-3)
+        np.testing.assert_allclose(a[2], b[2], atol=1e-6)
+
+
+def test_cli_export_with_simplify(cli, ckpt, tmp_path):
+    from detkit.export.onnx_export import batch_dims_dynamic
+
+    out = tmp_path / "m.onnx"
+    r = cli("export", "onnx", ckpt, "--out", out, "--simplify", "--json")
+    assert r.code == 0, r.text
+    payload = json.loads(r.out)
+    assert payload["parity"]["passed"] and payload["model"] == str(out)
+    assert payload["simplified"] or payload["warnings"], payload  # simplified, or a stated fallback
+    assert batch_dims_dynamic(out) and (tmp_path / "m.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx"]  # no temporaries left
+
+
+def test_simplifier_that_fixes_the_batch_dim_is_rejected(ckpt, tmp_path, monkeypatch):
+    import onnxslim
+
+    from detkit.export.onnx_export import batch_dims_dynamic, export_onnx
+
+    def fixing_slim(model, *a, **k):
+        for v in [*model.graph.input, *model.graph.output]:
+            v.type.tensor_type.shape.dim[0].dim_value = 1
+        return model
+
+    monkeypatch.setattr(onnxslim, "slim", fixing_slim)
+    result = export_onnx(ckpt, tmp_path / "m.onnx", simplify=True)
+    assert not result.simplified and any("dynamic batch" in w for w in result.warnings)
+    assert batch_dims_dynamic(result.model_path) and result.parity.passed
+
+
+def test_fp16_export_is_verified_with_its_own_tolerance(class_map, tmp_path):
+    """fp16 noise (~1e-3) exceeds the score gaps of a random model, so the discrete choices (query selection, the
+    top-k boundary) could legitimately flip; here every token is a query (12²+6²+3² = 189 at 96 px) and every
+    (query, class) pair is returned, so both runtimes hold the same candidates and the values are what is compared."""
+    from detkit.export.onnx_export import export_onnx
+    from export.tiny import tiny_checkpoint
+
+    ck = tiny_checkpoint(tmp_path / "all_queries.pt", class_map, overrides=["model.num_queries=189"])
+    result = export_onnx(ck, tmp_path / "half.onnx", fp16=True, top_k=189 * len(class_map))
+    assert result.metadata["precision"] == "fp16" and result.parity.precision == "fp16"
+    assert result.parity.tolerance == {"scores": 2e-2, "boxes": 2e-2} and result.parity.passed, result.parity.summary()
+    weights = onnx.load(str(result.model_path)).graph.initializer
+    assert any(w.data_type == onnx.TensorProto.FLOAT16 for w in weights)
+    inputs, outputs = _graph_io(result.model_path)
+    assert inputs["images"] == ["N", 3, 96, 96] and outputs["scores"] == ["N", 945]
+
+
+def test_failed_verification_leaves_no_model_file(ckpt, tmp_path, monkeypatch, cli):
+    from detkit.export import verify
+
+    monkeypatch.setitem(verify.TOLERANCES, "fp32", {"scores": -1.0, "boxes": -1.0})
+    r = cli("export", "onnx", ckpt, "--out", tmp_path / "bad.onnx", "--static-batch")
+    assert_clean_error(r, "disagrees with PyTorch")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--opset", "13"], "unsupported ONNX opset 13"),
+        (["--opset", "21"], "unsupported ONNX opset 21"),
+        (["--imgsz", "100", "640"], "multiples of 32"),
+        (["--imgsz", "0", "64"], "multiples of 32"),
+        (["--decoder-layers", "5"], "exceeds the model's 2 decoder layers"),
+        (["--decoder-layers", "0"], "--decoder-layers must be >= 1"),
+        (["--out", "model.pt"], "must end in .onnx"),
+    ],
+)
+def test_bad_options_are_one_line_errors(cli, ckpt, tmp_path, args, needle):
+    if "--out" not in args:
+        args = [*args, "--out", str(tmp_path / "m.onnx")]
+    r = cli("export", "onnx", ckpt, *args)
+    assert_clean_error(r, needle)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_bad_model_and_calibrator(cli, ckpt, tmp_path, export_small):
+    r = cli("export", "onnx", tmp_path / "missing.pt", "--out", tmp_path / "m.onnx")
+    assert_clean_error(r, "missing.pt")
+    r = cli("export", "onnx", export_small.model_path, "--out", tmp_path / "m.onnx")
+    assert_clean_error(r, "already an ONNX export")
+    bad = tmp_path / "cal.json"
+    bad.write_text("{not json")
+    r = cli("export", "onnx", ckpt, "--out", tmp_path / "m.onnx", "--calibrator", bad)
+    assert_clean_error(r, "cal.json")
+    assert not (tmp_path / "m.onnx").exists()
