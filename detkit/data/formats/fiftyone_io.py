@@ -136,7 +136,8 @@ def read_fiftyone(src: str | Path, type_name: str) -> DatasetData:
 def _with_sidecar_classes(data: DatasetData, folder: Path) -> DatasetData:
     """Restore class order and category ids from the ``detkit_meta.json`` that :func:`write_fiftyone` leaves."""
     meta = read_sidecar(folder)
-    if meta is None or set(meta.class_map.names) != set(data.class_map.names):
+    # a format may list only the classes it saw: the sidecar's may be more, never fewer
+    if meta is None or not set(data.class_map.names) <= set(meta.class_map.names):
         return data
     name_of = dict(zip(data.class_map.category_ids, data.class_map.names))
     id_of = dict(zip(meta.class_map.names, meta.class_map.category_ids))
