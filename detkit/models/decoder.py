@@ -162,6 +162,11 @@ class RTDETRDecoder(nn.Module):
 
     def select_queries(self, memory: torch.Tensor, spatial_shapes: list[tuple[int, int]]):
         """Encoder head over all tokens, top-Q by best class logit. Returns detached content and references."""
+        if memory.shape[1] < self.num_queries:
+            raise ValueError(
+                f"the input gives {memory.shape[1]} feature tokens, fewer than the {self.num_queries} queries; "
+                "use a larger input size or fewer queries"
+            )
         anchor_logits, valid = self.anchors(spatial_shapes, memory.device, memory.dtype)
         output_memory = self.enc_output(valid.to(memory.dtype) * memory)
         enc_logits = self.enc_score_head(output_memory)

@@ -23,7 +23,7 @@ def test_decoder_truncation_equals_the_layer_head_of_the_full_model(randomise):
     torch.manual_seed(0)
     model = build_model(resolve_recipe("recipe:rtdetr-r50").model, num_classes=80)
     randomise(model)
-    x = torch.rand(1, 3, 256, 256)
+    x = torch.rand(1, 3, 128, 160)  # 420 tokens: just above the 300 queries
     with torch.no_grad():
         full = _train_with_frozen_stats(model)(x)  # no targets: no denoising, every layer's head
         model.eval()
@@ -60,6 +60,8 @@ def test_uint8_input_equals_float_and_any_multiple_of_32(tiny_model):
     assert a["boxes"].min() >= 0 and a["boxes"].max() <= 1
     with pytest.raises(ValueError, match="multiples of 32"):
         tiny_model(torch.rand(1, 3, 100, 96))
+    with pytest.raises(ValueError, match="fewer than the 30 queries"):
+        tiny_model(torch.rand(1, 3, 32, 32))
 
 
 def _targets():
