@@ -12,6 +12,7 @@ import yaml
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import dataset_yaml_dict
 from detkit.evaluation.detections import DetectionTable
+from detkit.evaluation.predictions import write_predictions
 
 CLASS_MAP = ClassMap(("cat", "dog", "bird"), (1, 5, 9))
 
@@ -40,9 +41,25 @@ def write_tiny_dataset(root: Path, n_images: int = 6, seed: int = 0) -> Path:
     return root / "dataset.yaml"
 
 
-@pytest.fixture
-def tiny_dataset(tmp_path) -> Path:
-    return write_tiny_dataset(tmp_path / "tiny")
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """Read-only: tests write their outputs elsewhere."""
+    return write_tiny_dataset(tmp_path_factory.mktemp("eval") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def oracle_predictions(tiny_dataset) -> Path:
+    path = tiny_dataset.parent / "oracle_predictions.json"
+    write_predictions(path, oracle_table(json.loads((tiny_dataset.parent / "annotations" / "val.json").read_text())))
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_eval_dir(tiny_dataset, oracle_predictions) -> Path:
+    """One eval dir of the oracle predictions (read-only; copy it to modify it)."""
+    from detkit.evaluation.runner import evaluate
+
+    return evaluate(None, tiny_dataset, predictions=oracle_predictions, out=tiny_dataset.parent / "runs").dir
 
 
 def oracle_table(coco: dict, drop_every: int = 4, seed: int = 0) -> DetectionTable:

@@ -1,28 +1,23 @@
-"""The eval stage end to end on a tiny dataset: artifacts, report sections, the predictions-only path."""
+"""The eval stage end to end on a tiny dataset: artifacts, report sections, the model and predictions paths."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from detkit.evaluation.predictions import write_predictions
+from detkit.data.dataset import load_dataset
+from detkit.evaluation.inference import predict_split
 from detkit.evaluation.runner import evaluate, next_eval_dir
 from detkit_testing import assert_clean_error
 
-from .conftest import oracle_table
+from .conftest import OracleDetector
 
 
-def _coco(dataset_yaml):
-    return json.loads((dataset_yaml.parent / "annotations" / "val.json").read_text())
-
-
-def test_predictions_only_writes_every_artifact(tiny_dataset, tmp_path):
-    preds = tmp_path / "preds.json"
-    write_predictions(preds, oracle_table(_coco(tiny_dataset)))
-    result = evaluate(None, tiny_dataset, predictions=preds, out=tmp_path / "runs")
-    d = result.dir
-    assert d == tmp_path / "runs" / "eval"
+def test_predictions_only_writes_every_artifact(shared_eval_dir, oracle_predictions):
+    d = shared_eval_dir
+    assert d.name == "eval" and d.parent.name == "runs"
     for f in ("predictions.json", "metrics.json", "report.md", "plots/pr_overall.png", "plots/pr_per_class.png", "plots/confusion_matrix.png"):
         assert (d / f).is_file(), f
         if f.endswith(".png"):
@@ -31,38 +26,71 @@ def test_predictions_only_writes_every_artifact(tiny_dataset, tmp_path):
     m = metrics["metrics"]
     assert 0.3 < m["AP50"] <= 1.0 and m["AP"] <= m["AP50"]
     assert [c["name"] for c in m["per_class"]] == ["cat", "dog", "bird"]
+    assert metrics["split"] == "val" and metrics["dataset"].endswith("dataset.yaml")
     cm = metrics["confusion_matrix"]["counts"]
     assert len(cm) == 4 and sum(cm[3]) == 6  # one false positive per image on background
     assert sum(row[3] for row in cm[:3]) > 0  # the dropped boxes are missed
     # the predictions round-trip with their original category ids
-    assert json.loads((d / "predictions.json").read_text()) == json.loads(preds.read_text())
+    assert json.loads((d / "predictions.json").read_text()) == json.loads(oracle_predictions.read_text())
     report = (d / "report.md").read_text()
     for section in ("# Evaluation report", "## Headline metrics", "## Per class", "## Plots", "plots/confusion_matrix.png", "## Files"):
         assert section in report
-    assert "| bird |" in report
+    assert "| bird |" in report and "## Calibration" not in report
     assert not list(d.parent.glob(".*tmp"))  # nothing half-written left beside it
 
 
-def test_eval_dirs_auto_increment(tiny_dataset, tmp_path):
-    preds = tmp_path / "preds.json"
-    write_predictions(preds, oracle_table(_coco(tiny_dataset)))
-    first = evaluate(None, tiny_dataset, predictions=preds, out=tmp_path / "r", name="exp")
-    second = evaluate(None, tiny_dataset, predictions=preds, out=tmp_path / "r", name="exp")
-    assert (first.dir.name, second.dir.name) == ("exp", "exp2")
-    assert next_eval_dir(tmp_path / "r", "exp").name == "exp3"
+def test_eval_dirs_auto_increment(tmp_path):
+    assert next_eval_dir(tmp_path, "exp") == tmp_path / "exp"
+    (tmp_path / "exp").mkdir()
+    assert next_eval_dir(tmp_path, "exp") == tmp_path / "exp"  # an empty folder is reused
+    (tmp_path / "exp" / "metrics.json").write_text("{}")
+    (tmp_path / "exp2").mkdir()
+    (tmp_path / "exp2" / "x").write_text("")
+    assert next_eval_dir(tmp_path, "exp") == tmp_path / "exp3"
+    assert next_eval_dir(None, None).parts[-3:] == ("runs", "eval", "eval")
 
 
-def test_model_path_runs_batched_inference(tiny_dataset, tmp_path):
-    from .conftest import OracleDetector
-
+def test_model_path_runs_batched_inference_and_calibration(tiny_dataset, oracle_predictions, tmp_path):
     det = OracleDetector(tiny_dataset.parent / "annotations" / "val.json")
-    result = evaluate(det, tiny_dataset, out=tmp_path / "runs", batch_size=4)
+    table = predict_split(det, load_dataset(tiny_dataset).split("val"), batch_size=4)
     assert [n for n, _ in det.batches] == [4, 2]
     assert sorted(i for _, ids in det.batches for i in ids) == [1, 2, 3, 4, 5, 6]
-    preds = tmp_path / "p.json"
-    write_predictions(preds, oracle_table(_coco(tiny_dataset)))
-    same = evaluate(None, tiny_dataset, predictions=preds, out=tmp_path / "runs")
-    assert result.metrics["AP"] == pytest.approx(same.metrics["AP"])
+    assert sorted(table.scores.tolist()) == sorted(det.table.scores.tolist())
+
+    result = evaluate(det, tiny_dataset, out=tmp_path / "runs", batch_size=5, calibration=True)
+    with_file = json.loads((tiny_dataset.parent / "runs" / "eval" / "metrics.json").read_text())["metrics"]
+    assert result.metrics["AP"] == pytest.approx(with_file["AP"])
+    d = result.dir
+    cal = json.loads((d / "calibration.json").read_text())
+    assert 0 <= cal["metrics"]["d_ece"]["value"] <= 1
+    assert cal["metrics"]["d_ece"]["matching"]["iou_threshold"] == 0.5
+    assert (d / "plots" / "reliability_d_ece.png").is_file()
+    report = (d / "report.md").read_text()
+    assert "## Calibration" in report and "plots/reliability_d_ece.png" in report and "D-ECE" in report
+    assert "OracleDetector" in report
+
+
+def test_class_map_mismatch_is_refused(tiny_dataset, tmp_path, cli):
+    from detkit.data.classmap import ClassMap
+    from detkit.errors import DetkitError
+
+    det = OracleDetector(tiny_dataset.parent / "annotations" / "val.json")
+    det.class_map = ClassMap(("cat", "dog", "fish"), (1, 5, 9))
+    with pytest.raises(DetkitError, match="class map mismatch"):
+        evaluate(det, tiny_dataset, out=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_image_is_named(tiny_dataset, tmp_path):
+    import shutil
+
+    from detkit.errors import DetkitError
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_dataset.parent, copy, ignore=shutil.ignore_patterns("runs"))
+    (copy / "images" / "val" / "im3.png").unlink()
+    with pytest.raises(DetkitError, match="im3.png"):
+        predict_split(OracleDetector(copy / "annotations" / "val.json"), load_dataset(copy).split("val"))
 
 
 def test_empty_predictions_give_zero_ap_with_a_warning(tiny_dataset, tmp_path, cli):
@@ -71,17 +99,19 @@ def test_empty_predictions_give_zero_ap_with_a_warning(tiny_dataset, tmp_path, c
     r = cli("eval", "--predictions", preds, "--data", tiny_dataset, "--out", tmp_path / "runs", "--json")
     assert r.code == 0, r.text
     summary = json.loads(r.out)
-    assert summary["AP"] == 0.0 and summary["AP50"] == 0.0
+    assert summary["AP"] == 0.0 and summary["AP50"] == 0.0 and summary["num_detections"] == 0
     assert "warning" in r.err and "no detections" in r.err
+    assert summary["files"]["report.md"].endswith("report.md")
     assert "no detections" in (tmp_path / "runs" / "eval" / "report.md").read_text()
 
 
-def test_cli_human_output_names_the_artifacts(tiny_dataset, tmp_path, cli):
-    preds = tmp_path / "preds.json"
-    write_predictions(preds, oracle_table(_coco(tiny_dataset)))
-    r = cli("eval", "--predictions", preds, "--data", tiny_dataset, "--out", tmp_path / "runs", "--name", "mine")
+def test_cli_human_output_names_the_artifacts(tiny_dataset, oracle_predictions, tmp_path, cli):
+    r = cli("eval", "--predictions", oracle_predictions, "--data", tiny_dataset, "--out", tmp_path / "runs", "--name", "mine")
     assert r.code == 0, r.text
-    assert "AP50" in r.out and "report.md" in r.out and str(tmp_path / "runs" / "mine") in r.out.replace("\n", "")
+    flat = r.out.replace("\n", "")
+    assert "AP50" in flat and str(tmp_path / "runs" / "mine" / "report.md") in flat
+    q = cli("eval", "--predictions", oracle_predictions, "--data", tiny_dataset, "--out", tmp_path / "runs", "--name", "mine", "--quiet")
+    assert q.code == 0 and q.out == "" and (tmp_path / "runs" / "mine2" / "report.md").is_file()
 
 
 @pytest.mark.parametrize(
@@ -91,17 +121,43 @@ def test_cli_human_output_names_the_artifacts(tiny_dataset, tmp_path, cli):
         (["--split", "train"], "no split 'train'"),
         (["--robustness"], "--robustness needs a MODEL"),
         (["--corruptions", "fog"], "only apply with --robustness"),
+        (["--severities", "1,x"], "comma-separated list of integers"),
+        (["--name", "a/b"], "plain folder name"),
     ],
 )
-def test_cli_bad_invocations(tiny_dataset, tmp_path, cli, args, needle):
-    preds = tmp_path / "preds.json"
-    write_predictions(preds, oracle_table(_coco(tiny_dataset)))
-    extra = [] if needle == "nothing to evaluate" else ["--predictions", preds]
+def test_cli_bad_invocations(tiny_dataset, oracle_predictions, tmp_path, cli, args, needle):
+    extra = [] if needle == "nothing to evaluate" else ["--predictions", oracle_predictions]
     r = cli("eval", "--data", tiny_dataset, "--out", tmp_path / "runs", *extra, *args)
     assert_clean_error(r, needle)
-    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert not (tmp_path / "runs").exists()
 
 
-def test_cli_missing_dataset(tmp_path, cli):
-    r = cli("eval", "--predictions", tmp_path / "p.json", "--data", tmp_path / "nope.yaml")
-    assert_clean_error(r, "nope.yaml", "not found")
+def test_cli_missing_dataset_and_model_with_predictions(tiny_dataset, oracle_predictions, tmp_path, cli):
+    assert_clean_error(cli("eval", "--predictions", oracle_predictions, "--data", tmp_path / "nope.yaml"), "nope.yaml", "not found")
+    assert_clean_error(cli("eval", "run1", "--predictions", oracle_predictions, "--data", tiny_dataset), "not both")
+
+
+def test_confusion_matrix_counts():
+    from detkit.data.classmap import ClassMap
+    from detkit.data.coco import CocoData
+    from detkit.evaluation.detections import DetectionTable
+    from detkit.evaluation.plots import confusion_matrix
+
+    cm_map = ClassMap(("a", "b"), (1, 2))
+    gt = CocoData(
+        images=[{"id": 1, "file_name": "1.png", "width": 100, "height": 100}],
+        annotations=[
+            {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 2, "bbox": [50, 50, 10, 10], "area": 100, "iscrowd": 0},
+            {"id": 3, "image_id": 1, "category_id": 2, "bbox": [80, 0, 10, 10], "area": 100, "iscrowd": 0},
+        ],
+        categories=cm_map.to_coco_categories(),
+    )
+    dets = DetectionTable(
+        [1, 1, 1, 1],
+        [1, 1, 2, 2],
+        [[0, 0, 10, 10], [50, 50, 10, 10], [20, 20, 5, 5], [80, 0, 10, 10]],
+        [0.9, 0.8, 0.7, 0.1],  # the last one is below the 0.3 score threshold
+    )
+    cm = confusion_matrix(dets, gt, cm_map)
+    np.testing.assert_array_equal(cm, [[1, 0, 0], [1, 0, 1], [0, 1, 0]])

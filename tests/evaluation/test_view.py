@@ -6,25 +6,23 @@ import contextlib
 import fcntl
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
-from detkit.evaluation.predictions import write_predictions
-from detkit.evaluation.runner import evaluate
 from detkit.evaluation.view import read_eval_dir
 from detkit_testing import assert_clean_error
 
-from .conftest import oracle_table
 
 FIFTYONE_LOCK = "/tmp/detkit-fiftyone-tests.lock"  # FiftyOne tests of any process take it: one database start at a time
 
 
 @pytest.fixture
-def eval_dir(tiny_dataset, tmp_path):
-    preds = tmp_path / "preds.json"
-    coco = json.loads((tiny_dataset.parent / "annotations" / "val.json").read_text())
-    write_predictions(preds, oracle_table(coco))
-    return evaluate(None, tiny_dataset, predictions=preds, out=tmp_path / "runs").dir
+def eval_dir(shared_eval_dir, tmp_path):
+    """A private copy of the shared eval dir (tests modify it)."""
+    import shutil
+
+    return Path(shutil.copytree(shared_eval_dir, tmp_path / "eval"))
 
 
 @contextlib.contextmanager
@@ -49,11 +47,11 @@ def fiftyone_database(db_dir):
 
 
 @pytest.mark.fiftyone
-def test_fiftyone_dataset_has_tagged_boxes(eval_dir, tmp_path):
+def test_fiftyone_dataset_has_tagged_boxes(shared_eval_dir, tmp_path):
     pytest.importorskip("fiftyone")
     from detkit.evaluation.view import build_fiftyone_dataset
 
-    contents = read_eval_dir(eval_dir)
+    contents = read_eval_dir(shared_eval_dir)
     with fiftyone_database(tmp_path / "fodb"):
         ds = build_fiftyone_dataset(contents)
         try:
@@ -73,9 +71,9 @@ def test_fiftyone_dataset_has_tagged_boxes(eval_dir, tmp_path):
             ds.delete()
 
 
-def test_view_without_fiftyone_is_a_clean_error(eval_dir, cli, monkeypatch):
+def test_view_without_fiftyone_is_a_clean_error(shared_eval_dir, cli, monkeypatch):
     monkeypatch.setitem(sys.modules, "fiftyone", None)  # import fiftyone -> ImportError
-    r = cli("view", eval_dir, "--no-browser")
+    r = cli("view", shared_eval_dir, "--no-browser")
     assert_clean_error(r, "FiftyOne is not installed")
     assert "detkit[fiftyone]" in r.err
 
