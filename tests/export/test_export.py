@@ -36,7 +36,7 @@ def test_640_with_calibrator_and_decoder_truncation(export_640, ckpt, calibrator
     meta = json.loads(export_640.metadata_path.read_text())
     assert meta["imgsz"] == [640, 640] and meta["opset"] == 17 and meta["dynamic_batch"] is True
     assert meta["decoder_layers"] == 1 and meta["decoder_layers_trained"] == 2
-    assert meta["calibrator"]["method"] == "platt" and meta["calibrator"]["thresholds"]["values"]["circle"] == pytest.approx(0.3)
+    assert meta["calibrator"]["method"] == "platt" and meta["calibrator"]["thresholds"]["values"][class_map.names[0]] == pytest.approx(0.3)
     assert meta["classes"] == class_map.to_dict() and meta["input_dtype"] == "uint8"
     assert meta["source"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert meta["parity"]["max_abs_diff_scores"] == export_640.parity.max_abs_diff_scores
