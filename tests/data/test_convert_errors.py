@@ -231,3 +231,13 @@ def test_output_may_not_contain_or_replace_the_source(cli, tmp_path):
     r = cli("data", "convert", src, src / "images", "--overwrite")
     assert_clean_error(r, "may not replace part of the source")
     assert (src / "images" / "train" / "a.jpg").is_file()
+
+
+@pytest.mark.parametrize("to", ["yolo", "voc"])
+def test_images_that_would_share_a_label_file(cli, tmp_path, to):
+    src = _coco(tmp_path / "c")
+    Image.new("RGB", (32, 24)).save(src / "images" / "train" / "a.png")
+    doc = json.loads((src / "annotations" / "train.json").read_text())
+    doc["images"].append({"id": 2, "file_name": "a.png", "width": 32, "height": 24})
+    (src / "annotations" / "train.json").write_text(json.dumps(doc))
+    _convert_fails(cli, src, tmp_path, "'a.jpg' and 'a.png' would share", args=("--to", to))

@@ -265,3 +265,16 @@ def split_for_writing(coco: CocoData) -> tuple[dict[int, list[dict[str, Any]]], 
     for ann in coco.annotations:
         (crowd if ann.get("iscrowd", 0) else plain).setdefault(int(ann["image_id"]), []).append(ann)
     return plain, crowd
+
+
+def check_unique_stems(names: Sequence[str], split: str, fmt: str) -> None:
+    """Label files are named after the image without its suffix: ``a.jpg`` and ``a.png`` would share one."""
+    seen: dict[str, str] = {}
+    for name in names:
+        stem = os.path.splitext(name)[0]
+        other = seen.setdefault(stem, name)
+        if other != name:
+            raise DetkitError(
+                f"split '{split}': images {other!r} and {name!r} would share the {fmt} label file '{stem}'",
+                hint="rename one of the images",
+            )

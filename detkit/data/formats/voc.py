@@ -28,7 +28,7 @@ import numpy as np
 
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import KNOWN_SPLITS
-from detkit.data.formats.base import DatasetData, InsideResolver, SplitData, assemble_split, copy_many, image_size, number_text, split_for_writing
+from detkit.data.formats.base import DatasetData, InsideResolver, SplitData, assemble_split, check_unique_stems, copy_many, image_size, number_text, split_for_writing
 from detkit.data.formats.sidecar import image_meta_entry, read_sidecar, write_sidecar
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_dir
@@ -198,6 +198,8 @@ def write_voc(data: DatasetData, out: str | Path, overwrite: bool = False, link:
         for img in split.coco.images:
             stem = str(PurePosixPath(img["file_name"]).with_suffix(""))
             clash |= seen.setdefault(stem, split_name) != split_name
+    all_rels = [f"{s}/{img['file_name']}" if clash else img["file_name"] for s, sp in data.splits.items() for img in sp.coco.images]
+    check_unique_stems(all_rels, ", ".join(data.splits), "VOC")
     with atomic_dir(out, overwrite=overwrite) as tmp:
         meta_splits: dict[str, dict[str, dict[str, Any]]] = {}
         (tmp / IMAGESETS).mkdir(parents=True)

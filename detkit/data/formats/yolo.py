@@ -33,6 +33,7 @@ from detkit.data.formats.base import (
     InsideResolver,
     SplitData,
     assemble_split,
+    check_unique_stems,
     copy_many,
     image_sizes,
     list_images,
@@ -236,6 +237,7 @@ def write_yolo(data: DatasetData, out: str | Path, overwrite: bool = False, link
             coco = split.coco
             plain, crowd = split_for_writing(coco)
             meta: dict[str, dict[str, Any]] = {}
+            check_unique_stems([img["file_name"] for img in coco.images], split_name, "YOLO")
             (tmp / "images" / split_name).mkdir(parents=True, exist_ok=True)
             dst = InsideResolver(tmp / "images" / split_name)
             copy_many([(split.image_path(img["file_name"]), dst(img["file_name"])) for img in coco.images], link, f"copying {split_name} images")
