@@ -121,12 +121,18 @@ def detections_for(
     return predict_split(detector, spec.split(split), batch_size=batch_size)
 
 
+def load_calibrator_for(calibrator: Any, class_map: ClassMap) -> Any:
+    """A calibrator object from a ``calibrator.json`` path (checked against ``class_map``) or as given."""
+    from detkit.calibration import load_calibrator
+
+    return load_calibrator(calibrator, class_map) if isinstance(calibrator, (str, Path)) else calibrator
+
+
 def apply_calibrator(calibrator: Any, dets: DetectionTable, class_map: ClassMap) -> DetectionTable:
     """Replace the scores by calibrated ones (``calibrator`` is a calibrator.json path or a loaded calibrator)."""
-    from detkit.calibration import apply_to_table, load_calibrator
+    from detkit.calibration import apply_to_table
 
-    cal = load_calibrator(calibrator, class_map) if isinstance(calibrator, (str, Path)) else calibrator
-    return apply_to_table(cal, dets, class_map)
+    return apply_to_table(load_calibrator_for(calibrator, class_map), dets, class_map)
 
 
 def evaluate(
@@ -175,14 +181,15 @@ def evaluate(
             find_domains(coco_o)
         resolve_corruptions(corruptions)
         resolve_severities(severities)
+    cal = load_calibrator_for(calibrator, class_map) if calibrator is not None else None
     target = next_eval_dir(out, name)
 
     detector = _detector(model, device) if model is not None else None
     dets = detections_for(detector, spec, split, gt, predictions, batch_size)
     if len(dets) == 0:
         warnings.append("there are no detections: every AP and AR is 0")
-    if calibrator is not None:
-        dets = apply_calibrator(calibrator, dets, class_map)
+    if cal is not None:
+        dets = apply_calibrator(cal, dets, class_map)
 
     metrics = evaluate_coco(gt, dets, class_map)
     cm = confusion_matrix(dets, gt, class_map)

@@ -161,3 +161,56 @@ def test_confusion_matrix_counts():
     )
     cm = confusion_matrix(dets, gt, cm_map)
     np.testing.assert_array_equal(cm, [[1, 0, 0], [1, 0, 1], [0, 1, 0]])
+
+
+def test_robustness_and_calibrator_sections(tiny_dataset, tmp_path):
+    """COCO-C (one corruption, one severity) and a COCO-O domain run through R's suite; C's calibrator is applied."""
+    import shutil
+
+    from detkit.calibration import fit_calibrator, save_calibrator
+    from detkit.data.coco import read_coco
+
+    from .conftest import CLASS_MAP
+
+    domain = tmp_path / "coco_o" / "sketch"
+    shutil.copytree(tiny_dataset.parent / "images" / "val", domain / "val2017")
+    (domain / "annotations").mkdir()
+    shutil.copy(tiny_dataset.parent / "annotations" / "val.json", domain / "annotations" / "instances_val2017.json")
+
+    det = OracleDetector(tiny_dataset.parent / "annotations" / "val.json")
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, 200)
+    cal = fit_calibrator(scores, (rng.uniform(0, 1, 200) < scores * 0.5).astype(float), rng.integers(0, 3, 200), CLASS_MAP,
+                         method="platt", classwise=False, target="tp")
+    cal_path = save_calibrator(cal, tmp_path / "calibrator.json")
+
+    result = evaluate(det, tiny_dataset, out=tmp_path / "runs", robustness=True, coco_o=tmp_path / "coco_o",
+                      corruptions=["gaussian_noise"], severities=[2], cache_dir=tmp_path / "cache", calibrator=cal_path)
+    d = result.dir
+    rob = json.loads((d / "robustness.json").read_text())
+    assert rob["coco_c"]["corruptions"] == ["gaussian_noise"] and rob["coco_c"]["severities"] == [2]
+    # the oracle ignores pixels: every shifted AP equals the clean AP
+    assert rob["coco_c"]["mPC"] == pytest.approx(100 * result.metrics["AP"])
+    assert rob["coco_o"]["domains"]["sketch"]["AP"] == pytest.approx(rob["coco_c"]["mPC"])
+    for plot in rob["plots"].values():
+        assert (d / plot).is_file()
+    report = (d / "report.md").read_text()
+    assert "## Robustness" in report and "calibrator.json" in report
+    raw = {round(s, 9) for s in det.table.scores.tolist()}
+    calibrated = json.loads((d / "predictions.json").read_text())
+    assert not raw & {round(p["score"], 9) for p in calibrated}  # every score went through the calibrator
+    assert read_coco(tiny_dataset.parent / "annotations" / "val.json").images  # dataset untouched
+
+
+def test_bad_robustness_options_fail_before_inference(tiny_dataset, tmp_path, cli):
+    det = OracleDetector(tiny_dataset.parent / "annotations" / "val.json")
+    from detkit.errors import DetkitError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DetkitError, match="no COCO-O domains"):
+        evaluate(det, tiny_dataset, out=tmp_path / "runs", robustness=True, coco_o=tmp_path / "empty")
+    with pytest.raises(DetkitError, match="fgo"):
+        evaluate(det, tiny_dataset, out=tmp_path / "runs", robustness=True, corruptions=["fgo"])
+    assert det.batches == [] and not (tmp_path / "runs").exists()
+    r = cli("eval", "--predictions", tmp_path / "x.json", "--data", tiny_dataset, "--calibrator", tmp_path / "nope.json")
+    assert_clean_error(r, "nope.json")
