@@ -146,14 +146,13 @@ def overconfident_split(seed: int, n_images: int = 150, category_ids: tuple[int,
     return gt, DetectionTable(np.asarray(img_col), np.asarray(cat_col), np.asarray(box_col).reshape(-1, 4), scores)
 
 
-def write_dataset(root, splits: dict) -> "object":
+def write_dataset(root, splits: dict):
     """A dataset.yaml with the given ``{split: CocoData}`` (empty image folders: predictions files only)."""
     from pathlib import Path
 
-    from detkit.data.coco import write_coco
-    from detkit.utils.files import read_json  # noqa: F401  (keeps the import surface of the spine explicit)
-
     import yaml
+
+    from detkit.data.coco import write_coco
 
     root = Path(root)
     first = next(iter(splits.values()))
