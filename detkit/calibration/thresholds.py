@@ -5,6 +5,7 @@
 - ``f1``: the threshold maximising F1 = 2 TP / (2 TP + FP + FN) at IoU ``iou_threshold``.
 - ``precision``: the lowest threshold whose precision is >= a target (the most recall at that precision);
   a class that never reaches the target gets its highest-precision threshold and is listed as unreachable.
+- ``fixed``: one value for every class (0.3 in the D-ECE-style protocol of Cal-DETR / BPC).
 
 A cut never separates tied scores. Classes without a TP get NaN (keep everything), as LRP does; classes
 without GT in the split get -1. Arrays are over classes in model order.
@@ -28,15 +29,24 @@ RULES = ("lrp", "f1", "precision")
 
 @dataclass
 class ThresholdRule:
-    kind: str = "lrp"  # lrp | f1 | precision
+    kind: str = "lrp"  # lrp | f1 | precision | fixed
     precision: float | None = None  # target for kind="precision"
+    value: float | None = None  # the threshold for kind="fixed"
 
     @classmethod
     def parse(cls, text: str) -> ThresholdRule:
-        """``"lrp"``, ``"f1"`` or ``"precision=0.9"``."""
+        """``"lrp"``, ``"f1"``, ``"precision=0.9"`` or a fixed number such as ``"0.3"``."""
         t = text.strip().lower()
         if t in ("lrp", "f1"):
             return cls(t)
+        try:
+            value = float(t)
+        except ValueError:
+            value = None
+        if value is not None:
+            if not 0.0 <= value <= 1.0:
+                raise DetkitError(f"invalid threshold {text!r}: a fixed threshold must be in [0, 1]")
+            return cls("fixed", value=value)
         if t.startswith("precision"):
             _, _, value = t.partition("=")
             try:
@@ -47,10 +57,12 @@ class ThresholdRule:
                 raise DetkitError(f"invalid threshold rule {text!r}: the precision target must be in (0, 1]",
                                   hint="e.g. --threshold precision=0.9")
             return cls("precision", target)
-        raise DetkitError(f"unknown threshold rule {text!r}", hint="use lrp, f1 or precision=<target>")
+        raise DetkitError(f"unknown threshold rule {text!r}", hint="use lrp, f1, precision=<target> or a number")
 
     def describe(self) -> str:
-        return f"precision={self.precision:g}" if self.kind == "precision" else self.kind
+        if self.kind == "precision":
+            return f"precision={self.precision:g}"
+        return f"fixed {self.value:g}" if self.kind == "fixed" else self.kind
 
 
 @dataclass
@@ -113,6 +125,8 @@ def choose_thresholds(
     max_dets: int = 100,
 ) -> Thresholds:
     """Per-class thresholds by ``rule`` on the detections of a (calibration) split."""
+    if rule.kind == "fixed":
+        return Thresholds(np.full(len(class_map), float(rule.value)), rule.describe(), float(iou_threshold))
     m = select(dets, gt, iou_threshold, None, max_dets)
     cats = m.match.category_ids
     no_gt = m.match.num_gt == 0

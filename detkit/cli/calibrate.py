@@ -29,7 +29,7 @@ def calibrate_command(
     predictions: Path = typer.Option(None, "--predictions", help="COCO results of the fit split (any detector); no model needed."),
     eval_split: str = typer.Option(None, "--eval-split", help="Held-out split for before/after numbers (default: test, else val)."),
     eval_predictions: Path = typer.Option(None, "--eval-predictions", help="COCO results of the evaluation split."),
-    threshold: str = typer.Option("lrp", "--threshold", help="Per-class operating threshold after calibration: lrp, f1 or precision=0.9."),
+    threshold: str = typer.Option("lrp", "--threshold", help="Per-class operating threshold after calibration: lrp, f1, precision=0.9 or a fixed number."),
     pre_threshold: str = typer.Option("lrp", "--pre-threshold", help="Per-class threshold on raw scores before fitting: lrp, none or a number."),
     min_samples: int = typer.Option(10, "--min-samples", min=1, help="Classes with fewer fit detections keep the identity."),
     force: bool = typer.Option(False, "--force", help="Allow evaluating on the split the calibrator was fitted on."),
@@ -39,7 +39,12 @@ def calibrate_command(
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
-    """Fit a post-hoc calibrator (and per-class thresholds) and show D-ECE / LaECE_0 / LaACE_0 / LRP / AP before and after."""
+    """Fit a post-hoc calibrator (and per-class thresholds) and show D-ECE / LaECE_0 / LaACE_0 / LRP / AP before and after.
+
+    Defaults follow Kuzucu et al. (ECCV 2024): class-wise, IoU targets at IoU 0, LRP-optimal thresholds before
+    and after. Their D-ECE-style setting (Cal-DETR / BPC comparisons): --target tp --iou 0.5 --class-agnostic
+    --pre-threshold 0.3 --threshold 0.3.
+    """
     from detkit.calibration.calibrators import METHODS, TARGETS
     from detkit.calibration.fit import calibrate, write_outputs
 

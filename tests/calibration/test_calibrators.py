@@ -151,6 +151,10 @@ def test_thresholds_rules(splits):
         ThresholdRule.parse("precision=2")
     with pytest.raises(DetkitError, match="unknown threshold rule"):
         ThresholdRule.parse("best")
+    fixed = choose_thresholds(d1, g1, cm, ThresholdRule.parse("0.3"), 0.5)
+    assert fixed.values.tolist() == [0.3] * 3 and fixed.rule == "fixed 0.3"
+    with pytest.raises(DetkitError, match="fixed threshold must be in"):
+        ThresholdRule.parse("1.5")
 
 
 def test_fit_records_everything_calibrator_json_needs(splits, tmp_path):
