@@ -88,3 +88,22 @@ class OracleDetector:
         self.batches.append((len(images), tuple(image_ids)))
         mask = np.isin(self.table.image_ids, image_ids) & (self.table.scores >= conf)
         return self.table.subset(mask)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A randomly initialised, very narrow RT-DETR checkpoint with the tiny dataset's classes (real model path)."""
+    import torch
+
+    from detkit.config.recipe import resolve_recipe
+    from detkit.models.builder import build_model
+    from detkit.models.checkpoint import save_checkpoint
+
+    overrides = ["model.encoder_dim=32", "model.encoder_ffn_dim=64", "model.hidden_dim=32", "model.num_heads=4",
+                 "model.num_queries=20", "model.decoder_layers=1", "model.decoder_ffn_dim=64", "model.num_denoising=0",
+                 "model.depth_mult=0.34", "train.imgsz=64"]
+    recipe = resolve_recipe("recipe:rtdetr-r18", overrides=overrides)
+    torch.manual_seed(0)
+    model = build_model(recipe.model, len(CLASS_MAP)).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
+    return save_checkpoint(path, model=model.state_dict(), class_map=CLASS_MAP, recipe=recipe.model_dump(mode="json"))

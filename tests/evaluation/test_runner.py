@@ -214,3 +214,16 @@ def test_bad_robustness_options_fail_before_inference(tiny_dataset, tmp_path, cl
     assert det.batches == [] and not (tmp_path / "runs").exists()
     r = cli("eval", "--predictions", tmp_path / "x.json", "--data", tiny_dataset, "--calibrator", tmp_path / "nope.json")
     assert_clean_error(r, "nope.json")
+
+
+def test_cli_with_a_real_checkpoint(tiny_dataset, tiny_checkpoint, tmp_path, cli):
+    """MODEL resolves through detkit.api.load_model; top-k over 20 queries x 3 classes gives 60 detections per image."""
+    r = cli("eval", tiny_checkpoint, "--data", tiny_dataset, "--out", tmp_path / "runs", "--batch", "4", "--device", "cpu", "--json")
+    assert r.code == 0, r.text
+    summary = json.loads(r.out)
+    assert summary["num_images"] == 6 and summary["num_detections"] == 6 * 20 * 3
+    assert 0.0 <= summary["AP"] <= 1.0
+    preds = json.loads((tmp_path / "runs" / "eval" / "predictions.json").read_text())
+    assert {p["category_id"] for p in preds} <= {1, 5, 9}
+    assert str(tiny_checkpoint) in (tmp_path / "runs" / "eval" / "report.md").read_text()
+    assert_clean_error(cli("eval", tmp_path / "missing.pt", "--data", tiny_dataset, "--out", tmp_path / "runs"), "missing.pt")

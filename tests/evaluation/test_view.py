@@ -40,10 +40,30 @@ def fiftyone_database(db_dir):
             from detkit.data.formats.fiftyone_io import shutdown_database
 
             shutdown_database()
+            _assert_no_mongod(db_dir)
             if old is None:
                 os.environ.pop("FIFTYONE_DATABASE_DIR", None)
             else:
                 os.environ["FIFTYONE_DATABASE_DIR"] = old
+
+
+def _assert_no_mongod(db_dir, timeout: float = 15.0) -> None:
+    import time
+
+    import psutil
+
+    def running():
+        procs = []
+        for p in psutil.process_iter(["name", "cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if p.info["name"] == "mongod" and str(db_dir) in " ".join(p.info["cmdline"] or []):
+                    procs.append(p)
+        return procs
+
+    deadline = time.monotonic() + timeout
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not running(), "mongod still running after the view test"
 
 
 @pytest.mark.fiftyone
