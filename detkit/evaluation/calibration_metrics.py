@@ -497,6 +497,15 @@ def _none_if_nan(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
+def _box_dece_or_skip(dets: DetectionTable, gt: CocoData, class_map: ClassMap | None, matched: Matched, max_dets: int) -> dict[str, Any]:
+    name = "D-ECE (confidence + cx, cy, w, h, 5 bins each, IoU 0.5, score >= 0.3, class mean)"
+    try:
+        return d_ece(dets, gt, 0.5, bins=5, score_threshold=0.3, box_features=True, class_agnostic=False,
+                     sample_threshold=8, class_map=class_map, matched=matched, max_dets=max_dets, name=name)
+    except DetkitError as e:  # images without width/height: the other metrics do not need them
+        return {"name": name, "value": None, "skipped": e.message}
+
+
 def calibration_report(
     dets: DetectionTable,
     gt: CocoData,
@@ -519,9 +528,7 @@ def calibration_report(
         "d_ece_classwise": d_ece(dets, gt, 0.5, bins=20, score_threshold=0.3, class_agnostic=False, class_map=class_map,
                                  name="D-ECE (confidence only, 20 bins, IoU 0.5, score >= 0.3, class mean)",
                                  matched=m_dece, max_dets=max_dets),
-        "d_ece_box": d_ece(dets, gt, 0.5, bins=5, score_threshold=0.3, box_features=True, class_agnostic=False,
-                           sample_threshold=8, class_map=class_map, matched=m_dece, max_dets=max_dets,
-                           name="D-ECE (confidence + cx, cy, w, h, 5 bins each, IoU 0.5, score >= 0.3, class mean)"),
+        "d_ece_box": _box_dece_or_skip(dets, gt, class_map, m_dece, max_dets),
         "la_ece": la_ece(dets, gt, 0.1, 25, thresholds, "saod", max_dets, class_map, name="LaECE (Oksuz 2023, IoU 0.1)"),
         "la_ece_0": la_ece(dets, gt, 0.0, 25, thresholds, "kuzucu", max_dets, class_map, name="LaECE_0", matched=m0),
         "la_ace_0": la_ace(dets, gt, 0.0, thresholds, max_dets, class_map, name="LaACE_0", matched=m0),

@@ -147,3 +147,13 @@ def test_report_is_json_and_records_settings():
     assert report["operating_thresholds"] == {"1": 0.2, "3": None}
     for key in ("d_ece", "la_ece_0", "la_ace_0", "lrp_0"):
         assert 0 <= metrics[key]["value"] <= 1
+
+
+def test_report_without_image_sizes_skips_only_box_features():
+    gt, dets = random_case(5, n_images=10)
+    for im in gt.images:
+        del im["width"], im["height"]
+    report = calibration_report(dets, gt)
+    assert report["metrics"]["d_ece_box"]["value"] is None
+    assert "width/height" in report["metrics"]["d_ece_box"]["skipped"]
+    assert report["metrics"]["d_ece"]["value"] is not None
