@@ -100,3 +100,76 @@ def test_predict_cli_reports_a_broken_onnx_file(cli, tmp_path):
 
     cv2.imwrite(str(img_dir / "a.png"), np.zeros((32, 32, 3), np.uint8))
     assert_clean_error(cli("predict", junk, img_dir, "--out", tmp_path / "out"), "junk.onnx")
+
+
+def test_predict_with_the_onnx_backend(cli, export_small, tmp_path):
+    import cv2
+
+    src = tmp_path / "imgs"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), np.random.default_rng(0).integers(0, 256, (70, 90, 3), dtype=np.uint8))
+    r = cli("predict", export_small.model_path, src, "--out", tmp_path / "out", "--conf", "0", "--json")
+    assert r.code == 0, r.text
+    payload = json.loads(r.out)
+    assert payload["backend"] == "onnxruntime" and payload["images"] == 1 and payload["detections"] == 150
+
+
+def test_embedded_calibrator_is_used_and_not_applied_twice(cli, export_640, calibrator_file, tmp_path):
+    from detkit.predict import Selector, load_predictor
+
+    predictor, backend = load_predictor(export_640.model_path)
+    select = Selector(predictor)
+    assert backend == "onnxruntime" and select.description == "calibrator per-class thresholds"
+    labels, scores = np.array([0, 4]), np.array([0.31, 0.59], np.float32)
+    kept = select(labels, np.zeros((2, 4), np.float32), scores, scores)
+    assert kept[0].tolist() == [0]  # thresholds 0.3 (class 0) and 0.6 (class 4) on the calibrated scores
+    src = tmp_path / "a.png"
+    import cv2
+
+    cv2.imwrite(str(src), np.zeros((40, 40, 3), np.uint8))
+    r = cli("predict", export_640.model_path, src, "--calibrator", calibrator_file, "--out", tmp_path / "o")
+    assert_clean_error(r, "already embeds a calibrator")
+
+
+def test_bench_cli_both_backends(cli, ckpt, export_small, tmp_path):
+    out = tmp_path / "bench.json"
+    r = cli("bench", ckpt, "--backends", "torch,onnxruntime", "--batch", "1,2", "--threads", "1", "--iters", "2", "--out", out, "--json")
+    assert r.code == 0, r.text
+    payload = json.loads(r.out)
+    rows = {(row["backend"], row["batch"]) for row in payload["rows"]}
+    assert rows == {("torch", 1), ("torch", 2), ("onnxruntime", 1), ("onnxruntime", 2)}
+    for row in payload["rows"]:
+        assert row["threads"] == 1 and row["precision"] == "fp32"
+        assert 0 < row["pre_ms"] and 0 < row["infer_ms"] and 0 <= row["post_ms"]
+        assert row["total_ms"] == pytest.approx(row["pre_ms"] + row["infer_ms"] + row["post_ms"], rel=0.5)
+    assert payload["warmup"] >= 3 and payload["device"]["cpu"] and payload["versions"]["onnxruntime"]
+    assert json.loads(out.read_text())["rows"] == payload["rows"]
+    r = cli("bench", export_small.model_path, "--backends", "onnxruntime", "--iters", "1", "--out", tmp_path / "b2.json")
+    assert r.code == 0, r.text
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--backends", "tensorrt"], "unknown backend"),
+        (["--batch", "0"], "batch sizes must be >= 1"),
+        (["--batch", "1,x"], "comma-separated list of integers"),
+        (["--imgsz", "100"], "multiples of 32"),
+    ],
+)
+def test_bench_bad_options(cli, ckpt, tmp_path, args, needle):
+    assert_clean_error(cli("bench", ckpt, *args, "--out", tmp_path / "b.json"), needle)
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_bench_torch_backend_of_a_lone_onnx_needs_its_checkpoint(cli, export_small, tmp_path):
+    lone = tmp_path / "lone.onnx"
+    shutil.copy(export_small.model_path, lone)
+    import onnx
+
+    model = onnx.load(str(lone))
+    meta = json.loads(model.metadata_props[0].value)
+    meta["source"]["path"] = str(tmp_path / "gone.pt")
+    model.metadata_props[0].value = json.dumps(meta)
+    onnx.save(model, str(lone))
+    assert_clean_error(cli("bench", lone, "--backends", "torch", "--out", tmp_path / "b.json"), "source checkpoint is not available")
