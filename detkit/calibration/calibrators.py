@@ -175,7 +175,7 @@ def fit_calibrator(
         if n < min_samples:
             return f"identity: {n} detection{'s' if n != 1 else ''} to fit (fewer than {min_samples})"
         if not np.any(targets[mask] > 0):
-            return "identity: no detection matched a ground-truth box"
+            return "identity: every target is 0 (no detection matched a ground-truth box)"
         return None
 
     fallback: dict[str, str] = {}
