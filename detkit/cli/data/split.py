@@ -14,7 +14,7 @@ from detkit.cli.ui import UI
 def split_command(
     dataset: Path = typer.Argument(..., help="dataset.yaml or the folder holding it (all its splits are pooled)."),
     out: Path = typer.Argument(..., help="Output folder for the re-split dataset."),
-    ratios: str = typer.Option(None, "--ratios", help="Fractions summing to 1 [default: train=0.8,val=0.1,calib=0.05,test=0.05]."),
+    ratios: str = typer.Option(None, "--ratios", help="Fractions summing to 1 (default: train=0.8,val=0.1,calib=0.05,test=0.05)."),
     counts: str = typer.Option(None, "--counts", help="Image counts instead of ratios, e.g. val=100,calib=50,test=50,train=rest."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed gives the same split."),
     copy: bool = typer.Option(False, "--copy", help="Copy image files instead of hard-linking them."),
