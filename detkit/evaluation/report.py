@@ -19,7 +19,7 @@ HEADLINE_MEANING = (
     ("AP", "COCO AP: precision averaged over recall and over IoU thresholds 0.50:0.05:0.95 (the primary metric)"),
     ("AP50", "AP at IoU 0.50 (PASCAL VOC style, forgiving on localisation)"),
     ("AP75", "AP at IoU 0.75 (strict localisation)"),
-    ("APs", "AP on small objects (area < 32²  px)"),
+    ("APs", "AP on small objects (area < 32² px)"),
     ("APm", "AP on medium objects (32² to 96² px)"),
     ("APl", "AP on large objects (area > 96² px)"),
     ("AR1", "recall with at most 1 detection per image"),
