@@ -12,9 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
-from torchvision.ops import generalized_box_iou
 
-from detkit.engine.box_ops import cxcywh_to_xyxy
+from detkit.engine.box_ops import cxcywh_to_xyxy, pairwise_giou
 from detkit.engine.config import MatcherConfig
 
 Indices = list[tuple[torch.Tensor, torch.Tensor]]  # per image: (query indices, target indices), int64
@@ -36,7 +35,7 @@ class HungarianMatcher:
         out_boxes = boxes.flatten(0, 1).float()
         cost_bbox = torch.cdist(out_boxes, tgt_boxes.float(), p=1)
         if tgt_boxes.shape[0]:
-            cost_giou = -generalized_box_iou(cxcywh_to_xyxy(out_boxes), cxcywh_to_xyxy(tgt_boxes.float()))
+            cost_giou = -pairwise_giou(cxcywh_to_xyxy(out_boxes), cxcywh_to_xyxy(tgt_boxes.float()))
         else:
             cost_giou = cost_bbox
         total = c.cost_bbox * cost_bbox + c.cost_class * cost_class + c.cost_giou * cost_giou

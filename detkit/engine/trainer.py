@@ -231,10 +231,11 @@ class Trainer:
                 self.bad_epochs += 1
         restore_rng(training["rng"])
 
-    def save(self, name: str) -> Path:
+    def save(self, name: str, training: bool = True) -> Path:
+        """``last.pt`` carries the full training state; ``best.pt`` (``training=False``) only the weights."""
         from detkit.models.checkpoint import save_checkpoint
 
-        state = self.state()  # collective under DDP (RNG gather): every rank calls save
+        state = self.state() if training else {}  # collective under DDP (RNG gather): every rank calls save
         path = self.run_dir / "checkpoints" / name
         if self.dist.is_main:
             save_checkpoint(path, model=self.base_model.state_dict(), ema=self.ema.state_dict() if self.ema else None,
@@ -369,7 +370,7 @@ class Trainer:
                 self.write_reports()
             self.save("last.pt")
             if improved:
-                self.save("best.pt")
+                self.save("best.pt", training=False)
             epochs_bar.advance(1, info=f"AP {ap if ap is not None else float('nan'):.3f}  best {self.best_ap or 0:.3f}")
             if cfg.early_stop_patience is not None and self.bad_epochs >= cfg.early_stop_patience and self.epoch < cfg.epochs:
                 stopped = "early_stop"
@@ -384,6 +385,7 @@ class Trainer:
 
     # ---- reports ------------------------------------------------------------------------------------------
     def write_reports(self, stopped: str | None = None) -> None:
+        """metrics.csv and summary.json; plots and TensorBoard scalars after each epoch (not again at the end)."""
         if not self.history:
             return
         buf = io.StringIO()
@@ -400,8 +402,9 @@ class Trainer:
             "world_size": self.dist.world_size, "classes": self.class_map.to_dict(),
         }
         atomic_write_json(self.run_dir / "summary.json", _finite(summary))
-        plot_history(self.history, self.run_dir / "plots")
-        self._tensorboard(self.history[-1])
+        if stopped is None:
+            plot_history(self.history, self.run_dir / "plots")
+            self._tensorboard(self.history[-1])
 
     def _tensorboard(self, row: dict[str, Any]) -> None:
         if self._tb is None:

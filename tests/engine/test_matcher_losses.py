@@ -126,3 +126,19 @@ def test_denoising_indices_group_major():
     t = [{"labels": torch.tensor([0, 1])}, {"labels": torch.tensor([2])}]
     idx = denoising_indices(meta, t)
     assert idx[0][1].tolist() == [0, 1, 0, 1] and idx[1][1].tolist() == [0, 0]
+
+
+def test_box_ops_agree_with_torchvision():
+    from torchvision.ops import box_convert, generalized_box_iou
+
+    from detkit.engine.box_ops import cxcywh_to_xyxy, paired_iou_giou, pairwise_giou
+
+    g = torch.Generator().manual_seed(1)
+    a = torch.cat([torch.rand(7, 2, generator=g), torch.rand(7, 2, generator=g) * 0.5 + 0.01], 1)
+    b = torch.cat([torch.rand(5, 2, generator=g), torch.rand(5, 2, generator=g) * 0.5 + 0.01], 1)
+    xa, xb = cxcywh_to_xyxy(a), cxcywh_to_xyxy(b)
+    assert torch.allclose(xa, box_convert(a, "cxcywh", "xyxy"))
+    ref = generalized_box_iou(xa, xb)
+    assert torch.allclose(pairwise_giou(xa, xb), ref, atol=1e-6)
+    _, giou = paired_iou_giou(xa[:5], xb)
+    assert torch.allclose(giou, ref[:5].diagonal(), atol=1e-6)
