@@ -101,15 +101,19 @@ def _boxes_by_file(root: Path) -> dict:
         for fid in files.values():
             out.setdefault((split, *fid), [])
         for a in coco.annotations:
-            out[(split, *files[a["image_id"]])].append((names[a["category_id"]], *[round(v, 6) for v in a["bbox"]], a["iscrowd"]))
+            out[(split, *files[a["image_id"]])].append((names[a["category_id"]], *[round(v, 3) for v in a["bbox"]], a["iscrowd"]))
     return {k: sorted(v) for k, v in out.items()}
 
 
-@pytest.mark.parametrize("fo_type", ["CVATImageDataset", "KITTIDetectionDataset"])
+@pytest.mark.parametrize("fo_type", ["CVATImageDataset", "KITTIDetectionDataset", "YOLOv5Dataset"])
 def test_export_and_import_round_trip(fo_db, small, tmp_path, fo_type):
     res = convert_dataset(small, tmp_path / "fo", to=f"fiftyone:{fo_type}")
     assert res.to == f"fiftyone:{fo_type}"
-    assert (tmp_path / "fo" / "train").is_dir() and (tmp_path / "fo" / "val").is_dir()
+    if fo_type == "YOLOv5Dataset":  # its exporter takes a split: one folder, movable (no absolute 'path')
+        assert "path" not in (tmp_path / "fo" / "dataset.yaml").read_text()
+        assert (tmp_path / "fo" / "images" / "val").is_dir()
+    else:
+        assert (tmp_path / "fo" / "train").is_dir() and (tmp_path / "fo" / "val").is_dir()
     back = convert_dataset(tmp_path / "fo", tmp_path / "back", src_format=f"fiftyone:{fo_type}")
     assert load_dataset(tmp_path / "back").class_map == load_dataset(small).class_map  # order and ids via the sidecar
     a, b = _boxes_by_file(small), _boxes_by_file(tmp_path / "back")

@@ -13,19 +13,23 @@ ids are 1..K in that order. Splits come from sample tags (train/val/calib/test),
 A detection attribute ``iscrowd`` is kept. Every image path must lie inside ``src``.
 
 Export: a temporary FiftyOne dataset is built from the in-memory COCO data and exported with the type's own exporter,
-one sub-folder per split (``OUT/<split>/``), atomically, with a ``detkit_meta.json`` that restores class order and
+one sub-folder per split (``OUT/<split>/``; types whose exporter takes a ``split``, like YOLOv5Dataset, share one folder), atomically, with a ``detkit_meta.json`` that restores class order and
 category ids when detkit reads the folder back.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
+import logging
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData
@@ -34,6 +38,7 @@ from detkit.data.formats.base import DatasetData, SplitData
 from detkit.data.formats.sidecar import read_sidecar, write_sidecar
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_dir
+from detkit.utils.files import read_yaml
 from detkit.utils.paths import resolve_inside
 from detkit.utils.progress import track
 
@@ -49,7 +54,21 @@ def import_fiftyone() -> Any:
     except ImportError as e:
         raise DetkitError(f"FiftyOne is not installed ({e})", hint="pip install 'detkit[fiftyone]'") from None
     fo.config.show_progress_bars = False  # detkit shows its own progress; stdout stays clean for --json
+    for name in ("fiftyone", "eta"):  # FiftyOne logs info lines to stdout: only warnings, and on stderr
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.WARNING)
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stdout:
+                handler.setStream(sys.stderr)
     return fo
+
+
+def _takes_split(cls: Any) -> bool:
+    """Whether an importer/exporter class has a ``split`` argument (YOLOv5: several splits in one folder)."""
+    try:
+        return "split" in inspect.signature(cls.__init__).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def dataset_type(type_name: str) -> Any:
@@ -108,15 +127,24 @@ def _values(ds: Any, path: str, n: int) -> list[Any]:
 
 
 def read_fiftyone(src: str | Path, type_name: str) -> DatasetData:
-    """Import ``src`` as ``fiftyone.types.<type_name>``. A folder whose sub-folders are named after splits
-    (train/val/calib/test: the layout :func:`write_fiftyone` produces) is read one split per sub-folder."""
+    """Import ``src`` as ``fiftyone.types.<type_name>``. Types whose importer takes a ``split`` (YOLOv5Dataset) are
+    read split by split; a folder whose sub-folders are named after splits (train/val/calib/test: the layout
+    :func:`write_fiftyone` produces) is read one split per sub-folder."""
     src = Path(src)
     if not src.exists():
         raise DetkitError("source not found", path=src)
+    if _takes_split(dataset_type(type_name)().get_dataset_importer_cls()):
+        return _with_sidecar_classes(_merge_splits({s: d for s in KNOWN_SPLITS if (d := _read_one(src, type_name, split=s, missing_ok=True))}, src), src)
     split_dirs = [src / s for s in KNOWN_SPLITS if (src / s).is_dir()] if src.is_dir() else []
     if not split_dirs:
         return _with_sidecar_classes(_read_one(src, type_name), src if src.is_dir() else src.parent)
-    parts = {d.name: _read_one(d, type_name) for d in split_dirs}
+    return _with_sidecar_classes(_merge_splits({d.name: _read_one(d, type_name) for d in split_dirs}, src), src)
+
+
+def _merge_splits(parts: dict[str, DatasetData | None], src: Path) -> DatasetData:
+    parts = {k: v for k, v in parts.items() if v is not None}
+    if not parts:
+        raise DetkitError(f"FiftyOne found no samples in any split ({', '.join(KNOWN_SPLITS)})", path=src)
     # a split may declare only the classes it uses: merge them (first split's order, then the others sorted)
     names = list(next(iter(parts.values())).class_map.names)
     names += sorted({n for p in parts.values() for n in p.class_map.names} - set(names))
@@ -130,7 +158,7 @@ def read_fiftyone(src: str | Path, type_name: str) -> DatasetData:
             ann["category_id"] = id_of[name_of[ann["category_id"]]]
         split.coco.categories = class_map.to_coco_categories()
         splits[name] = split
-    return _with_sidecar_classes(DatasetData(class_map=class_map, splits=splits, name=src.name), src)
+    return DatasetData(class_map=class_map, splits=splits, name=src.name)
 
 
 def _with_sidecar_classes(data: DatasetData, folder: Path) -> DatasetData:
@@ -148,17 +176,22 @@ def _with_sidecar_classes(data: DatasetData, folder: Path) -> DatasetData:
     return DatasetData(class_map=meta.class_map, splits=data.splits, name=meta.name)
 
 
-def _read_one(src: Path, type_name: str) -> DatasetData:
+def _read_one(src: Path, type_name: str, split: str | None = None, missing_ok: bool = False) -> DatasetData | None:
     fo = import_fiftyone()
     dtype = dataset_type(type_name)
     root = src.resolve() if src.is_dir() else src.parent.resolve()
     ds = None
     try:
+        kwargs = {"split": split} if split is not None else {}
         try:
-            ds = fo.Dataset.from_dir(dataset_dir=str(src), dataset_type=dtype, label_field=LABEL_FIELD, name=f"detkit-import-{uuid.uuid4().hex}")
+            ds = fo.Dataset.from_dir(dataset_dir=str(src), dataset_type=dtype, label_field=LABEL_FIELD, name=f"detkit-import-{uuid.uuid4().hex}", **kwargs)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            if missing_ok:
+                return None
             raise DetkitError(f"FiftyOne could not read it as {type_name} ({type(e).__name__}: {e})", path=src) from None
         if len(ds) == 0:
+            if missing_ok:
+                return None
             raise DetkitError(f"FiftyOne found no samples as {type_name}", path=src)
         field = _detections_field(ds, src)
         ds.compute_metadata()
@@ -184,8 +217,8 @@ def _read_one(src: Path, type_name: str) -> DatasetData:
         base = Path(os.path.commonpath([str(p.parent.resolve()) for p in paths]))
         per_split: dict[str, CocoData] = {}
         for i in track(range(n), f"reading {type_name}"):
-            split = next((t for t in (tags[i] or []) if t in KNOWN_SPLITS), "train")
-            coco = per_split.setdefault(split, CocoData(categories=class_map.to_coco_categories()))
+            split_name = split or next((t for t in (tags[i] or []) if t in KNOWN_SPLITS), "train")
+            coco = per_split.setdefault(split_name, CocoData(categories=class_map.to_coco_categories()))
             w, h = int(widths[i]), int(heights[i])
             image_id = len(coco.images) + 1
             coco.images.append({"id": image_id, "file_name": paths[i].resolve().relative_to(base).as_posix(), "width": w, "height": h})
@@ -237,11 +270,24 @@ def write_fiftyone(data: DatasetData, out: str | Path, type_name: str, overwrite
                     )
                 ds.add_samples(samples)
                 ds.default_classes = list(data.class_map.names)
+                shared = _takes_split(dtype().get_dataset_exporter_cls())
+                kwargs = {"split": split_name, "classes": list(data.class_map.names)} if shared else {}
                 try:
-                    ds.export(export_dir=str(tmp / split_name), dataset_type=dtype, label_field=LABEL_FIELD)
+                    ds.export(export_dir=str(tmp if shared else tmp / split_name), dataset_type=dtype, label_field=LABEL_FIELD, **kwargs)
                 except (ValueError, TypeError, AttributeError, NotImplementedError) as e:
                     raise DetkitError(f"FiftyOne cannot export detections as {type_name} ({type(e).__name__}: {e})", path=out) from None
             finally:
                 ds.delete()
+        _drop_absolute_root(tmp)
         write_sidecar(tmp, f"fiftyone:{type_name}", data.class_map, data.name, {})
     return Path(out)
+
+
+def _drop_absolute_root(tmp: Path) -> None:
+    """Exporters such as YOLOv5's write ``path: <export dir>`` into their YAML; the export dir is a temporary name
+    that is renamed at the end, so drop the key (readers then use the YAML's own folder, and the dataset can move)."""
+    for yml in list(tmp.glob("*.yaml")) + list(tmp.glob("*.yml")):
+        raw = read_yaml(yml)
+        if isinstance(raw, dict) and isinstance(raw.get("path"), str) and Path(raw["path"]).resolve() == tmp.resolve():
+            del raw["path"]
+            yml.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
