@@ -227,3 +227,11 @@ def test_cli_with_a_real_checkpoint(tiny_dataset, tiny_checkpoint, tmp_path, cli
     assert {p["category_id"] for p in preds} <= {1, 5, 9}
     assert str(tiny_checkpoint) in (tmp_path / "runs" / "eval" / "report.md").read_text()
     assert_clean_error(cli("eval", tmp_path / "missing.pt", "--data", tiny_dataset, "--out", tmp_path / "runs"), "missing.pt")
+
+
+def test_cli_robustness_error_paths(tiny_dataset, tiny_checkpoint, tmp_path, cli):
+    (tmp_path / "empty").mkdir()
+    base = ["eval", tiny_checkpoint, "--data", tiny_dataset, "--out", tmp_path / "runs", "--robustness"]
+    assert_clean_error(cli(*base, "--coco-o", tmp_path / "empty"), "no COCO-O domains")
+    assert_clean_error(cli(*base, "--severities", "7"), "7")
+    assert not (tmp_path / "runs").exists()

@@ -113,3 +113,7 @@ def test_view_bad_eval_dir(tmp_path, cli, what, request):
 def test_view_bad_predictions_in_eval_dir(eval_dir, cli):
     (eval_dir / "predictions.json").write_text(json.dumps([{"image_id": 77, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}]))
     assert_clean_error(cli("view", eval_dir), "predictions[0]", "image_id 77")
+
+
+def test_view_bad_port(shared_eval_dir, cli):
+    assert_clean_error(cli("view", shared_eval_dir, "--port", "70000"), "port must be in 1..65535")
