@@ -123,6 +123,8 @@ def _files(robustness: bool, calibration: bool) -> list[str]:
         lines.append("- `robustness.json`: per-domain and per-corruption results.")
     if calibration:
         lines.append("- `calibration.json`: calibration errors with the bins, IoU rule and score threshold of each.")
+    lines += ["", "Look at the failures box by box: `detkit view <this folder>` opens the split in the FiftyOne App with every "
+              "box tagged tp / fp / fn (needs the `fiftyone` extra)."]
     return lines
 
 
