@@ -244,6 +244,12 @@ def calibrate(
     if dataset is None:
         raise DetkitError("calibration needs a dataset", hint="pass --data dataset.yaml")
     ds = _dataset(dataset)
+    if not ds.has_split(split):
+        raise DetkitError(
+            f"dataset has no split '{split}' to fit the calibrator on (it has: {', '.join(ds.splits)})",
+            hint="pick one with --split (never the training split), or add a calib split with `detkit data split`",
+            path=ds.path,
+        )
     fit_spec = ds.split(split)
     ev_name = resolve_eval_split(ds, split, eval_split, force)
     fit_gt = read_coco(fit_spec.annotations)

@@ -95,7 +95,7 @@ def test_class_without_matches_gets_documented_identity(cli, toy, tmp_path):
         (["--target", "map"], ["unknown --target 'map'"]),
         (["--threshold", "precision=3"], ["precision target"]),
         (["--pre-threshold", "high"], ["invalid pre-threshold"]),
-        (["--split", "train"], ["no split 'train'"]),
+        (["--split", "train"], ["no split 'train' to fit"]),
     ],
 )
 def test_bad_options_are_one_line_errors(cli, toy, tmp_path, extra, needles):
