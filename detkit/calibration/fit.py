@@ -268,6 +268,9 @@ def calibrate(
         fit_from = f"fit detections: model {model_label}"
     cal.fit_info.update({"dataset": str(ds.path), "source": fit_from})
     result = CalibrationResult(cal, split, ev_name)
+    if split == "train":
+        result.warnings.append("fitting on the training split: a detector is over-confident on the images it was trained on, "
+                               "so the calibrator will not transfer; use a held-out calib (or val) split")
     if cal.fallback:
         shown = ", ".join(f"{k} ({v})" for k, v in list(cal.fallback.items())[:5])
         result.warnings.append(f"identity calibration for {len(cal.fallback)} class(es): {shown}")
