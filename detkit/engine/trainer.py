@@ -346,7 +346,15 @@ class Trainer:
         epochs_bar = ProgressTask("epochs", total=cfg.epochs)
         epochs_bar.advance(self.epoch)
         stopped = "completed"
+        start, start_epoch = time.perf_counter(), self.epoch
+        prior_minutes = (self.history[-1].get("wall_minutes") or 0.0) if self.history else 0.0
         while self.epoch < cfg.epochs:
+            if cfg.time_limit_minutes is not None and self.epoch > start_epoch:
+                elapsed = (time.perf_counter() - start) / 60
+                per_epoch = elapsed / (self.epoch - start_epoch)
+                if distributed.broadcast_object(prior_minutes + elapsed + per_epoch > cfg.time_limit_minutes):
+                    stopped = "time_limit"
+                    break
             stats = self.train_one_epoch()
             metrics = self.validate() if self.dist.is_main else {}
             ap = _num(metrics.get("AP"))
@@ -361,6 +369,7 @@ class Trainer:
                 "train_loss": stats.loss, **{k: v for k, v in stats.parts.items()},
                 "AP": ap, "AP50": _num(metrics.get("AP50")), "AP75": _num(metrics.get("AP75")),
                 "img_per_s": stats.images * self.dist.world_size / max(stats.seconds, 1e-9), "epoch_seconds": stats.seconds,
+                "wall_minutes": prior_minutes + (time.perf_counter() - start) / 60,
             }
             row["AP50"] = distributed.broadcast_object(row["AP50"])
             row["AP75"] = distributed.broadcast_object(row["AP75"])

@@ -10,9 +10,12 @@ from detkit_testing import assert_clean_error
 
 
 def test_cli_train_prints_overrides_and_artifacts(cli, tiny_dataset, tiny_overrides, tmp_path):
-    r = cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "--epochs", "1", "--out", tmp_path, *tiny_overrides, "train.ema=false")
+    # 3 epochs asked, but the wall-time limit stops the run after the first
+    r = cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "--epochs", "3", "--out", tmp_path, *tiny_overrides, "train.ema=false",
+            "train.time_limit_minutes=0.0001")
     assert r.code == 0, r.text
-    assert "override train.epochs=1" in r.out and "override model.hidden_dim=32" in r.out and "override train.ema=false" in r.out
+    assert "stopped: time_limit" in r.out
+    assert "override train.epochs=3" in r.out and "override model.hidden_dim=32" in r.out and "override train.ema=false" in r.out
     run = tmp_path / "exp"
     flat = "".join(r.out.split())  # rich wraps long paths
     assert str(run) in flat and str(run / "checkpoints" / "best.pt") in flat and str(run / "metrics.csv") in flat
