@@ -101,7 +101,8 @@ def _describe_model(model: Any, predictions: str | Path | None) -> str:
         return f"predictions file {Path(predictions).resolve()}"
     if isinstance(model, (str, Path)):
         return str(Path(model).resolve()) if Path(model).exists() else str(model)
-    return type(model).__name__
+    text = repr(model)
+    return text if len(text) <= 200 and "\n" not in text else type(model).__name__
 
 
 def detections_for(

@@ -50,7 +50,7 @@ def test_eval_dirs_auto_increment(tmp_path):
     assert next_eval_dir(None, None).parts[-3:] == ("runs", "eval", "eval")
 
 
-def test_model_path_runs_batched_inference_and_calibration(tiny_dataset, oracle_predictions, tmp_path):
+def test_model_path_runs_batched_inference_and_calibration(tiny_dataset, shared_eval_dir, tmp_path):
     det = OracleDetector(tiny_dataset.parent / "annotations" / "val.json")
     table = predict_split(det, load_dataset(tiny_dataset).split("val"), batch_size=4)
     assert [n for n, _ in det.batches] == [4, 2]
@@ -58,7 +58,7 @@ def test_model_path_runs_batched_inference_and_calibration(tiny_dataset, oracle_
     assert sorted(table.scores.tolist()) == sorted(det.table.scores.tolist())
 
     result = evaluate(det, tiny_dataset, out=tmp_path / "runs", batch_size=5, calibration=True)
-    with_file = json.loads((tiny_dataset.parent / "runs" / "eval" / "metrics.json").read_text())["metrics"]
+    with_file = json.loads((shared_eval_dir / "metrics.json").read_text())["metrics"]
     assert result.metrics["AP"] == pytest.approx(with_file["AP"])
     d = result.dir
     cal = json.loads((d / "calibration.json").read_text())
