@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from detkit.data.dataset import load_dataset
-from detkit.evaluation.inference import predict_split
-from detkit.evaluation.runner import evaluate, next_eval_dir
+from detkit.evaluation import evaluate, predict_split  # the public Python API
+from detkit.evaluation.runner import next_eval_dir
 from detkit_testing import assert_clean_error
 
 from .conftest import OracleDetector
