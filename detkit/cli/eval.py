@@ -35,8 +35,8 @@ def eval_command(
     calibrator: Path = typer.Option(None, "--calibrator", help="calibrator.json applied to every score before evaluating."),
     batch: int = typer.Option(8, "--batch", min=1, help="Inference batch size."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the model's choice)."),
-    out: Path = typer.Option(None, "--out", help="Parent folder of the eval dir [default: runs/eval]."),
-    name: str = typer.Option(None, "--name", help="Eval dir name (auto-incremented if taken) [default: eval]."),
+    out: Path = typer.Option(None, "--out", help="Parent folder of the eval dir (default: runs/eval)."),
+    name: str = typer.Option(None, "--name", help="Eval dir name, auto-incremented if taken (default: eval)."),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
