@@ -257,32 +257,42 @@ def batch_dims_dynamic(path: Path) -> bool:
     return True
 
 
+SLIM_ATTEMPTS = ({}, {"no_shape_infer": True})  # the second was exact where full shape inference was not (environment.md)
+
+
 def _simplify(path: Path, reference, cal, metadata, verify_images, precision, dynamic_batch, verify, parity):
-    """Slim the graph with onnxslim; keep the result only if it is still dynamic and still agrees with PyTorch."""
+    """Slim the graph with onnxslim; keep the result only if the batch dim is still symbolic and, re-verified, it
+    still agrees with PyTorch. Tries full slimming, then slimming without shape inference; else keeps the original."""
     import onnx
     import onnxslim
 
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.slim.", suffix=".onnx", dir=path.parent)
     os.close(fd)
     slim_tmp = Path(name)
+    problems = []
     try:
-        try:
-            slimmed = onnxslim.slim(onnx.load(str(path)))
-            onnx.save(slimmed, str(slim_tmp))
-            onnx.checker.check_model(str(slim_tmp), full_check=True)
-        except Exception as e:  # noqa: BLE001
-            return False, parity, f"onnxslim failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); kept the unsimplified graph"
-        if dynamic_batch and not batch_dims_dynamic(slim_tmp):
-            return False, parity, "onnxslim fixed the dynamic batch dimension; kept the unsimplified graph"
-        if verify:
-            slim_parity = _verify(slim_tmp, reference, cal, metadata, verify_images, precision)
-            if not slim_parity.passed:
-                return False, parity, f"the simplified graph disagrees with PyTorch ({slim_parity.summary()}); kept the unsimplified graph"
-            parity = slim_parity
-        os.replace(slim_tmp, path)
+        for kwargs in SLIM_ATTEMPTS:
+            label = "onnxslim" + ("(no_shape_infer)" if kwargs else "")
+            try:
+                onnx.save(onnxslim.slim(onnx.load(str(path)), **kwargs), str(slim_tmp))
+                onnx.checker.check_model(str(slim_tmp), full_check=True)
+            except Exception as e:  # noqa: BLE001 - any failure of the optional step means: keep the original
+                problems.append(f"{label} failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+                continue
+            if dynamic_batch and not batch_dims_dynamic(slim_tmp):
+                problems.append(f"{label} fixed the dynamic batch dimension")
+                continue
+            if verify:
+                slim_parity = _verify(slim_tmp, reference, cal, metadata, verify_images, precision)
+                if not slim_parity.passed:
+                    problems.append(f"{label} output disagrees with PyTorch ({slim_parity.summary()})")
+                    continue
+                parity = slim_parity
+            os.replace(slim_tmp, path)
+            return True, parity, ("; ".join(problems) + f"; {label} kept") if problems else None
     finally:
         slim_tmp.unlink(missing_ok=True)
-    return True, parity, None
+    return False, parity, "; ".join(problems) + "; kept the unsimplified graph"
 
 
 def _file_sha256(path: Path) -> str:
