@@ -203,7 +203,7 @@ def load_model(
     """
     from detkit.config.recipe import resolve_recipe
     from detkit.models.builder import build_model
-    from detkit.models.checkpoint import load_checkpoint, read_weights_file
+    from detkit.models.checkpoint import load_checkpoint, read_weights
     from detkit.models.convert_weights import load_into
 
     src = str(source)
@@ -217,15 +217,7 @@ def load_model(
         state, origin = None, src
         if weights is not None:
             origin = str(weights)
-            wpath = Path(weights)
-            try:
-                ckpt = load_checkpoint(wpath) if wpath.suffix != ".safetensors" else None
-            except DetkitError:
-                ckpt = None
-            if ckpt is not None:
-                state, weights_map = ckpt.weights, ckpt.class_map
-            else:
-                state = read_weights_file(wpath)
+            state, weights_map = read_weights(weights)
     else:
         if weights is not None:
             raise DetkitError("weights= goes with recipe:NAME or a recipe file, not with a run or checkpoint",

@@ -140,9 +140,13 @@ def save_weights(path: str | Path, state_dict: Mapping[str, torch.Tensor], metad
     return path
 
 
-def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or a PyTorch file (detkit checkpoint → its EMA/model weights; official
-    training files → ``ema.module`` / ``model``; a bare state dict as is). Layout conversion happens later."""
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ClassMap | None]:
+    """A state dict (and the class map when the file is a detkit checkpoint), read once.
+
+    ``.safetensors`` → its tensors; a detkit checkpoint → its EMA (else model) weights and class map; official
+    training files → ``ema.module`` / ``model``; a bare state dict as is. Layout conversion happens later
+    (:func:`detkit.models.convert_weights.load_into`).
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         if not path.is_file():
@@ -151,15 +155,24 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path), device="cpu")
+            return load_file(str(path), device="cpu"), None
         except (SafetensorError, OSError, ValueError) as e:
             raise DetkitError(f"cannot read safetensors file: {str(e).splitlines()[0][:160]}", path=path) from None
     obj = _torch_load(path, "weights file")
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
-        return dict(obj["ema"] if obj.get("ema") is not None else obj["model"])
+        try:
+            class_map = ClassMap.from_dict(obj["class_map"])
+            return dict(obj["ema"] if obj.get("ema") is not None else obj["model"]), class_map
+        except (KeyError, TypeError) as e:
+            raise DetkitError(f"checkpoint is incomplete (missing or malformed {e})", path=path) from None
     from detkit.models.convert_weights import unwrap_official
 
     sd = unwrap_official(obj) if isinstance(obj, Mapping) else None
     if not isinstance(sd, Mapping) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise DetkitError("weights file holds no state dict of tensors", path=path)
-    return dict(sd)
+    return dict(sd), None
+
+
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict of any supported weights file (see :func:`read_weights`)."""
+    return read_weights(path)[0]
