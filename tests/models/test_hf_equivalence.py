@@ -24,10 +24,40 @@ HF_R18 = dict(
     encoder_in_channels=[128, 256, 512], hidden_expansion=0.5, decoder_layers=3,
     feat_strides=[8, 16, 32], encode_proj_layers=[2], freeze_backbone_batch_norms=False,
 )
-HF_CONFIGS = {"rtdetr-r18": HF_R18, "rtdetr-r50": {}}  # HF's default config is R50-vd
+_LEVELS = {"feat_strides": [8, 16, 32], "encode_proj_layers": [2]}
+HF_CONFIGS = {
+    "rtdetr-r18": HF_R18,
+    "rtdetr-r34": dict(
+        HF_R18, backbone_config=dict(HF_R18["backbone_config"], depths=[3, 4, 6, 3]), decoder_layers=4
+    ),
+    "rtdetr-r50": {},  # HF's default config is R50-vd
+    "rtdetr-r101": dict(
+        backbone_config={
+            "model_type": "rt_detr_resnet", "depths": [3, 4, 23, 3], "layer_type": "bottleneck",
+            "hidden_sizes": [256, 512, 1024, 2048], "embedding_size": 64,
+            "out_features": ["stage2", "stage3", "stage4"],
+        },
+        encoder_hidden_dim=384, encoder_ffn_dim=2048, decoder_in_channels=[384, 384, 384], **_LEVELS,
+    ),
+}
 
 
-@pytest.fixture(scope="module", params=list(HF_CONFIGS))
+@pytest.mark.parametrize("name", list(HF_CONFIGS))
+def test_hf_key_map_covers_every_depth(name):
+    """Every HF tensor maps onto exactly one of ours with the same shape (meta device: no memory, no compute)."""
+    from transformers import RTDetrConfig, RTDetrForObjectDetection
+
+    with torch.device("meta"):
+        hf = RTDetrForObjectDetection(RTDetrConfig(num_labels=80, **HF_CONFIGS[name]))
+        ours = build_model(resolve_recipe(f"recipe:{name}").model, num_classes=80)
+    conv = from_hf(hf.state_dict())
+    assert conv.unmapped == []
+    mapped = {k: tuple(v.shape) for k, v in conv.state_dict.items()}
+    expected = {k: tuple(v.shape) for k, v in ours.state_dict().items() if not k.endswith("num_batches_tracked")}
+    assert mapped == expected
+
+
+@pytest.fixture(scope="module", params=["rtdetr-r18", "rtdetr-r50"])
 def pair(request, randomise):
     from transformers import RTDetrConfig, RTDetrForObjectDetection
 
