@@ -87,33 +87,30 @@ def from_official(sd: Mapping[str, torch.Tensor]) -> Conversion:
 
 
 def to_official(
-    sd: Mapping[str, torch.Tensor], version: str = "v1", spatial_shapes: list[tuple[int, int]] | None = None,
-    num_points: int = 4,
+    sd: Mapping[str, torch.Tensor], version: str = "v1", imgsz: tuple[int, int] = (640, 640), num_points: int = 4
 ) -> dict[str, torch.Tensor]:
-    """detkit → official layout. ``v2`` also writes the derived buffers for ``spatial_shapes`` (default 640×640)."""
+    """detkit → official layout. ``v2`` also writes its derived buffers (anchors and valid mask for ``imgsz``,
+    the deformable-attention points scale), as the official v2 code stores them."""
     from detkit.models.decoder import generate_anchors
 
+    if version not in ("v1", "v2"):
+        raise ValueError(f"official layout version must be 'v1' or 'v2', got {version!r}")
     out = {}
     for k, v in sd.items():
         if version == "v1":
             k = re.sub(r"^encoder\.input_proj\.(\d+)\.conv\.", r"encoder.input_proj.\1.0.", k)
             k = re.sub(r"^encoder\.input_proj\.(\d+)\.norm\.", r"encoder.input_proj.\1.1.", k)
-            k = k.replace("decoder.enc_output.proj.", "decoder.enc_output.0.").replace(
-                "decoder.enc_output.norm.", "decoder.enc_output.1."
-            )
+            k = re.sub(r"^decoder\.enc_output\.proj\.", "decoder.enc_output.0.", k)
+            k = re.sub(r"^decoder\.enc_output\.norm\.", "decoder.enc_output.1.", k)
         out[k] = v
     if version == "v2":
-        logits, valid = generate_anchors(spatial_shapes or [(80, 80), (40, 40), (20, 20)])
-        out["decoder.anchors"] = torch.where(valid, logits, torch.full_like(logits, float("inf")))
-        out["decoder.valid_mask"] = valid
-        layers = {m.group(1) for k in sd if (m := re.match(r"^decoder\.decoder\.layers\.(\d+)\.", k))}
-        levels = len(spatial_shapes or [0, 0, 0])
-        for i in sorted(layers, key=int):
+        shapes = [(imgsz[0] // s, imgsz[1] // s) for s in (8, 16, 32)]
+        out["decoder.anchors"], out["decoder.valid_mask"] = generate_anchors(shapes)
+        layers = sorted({int(m[1]) for k in sd if (m := re.match(r"^decoder\.decoder\.layers\.(\d+)\.", k))})
+        for i in layers:
             out[f"decoder.decoder.layers.{i}.cross_attn.num_points_scale"] = torch.full(
-                (levels * num_points,), 1.0 / num_points
+                (len(shapes) * num_points,), 1.0 / num_points
             )
-    elif version != "v1":
-        raise ValueError(f"official layout version must be 'v1' or 'v2', got {version!r}")
     return out
 
 
