@@ -275,3 +275,24 @@ def test_cli_augment_bad_input(cli, synth_dataset, tmp_path):
     tagged = tmp_path / "t.yaml"
     tagged.write_text("augment: !!python/object/apply:os.system ['echo hi']\n")
     assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", tagged, "--preview", 2), "tag not allowed")
+
+
+def test_recipe_sources_use_the_recipe_resolver(monkeypatch):
+    import detkit.config.recipe as recipe_mod
+
+    class _Train:
+        imgsz = 320
+
+    class _WithAugment:
+        augment = AugmentConfig(stop_epoch=3)
+        train = _Train()
+
+    class _WithoutAugment:
+        train = _Train()
+
+    monkeypatch.setattr(recipe_mod, "resolve_recipe", lambda source, overrides=(): _WithAugment())
+    cfg, size = load_augment_config("recipe:anything")
+    assert cfg.stop_epoch == 3 and size == 320
+    monkeypatch.setattr(recipe_mod, "resolve_recipe", lambda source, overrides=(): _WithoutAugment())
+    with pytest.raises(DetkitError, match="has no augment section"):
+        load_augment_config("recipe:anything")
