@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from detkit import __version__
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, read_coco
@@ -191,6 +193,8 @@ def evaluate(
         warnings.append("there are no detections: every AP and AR is 0")
     if cal is not None:
         dets = apply_calibrator(cal, dets, class_map)
+    # evaluate exactly what predictions.json holds (boxes rounded to 1e-4 px), so re-evaluating it reproduces metrics.json
+    dets = DetectionTable(dets.image_ids, dets.category_ids, np.round(dets.boxes, 4), dets.scores)
 
     metrics = evaluate_coco(gt, dets, class_map)
     cm = confusion_matrix(dets, gt, class_map)

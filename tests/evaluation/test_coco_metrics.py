@@ -51,7 +51,11 @@ def _pycocotools(gt, dets, class_map):
         coco_gt = COCO()
         coco_gt.dataset = copy.deepcopy(gt_dict(gt, class_map))
         coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(copy.deepcopy(dets.to_coco_results()))
+        results = [  # full precision, exactly what evaluate_coco sees
+            {"image_id": i, "category_id": c, "bbox": b, "score": sc}
+            for i, c, b, sc in zip(dets.image_ids.tolist(), dets.category_ids.tolist(), dets.boxes.tolist(), dets.scores.tolist())
+        ]
+        coco_dt = coco_gt.loadRes(results)
         ev = COCOeval(coco_gt, coco_dt, "bbox")
         ev.evaluate()
         ev.accumulate()

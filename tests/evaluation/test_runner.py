@@ -15,7 +15,7 @@ from detkit_testing import assert_clean_error
 from .conftest import OracleDetector
 
 
-def test_predictions_only_writes_every_artifact(shared_eval_dir, oracle_predictions):
+def test_predictions_only_writes_every_artifact(shared_eval_dir, oracle_predictions, tiny_dataset):
     d = shared_eval_dir
     assert d.name == "eval" and d.parent.name == "runs"
     for f in ("predictions.json", "metrics.json", "report.md", "plots/pr_overall.png", "plots/pr_per_class.png", "plots/confusion_matrix.png"):
@@ -32,6 +32,15 @@ def test_predictions_only_writes_every_artifact(shared_eval_dir, oracle_predicti
     assert sum(row[3] for row in cm[:3]) > 0  # the dropped boxes are missed
     # the predictions round-trip with their original category ids
     assert json.loads((d / "predictions.json").read_text()) == json.loads(oracle_predictions.read_text())
+    # re-evaluating the written predictions.json reproduces metrics.json exactly
+    from detkit.data.coco import read_coco
+    from detkit.evaluation import evaluate_coco, read_predictions
+    from detkit.evaluation.coco_metrics import metrics_for_json
+
+    spec = load_dataset(tiny_dataset)
+    gt = read_coco(spec.split("val").annotations)
+    again = metrics_for_json(evaluate_coco(gt, read_predictions(d / "predictions.json", gt, spec.class_map), spec.class_map))
+    assert again == m
     report = (d / "report.md").read_text()
     for section in ("# Evaluation report", "## Headline metrics", "## Per class", "## Plots", "plots/confusion_matrix.png", "## Files"):
         assert section in report
