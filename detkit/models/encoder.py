@@ -33,7 +33,7 @@ class RepVggBlock(nn.Module):
         return self.fused_weight is not None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused_weight is not None:
+        if self.fused_weight is not None and not self.training:  # training always uses (and updates) the branches
             return self.act(F.conv2d(x, self.fused_weight, self.fused_bias, padding=1))
         return self.act(self.conv1(x) + self.conv2(x))
 
@@ -45,7 +45,8 @@ class RepVggBlock(nn.Module):
 
     @torch.no_grad()
     def fuse(self) -> None:
-        """Deploy form: K = K3·γ/σ + pad(K1·γ/σ), b = b3 + b1 (uses the current BN statistics)."""
+        """Deploy form: K = K3·γ/σ + pad(K1·γ/σ), b = b3 + b1, from the current weights and BN statistics
+        (fuse again after changing them). Used in eval mode only."""
         k3, b3 = self._fold(self.conv1)
         k1, b1 = self._fold(self.conv2)
         self.fused_weight = k3 + F.pad(k1, [1, 1, 1, 1])
