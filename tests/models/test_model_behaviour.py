@@ -103,3 +103,21 @@ def test_no_denoising_when_disabled(make_tiny_config):
     out = model(torch.rand(1, 3, 64, 64), _targets()[:1])
     assert out["dn_outputs"] is None and out["dn_meta"] is None
     assert "decoder.denoising_class_embed.weight" not in model.state_dict()
+
+
+def test_fused_repvgg_block_trains_through_its_branches():
+    from detkit.models.encoder import RepVggBlock
+
+    torch.manual_seed(0)
+    block = RepVggBlock(8, 8)
+    x = torch.rand(2, 8, 10, 12)
+    block.train()
+    block(x)  # update BN statistics once so eval-mode BN is not the identity
+    block.eval()
+    unfused = block(x)
+    block.fuse()
+    torch.testing.assert_close(block(x), unfused, rtol=0, atol=1e-5)
+    block.train()
+    out = block(x)
+    out.sum().backward()
+    assert block.conv1.conv.weight.grad is not None and block.is_fused
