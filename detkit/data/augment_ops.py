@@ -60,35 +60,39 @@ class PhotometricDistort(A.ImageOnlyTransform):
 
     def apply(self, img: np.ndarray, brightness=None, contrast=None, saturation=None, hue=None, contrast_first=True,
               permutation=None, **params: Any) -> np.ndarray:
-        x = img.astype(np.float32)
+        # uint8 all the way (lookup tables and saturating OpenCV blends), rounding after each op like
+        # torchvision does on uint8 images
+        x = np.ascontiguousarray(img)
         if brightness is not None:
-            x = np.clip(x * brightness, 0, 255)
+            x = cv2.LUT(x, _linear_lut(brightness, 0.0))
         if contrast is not None and contrast_first:
-            x = _blend_contrast(x, contrast)
+            x = _contrast(x, contrast)
         if saturation is not None:
-            gray = _gray(x)[..., None]
-            x = np.clip(x * saturation + gray * (1 - saturation), 0, 255)
+            gray = cv2.cvtColor(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+            x = cv2.addWeighted(x, saturation, gray, 1.0 - saturation, 0.0)
         if hue is not None:
-            hsv = cv2.cvtColor(x / 255.0, cv2.COLOR_RGB2HSV)  # float: H in [0, 360)
-            hsv[..., 0] = np.mod(hsv[..., 0] + hue * 360.0, 360.0)
-            x = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0, 0, 255)
+            hsv = cv2.cvtColor(x, cv2.COLOR_RGB2HSV)  # uint8: H in [0, 180)
+            shift = int(round(hue * 180.0))
+            hsv[..., 0] = ((np.arange(256) + shift) % 180).astype(np.uint8)[hsv[..., 0]]
+            x = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
         if contrast is not None and not contrast_first:
-            x = _blend_contrast(x, contrast)
+            x = _contrast(x, contrast)
         if permutation is not None:
-            x = x[..., permutation]
-        return np.round(x).astype(np.uint8)
+            x = np.ascontiguousarray(x[..., permutation])
+        return x
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("brightness", "contrast", "saturation", "hue", "p_each")
 
 
-def _gray(x: np.ndarray) -> np.ndarray:
-    return x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114
+def _linear_lut(scale: float, offset: float) -> np.ndarray:
+    return np.clip(np.round(np.arange(256, dtype=np.float64) * scale + offset), 0, 255).astype(np.uint8)
 
 
-def _blend_contrast(x: np.ndarray, f: float) -> np.ndarray:
-    mean = float(_gray(x).mean())
-    return np.clip(x * f + mean * (1 - f), 0, 255)
+def _contrast(x: np.ndarray, f: float) -> np.ndarray:
+    """Blend with the mean grey level (torchvision adjust_contrast)."""
+    mean = cv2.mean(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY))[0]
+    return cv2.LUT(x, _linear_lut(f, mean * (1.0 - f)))
 
 
 class ZoomOut(A.DualTransform):
@@ -110,10 +114,11 @@ class ZoomOut(A.DualTransform):
         return {"canvas": (canvas_h, canvas_w), "offset": (top, left), "orig": (h, w)}
 
     def apply(self, img: np.ndarray, canvas=(0, 0), offset=(0, 0), **params: Any) -> np.ndarray:
-        out = np.empty((canvas[0], canvas[1], *img.shape[2:]), dtype=img.dtype)
-        out[...] = np.asarray(self.fill_value, dtype=img.dtype)
-        out[offset[0]:offset[0] + img.shape[0], offset[1]:offset[1] + img.shape[1]] = img
-        return out
+        top, left = offset
+        bottom, right = canvas[0] - top - img.shape[0], canvas[1] - left - img.shape[1]
+        fill = self.fill_value if isinstance(self.fill_value, (int, float)) else tuple(self.fill_value)
+        value = (fill,) * img.shape[2] if isinstance(fill, (int, float)) and img.ndim == 3 else fill
+        return cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=value)
 
     def apply_to_bboxes(self, bboxes: np.ndarray, canvas=(1, 1), offset=(0, 0), orig=(1, 1), **params: Any) -> np.ndarray:
         out = bboxes.copy()

@@ -296,3 +296,41 @@ def test_recipe_sources_use_the_recipe_resolver(monkeypatch):
     monkeypatch.setattr(recipe_mod, "resolve_recipe", lambda source, overrides=(): _WithoutAugment())
     with pytest.raises(DetkitError, match="has no augment section"):
         load_augment_config("recipe:anything")
+
+
+def _photometric_reference(x, brightness=None, contrast=None, saturation=None, hue=None, contrast_first=True, permutation=None):
+    """torchvision's photometric distortion written plainly in float."""
+    x = x.astype(np.float64)
+
+    def gray(v):
+        return v[..., 0] * 0.299 + v[..., 1] * 0.587 + v[..., 2] * 0.114
+
+    def adjust_contrast(v, f):
+        return np.clip(v * f + gray(v).mean() * (1 - f), 0, 255)
+
+    if brightness is not None:
+        x = np.clip(x * brightness, 0, 255)
+    if contrast is not None and contrast_first:
+        x = adjust_contrast(x, contrast)
+    if saturation is not None:
+        x = np.clip(x * saturation + gray(x)[..., None] * (1 - saturation), 0, 255)
+    if hue is not None:
+        hsv = cv2.cvtColor((x / 255).astype(np.float32), cv2.COLOR_RGB2HSV)
+        hsv[..., 0] = np.mod(hsv[..., 0] + hue * 360, 360)
+        x = np.clip(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB) * 255.0, 0, 255)
+    if contrast is not None and not contrast_first:
+        x = adjust_contrast(x, contrast)
+    return x if permutation is None else x[..., permutation]
+
+
+def test_photometric_distort_matches_the_float_definition():
+    from detkit.data.synth import render_scene, scene_rng
+
+    img = render_scene(scene_rng(0, "val", 1), 96).image
+    op = PhotometricDistort(p=1.0, p_each=1.0)
+    op.set_random_seed(0)
+    for _ in range(8):
+        params = op.get_params()
+        out = op.apply(img, **params)
+        assert out.dtype == np.uint8 and out.shape == img.shape
+        assert np.abs(out - _photometric_reference(img, **params)).mean() < 1.5, params
