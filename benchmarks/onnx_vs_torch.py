@@ -35,7 +35,7 @@ def main() -> None:
     from detkit.bench import benchmark
     from detkit.export.onnx_export import export_onnx
 
-    console = Console()
+    console = Console(width=max(Console().width, 110))
     torch.manual_seed(0)
     detector = load_model(args.recipe, device="cpu", imgsz=args.imgsz)
     params = sum(p.numel() for p in detector.module.parameters())
@@ -48,16 +48,17 @@ def main() -> None:
                            batch_sizes=[int(b) for b in args.batch.split(",")], threads=[int(t) for t in args.threads.split(",")],
                            iters=args.iters, warmup=args.warmup)
     console.print(f"CPU: {result.device['cpu']} ({result.device['logical_cores']} logical cores); " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
-    table = Table(title=f"end-to-end latency, ms (median of {args.iters}; p90 of total)")
-    for col in ("batch", "threads", "torch pre/infer/post", "torch total", "ort pre/infer/post", "ort total", "ort / torch"):
-        table.add_column(col)
-    for t in {r.threads for r in result.rows}:
-        for b in {r.batch for r in result.rows}:
-            pt, ort = result.row("torch", b, t), result.row("onnxruntime", b, t)
-            ratio = ort.total_ms / pt.total_ms
-            table.add_row(str(b), str(t), f"{pt.pre_ms:.1f} / {pt.infer_ms:.1f} / {pt.post_ms:.2f}", f"{pt.total_ms:.1f} (p90 {pt.total_p90_ms:.1f})",
-                          f"{ort.pre_ms:.1f} / {ort.infer_ms:.1f} / {ort.post_ms:.2f}", f"{ort.total_ms:.1f} (p90 {ort.total_p90_ms:.1f})",
-                          f"[{'green' if ratio <= 0.6 else 'red'}]{ratio:.2f}×[/]")
+    table = Table(title=f"end-to-end latency, ms (median of {args.iters}, after {args.warmup} warm-up)")
+    for col in ("backend", "batch", "threads", "pre", "inference", "post", "total", "total p90", "vs torch"):
+        table.add_column(col, justify="right" if col not in ("backend",) else "left")
+    for t in sorted({r.threads for r in result.rows}):
+        for b in sorted({r.batch for r in result.rows}):
+            pt = result.row("torch", b, t)
+            for r in (pt, result.row("onnxruntime", b, t)):
+                ratio = r.total_ms / pt.total_ms
+                shown = "1.00×" if r is pt else f"[{'green' if ratio <= 0.6 else 'red'}]{ratio:.2f}×[/]"
+                table.add_row(r.backend, str(b), str(t), f"{r.pre_ms:.1f}", f"{r.infer_ms:.1f}", f"{r.post_ms:.2f}",
+                              f"{r.total_ms:.1f}", f"{r.total_p90_ms:.1f}", shown)
     console.print(table)
 
 
