@@ -275,6 +275,14 @@ def test_cli_augment_bad_input(cli, synth_dataset, tmp_path):
     tagged = tmp_path / "t.yaml"
     tagged.write_text("augment: !!python/object/apply:os.system ['echo hi']\n")
     assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", tagged, "--preview", 2), "tag not allowed")
+    from detkit.data.classmap import ClassMap
+    from detkit.data.coco import CocoData
+    from detkit.data.writer import DatasetWriter
+
+    with DatasetWriter(tmp_path / "empty", ClassMap.from_names(["a"])) as w:
+        w.write_split("train", CocoData())
+    assert_clean_error(cli("data", "augment", tmp_path / "empty", "--recipe", good, "--out", tmp_path / "o2"), "no images to augment")
+    assert not (tmp_path / "o2").exists()
 
 
 def test_recipe_sources_use_the_recipe_resolver(monkeypatch):
