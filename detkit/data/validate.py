@@ -32,6 +32,7 @@ from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, read_coco
 from detkit.data.dataset import load_dataset
 from detkit.data.formats.base import InsideResolver, copy_many, list_images
+from detkit.data.formats.detect import detect_format
 from detkit.data.formats.coco_folder import guess_images_dir, is_detkit_dataset, split_name_of
 from detkit.data.writer import DatasetWriter
 from detkit.errors import DetkitError
@@ -116,6 +117,8 @@ def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, 
     if not path.exists():
         raise DetkitError("dataset not found", path=path)
     if is_detkit_dataset(path) or path.suffix in (".yaml", ".yml"):
+        if detect_format(path) != "coco":
+            raise DetkitError("this is a YOLO dataset, not a detkit dataset.yaml", hint=f"convert it first: detkit data convert {path} OUT", path=path)
         if images is not None:
             raise DetkitError("--images applies to a plain COCO JSON, not to a dataset.yaml", path=path)
         spec = load_dataset(path)
@@ -131,6 +134,9 @@ def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, 
             splits[name] = SplitSource(name, coco, s.annotations, s.images)
         return spec.class_map, splits, findings
     if path.is_dir():
+        fmt = detect_format(path) if any(path.iterdir()) else "coco"
+        if fmt != "coco":
+            raise DetkitError(f"this is a {fmt.upper()} dataset, not a detkit dataset.yaml", hint=f"convert it first: detkit data convert {path} OUT", path=path)
         raise DetkitError("no dataset.yaml in this folder", hint="pass a dataset.yaml or a COCO JSON file", path=path)
     if path.suffix.lower() != ".json":
         raise DetkitError("expected a dataset.yaml or a COCO .json file", path=path)

@@ -185,3 +185,11 @@ def test_cli_bad_inputs(cli, tmp_path, synth_dataset):
     out.mkdir()
     (out / "x").write_text("x")
     assert_clean_error(cli("data", "validate", synth_dataset, "--fix", out), "output folder exists and is not empty")
+
+
+def test_yolo_dataset_is_pointed_to_convert(cli, synth_dataset, tmp_path):
+    from detkit.data.convert import convert_dataset
+
+    convert_dataset(synth_dataset, tmp_path / "y", to="yolo")
+    assert_clean_error(cli("data", "validate", tmp_path / "y" / "data.yaml"), "this is a YOLO dataset", "")
+    assert "detkit data convert" in cli("data", "validate", tmp_path / "y").err
