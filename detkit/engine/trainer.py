@@ -196,6 +196,7 @@ class Trainer:
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
         self._tb = None
+        self._batch_bar: ProgressTask | None = None
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -291,7 +292,10 @@ class Trainer:
         stats = EpochStats()
         sums = None
         n_steps = 0
-        bar = ProgressTask(f"epoch {self.epoch + 1}/{cfg.epochs}", total=len(self.loader))
+        if self._batch_bar is None:
+            self._batch_bar = ProgressTask("batches", total=len(self.loader))
+        bar = self._batch_bar
+        bar.reset(total=len(self.loader), description=f"epoch {self.epoch + 1}/{cfg.epochs}")
         t0 = time.perf_counter()
         pending = None
         info = ""
@@ -316,7 +320,6 @@ class Trainer:
                 rate = stats.images * self.dist.world_size / max(1e-9, time.perf_counter() - t0)
                 info = f"loss {values[0]:.3f}  {rate:.1f} img/s  lr {self.optimizer.param_groups[-1]['lr']:.2e}"
             bar.advance(1, info=info)
-        bar.close()
         stats.seconds = time.perf_counter() - t0
         if sums is not None:
             stats.loss = sums[0] / n_steps
@@ -385,6 +388,8 @@ class Trainer:
                 stopped = "early_stop"
                 break
         epochs_bar.close()
+        if self._batch_bar is not None:
+            self._batch_bar.close()
         if self.dist.is_main:
             self.write_reports(stopped)
         if self._tb is not None:
