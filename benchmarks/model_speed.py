@@ -60,12 +60,16 @@ def main() -> None:
 
     devices = [torch.device(d) for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
     batches = [int(b) for b in args.batch.split(",")]
-    table = Table(title=f"RT-DETR eager forward at {args.imgsz}×{args.imgsz} (eval, fused RepVGG)")
-    for col in ("device", "recipe", "decoder layers", "GFLOPs/img", "batch", "median ms", "best ms", "img/s"):
-        table.add_column(col, justify="right" if col not in ("device", "recipe") else "left")
+    title = f"RT-DETR eager forward at {args.imgsz}×{args.imgsz} (eval, fused RepVGG); cpu: {torch.get_num_threads()} threads"
+    if torch.cuda.is_available() and "cuda" in args.devices:
+        title += f"; cuda: {torch.cuda.get_device_name()}{' fp16 autocast' if args.amp else ''}"
+    table = Table(title=title)
+    for col in ("device", "recipe", "dec. layers", "GFLOPs/img", "batch", "median ms", "best ms", "img/s"):
+        table.add_column(col, justify="right" if col not in ("device", "recipe") else "left", no_wrap=True)
     console = Console()
+    console.width = max(console.width, 100)
     for device in devices:
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+        name = str(device)
         for recipe_name in args.recipes.split(","):
             cfg = resolve_recipe(f"recipe:{recipe_name}").model
             gflops = profile_config(cfg, 80, (args.imgsz, args.imgsz)).gflops
