@@ -131,9 +131,10 @@ def test_embedded_calibrator_is_used_and_not_applied_twice(cli, export_640, cali
     assert_clean_error(r, "already embeds a calibrator")
 
 
-def test_bench_cli_both_backends(cli, ckpt, export_small, tmp_path):
+def test_bench_cli_both_backends(cli, export_small, tmp_path):
+    """An export remembers its source checkpoint, so the ONNX file alone benchmarks both backends."""
     out = tmp_path / "bench.json"
-    r = cli("bench", ckpt, "--backends", "torch,onnxruntime", "--batch", "1,2", "--threads", "1", "--iters", "2", "--out", out, "--json")
+    r = cli("bench", export_small.model_path, "--backends", "torch,onnxruntime", "--batch", "1,2", "--threads", "1", "--iters", "2", "--out", out, "--json")
     assert r.code == 0, r.text
     payload = json.loads(r.out)
     rows = {(row["backend"], row["batch"]) for row in payload["rows"]}
@@ -144,8 +145,14 @@ def test_bench_cli_both_backends(cli, ckpt, export_small, tmp_path):
         assert row["total_ms"] == pytest.approx(row["pre_ms"] + row["infer_ms"] + row["post_ms"], rel=0.5)
     assert payload["warmup"] >= 3 and payload["device"]["cpu"] and payload["versions"]["onnxruntime"]
     assert json.loads(out.read_text())["rows"] == payload["rows"]
-    r = cli("bench", export_small.model_path, "--backends", "onnxruntime", "--iters", "1", "--out", tmp_path / "b2.json")
-    assert r.code == 0, r.text
+    assert payload["notes"] == []  # nothing was exported on the fly
+
+
+def test_bench_exports_a_checkpoint_on_the_fly(ckpt):
+    from detkit.bench import benchmark
+
+    result = benchmark(ckpt, backends=["onnxruntime"], iters=1, threads=[1])
+    assert [r.backend for r in result.rows] == ["onnxruntime"] and "exported for this benchmark" in result.notes[0]
 
 
 @pytest.mark.parametrize(
