@@ -18,9 +18,12 @@ def capture_rng() -> dict[str, Any]:
     """torch (per process under DDP), numpy and python RNG states, plus CUDA when present."""
     torch_state = torch.get_rng_state()
     if distributed.is_dist():
-        gathered = [torch.empty_like(torch_state) for _ in range(distributed.world_size())]
-        torch.distributed.all_gather(gathered, torch_state)
-        torch_states = torch.stack(gathered)
+        # nccl only moves CUDA tensors; gloo moves CPU tensors
+        on = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        local = torch_state.to(on)
+        gathered = [torch.empty_like(local) for _ in range(distributed.world_size())]
+        torch.distributed.all_gather(gathered, local)
+        torch_states = torch.stack(gathered).cpu()
     else:
         torch_states = torch_state[None]
     kind, keys, pos, has_gauss, cached = np.random.get_state()
