@@ -10,15 +10,17 @@ from detkit_testing import assert_clean_error
 
 
 def test_cli_train_prints_overrides_and_artifacts(cli, tiny_dataset, tiny_overrides, tmp_path):
-    # 3 epochs asked, but the wall-time limit stops the run after the first
+    # 3 epochs asked, but the wall-time limit stops the run after the first; gradients accumulated over 2 batches
     r = cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "--epochs", "3", "--out", tmp_path, *tiny_overrides, "train.ema=false",
-            "train.time_limit_minutes=0.0001")
+            "train.time_limit_minutes=0.0001", "train.accumulate=2")
     assert r.code == 0, r.text
     assert "stopped: time_limit" in r.out
     assert "override train.epochs=3" in r.out and "override model.hidden_dim=32" in r.out and "override train.ema=false" in r.out
     run = tmp_path / "exp"
     flat = "".join(r.out.split())  # rich wraps long paths
     assert str(run) in flat and str(run / "checkpoints" / "best.pt") in flat and str(run / "metrics.csv") in flat
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].split(",")[1] == "1"  # 2 batches of 2 images, accumulated into 1 optimizer step
     saved = yaml.safe_load((run / "recipe.yaml").read_text())
     assert saved["train"]["ema"] is False and saved["model"]["num_queries"] == 10
     # the next run auto-increments; an existing --name is refused
