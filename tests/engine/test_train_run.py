@@ -118,3 +118,17 @@ def test_tiny_model_overfits_one_batch(tiny_overrides):
         opt.step()
         history.append(loss.item())
     assert min(history[-3:]) < 0.6 * history[0], history
+
+
+def test_early_stopping_and_best_checkpoint_follow_val_ap(tiny_dataset, tiny_overrides, tmp_path, monkeypatch):
+    """Validation APs 0.1, 0.3, 0.2, 0.25: best is epoch 2; patience 2 stops after epoch 4 of 6."""
+    aps = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
+    monkeypatch.setattr(trainer_mod.Trainer, "train_one_epoch", lambda self: trainer_mod.EpochStats(loss=1.0, images=2, seconds=1.0))
+    monkeypatch.setattr(trainer_mod.Trainer, "validate", lambda self: {"AP": next(aps), "AP50": 0.5, "AP75": 0.1})
+    saves = []
+    monkeypatch.setattr(trainer_mod.Trainer, "save", lambda self, name, training=True: saves.append((name, self.epoch)))
+    result = train("recipe:rtdetr-r18", tiny_dataset, epochs=6, out=tmp_path, overrides=tiny_overrides + ["train.early_stop_patience=2"])
+    assert result.stopped == "early_stop" and result.epochs_done == 4
+    assert result.best_ap == 0.3 and result.best_epoch == 2
+    assert [e for n, e in saves if n == "best.pt"] == [1, 2] and [e for n, e in saves if n == "last.pt"] == [1, 2, 3, 4]
+    assert json.loads((result.run_dir / "summary.json").read_text())["stopped"] == "early_stop"
