@@ -53,3 +53,12 @@ def test_official_key_names_and_shapes():
     for key, shape in expected.items():
         assert tuple(sd[key].shape) == shape, key
     assert "decoder.dec_score_head.3.weight" not in sd
+
+
+def test_gflops_match_the_official_count_plus_attention_products():
+    """Official R18 @640: 61.0 GFLOPs without the attention-score products, which our count includes (~0.44)."""
+    from detkit.models.profile import profile_config
+
+    prof = profile_config(resolve_recipe("recipe:rtdetr-r18").model, 80, (640, 640))
+    assert 61.0 < prof.gflops < 61.6
+    assert prof.params == OFFICIAL["rtdetr-r18"] and sum(prof.by_part.values()) == prof.params
