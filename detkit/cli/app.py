@@ -50,6 +50,7 @@ def _register() -> None:
     app.command("calibrate")(__import__("detkit.cli.calibrate", fromlist=["calibrate_command"]).calibrate_command)
     app.add_typer(__import__("detkit.cli.export", fromlist=["app"]).app, name="export", help="Export a model: ONNX with built-in parity verification.")
     app.command("predict")(__import__("detkit.cli.predict", fromlist=["predict_command"]).predict_command)
+    app.command("quickstart")(__import__("detkit.cli.quickstart", fromlist=["quickstart"]).quickstart)
     app.command("bench")(__import__("detkit.cli.bench", fromlist=["bench_command"]).bench_command)
 
 

@@ -56,7 +56,7 @@ def track(iterable: Iterable[T], description: str, total: int | None = None) -> 
             yield item
             progress.advance(task)
     finally:
-        progress.update(task, visible=True)
+        progress.remove_task(task)  # finished bars vanish; commands print their own summary
 
 
 class ProgressTask:
@@ -76,4 +76,5 @@ class ProgressTask:
 
     def close(self) -> None:
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, visible=True)
+            self._progress.remove_task(self._task)
+            self._task = None

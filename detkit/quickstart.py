@@ -1,0 +1,186 @@
+"""The whole detkit chain on the embedded synthetic data, in one call (``detkit quickstart``).
+
+synth → validate → train (short CPU schedule) → eval with robustness and calibration → calibrate →
+export with the calibrator → predict on a few test images → bench, with every artifact under one folder
+and a summary of the headline numbers. Each step is the same library function the stage's own command
+calls, so this is also the reference for using detkit from Python (see ``examples/``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from detkit.errors import DetkitError
+
+QUICK_RECIPE = "recipe:rtdetr-r18-cpu"
+# A subset of COCO-C that runs in seconds on a CPU; `detkit eval --robustness` runs all 15 by default.
+QUICK_CORRUPTIONS = ("gaussian_noise", "motion_blur", "fog", "jpeg_compression")
+QUICK_SEVERITIES = (3,)
+
+
+@dataclass
+class QuickstartResult:
+    out: Path
+    paths: dict[str, Path] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "paths": {k: str(v) for k, v in self.paths.items()},
+            "summary": self.summary,
+            "timings_s": {k: round(v, 1) for k, v in self.timings.items()},
+        }
+
+
+def _timed(result: QuickstartResult, step: str, log: Callable[[str], None], fn: Callable[[], Any]) -> Any:
+    log(f"[{len(result.timings) + 1}/8] {step}")
+    t0 = time.perf_counter()
+    value = fn()
+    result.timings[step] = time.perf_counter() - t0
+    return value
+
+
+def run_quickstart(
+    out: str | Path = "runs/quickstart",
+    train_minutes: float = 9.0,
+    train_images: int = 1500,
+    eval_images: int = 200,
+    imgsz: int = 256,
+    seed: int = 0,
+    device: str | None = None,
+    overwrite: bool = False,
+    extra_overrides: Sequence[str] = (),
+    log: Callable[[str], None] = print,
+) -> QuickstartResult:
+    """Run the full chain into ``out`` and return the artifact paths and headline numbers.
+
+    ``train_minutes`` bounds the training wall time (the trainer stops before an epoch that would end later);
+    ``extra_overrides`` are ``key=value`` recipe overrides for the training step.
+    """
+    from detkit.bench import benchmark
+    from detkit.calibration.fit import calibrate, write_outputs
+    from detkit.data.synth import generate_synthetic
+    from detkit.data.validate import validate_dataset
+    from detkit.engine.run import train
+    from detkit.evaluation.runner import evaluate
+    from detkit.export.onnx_export import export_onnx
+    from detkit.predict import predict
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise DetkitError("output folder exists and is not empty", hint="choose another folder or pass --overwrite", path=out)
+    if train_minutes <= 0 or train_images < 8 or eval_images < 4:
+        raise DetkitError("train_minutes must be > 0, train_images >= 8 and eval_images >= 4")
+    out.mkdir(parents=True, exist_ok=True)
+    result = QuickstartResult(out=out)
+    t_start = time.perf_counter()
+
+    data = _timed(result, "synthesise data", log, lambda: generate_synthetic(
+        out / "data", train=train_images, val=eval_images, calib=eval_images, test=eval_images, imgsz=imgsz,
+        domains=True, seed=seed, overwrite=True, workers=max(1, os.cpu_count() or 1)))
+    result.paths["dataset"] = data / "dataset.yaml"
+
+    report = _timed(result, "validate data", log, lambda: validate_dataset(data))
+    if report.errors:
+        raise DetkitError(f"the generated dataset has {len(report.errors)} validation errors", path=data)
+
+    trained = _timed(result, f"train {QUICK_RECIPE} ({train_minutes:g} min budget)", log, lambda: train(
+        QUICK_RECIPE, data, out=out / "train", name="run", device=device, seed=seed,
+        overrides=[f"train.time_limit_minutes={train_minutes}", f"train.imgsz={imgsz}", *extra_overrides]))
+    run_dir = trained.run_dir
+    result.paths["run"] = run_dir
+
+    evaluated = _timed(result, "evaluate (test split, COCO-O domains, COCO-C subset, calibration)", log, lambda: evaluate(
+        run_dir, data, split="test", robustness=True, coco_o=data / "coco_o", corruptions=list(QUICK_CORRUPTIONS),
+        severities=list(QUICK_SEVERITIES), calibration=True, out=out / "eval", name="test", device=device,
+        cache_dir=out / "cache"))
+    result.paths["eval"] = evaluated.dir
+
+    calibrator_path = out / "calibrator.json"
+    calibrated = _timed(result, "calibrate (isotonic, fitted on calib, evaluated on test)", log, lambda: calibrate(
+        run_dir, data, split="calib", method="isotonic", eval_split="test", device=device))
+    written = write_outputs(calibrated, calibrator_path)
+    result.paths["calibrator"] = calibrator_path
+    result.paths.update({f"calibration_{k}": v for k, v in written.items() if k != "calibrator"})
+
+    test_images = sorted((data / "images" / "test").glob("*.jpg"))[:4]
+    exported = _timed(result, "export ONNX with the calibrator (verified against PyTorch)", log, lambda: export_onnx(
+        run_dir, out / "export" / "model.onnx", calibrator=calibrator_path, verify_images=test_images))
+    result.paths["onnx"] = exported.model_path
+
+    predicted = _timed(result, "predict on test images (onnxruntime)", log, lambda: predict(
+        exported.model_path, test_images, out=out / "predict", calibrator=None, overwrite=True))
+    result.paths["predictions"] = predicted.predictions_path
+
+    benched = _timed(result, "benchmark ONNX latency", log, lambda: benchmark(
+        exported.model_path, backends=("onnxruntime",), batch_sizes=(1,), iters=10))
+
+    result.timings["total"] = time.perf_counter() - t_start
+    result.summary = _summary(trained, evaluated, calibrated, exported, benched)
+    return result
+
+
+def _summary(trained: Any, evaluated: Any, calibrated: Any, exported: Any, benched: Any) -> dict[str, Any]:
+    from detkit.evaluation.calibration_metrics import summary_values
+
+    rob = evaluated.robustness or {}
+    coco_o, coco_c = rob.get("coco_o") or {}, rob.get("coco_c") or {}
+    before = summary_values(calibrated.before) if calibrated.before else {}
+    after = summary_values(calibrated.after) if calibrated.after else {}
+    parity = exported.parity
+    row = benched.rows[0] if benched.rows else None
+    return {
+        "val_AP50_best": _best(trained.history, "AP50"),
+        "val_AP_best": trained.best_ap,
+        "train_epochs": trained.epochs_done,
+        "test_AP": evaluated.metrics.get("AP"),
+        "test_AP50": evaluated.metrics.get("AP50"),
+        "coco_o_mAP": coco_o.get("mAP_O"),
+        "coco_o_ER": coco_o.get("effective_robustness"),
+        "coco_c_mPC": coco_c.get("mPC"),
+        "coco_c_rPC": coco_c.get("rPC"),
+        "D-ECE_before": before.get("d_ece"),
+        "D-ECE_after": after.get("d_ece"),
+        "LaECE0_before": before.get("la_ece_0"),
+        "LaECE0_after": after.get("la_ece_0"),
+        "export_max_abs_diff_scores": parity.max_abs_diff_scores if parity else None,
+        "export_max_abs_diff_boxes_px": parity.max_abs_diff_boxes_px if parity else None,
+        "export_parity_passed": parity.passed if parity else None,
+        "onnx_latency_ms_b1": row.total_ms if row else None,
+    }
+
+
+def _best(history: list[dict[str, Any]], key: str) -> float | None:
+    values = [r.get(key) for r in history if r.get(key) is not None]
+    return max(values) if values else None
+
+
+def summary_rows(result: QuickstartResult) -> list[tuple[str, str]]:
+    """(what, value) rows for the final table; AP-style metrics are shown in percent."""
+    s = result.summary
+
+    def pct(v: Any) -> str:
+        return "—" if v is None else f"{100 * v:.1f}"
+
+    def num(v: Any, fmt: str = "{:.3g}") -> str:
+        return "—" if v is None else fmt.format(v)
+
+    return [
+        ("val AP50 (best epoch, EMA)", pct(s.get("val_AP50_best"))),
+        ("test AP / AP50", f"{pct(s.get('test_AP'))} / {pct(s.get('test_AP50'))}"),
+        ("shifted domains mAP (COCO-O style)", num(s.get("coco_o_mAP"), "{:.1f}")),
+        ("effective robustness ER", num(s.get("coco_o_ER"), "{:+.1f}")),
+        ("corruptions mPC / rPC", f"{num(s.get('coco_c_mPC'), '{:.1f}')} / {num(s.get('coco_c_rPC'), '{:.2f}')}"),
+        ("D-ECE before → after (test)", f"{pct(s.get('D-ECE_before'))} → {pct(s.get('D-ECE_after'))}"),
+        ("LaECE_0 before → after (test)", f"{pct(s.get('LaECE0_before'))} → {pct(s.get('LaECE0_after'))}"),
+        ("export parity max |Δ| scores / boxes px", f"{num(s.get('export_max_abs_diff_scores'))} / {num(s.get('export_max_abs_diff_boxes_px'))}"),
+        ("ONNX latency, batch 1 (ms)", num(s.get("onnx_latency_ms_b1"), "{:.1f}")),
+        ("total wall time (min)", f"{result.timings.get('total', 0) / 60:.1f}"),
+    ]
