@@ -147,12 +147,19 @@ def _load_detector(source: Any):
 
 
 def _reference_detector(detector, size: tuple[int, int], decoder_layers: int | None):
-    """The PyTorch side of the parity check: the same weights, unfused, at the export size and depth."""
+    """The PyTorch side of the parity check: the same weights, unfused, fp32 on the CPU, at the export size and depth.
+
+    The caller's module is shared when it already is exactly that (no copy of the weights); otherwise copied."""
+    import torch
+
     from detkit.api import Detector
 
-    module = copy.deepcopy(detector.module).cpu().float().eval()
-    if decoder_layers is not None:
-        set_decoder_layers(module, decoder_layers)
+    module = detector.module  # Detector.predict switches it to eval mode and back itself
+    on_cpu_fp32 = all(p.device.type == "cpu" and p.dtype == torch.float32 for p in module.parameters())
+    if decoder_layers is not None or not on_cpu_fp32:
+        module = copy.deepcopy(module).cpu().float().eval()
+        if decoder_layers is not None:
+            set_decoder_layers(module, decoder_layers)
     return Detector(module, detector.class_map, size, "cpu")
 
 
