@@ -50,8 +50,9 @@ def onnx_command(
     if result.parity is not None:
         p = result.parity
         rows += [
-            ("parity max |Δscore|", f"{p.max_abs_diff_scores:.2e} (tolerance {p.tolerance['scores']:g})"),
+            ("parity max |Δscore| (raw)", f"{p.max_abs_diff_scores:.2e} (tolerance {p.tolerance['scores']:g})"),
             ("parity max |Δbox|", f"{p.max_abs_diff_boxes:.2e} normalised, {p.max_abs_diff_boxes_px:.2e} px"),
+            *([("calibrator in graph max |Δ|", f"{p.max_calibration_error:.2e}")] if meta["calibrator"] else []),
             (f"top-{p.top_k} agreement", f"labels {p.topk_label_agreement:.1%}, order {p.topk_order_agreement:.1%}"),
             ("checked", f"{p.num_images} images at batch {', '.join(map(str, p.batch_sizes))}"),
         ]

@@ -9,7 +9,9 @@ detections whose scores tie to 1e-7 (and so may swap ranks) from looking like a 
 at the very tail of the top-k (score within tolerance of the last kept one) may legitimately be replaced by a
 tied candidate (score within a tenth of the tolerance of the last kept one) only count when they pair closely. Reported:
 
-- ``max_abs_diff_scores``: max |Δ score|;
+- ``max_abs_diff_scores``: max |Δ score| of the model's raw (uncalibrated) scores;
+- ``max_calibration_error``: for graphs with a calibrator, the distance of the calibrated scores from the
+  calibrator's numpy apply of the graph's raw scores (see :func:`calibration_error`);
 - ``max_abs_diff_boxes_px`` and ``max_abs_diff_boxes`` (the latter divided by the image side, i.e. normalised
   coordinates, which is what the tolerance applies to);
 - ``top{k}_label_agreement``: fraction of the first k ranks with the same label in both runtimes;
@@ -32,6 +34,7 @@ from detkit.errors import DetkitError
 
 TOLERANCES = {"fp32": {"scores": 1e-4, "boxes": 1e-4}, "fp16": {"scores": 2e-2, "boxes": 2e-2}}
 TOP_K_AGREEMENT = 10
+CALIBRATION_EPS = 1e-6  # raw-score neighbourhood for the calibrated-score check (float32 rounding is ~6e-8)
 
 
 @dataclass
@@ -49,6 +52,7 @@ class ParityReport:
     tolerance: dict[str, float]
     precision: str
     passed: bool
+    max_calibration_error: float = 0.0
     per_batch: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -58,7 +62,7 @@ class ParityReport:
         return (
             f"max |Δscore| {self.max_abs_diff_scores:.2e}, max |Δbox| {self.max_abs_diff_boxes:.2e} (normalised) / "
             f"{self.max_abs_diff_boxes_px:.2e} px, top-{self.top_k} labels {self.topk_label_agreement:.0%}, "
-            f"order {self.topk_order_agreement:.0%}, batches {self.batch_sizes}, {self.num_images} images "
+            f"order {self.topk_order_agreement:.0%}, calibrator |Δ| {self.max_calibration_error:.1e}, batches {self.batch_sizes}, {self.num_images} images "
             f"(tolerance {self.tolerance['scores']:g} {self.precision})"
         )
 
@@ -116,31 +120,50 @@ def compare_detections(ref: Sequence[Any], test: Sequence[Any], image_sizes: Seq
     }
 
 
+def calibration_error(calibrate_numpy, labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, eps: float = CALIBRATION_EPS) -> float:
+    """How far the graph's calibrated scores are from the calibrator applied to the graph's own raw scores.
+
+    A calibrator is monotone, so an exact implementation lies in [f(raw - eps), f(raw + eps)]: the distance to that
+    interval ignores float32 rounding of the raw score, which a steep isotonic step would otherwise amplify."""
+    lo = calibrate_numpy(np.clip(raw.astype(np.float64) - eps, 0.0, 1.0), labels)
+    hi = calibrate_numpy(np.clip(raw.astype(np.float64) + eps, 0.0, 1.0), labels)
+    c = calibrated.astype(np.float64)
+    return float(np.max(np.maximum(lo - c, 0.0) + np.maximum(c - hi, 0.0), initial=0.0))
+
+
 def verify_parity(reference, onnx_detector, calibrate_numpy=None, real_images: Sequence[Any] = (), batch_sizes: Sequence[int] = (1, 3),
                   precision: str = "fp32", seed: int = 0) -> ParityReport:
     """Run the same images through ``reference`` (PyTorch ``Detector``) and ``onnx_detector`` and compare.
 
-    ``calibrate_numpy(scores, labels) -> scores`` is applied to the PyTorch scores when the graph embeds a calibrator.
+    The model part is compared on raw (uncalibrated) scores. When the graph embeds a calibrator,
+    ``calibrate_numpy(scores, labels) -> scores`` (the calibrator's numpy apply) checks the graph's calibrated
+    scores against its raw scores (:func:`calibration_error`), so a steep calibration map cannot turn a 1e-7 raw
+    difference into a false alarm, and a wrong calibrator in the graph cannot hide.
     """
     images, kinds = verification_images(real_images, seed=seed)
     sizes = [im.shape[:2] for im in images]
     ref = reference.predict(images, conf=-1.0)
-    if calibrate_numpy is not None:
-        ref = [SimpleNamespace(labels=d.labels, boxes=d.boxes, scores=np.asarray(calibrate_numpy(np.asarray(d.scores), np.asarray(d.labels)), np.float32)) for d in ref]
     tol = TOLERANCES[precision]
     per_batch: dict[str, dict[str, float]] = {}
     for b in batch_sizes:
-        test = onnx_detector.predict(images, conf=-1.0, batch_size=b)
+        outputs = onnx_detector.infer(images, batch_size=b)
+        test = [SimpleNamespace(labels=lab, boxes=box, scores=raw) for lab, box, _, raw in outputs]
         per_batch[str(b)] = compare_detections(ref, test, sizes, tol["scores"])
-    worst = {key: max(v[key] for v in per_batch.values()) for key in ("max_abs_diff_scores", "max_abs_diff_boxes", "max_abs_diff_boxes_px", "unpaired")}
+        per_batch[str(b)]["max_calibration_error"] = (
+            max(calibration_error(calibrate_numpy, lab, raw, cal) for lab, _, cal, raw in outputs) if calibrate_numpy is not None else 0.0
+        )
+    keys = ("max_abs_diff_scores", "max_abs_diff_boxes", "max_abs_diff_boxes_px", "unpaired", "max_calibration_error")
+    worst = {key: max(v[key] for v in per_batch.values()) for key in keys}
     agree = {key: min(v[key] for v in per_batch.values()) for key in ("topk_label_agreement", "topk_order_agreement")}
-    passed = worst["max_abs_diff_scores"] <= tol["scores"] and worst["max_abs_diff_boxes"] <= tol["boxes"] and worst["unpaired"] == 0
+    passed = (worst["max_abs_diff_scores"] <= tol["scores"] and worst["max_abs_diff_boxes"] <= tol["boxes"] and worst["unpaired"] == 0
+              and worst["max_calibration_error"] <= tol["scores"])
     return ParityReport(
         batch_sizes=list(batch_sizes), num_images=len(images), image_kinds=kinds,
         max_abs_diff_scores=worst["max_abs_diff_scores"], max_abs_diff_boxes=worst["max_abs_diff_boxes"],
         max_abs_diff_boxes_px=worst["max_abs_diff_boxes_px"], top_k=TOP_K_AGREEMENT,
         topk_label_agreement=agree["topk_label_agreement"], topk_order_agreement=agree["topk_order_agreement"],
-        unpaired=int(worst["unpaired"]), tolerance=dict(tol), precision=precision, passed=bool(passed), per_batch=per_batch,
+        unpaired=int(worst["unpaired"]), tolerance=dict(tol), precision=precision, passed=bool(passed),
+        max_calibration_error=worst["max_calibration_error"], per_batch=per_batch,
     )
 
 

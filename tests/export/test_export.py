@@ -40,6 +40,7 @@ def test_640_with_calibrator_and_decoder_truncation(export_640, ckpt, calibrator
     assert meta["classes"] == class_map.to_dict() and meta["input_dtype"] == "uint8"
     assert meta["source"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert meta["parity"]["max_abs_diff_scores"] == export_640.parity.max_abs_diff_scores
+    assert meta["parity"]["max_calibration_error"] <= 1e-4 == export_640.parity.tolerance["scores"]
     inputs, outputs = _graph_io(export_640.model_path)
     assert inputs == {"images": ["N", 3, 640, 640], "orig_sizes": ["N", 2]}
     assert list(outputs) == ["labels", "boxes", "scores", "raw_scores"]
@@ -177,3 +178,22 @@ def test_bad_model_and_calibrator(cli, ckpt, tmp_path, export_small):
     r = cli("export", "onnx", ckpt, "--out", tmp_path / "m.onnx", "--calibrator", bad)
     assert_clean_error(r, "cal.json")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_calibration_check_tolerates_rounding_on_steep_isotonic_steps_but_not_a_wrong_map(class_map):
+    from detkit.calibration.apply import calibrate_scores
+    from detkit.calibration.calibrators import Calibrator
+    from detkit.export.verify import calibration_error
+
+    # an isotonic map with a jump of 0.5 over 1e-6 (what scikit-learn's step-like fits contain)
+    params = [{"x": [0.0, 0.3, 0.300001, 1.0], "y": [0.0, 0.1, 0.6, 1.0]}] * len(class_map)
+    cal = Calibrator("isotonic", True, "tp", 0.5, class_map, params)
+    apply = lambda s, lab: calibrate_scores(cal, s, lab)  # noqa: E731
+    labels = np.zeros(3, np.int64)
+    raw = np.array([0.3000004, 0.1, 0.9], np.float32)
+    graph_scores = apply(raw + np.float32(3e-7), labels).astype(np.float32)  # raw moved by float32 rounding
+    assert np.abs(graph_scores - apply(raw, labels)).max() > 0.1  # a naive comparison would cry wolf
+    assert calibration_error(apply, labels, raw, graph_scores) <= 1e-6
+    wrong = graph_scores.copy()
+    wrong[2] += 0.01  # a calibrator that is not the one in calibrator.json
+    assert calibration_error(apply, labels, raw, wrong) >= 0.009
