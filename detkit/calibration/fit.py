@@ -288,6 +288,11 @@ def calibrate(
             ev_from = f"eval detections: model {model_label}"
         before, after, ap_b, ap_a = evaluate_calibrator(cal, ev_dets, ev_gt, ds.class_map, max_dets)
         result.before, result.after, result.ap_before, result.ap_after = before, after, ap_b, ap_a
+        if ap_b is not None and ap_a is not None and ap_a < ap_b - 1e-9:
+            result.warnings.append(
+                f"AP of the calibrated scores is {100 * ap_a:.1f} vs {100 * ap_b:.1f}: the map is monotone, so the loss comes "
+                "only from ties (flat isotonic segments, or scores below the fitted range taking its end value); "
+                "rank by the raw score, or use --method platt, where ranking matters")
         cal.evaluation = {
             "split": ev_name,
             "source": ev_from,
