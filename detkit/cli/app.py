@@ -39,19 +39,20 @@ def _root(
 
 
 def _register() -> None:
-    """Attach the stage groups. Each stage module exposes a typer app (or a command function)."""
-    from detkit.cli import data as data_cli  # noqa: F401
+    """Attach the stage commands, in the order of the pipeline."""
+    from detkit.cli import bench, calibrate, data, export, predict, quickstart, recipes, train, view
+    from detkit.cli import eval as eval_cli
 
-    app.add_typer(data_cli.app, name="data", help="Convert, validate, inspect, split, augment and synthesise datasets.")
-    app.command("eval")(__import__("detkit.cli.eval", fromlist=["eval_command"]).eval_command)
-    __import__("detkit.cli.train", fromlist=["register"]).register(app)
-    app.command("view")(__import__("detkit.cli.view", fromlist=["view_command"]).view_command)
-    app.add_typer(__import__("detkit.cli.recipes", fromlist=["app"]).app, name="recipes", help="List and inspect training recipes.")
-    app.command("calibrate")(__import__("detkit.cli.calibrate", fromlist=["calibrate_command"]).calibrate_command)
-    app.add_typer(__import__("detkit.cli.export", fromlist=["app"]).app, name="export", help="Export a model: ONNX with built-in parity verification.")
-    app.command("predict")(__import__("detkit.cli.predict", fromlist=["predict_command"]).predict_command)
-    app.command("quickstart")(__import__("detkit.cli.quickstart", fromlist=["quickstart"]).quickstart)
-    app.command("bench")(__import__("detkit.cli.bench", fromlist=["bench_command"]).bench_command)
+    app.add_typer(data.app, name="data", help="Convert, validate, inspect, split, augment and synthesise datasets.")
+    app.add_typer(recipes.app, name="recipes", help="List and inspect training recipes.")
+    train.register(app)
+    app.command("eval")(eval_cli.eval_command)
+    app.command("calibrate")(calibrate.calibrate_command)
+    app.add_typer(export.app, name="export", help="Export a model: ONNX with built-in parity verification.")
+    app.command("predict")(predict.predict_command)
+    app.command("bench")(bench.bench_command)
+    app.command("view")(view.view_command)
+    app.command("quickstart")(quickstart.quickstart)
 
 
 _register()
