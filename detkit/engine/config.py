@@ -98,7 +98,7 @@ class TrainConfig(_Strict):
     find_unused_parameters: bool = False
     early_stop_patience: int | None = Field(default=None, ge=1, description="stop after N epochs without a better val mAP")
     nan_guard: bool = True
-    time_limit_minutes: float | None = Field(default=None, gt=0, description="stop before an epoch that would end after this wall time")
+    time_limit_minutes: float | None = Field(default=None, gt=0, description="end the run (validated and saved) within this wall time; the last epoch may be partial")
     loss: LossConfig = Field(default_factory=LossConfig)
 
     @model_validator(mode="after")

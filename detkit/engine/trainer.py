@@ -118,6 +118,7 @@ def next_run_dir(out: Path, name: str | None) -> Path:
 
 @dataclass
 class EpochStats:
+    partial: bool = False
     loss: float = 0.0
     parts: dict[str, float] = field(default_factory=dict)
     images: int = 0
@@ -197,6 +198,7 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._tb = None
         self._batch_bar: ProgressTask | None = None
+        self._deadline: float | None = None
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -319,6 +321,10 @@ class Trainer:
                 n_steps += 1
                 rate = stats.images * self.dist.world_size / max(1e-9, time.perf_counter() - t0)
                 info = f"loss {values[0]:.3f}  {rate:.1f} img/s  lr {self.optimizer.param_groups[-1]['lr']:.2e}"
+                if self._deadline is not None and distributed.broadcast_object(time.perf_counter() > self._deadline):
+                    stats.partial = True  # the wall-time limit ends the run inside this epoch
+                    bar.advance(1, info=info)
+                    break
             bar.advance(1, info=info)
         stats.seconds = time.perf_counter() - t0
         if sums is not None:
@@ -351,15 +357,21 @@ class Trainer:
         stopped = "completed"
         start, start_epoch = time.perf_counter(), self.epoch
         prior_minutes = (self.history[-1].get("wall_minutes") or 0.0) if self.history else 0.0
+        val_seconds = 0.0
         while self.epoch < cfg.epochs:
-            if cfg.time_limit_minutes is not None and self.epoch > start_epoch:
-                elapsed = (time.perf_counter() - start) / 60
-                per_epoch = elapsed / (self.epoch - start_epoch)
-                if distributed.broadcast_object(prior_minutes + elapsed + per_epoch > cfg.time_limit_minutes):
-                    stopped = "time_limit"
-                    break
+            if cfg.time_limit_minutes is not None:
+                # stop training in time to validate and save before the limit (the last epoch may be partial)
+                self._deadline = start + (cfg.time_limit_minutes - prior_minutes) * 60 - 1.5 * val_seconds
+                if self.epoch > start_epoch:
+                    elapsed = (time.perf_counter() - start) / 60
+                    per_epoch = elapsed / (self.epoch - start_epoch)
+                    if distributed.broadcast_object(prior_minutes + elapsed + per_epoch / 4 > cfg.time_limit_minutes):
+                        stopped = "time_limit"
+                        break
             stats = self.train_one_epoch()
+            t_val = time.perf_counter()
             metrics = self.validate() if self.dist.is_main else {}
+            val_seconds = time.perf_counter() - t_val
             ap = _num(metrics.get("AP"))
             ap = distributed.broadcast_object(ap)
             improved = ap is not None and (self.best_ap is None or ap > self.best_ap)
@@ -384,6 +396,9 @@ class Trainer:
             if improved:
                 self.save("best.pt", training=False)
             epochs_bar.advance(1, info=f"AP {ap if ap is not None else float('nan'):.3f}  best {self.best_ap or 0:.3f}")
+            if stats.partial:
+                stopped = "time_limit"
+                break
             if cfg.early_stop_patience is not None and self.bad_epochs >= cfg.early_stop_patience and self.epoch < cfg.epochs:
                 stopped = "early_stop"
                 break
