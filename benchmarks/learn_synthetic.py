@@ -3,7 +3,7 @@
 Generates the synthetic dataset (1,500 train / 200 val images at 256 px, unless --data is given), trains
 ``recipe:rtdetr-r18`` with the printed overrides within a wall-time budget (default 20 minutes: the trainer
 ends the run, validated and saved, within it; the last epoch may be partial) and prints the learning curve:
-val AP50 / AP of the EMA model after every epoch (``--epoch-images`` makes epochs shorter for a finer curve),
+val AP50 / AP of the EMA model after every epoch,
 against wall-clock minutes. Goal: val AP50 >= 0.5 within 20 minutes on a 2-core CPU.
 
 The overrides follow what the official implementation needed to learn from scratch on such a CPU
