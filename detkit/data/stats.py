@@ -17,7 +17,7 @@ from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, read_coco
 from detkit.data.dataset import DatasetSpec, load_dataset
 from detkit.errors import DetkitError
-from detkit.utils.atomic import atomic_path
+from detkit.utils.figures import save_figure
 from detkit.utils.progress import track
 
 SMALL_AREA, MEDIUM_AREA = 32.0**2, 96.0**2
@@ -212,11 +212,7 @@ def write_plots(table: BoxTable, class_map: ClassMap, out_dir: str | Path, title
     written: list[Path] = []
 
     def save(fig: Any, name: str) -> None:
-        path = out_dir / name
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        written.append(path)
+        written.append(save_figure(fig, out_dir / name, dpi=110, bbox_inches="tight"))
 
     x = np.arange(k)
     boxes = np.bincount(table.label, minlength=k)

@@ -16,22 +16,14 @@ import numpy as np
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData
 from detkit.evaluation.detections import DetectionTable
-from detkit.utils.atomic import atomic_path
+from detkit.utils.figures import new_figure, save_figure
 
 CONFUSION_IOU = 0.5
 CONFUSION_SCORE = 0.3
 
 
-def save_figure(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
-
-
 def _figure(w: float, h: float) -> Any:
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(w, h), layout="constrained")
+    return new_figure(w, h, layout="constrained")
 
 
 def _curve(precision: np.ndarray) -> np.ndarray:

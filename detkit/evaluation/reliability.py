@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.utils.atomic import atomic_path
+from detkit.utils.figures import save_figure
 
 
 def _arr(values: Sequence[float | None]) -> np.ndarray:
@@ -63,10 +63,7 @@ def plot_reliability(metrics: Sequence[dict[str, Any]], titles: Sequence[str], p
         top = fig.add_subplot(grid[0, k])
         bottom = fig.add_subplot(grid[1, k], sharex=top)
         _draw(top, bottom, metric, title)
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    return path
+    return save_figure(fig, path)
 
 
 def save_reliability_diagrams(report: dict[str, Any], out_dir: str | Path, prefix: str = "reliability") -> list[Path]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.utils.atomic import atomic_path
+from detkit.utils.figures import save_figure
 
 
 def _pyplot():
@@ -41,11 +41,7 @@ def plot_coco_o(coco_o: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylim(0, max([*aps, clean or 0, 1.0]) * 1.18)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_coco_c(coco_c: dict[str, Any], path: str | Path) -> Path:
@@ -70,8 +66,4 @@ def plot_coco_c(coco_c: dict[str, Any], path: str | Path) -> Path:
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label="AP (%)")
     fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
