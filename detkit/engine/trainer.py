@@ -463,14 +463,12 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 
 def plot_history(history: list[dict[str, Any]], out: Path) -> None:
     """``losses.png`` (total and per-term train loss) and ``map.png`` (val AP, AP50, AP75) per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from detkit.utils.figures import new_figure, save_figure
 
     epochs = [r["epoch"] for r in history]
     for name, keys, ylabel in (("losses.png", ["train_loss", *LOSS_GROUPS], "loss"), ("map.png", ["AP", "AP50", "AP75"], "val mAP (EMA)")):
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        fig = new_figure(6, 4)
+        ax = fig.add_subplot()
         for k in keys:
             ys = [r.get(k) for r in history]
             if any(y is not None for y in ys):
@@ -480,9 +478,7 @@ def plot_history(history: list[dict[str, Any]], out: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        with atomic_path(out / name) as tmp:
-            fig.savefig(tmp)
-        plt.close(fig)
+        save_figure(fig, out / name)
 
 
 class _null:
