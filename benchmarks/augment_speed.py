@@ -11,7 +11,6 @@ import time
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-import numpy as np  # noqa: E402
 
 from detkit.data.augment import AugmentConfig, build_transform  # noqa: E402
 from detkit.data.synth import render_scene, scene_rng  # noqa: E402

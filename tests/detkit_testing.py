@@ -10,3 +10,17 @@ def assert_clean_error(result, *needles: str) -> None:
     assert "error:" in result.err, result.text
     for n in needles:
         assert n in result.err, f"{n!r} not in {result.err!r}"
+
+
+def mongod_processes(db_dir) -> list:
+    """Running ``mongod`` processes serving the database folder ``db_dir``."""
+    import contextlib
+
+    import psutil
+
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if p.info["name"] == "mongod" and str(db_dir) in " ".join(p.info["cmdline"] or []):
+                found.append(p)
+    return found

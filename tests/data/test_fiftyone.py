@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
-import os
-import time
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -21,43 +19,10 @@ from detkit.data.writer import DatasetWriter
 # Skipped only where the fiftyone extra is not installed (CI installs every extra, so it runs there).
 pytestmark = [pytest.mark.fiftyone, pytest.mark.skipif(find_spec("fiftyone") is None, reason="the fiftyone extra is not installed")]
 
-_ENV = {"FIFTYONE_DO_NOT_TRACK": "true", "FIFTYONE_DATABASE_VALIDATION": "false"}
-
-
-def _mongod_processes(db_dir: Path) -> list:
-    import psutil
-
-    found = []
-    for p in psutil.process_iter(["name", "cmdline"]):
-        try:
-            if p.info["name"] == "mongod" and str(db_dir) in " ".join(p.info["cmdline"] or []):
-                found.append(p)
-        except psutil.Error:
-            pass
-    return found
-
-
 @pytest.fixture(scope="module")
-def fo_db(tmp_path_factory):
-    """Point FiftyOne at a database folder under the test's tmp dir; stop its mongod afterwards (and check it)."""
-    db_dir = tmp_path_factory.mktemp("fiftyone_db")
-    saved = {k: os.environ.get(k) for k in [*_ENV, "FIFTYONE_DATABASE_DIR"]}
-    os.environ.update(_ENV, FIFTYONE_DATABASE_DIR=str(db_dir))
-    try:
-        yield db_dir
-    finally:
-        from detkit.data.formats.fiftyone_io import shutdown_database
-
-        shutdown_database()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        deadline = time.monotonic() + 15
-        while _mongod_processes(db_dir) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not _mongod_processes(db_dir), "mongod is still running after the FiftyOne tests"
+def fo_db(fiftyone_db):
+    """The session's FiftyOne database (tests/conftest.py), in a folder of its own."""
+    return fiftyone_db
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +80,7 @@ def test_export_and_import_round_trip(fo_db, small, tmp_path, fo_type):
     else:
         assert (tmp_path / "fo" / "train").is_dir() and (tmp_path / "fo" / "val").is_dir()
     back = convert_dataset(tmp_path / "fo", tmp_path / "back", src_format=f"fiftyone:{fo_type}")
+    assert back.to == "coco"
     assert load_dataset(tmp_path / "back").class_map == load_dataset(small).class_map  # order and ids via the sidecar
     a, b = _boxes_by_file(small), _boxes_by_file(tmp_path / "back")
     strip_crowd = lambda d: {k: sorted(x[:-1] for x in v) for k, v in d.items()}  # noqa: E731

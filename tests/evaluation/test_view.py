@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import sys
 from pathlib import Path
@@ -14,7 +12,6 @@ from detkit.evaluation.view import read_eval_dir
 from detkit_testing import assert_clean_error
 
 
-FIFTYONE_LOCK = "/tmp/detkit-fiftyone-tests.lock"  # FiftyOne tests of any process take it: one database start at a time
 
 
 @pytest.fixture
@@ -25,70 +22,27 @@ def eval_dir(shared_eval_dir, tmp_path):
     return Path(shutil.copytree(shared_eval_dir, tmp_path / "eval"))
 
 
-@contextlib.contextmanager
-def fiftyone_database(db_dir):
-    """A private FiftyOne database under ``db_dir`` for this block, stopped afterwards (machine-wide lock held)."""
-    import os
-
-    with open(FIFTYONE_LOCK, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        old = os.environ.get("FIFTYONE_DATABASE_DIR")
-        os.environ["FIFTYONE_DATABASE_DIR"] = str(db_dir)
-        try:
-            yield
-        finally:
-            from detkit.data.formats.fiftyone_io import shutdown_database
-
-            shutdown_database()
-            _assert_no_mongod(db_dir)
-            if old is None:
-                os.environ.pop("FIFTYONE_DATABASE_DIR", None)
-            else:
-                os.environ["FIFTYONE_DATABASE_DIR"] = old
-
-
-def _assert_no_mongod(db_dir, timeout: float = 15.0) -> None:
-    import time
-
-    import psutil
-
-    def running():
-        procs = []
-        for p in psutil.process_iter(["name", "cmdline"]):
-            with contextlib.suppress(psutil.Error):
-                if p.info["name"] == "mongod" and str(db_dir) in " ".join(p.info["cmdline"] or []):
-                    procs.append(p)
-        return procs
-
-    deadline = time.monotonic() + timeout
-    while running() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not running(), "mongod still running after the view test"
-
-
 @pytest.mark.fiftyone
-def test_fiftyone_dataset_has_tagged_boxes(shared_eval_dir, tmp_path):
-    pytest.importorskip("fiftyone")
+def test_fiftyone_dataset_has_tagged_boxes(shared_eval_dir, fiftyone_db):
     from detkit.evaluation.view import build_fiftyone_dataset
 
     contents = read_eval_dir(shared_eval_dir)
-    with fiftyone_database(tmp_path / "fodb"):
-        ds = build_fiftyone_dataset(contents)
-        try:
-            assert len(ds) == 6
-            gt_tags = ds.count_label_tags("ground_truth")
-            pred_tags = ds.count_label_tags("predictions")
-            n_gt = len(contents.gt.annotations)
-            # the oracle misses every 4th box and adds one background box per image
-            assert gt_tags == {"tp": n_gt - n_gt // 4, "fn": n_gt // 4}
-            assert pred_tags == {"tp": n_gt - n_gt // 4, "fp": 6}
-            assert sum(ds.values("fp")) == 6 and sum(ds.values("fn")) == n_gt // 4
-            first = ds.first()
-            det = first["predictions"].detections[0]
-            assert 0 <= det.bounding_box[0] <= 1 and det.confidence is not None and det["eval"] in ("tp", "fp")
-            assert first.filepath.endswith("im1.png")
-        finally:
-            ds.delete()
+    ds = build_fiftyone_dataset(contents)
+    try:
+        assert len(ds) == 6
+        gt_tags = ds.count_label_tags("ground_truth")
+        pred_tags = ds.count_label_tags("predictions")
+        n_gt = len(contents.gt.annotations)
+        # the oracle misses every 4th box and adds one background box per image
+        assert gt_tags == {"tp": n_gt - n_gt // 4, "fn": n_gt // 4}
+        assert pred_tags == {"tp": n_gt - n_gt // 4, "fp": 6}
+        assert sum(ds.values("fp")) == 6 and sum(ds.values("fn")) == n_gt // 4
+        first = ds.first()
+        det = first["predictions"].detections[0]
+        assert 0 <= det.bounding_box[0] <= 1 and det.confidence is not None and det["eval"] in ("tp", "fp")
+        assert first.filepath.endswith("im1.png")
+    finally:
+        ds.delete()
 
 
 def test_view_without_fiftyone_is_a_clean_error(shared_eval_dir, cli, monkeypatch):
