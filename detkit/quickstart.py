@@ -49,7 +49,7 @@ def _timed(result: QuickstartResult, step: str, log: Callable[[str], None], fn: 
 
 def run_quickstart(
     out: str | Path = "runs/quickstart",
-    train_minutes: float = 9.0,
+    train_minutes: float = 11.0,
     train_images: int = 1500,
     eval_images: int = 200,
     imgsz: int = 256,

@@ -29,8 +29,9 @@ def eval_command(
     predictions: Path = typer.Option(None, "--predictions", help="Evaluate a COCO results file instead of running a model."),
     robustness: bool = typer.Option(False, "--robustness", help="Also measure robustness: COCO-C corruptions of the split and COCO-O domains."),
     coco_o: Path = typer.Option(None, "--coco-o", help="COCO-O root (domain folders with val2017/ and annotations/)."),
-    corruptions: str = typer.Option(None, "--corruptions", help="Subset of COCO-C corruptions, comma-separated (default: all 15)."),
+    corruptions: str = typer.Option(None, "--corruptions", help="Subset of COCO-C corruptions or groups (noise, blur, weather, digital), comma-separated (default: all 15; 'none' for COCO-O only)."),
     severities: str = typer.Option(None, "--severities", help="Subset of severities 1-5, comma-separated (default: all)."),
+    cache_dir: Path = typer.Option(None, "--cache-dir", help="Where corrupted images are cached (default: ~/.cache/detkit/coco_c)."),
     calibration: bool = typer.Option(False, "--calibration", help="Also measure calibration (D-ECE, LaECE, ...) and draw reliability diagrams."),
     calibrator: Path = typer.Option(None, "--calibrator", help="calibrator.json applied to every score before evaluating."),
     batch: int = typer.Option(8, "--batch", min=1, help="Inference batch size."),
@@ -60,6 +61,7 @@ def eval_command(
             name=name,
             batch_size=batch,
             device=device,
+            cache_dir=cache_dir,
         )
     for w in result.warnings:
         ui.warn(w)

@@ -458,8 +458,9 @@ def lrp(matched: Matched) -> LRPResult:
         n_tp[bc] = ctp[best].astype(np.int64)
         n_kept[:] = np.where(ok, 0, n_kept)
         n_kept[bc] = (best - starts[bc] + 1).astype(np.int64)
-        c_loc[bc] = cloc[best] * (1.0 - tau) / ctp[best]
-        c_fp[bc] = cfp[best] / (ctp[best] + cfp[best])
+        with np.errstate(invalid="ignore", divide="ignore"):  # no TP in the best prefix: components undefined (NaN)
+            c_loc[bc] = cloc[best] * (1.0 - tau) / ctp[best]
+            c_fp[bc] = cfp[best] / (ctp[best] + cfp[best])
         c_fn[bc] = fn[best] / num_gt[bc]
     return LRPResult(matched.match.category_ids, float(tau), out_lrp, olrp, thr, c_loc, c_fp, c_fn, n_tp, n_kept)
 

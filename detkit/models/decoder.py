@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from detkit.errors import DetkitError
 from detkit.models.deformable_attention import MSDeformableAttention
 from detkit.models.denoising import DenoisingGroup
 from detkit.models.layers import MLP, ConvNormLayer, inverse_sigmoid
@@ -163,9 +164,9 @@ class RTDETRDecoder(nn.Module):
     def select_queries(self, memory: torch.Tensor, spatial_shapes: list[tuple[int, int]]):
         """Encoder head over all tokens, top-Q by best class logit. Returns detached content and references."""
         if memory.shape[1] < self.num_queries:
-            raise ValueError(
-                f"the input gives {memory.shape[1]} feature tokens, fewer than the {self.num_queries} queries; "
-                "use a larger input size or fewer queries"
+            raise DetkitError(
+                f"the input gives {memory.shape[1]} feature tokens, fewer than the {self.num_queries} queries",
+                hint="use a larger input size (imgsz) or fewer queries (model.num_queries=N)",
             )
         anchor_logits, valid = self.anchors(spatial_shapes, memory.device, memory.dtype)
         output_memory = self.enc_output(valid.to(memory.dtype) * memory)

@@ -244,3 +244,13 @@ def test_cli_robustness_error_paths(tiny_dataset, tiny_checkpoint, tmp_path, cli
     assert_clean_error(cli(*base, "--coco-o", tmp_path / "empty"), "no COCO-O domains")
     assert_clean_error(cli(*base, "--severities", "7"), "7")
     assert not (tmp_path / "runs").exists()
+
+
+def test_cli_robustness_uses_the_given_cache_dir(tiny_dataset, tiny_checkpoint, tmp_path, cli):
+    args = ["eval", tiny_checkpoint, "--data", tiny_dataset, "--out", tmp_path / "runs", "--robustness",
+            "--corruptions", "gaussian_noise", "--severities", "1", "--cache-dir", tmp_path / "cache", "--json"]
+    r = cli(*args)
+    assert r.code == 0, r.text
+    assert json.loads(r.out)["robustness"]["coco_c"]["mPC"] is not None
+    cached = list((tmp_path / "cache").rglob("*.png"))
+    assert len(cached) == 6  # one corrupted copy per image of the split, under the folder the user chose

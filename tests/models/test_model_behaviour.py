@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from detkit.errors import DetkitError
+
 from detkit.config.recipe import resolve_recipe
 from detkit.models.builder import build_model
 
@@ -60,7 +62,7 @@ def test_uint8_input_equals_float_and_any_multiple_of_32(tiny_model):
     assert a["boxes"].min() >= 0 and a["boxes"].max() <= 1
     with pytest.raises(ValueError, match="multiples of 32"):
         tiny_model(torch.rand(1, 3, 100, 96))
-    with pytest.raises(ValueError, match="fewer than the 30 queries"):
+    with pytest.raises(DetkitError, match="fewer than the 30 queries"):
         tiny_model(torch.rand(1, 3, 32, 32))
 
 

@@ -1,0 +1,41 @@
+"""The one-command chain at toy sizes: every stage runs and every artifact lands under one folder."""
+
+from __future__ import annotations
+
+import json
+
+from detkit_testing import assert_clean_error
+
+
+def test_quickstart_chain_writes_every_artifact(cli, tmp_path):
+    out = tmp_path / "qs"
+    r = cli("quickstart", out, "--train-minutes", "0.05", "--train-images", "8", "--eval-images", "4", "--imgsz", "96", "--json")
+    assert r.code == 0, r.text
+    doc = json.loads(r.out)
+    for key in ("dataset", "run", "eval", "calibrator", "onnx", "predictions"):
+        assert (out / doc["paths"][key].split(str(out) + "/", 1)[1]).exists(), key
+    s = doc["summary"]
+    assert s["export_parity_passed"] is True and s["export_max_abs_diff_scores"] < 1e-4
+    assert s["onnx_latency_ms_b1"] > 0 and s["train_epochs"] >= 1
+    assert 0.0 <= s["test_AP"] <= 1.0 and s["coco_o_mAP"] is not None and s["coco_c_mPC"] is not None
+    for name in ("metrics.json", "robustness.json", "calibration.json", "report.md"):
+        assert (out / "eval" / "test" / name).is_file(), name
+    assert (out / "data" / "coco_o" / "sketch" / "annotations" / "instances_val2017.json").is_file()
+    assert set(doc["timings_s"]) >= {"total"}
+
+
+def test_quickstart_refuses_a_non_empty_folder(cli, tmp_path):
+    (tmp_path / "keep.txt").write_text("mine")
+    r = cli("quickstart", tmp_path, "--train-minutes", "0.05")
+    assert_clean_error(r, "not empty")
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_quickstart_rejects_nonsense_sizes(cli, tmp_path):
+    assert_clean_error(cli("quickstart", tmp_path / "q", "--train-minutes", "0"), "train_minutes")
+
+
+def test_an_input_too_small_for_the_queries_is_a_clean_error(cli, tmp_path):
+    r = cli("quickstart", tmp_path / "q", "--train-minutes", "0.05", "--train-images", "8", "--eval-images", "4", "--imgsz", "64")
+    assert_clean_error(r, "fewer than the 100 queries")
+    assert "internal error" not in r.err
