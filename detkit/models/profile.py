@@ -4,7 +4,9 @@ FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` for one image 
 multiply-accumulates of convolutions and matrix products (conv, mm, addmm, bmm, attention). Not counted:
 ``grid_sample`` (deformable sampling), normalisation, activations, softmax and other element-wise ops. The
 official RT-DETR figures (R18 61.0, R50 137.1 GFLOPs at 640) additionally leave out the attention-score products
-(~0.4-0.8 GFLOPs), which this count includes.
+(~0.4-0.8 GFLOPs), which this count includes, and they run the encoder's box head over every token, where ours
+runs it over the Q selected ones only (same outputs; −2.14 GFLOPs for R18 at 640: 8,100 fewer tokens through
+a 256→256→256→4 MLP).
 """
 
 from __future__ import annotations

@@ -67,6 +67,10 @@ class RTDETR(nn.Module):
         h, w = images.shape[-2:]
         if isinstance(h, int) and (h % 32 or w % 32):
             raise ValueError(f"input height and width must be multiples of 32, got {h}×{w}")
+        if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            # channels-last activations: oneDNN (CPU) and cuDNN (tensor cores) run these convolutions faster in
+            # this layout, forward and backward, and the token flattening of the encoder/decoder becomes a view
+            images = images.contiguous(memory_format=torch.channels_last)
         feats = self.encoder(self.backbone(images))
         dn = None
         if self.training and targets is not None and self.num_denoising > 0:

@@ -110,14 +110,16 @@ def test_tiny_model_overfits_one_batch(tiny_overrides):
     targets = [{"labels": torch.tensor([0, 2]), "boxes": torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.7, 0.65, 0.3, 0.4]])},
                {"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.5, 0.4]])}]
     history = []
-    for _ in range(25):
+    for _ in range(60):
         loss = total_loss(crit(model(images, targets), targets))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
         opt.step()
         history.append(loss.item())
-    assert min(history[-3:]) < 0.6 * history[0], history
+    # averages over 5 steps: the path is noisy (matching flips), and float-level changes (memory layout, kernel
+    # choice) move single steps by a lot; over seeds 0-3 the ratio is 0.36-0.46
+    assert sum(history[-5:]) < 0.6 * sum(history[:5]), history
 
 
 def test_early_stopping_and_best_checkpoint_follow_val_ap(tiny_dataset, tiny_overrides, tmp_path, monkeypatch):
