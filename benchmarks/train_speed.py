@@ -1,21 +1,26 @@
 """Training throughput of our RT-DETR-R18 step against Hugging Face ``RTDetrForObjectDetection`` (same inputs).
 
 One training step = forward in train mode (denoising on), the full criterion, backward, clipping and an AdamW
-step. Four variants are interleaved step by step: ours with bf16 autocast (what ``detkit train`` does on a CPU)
-and in fp32, HF in fp32 (its default) and with bf16 autocast.
-Both models are R18-vd as released (recipe:rtdetr-r18: CSP expansion 0.5, 3 decoder layers, 300 queries;
-denoising 100), random initialisation, fp32, on the same
-random batch of images and boxes. Prints images/s at 640 and 320 (batch 4), the speed ratio and the peak
-resident memory of each variant (CPU: RSS high-water mark of a fresh process running two steps; CUDA: max
-allocated).
+step. Four variants: ours with bf16 autocast (what ``detkit train`` runs on a CPU) and in fp32, HF in fp32 (its
+default) and with bf16 autocast. Both models are R18-vd as released (recipe:rtdetr-r18: CSP expansion 0.5,
+3 decoder layers, 300 queries; denoising 100), random initialisation, on the same random batch of images and
+boxes; HF keeps its defaults (including its frozen backbone batch norms; our R18 recipe trains them, as the
+official recipe does).
 
-    .venv/bin/python benchmarks/train_speed.py [--sizes 640 320] [--batch 4] [--iters 5] [--warmup 3] [--device cpu]
+Every measurement runs in a fresh process (one model, one allocator history), and the variants take turns
+over ``--rounds`` rounds so a changing machine load hits all alike; the figure is the median step time over
+all rounds. Measuring all variants inside one process is misleading on a CPU: the models' allocations
+interleave, and large tensors (> 32 MB at 640 px) are mapped and unmapped by the C allocator on every step, so
+each variant's speed then depends on what ran before it. Peak memory is the process's high-water mark (CPU:
+VmHWM; CUDA: max allocated).
+
+    .venv/bin/python benchmarks/train_speed.py [--sizes 640 320] [--batch 4] [--iters 5] [--warmup 2] [--rounds 2]
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
+import json
 import resource
 import statistics
 import subprocess
@@ -123,73 +128,72 @@ def timed_step(step, images, targets, device, dtype) -> float:
     return time.perf_counter() - t0
 
 
-def speed(device, batch, size, iters, warmup, variants, num_classes=80) -> dict[str, float]:
-    """Images/s per variant; the steps of all variants are interleaved so a changing machine load hits all alike."""
-    steps = {}
-    for name in variants:
-        torch.manual_seed(0)
-        steps[name] = VARIANTS[name][0](num_classes, device)
+def measure(name: str, device: str, batch: int, size: int, iters: int, warmup: int, threads: int | None,
+            num_classes: int = 80) -> dict:
+    """Step times and peak memory of one variant, in this process (call it in a fresh one)."""
+    if threads:
+        torch.set_num_threads(threads)
+    dev = torch.device(device)
+    torch.manual_seed(0)
+    builder, dtype = VARIANTS[name]
+    step = builder(num_classes, dev)
     images, targets = make_batch(batch, size, num_classes)
-    images = images.to(device)
-    targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
-    times: dict[str, list[float]] = {n: [] for n in variants}
-    for i in range(warmup + iters):
-        for name in variants:
-            dt = timed_step(steps[name], images, targets, device, VARIANTS[name][1])
-            if i >= warmup:
-                times[name].append(dt)
-    return {n: batch / statistics.median(t) for n, t in times.items()}
+    images, targets = images.to(dev), [{k: v.to(dev) for k, v in t.items()} for t in targets]
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    times = [timed_step(step, images, targets, dev, dtype) for _ in range(warmup + iters)][warmup:]
+    return {"times": times, "peak_mb": peak_memory_mb(dev), "params": PARAMS}
 
 
-def memory(device, batch, size, name, num_classes=80) -> float:
-    """Peak memory of two steps of one variant, measured in a fresh process (CPU RSS is a process high-water mark)."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        gc.collect()
-        step = VARIANTS[name][0](num_classes, device)
-        images, targets = make_batch(batch, size, num_classes)
-        images, targets = images.to(device), [{k: v.to(device) for k, v in t.items()} for t in targets]
-        for _ in range(2):
-            timed_step(step, images, targets, device, VARIANTS[name][1])
-        return peak_memory_mb(device)
-    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import torch, train_speed as ts; "
-            f"torch.set_num_threads({torch.get_num_threads()}); d = torch.device('cpu'); "
-            f"s = ts.VARIANTS[{name!r}][0](80, d); x, t = ts.make_batch({batch}, {size}, 80); "
-            f"[ts.timed_step(s, x, t, d, ts.VARIANTS[{name!r}][1]) for _ in range(2)]; print(ts.peak_memory_mb(d))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+def measure_in_fresh_process(name: str, args, size: int) -> dict:
+    spec = json.dumps({"name": name, "device": args.device, "batch": args.batch, "size": size, "iters": args.iters,
+                       "warmup": args.warmup, "threads": args.threads})
+    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import train_speed as ts; "
+            f"print('RESULT ' + json.dumps(ts.measure(**json.loads(sys.argv[1]))))")
+    out = subprocess.run([sys.executable, "-c", code, spec], check=False, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{name} at {size} px failed:\n{out.stderr[-2000:]}")
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    return json.loads(line[len("RESULT "):])
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[640, 320])
     ap.add_argument("--batch", type=int, default=4)
-    ap.add_argument("--iters", type=int, default=5)
-    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5, help="timed steps per process")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per process")
+    ap.add_argument("--rounds", type=int, default=2, help="fresh processes per variant, taking turns")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory processes")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, batch {args.batch}, "
-          f"median of {args.iters} interleaved steps after {args.warmup} warm-up steps")
+    threads = args.threads or torch.get_num_threads()
+    args.threads = threads
+    print(f"torch {torch.__version__}, device {args.device}, threads {threads}, batch {args.batch}; per variant "
+          f"{args.rounds} fresh processes x ({args.warmup} warm-up + {args.iters} timed steps), median step")
+    params = {}
     for size in args.sizes:
-        ips = speed(device, args.batch, size, args.iters, args.warmup, args.variants)
-        mem = {} if args.no_memory else {n: memory(device, args.batch, size, n) for n in args.variants}
+        times: dict[str, list[float]] = {n: [] for n in args.variants}
+        peak: dict[str, float] = {}
+        for _ in range(args.rounds):
+            for name in args.variants:
+                r = measure_in_fresh_process(name, args, size)
+                times[name] += r["times"]
+                peak[name] = max(peak.get(name, 0.0), r["peak_mb"])
+                params.update(r["params"])
+        ips = {n: args.batch / statistics.median(t) for n, t in times.items()}
         print(f"\n{size}x{size}:")
         for n in args.variants:
-            m = f"   peak {mem[n]:.0f} MB" if n in mem else ""
-            print(f"  {n:<12} {ips[n]:7.2f} img/s{m}")
-        if "detkit bf16" in ips and "HF fp32" in ips:
-            print(f"  detkit (bf16, the training default) / HF (fp32, its default): {ips['detkit bf16'] / ips['HF fp32']:.2f}x")
-        if "detkit fp32" in ips and "HF fp32" in ips:
-            print(f"  same precision, fp32: {ips['detkit fp32'] / ips['HF fp32']:.2f}x")
-        if "detkit bf16" in ips and "HF bf16" in ips:
-            print(f"  same precision, bf16: {ips['detkit bf16'] / ips['HF bf16']:.2f}x")
-    print("\nparameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in PARAMS.items()))
+            spread = f"(steps {min(times[n]):.2f}-{max(times[n]):.2f} s)"
+            print(f"  {n:<12} {ips[n]:7.2f} img/s {spread:<24} peak {peak[n]:.0f} MB")
+        pairs = [("detkit bf16", "HF fp32", "detkit (bf16, its training default) / HF (fp32, its default)"),
+                 ("detkit fp32", "HF fp32", "same precision, fp32"),
+                 ("detkit bf16", "HF bf16", "same precision, bf16")]
+        for a, b, label in pairs:
+            if a in ips and b in ips:
+                print(f"  {label}: {ips[a] / ips[b]:.2f}x")
+    print("\nparameters: " + ", ".join(f"{k} {v / 1e6:.2f}M" for k, v in params.items()))
     return 0
 
 
