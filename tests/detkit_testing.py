@@ -24,3 +24,21 @@ def mongod_processes(db_dir) -> list:
             if p.info["name"] == "mongod" and str(db_dir) in " ".join(p.info["cmdline"] or []):
                 found.append(p)
     return found
+
+
+def assert_same_state(a, b, what: str = "state") -> None:
+    """Two checkpoint fields (nested dicts / lists of tensors and plain values) are equal bit for bit."""
+    import torch
+
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), what
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), what
+        for k in a:
+            assert_same_state(a[k], b[k], f"{what}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), what
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{what}[{i}]")
+    else:
+        assert a == b, what

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import torch
+from detkit_testing import assert_same_state
 
 from detkit.data.coco import read_coco, write_coco
 from detkit.data.dataset import load_dataset
@@ -39,21 +40,6 @@ def _torchrun_train(*args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])  # only rank 0 prints the JSON object
 
 
-def _assert_same(a, b, what: str) -> None:
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), what
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), what
-        for k in a:
-            _assert_same(a[k], b[k], f"{what}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), what
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same(x, y, f"{what}[{i}]")
-    else:
-        assert a == b, what
-
-
 def test_two_process_gloo_run_with_a_background_only_rank(tiny_dataset, tiny_overrides, tmp_path):
     data = _one_object_one_background(tiny_dataset, tmp_path / "data")
     out = tmp_path / "runs"
@@ -79,4 +65,4 @@ def test_two_process_resume_equals_the_uninterrupted_run(tiny_dataset, tiny_over
     part = torch.load(out / "part" / "checkpoints" / "last.pt", weights_only=True)
     assert full["step"] == part["step"] == 4  # 4 images, 2 per step
     for key in ("model", "ema", "optimizer", "epoch", "step"):
-        _assert_same(full[key], part[key], key)
+        assert_same_state(full[key], part[key], key)

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from detkit_testing import assert_same_state
 
 from detkit.engine import trainer as trainer_mod
 from detkit.engine.losses import SetCriterion, total_loss
@@ -16,21 +17,6 @@ from detkit.errors import DetkitError
 
 def _ckpt(path):
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def _assert_same_tensors(a, b, what):
-    if isinstance(a, torch.Tensor):
-        assert torch.equal(a, b), what
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), what
-        for k in a:
-            _assert_same_tensors(a[k], b[k], f"{what}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), what
-        for i, (x, y) in enumerate(zip(a, b)):
-            _assert_same_tensors(x, y, f"{what}[{i}]")
-    else:
-        assert a == b, what
 
 
 class _Killed(Exception):
@@ -68,7 +54,7 @@ def test_run_artifacts_and_exact_resume(tiny_dataset, tiny_overrides, tmp_path, 
 
     a, b = _ckpt(full.run_dir / "checkpoints/last.pt"), _ckpt(resumed.run_dir / "checkpoints/last.pt")
     for key in ("model", "ema", "optimizer", "scheduler", "epoch", "step"):
-        _assert_same_tensors(a[key], b[key], key)
+        assert_same_state(a[key], b[key], key)
     ra = list(csv.DictReader((full.run_dir / "metrics.csv").open()))
     rb = list(csv.DictReader((resumed.run_dir / "metrics.csv").open()))
     assert [r["train_loss"] for r in ra] == [r["train_loss"] for r in rb]
