@@ -150,21 +150,15 @@ def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, clas
 
     A checkpoint trained on another class map is refused, naming both, unless ``reinit_head`` is set.
     """
-    from detkit.models.checkpoint import load_checkpoint, read_weights_file
+    from detkit.models.checkpoint import read_weights
     from detkit.models.convert_weights import load_into
 
     path = Path(weights)
-    ckpt = None
-    if path.suffix != ".safetensors":
-        try:
-            ckpt = load_checkpoint(path)
-        except DetkitError:
-            ckpt = None  # not our format: read below as foreign weights (which reports unreadable files)
-    state = ckpt.weights if ckpt is not None else read_weights_file(path)
+    state, weights_map = read_weights(path)  # the class map only when the file is a detkit checkpoint
     mismatch = None
-    if ckpt is not None and ckpt.class_map != class_map:
+    if weights_map is not None and weights_map != class_map:
         if not reinit_head:
-            class_map.check_same(ckpt.class_map, "the dataset", f"weights {path}",
+            class_map.check_same(weights_map, "the dataset", f"weights {path}",
                                  hint="pass --reinit-head to re-initialise the class heads for the dataset's classes")
         mismatch = f"{path}: class map differs from the dataset's"
     load_into(model, state, reinit_head=reinit_head, source=str(path), class_mismatch_message=mismatch)

@@ -4,7 +4,7 @@ Contents: ``format``, ``version``, ``detkit_version``, ``recipe`` (resolved, pla
 (``ClassMap.to_dict()``), ``model`` (state dict), ``ema`` (state dict or None) and, when written by training,
 ``optimizer``, ``scheduler``, ``scaler``, ``epoch``, ``step``, ``rng``. Weights alone can also be stored as
 ``.safetensors``. Foreign weight files (official ``.pth``, Hugging Face safetensors) are read by
-:func:`read_weights_file` and converted by :mod:`detkit.models.convert_weights`.
+:func:`read_weights` and converted by :mod:`detkit.models.convert_weights`.
 """
 
 from __future__ import annotations
@@ -171,8 +171,3 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ClassMap | 
     if not isinstance(sd, Mapping) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise DetkitError("weights file holds no state dict of tensors", path=path)
     return dict(sd), None
-
-
-def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict of any supported weights file (see :func:`read_weights`)."""
-    return read_weights(path)[0]

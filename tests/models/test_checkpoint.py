@@ -10,7 +10,7 @@ import torch
 
 from detkit.data.classmap import ClassMap
 from detkit.errors import DetkitError
-from detkit.models.checkpoint import load_checkpoint, read_weights_file, save_checkpoint, save_weights
+from detkit.models.checkpoint import load_checkpoint, read_weights, save_checkpoint, save_weights
 
 CLASSES = ClassMap.from_names(["cat", "dog"])
 
@@ -30,11 +30,11 @@ def test_round_trip(tiny_model, tmp_path):
 
 def test_safetensors_weights(tiny_model, tmp_path):
     path = save_weights(tmp_path / "w.safetensors", tiny_model.state_dict())
-    sd = read_weights_file(path)
+    sd = read_weights(path)[0]
     assert set(sd) == set(tiny_model.state_dict())
     (tmp_path / "bad.safetensors").write_bytes(b"\x00\x01garbage")
     with pytest.raises(DetkitError, match="cannot read safetensors"):
-        read_weights_file(tmp_path / "bad.safetensors")
+        read_weights(tmp_path / "bad.safetensors")
 
 
 def test_truncated_file(tiny_model, tmp_path):
@@ -79,7 +79,7 @@ def test_malicious_pickle_never_runs(tmp_path, writer):
         torch.save(payload, path)
     else:
         path.write_bytes(pickle.dumps(payload))
-    for reader in (load_checkpoint, read_weights_file):
+    for reader in (load_checkpoint, read_weights):
         with pytest.raises(DetkitError, match="refused, nothing was executed"):
             reader(path)
     assert not marker.exists()
