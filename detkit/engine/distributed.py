@@ -81,10 +81,13 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def any_flag(flag: bool, device: torch.device) -> bool:
-    """True on every rank if it is true on any rank (used by the NaN guard and early stopping)."""
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    return bool(all_reduce_sum(t).item() > 0)
+def any_flags(flags: list[bool], device: torch.device) -> list[bool]:
+    """Each flag true on every rank if it is true on any rank, in one all-reduce (the training step's NaN guard
+    and wall-time limit share it)."""
+    if not is_dist():
+        return [bool(f) for f in flags]
+    t = torch.tensor([1.0 if f else 0.0 for f in flags], device=device)
+    return [v > 0 for v in all_reduce_sum(t).tolist()]
 
 
 def broadcast_object(obj):

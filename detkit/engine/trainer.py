@@ -198,7 +198,8 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self._tb = None
         self._batch_bar: ProgressTask | None = None
-        self._deadline: float | None = None
+        self._deadline: float | None = None  # wall-clock end of training under train.time_limit_minutes
+        self._out_of_time = False  # set by each optimizer step, agreed across processes
 
     # ---- checkpoints -----------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -258,9 +259,9 @@ class Trainer:
         max_norm = self.cfg.clip_grad_norm if self.cfg.clip_grad_norm is not None else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
         values = torch.cat([loss_parts.detach().float(), norm.detach().float().reshape(1)]).tolist()  # the step's one sync
-        bad = not math.isfinite(values[0])
-        if self.dist.enabled:
-            bad = distributed.any_flag(bad, self.device)
+        late = self._deadline is not None and time.perf_counter() > self._deadline
+        # agreed by every process in one all-reduce, so all stop (or go on) together
+        bad, self._out_of_time = distributed.any_flags([not math.isfinite(values[0]), late], self.device)
         if not self.amp.use_scaler:  # with a scaler, inf gradients are expected and skipped by it
             bad = bad or not math.isfinite(values[-1])
         if bad and self.cfg.nan_guard:
@@ -321,7 +322,7 @@ class Trainer:
                 n_steps += 1
                 rate = stats.images * self.dist.world_size / max(1e-9, time.perf_counter() - t0)
                 info = f"loss {values[0]:.3f}  {rate:.1f} img/s  lr {self.optimizer.param_groups[-1]['lr']:.2e}"
-                if self._deadline is not None and distributed.broadcast_object(time.perf_counter() > self._deadline):
+                if self._out_of_time:
                     stats.partial = True  # the wall-time limit ends the run inside this epoch
                     bar.advance(1, info=info)
                     break
@@ -372,8 +373,7 @@ class Trainer:
             t_val = time.perf_counter()
             metrics = self.validate() if self.dist.is_main else {}
             val_seconds = time.perf_counter() - t_val
-            ap = _num(metrics.get("AP"))
-            ap = distributed.broadcast_object(ap)
+            ap, ap50, ap75 = distributed.broadcast_object([_num(metrics.get(k)) for k in ("AP", "AP50", "AP75")])
             improved = ap is not None and (self.best_ap is None or ap > self.best_ap)
             if improved:
                 self.best_ap, self.best_epoch, self.bad_epochs = ap, self.epoch, 0
@@ -382,12 +382,10 @@ class Trainer:
             row = {
                 "epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[-1]["lr"],
                 "train_loss": stats.loss, **{k: v for k, v in stats.parts.items()},
-                "AP": ap, "AP50": _num(metrics.get("AP50")), "AP75": _num(metrics.get("AP75")),
+                "AP": ap, "AP50": ap50, "AP75": ap75,
                 "img_per_s": stats.images * self.dist.world_size / max(stats.seconds, 1e-9), "epoch_seconds": stats.seconds,
                 "wall_minutes": prior_minutes + (time.perf_counter() - start) / 60,
             }
-            row["AP50"] = distributed.broadcast_object(row["AP50"])
-            row["AP75"] = distributed.broadcast_object(row["AP75"])
             self.history.append(row)
             self.epoch += 1
             if self.dist.is_main:  # metrics first: a resume keeps the rows of the epochs its checkpoint holds
