@@ -112,13 +112,23 @@ class ValidationReport:
 # ---------------------------------------------------------------------------------------------- loading
 
 
+def _refuse_foreign_layout(path: Path) -> None:
+    """A YOLO or VOC dataset given where a detkit dataset is expected: say so and point to ``convert``."""
+    try:
+        fmt = detect_format(path)
+    except DetkitError:  # no recognisable layout: the caller's own message says what is missing
+        return
+    if fmt != "coco":
+        raise DetkitError(f"this is a {fmt.upper()} dataset, not a detkit dataset.yaml",
+                          hint=f"convert it first: detkit data convert {path} OUT", path=path)
+
+
 def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, SplitSource], list[Finding]]:
     findings: list[Finding] = []
     if not path.exists():
         raise DetkitError("dataset not found", path=path)
     if is_detkit_dataset(path) or path.suffix in (".yaml", ".yml"):
-        if detect_format(path) != "coco":
-            raise DetkitError("this is a YOLO dataset, not a detkit dataset.yaml", hint=f"convert it first: detkit data convert {path} OUT", path=path)
+        _refuse_foreign_layout(path)
         if images is not None:
             raise DetkitError("--images applies to a plain COCO JSON, not to a dataset.yaml", path=path)
         spec = load_dataset(path)
@@ -134,9 +144,7 @@ def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, 
             splits[name] = SplitSource(name, coco, s.annotations, s.images)
         return spec.class_map, splits, findings
     if path.is_dir():
-        fmt = detect_format(path) if any(path.iterdir()) else "coco"
-        if fmt != "coco":
-            raise DetkitError(f"this is a {fmt.upper()} dataset, not a detkit dataset.yaml", hint=f"convert it first: detkit data convert {path} OUT", path=path)
+        _refuse_foreign_layout(path)
         raise DetkitError("no dataset.yaml in this folder", hint="pass a dataset.yaml or a COCO JSON file", path=path)
     if path.suffix.lower() != ".json":
         raise DetkitError("expected a dataset.yaml or a COCO .json file", path=path)

@@ -191,5 +191,9 @@ def test_yolo_dataset_is_pointed_to_convert(cli, synth_dataset, tmp_path):
     from detkit.data.convert import convert_dataset
 
     convert_dataset(synth_dataset, tmp_path / "y", to="yolo")
-    assert_clean_error(cli("data", "validate", tmp_path / "y" / "data.yaml"), "this is a YOLO dataset", "")
-    assert "detkit data convert" in cli("data", "validate", tmp_path / "y").err
+    assert_clean_error(cli("data", "validate", tmp_path / "y" / "data.yaml"), "this is a YOLO dataset", "detkit data convert")
+    assert_clean_error(cli("data", "validate", tmp_path / "y"), "this is a YOLO dataset", "detkit data convert")
+    convert_dataset(synth_dataset, tmp_path / "v", to="voc")
+    assert_clean_error(cli("data", "validate", tmp_path / "v"), "this is a VOC dataset", "detkit data convert")
+    (tmp_path / "e").mkdir()
+    assert_clean_error(cli("data", "validate", tmp_path / "e"), "no dataset.yaml in this folder")
