@@ -66,9 +66,10 @@ def run_quickstart(
     """
     from detkit.bench import benchmark
     from detkit.calibration.fit import calibrate, write_outputs
+    from detkit.config.recipe import resolve_recipe
     from detkit.data.synth import generate_synthetic
     from detkit.data.validate import validate_dataset
-    from detkit.engine.run import train
+    from detkit.engine.run import check_training_sizes, train
     from detkit.evaluation.runner import evaluate
     from detkit.export.onnx_export import export_onnx
     from detkit.predict import predict
@@ -78,6 +79,8 @@ def run_quickstart(
         raise DetkitError("output folder exists and is not empty", hint="choose another folder or pass --overwrite", path=out)
     if train_minutes <= 0 or train_images < 8 or eval_images < 4:
         raise DetkitError("train_minutes must be > 0, train_images >= 8 and eval_images >= 4")
+    train_overrides = [f"train.time_limit_minutes={train_minutes}", f"train.imgsz={imgsz}", *extra_overrides]
+    check_training_sizes(resolve_recipe(QUICK_RECIPE, overrides=train_overrides))  # fail before any work is done
     out.mkdir(parents=True, exist_ok=True)
     result = QuickstartResult(out=out)
     t_start = time.perf_counter()
@@ -93,7 +96,7 @@ def run_quickstart(
 
     trained = _timed(result, f"train {QUICK_RECIPE} ({train_minutes:g} min budget)", log, lambda: train(
         QUICK_RECIPE, data, out=out / "train", name="run", device=device, seed=seed,
-        overrides=[f"train.time_limit_minutes={train_minutes}", f"train.imgsz={imgsz}", *extra_overrides]))
+        overrides=train_overrides))
     run_dir = trained.run_dir
     result.paths["run"] = run_dir
 

@@ -112,6 +112,7 @@ def train(
         resolved = resolve_recipe(recipe, overrides=all_overrides)
         run_dir = None
         resumed_from = None
+    check_training_sizes(resolved)
 
     dist_info = distributed.env_info()
     dev = resolve_device(resolved.train.device, dist_info.local_rank)
@@ -143,6 +144,21 @@ def train(
         return trainer.fit()
     finally:
         distributed.cleanup()
+
+
+FEATURE_STRIDES = (8, 16, 32)  # the three maps the encoder hands to the decoder (every RT-DETR backbone)
+
+
+def check_training_sizes(recipe: Any) -> None:
+    """Query selection keeps ``model.num_queries`` tokens, so every training size (``train.imgsz`` and each
+    multi-scale size) must give at least that many: (S/8)² + (S/16)² + (S/32)². Checked before any work starts."""
+    queries = recipe.model.num_queries
+    for size in sorted({recipe.train.imgsz, *(recipe.train.scales() or [])}):
+        tokens = sum((size // s) ** 2 for s in FEATURE_STRIDES)
+        if tokens < queries:
+            what = "train.imgsz" if size == recipe.train.imgsz else "the multi-scale size"
+            raise DetkitError(f"{what} {size} gives {tokens} feature tokens, fewer than the {queries} queries",
+                              hint="use a larger imgsz (or multi-scale factors), or fewer queries (model.num_queries=N)")
 
 
 def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, class_map: ClassMap, reinit_head: bool) -> None:

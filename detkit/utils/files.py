@@ -56,8 +56,11 @@ def pydantic_error_line(err: Exception) -> str:
     errors = getattr(err, "errors", None)
     if callable(errors):
         first = errors()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
+        msg = str(first.get("msg", "invalid"))
+        if first.get("type") == "value_error":  # our own validators' text, without pydantic's "Value error, "
+            msg = msg.removeprefix("Value error, ")
+        loc = ".".join(str(p) for p in first.get("loc", ()))
         more = len(errors()) - 1
         tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more > 0 else ""
-        return f"{loc}: {first.get('msg', 'invalid')}{tail}"
+        return f"{loc + ': ' if loc else ''}{msg}{tail}"
     return str(err).splitlines()[0]

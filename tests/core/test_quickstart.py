@@ -37,5 +37,10 @@ def test_quickstart_rejects_nonsense_sizes(cli, tmp_path):
 
 def test_an_input_too_small_for_the_queries_is_a_clean_error(cli, tmp_path):
     r = cli("quickstart", tmp_path / "q", "--train-minutes", "0.05", "--train-images", "8", "--eval-images", "4", "--imgsz", "64")
-    assert_clean_error(r, "fewer than the 100 queries")
-    assert "internal error" not in r.err
+    assert_clean_error(r, "train.imgsz 64 gives 84 feature tokens, fewer than the 100 queries")
+    assert not (tmp_path / "q").exists()  # refused before anything was generated
+
+
+def test_a_size_not_divisible_by_32_is_refused_before_any_work(cli, tmp_path):
+    assert_clean_error(cli("quickstart", tmp_path / "q", "--imgsz", "100"), "train.imgsz", "multiple of 32")
+    assert not (tmp_path / "q").exists()

@@ -41,6 +41,15 @@ def test_bad_override_type(cli, tiny_dataset):
     assert_clean_error(cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "--imgsz", "100"), "imgsz")
 
 
+def test_training_sizes_too_small_for_the_queries_are_refused_before_any_work(cli, tiny_dataset, tmp_path):
+    """(S/8)² + (S/16)² + (S/32)² tokens must hold model.num_queries at train.imgsz and every multi-scale size."""
+    base = ["train", "recipe:rtdetr-r18-cpu", "--data", tiny_dataset, "--out", tmp_path / "runs"]
+    assert_clean_error(cli(*base, "--imgsz", "64"), "train.imgsz 64 gives 84 feature tokens, fewer than the 100 queries",
+                       "model.num_queries")
+    assert_clean_error(cli(*base, "--imgsz", "96", "train.multiscale=[0.5,1.0]"), "the multi-scale size 64 gives 84 feature tokens")
+    assert not (tmp_path / "runs").exists()
+
+
 def test_missing_dataset_and_missing_split(cli, tiny_dataset, tmp_path):
     assert_clean_error(cli("train", "recipe:rtdetr-r18"), "no dataset")
     data = tmp_path / "noval"
