@@ -17,7 +17,7 @@ from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, read_coco
 from detkit.data.dataset import DatasetSpec, load_dataset
 from detkit.errors import DetkitError
-from detkit.utils.figures import save_figure
+from detkit.utils.figures import new_figure, save_figure
 from detkit.utils.progress import track
 
 SMALL_AREA, MEDIUM_AREA = 32.0**2, 96.0**2
@@ -199,11 +199,6 @@ def dataset_stats(dataset: str | Path | DatasetSpec, splits: list[str] | None = 
 
 def write_plots(table: BoxTable, class_map: ClassMap, out_dir: str | Path, title: str = "dataset") -> list[Path]:
     """Class counts, box sizes, aspect ratios, objects per image and box centres as PNG files."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise DetkitError("plots path exists and is not a folder", path=out_dir)
@@ -218,7 +213,8 @@ def write_plots(table: BoxTable, class_map: ClassMap, out_dir: str | Path, title
     boxes = np.bincount(table.label, minlength=k)
     pairs = np.unique(table.image_index * k + table.label) if len(table.label) else np.zeros(0, np.int64)
     images = np.bincount(pairs % k, minlength=k)
-    fig, ax = plt.subplots(figsize=(max(5, 0.5 * k + 2), 3.5))
+    fig = new_figure(max(5, 0.5 * k + 2), 3.5)
+    ax = fig.add_subplot()
     ax.bar(x - 0.2, boxes, 0.4, label="boxes")
     ax.bar(x + 0.2, images, 0.4, label="images")
     ax.set_xticks(x, class_map.names, rotation=45 if k > 6 else 0, ha="right" if k > 6 else "center")
@@ -228,7 +224,8 @@ def write_plots(table: BoxTable, class_map: ClassMap, out_dir: str | Path, title
     save(fig, "class_counts.png")
 
     side = np.sqrt(np.maximum(table.area, 0))
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = new_figure(6, 3.5)
+    ax = fig.add_subplot()
     if len(side):
         ax.hist(side, bins=min(60, max(10, len(side) // 20)), color="tab:blue")
     for edge, name in ((32, "small | medium"), (96, "medium | large")):
@@ -242,7 +239,8 @@ def write_plots(table: BoxTable, class_map: ClassMap, out_dir: str | Path, title
     with np.errstate(divide="ignore", invalid="ignore"):
         log_aspect = np.log2(table.w / table.h)
     log_aspect = log_aspect[np.isfinite(log_aspect)]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = new_figure(6, 3.5)
+    ax = fig.add_subplot()
     if len(log_aspect):
         ax.hist(np.clip(log_aspect, -4, 4), bins=40, range=(-4, 4), color="tab:green")
     ax.set_xticks([-4, -2, -1, 0, 1, 2, 4], ["1:16", "1:4", "1:2", "1:1", "2:1", "4:1", "16:1"])
@@ -252,7 +250,8 @@ def write_plots(table: BoxTable, class_map: ClassMap, out_dir: str | Path, title
     save(fig, "aspect_ratios.png")
 
     per_image = np.bincount(table.image_index, minlength=table.n_images)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = new_figure(6, 3.5)
+    ax = fig.add_subplot()
     counts = np.bincount(per_image) if len(per_image) else np.zeros(1, np.int64)
     ax.bar(np.arange(len(counts)), counts, color="tab:purple")
     ax.set_xlabel("objects per image")
@@ -261,7 +260,8 @@ def write_plots(table: BoxTable, class_map: ClassMap, out_dir: str | Path, title
     save(fig, "objects_per_image.png")
 
     ok = np.isfinite(table.cx) & np.isfinite(table.cy)
-    fig, ax = plt.subplots(figsize=(4.2, 4))
+    fig = new_figure(4.2, 4)
+    ax = fig.add_subplot()
     ax.hist2d(table.cx[ok], table.cy[ok], bins=24, range=[[0, 1], [0, 1]], cmap="viridis")
     ax.invert_yaxis()
     ax.set_xlabel("x / width")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.utils.figures import save_figure
+from detkit.utils.figures import new_figure, save_figure
 
 
 def _arr(values: Sequence[float | None]) -> np.ndarray:
@@ -52,11 +52,9 @@ def _draw(ax_top: Any, ax_bottom: Any, metric: dict[str, Any], title: str) -> No
 
 def plot_reliability(metrics: Sequence[dict[str, Any]], titles: Sequence[str], path: str | Path) -> Path:
     """One column per metric result (e.g. before / after calibration), written atomically as PNG."""
-    from matplotlib.figure import Figure
-
     if not metrics or len(metrics) != len(titles):
         raise ValueError("need one title per metric result")
-    fig = Figure(figsize=(4.2 * len(metrics), 5.2))
+    fig = new_figure(4.2 * len(metrics), 5.2)
     grid = fig.add_gridspec(2, len(metrics), height_ratios=(3, 1), left=0.1 / len(metrics) + 0.03, right=0.98,
                             bottom=0.09, top=0.9, hspace=0.25, wspace=0.3)
     for k, (metric, title) in enumerate(zip(metrics, titles)):

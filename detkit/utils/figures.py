@@ -16,15 +16,8 @@ def new_figure(width: float, height: float, **kwargs: Any) -> Any:
 
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 100, **kwargs: Any) -> Path:
-    """Write ``fig`` as PNG under a temporary name and rename it into place; closes pyplot figures too."""
+    """Write ``fig`` (from :func:`new_figure`) as PNG under a temporary name and rename it into place."""
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, **kwargs)
-    try:
-        import matplotlib.pyplot as plt
-
-        if fig.number in plt.get_fignums():  # only pyplot-managed figures have a number
-            plt.close(fig)
-    except AttributeError:
-        pass
     return path

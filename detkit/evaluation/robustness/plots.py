@@ -7,24 +7,15 @@ from typing import Any
 
 import numpy as np
 
-from detkit.utils.figures import save_figure
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+from detkit.utils.figures import new_figure, save_figure
 
 
 def plot_coco_o(coco_o: dict[str, Any], path: str | Path) -> Path:
     """Bars of AP per domain, with the clean AP, mAP_O and the ER baseline (0.45 x clean) as lines."""
-    plt = _pyplot()
     names = list(coco_o["domains"])
     aps = [coco_o["domains"][n]["AP"] for n in names]
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(names) + 2.5), 3.8), dpi=120)
+    fig = new_figure(max(5.0, 0.9 * len(names) + 2.5), 3.8)
+    ax = fig.add_subplot()
     bars = ax.bar(names, aps, color="#4C72B0")
     ax.bar_label(bars, fmt="%.1f", fontsize=8)
     ax.axhline(coco_o["mAP_O"], color="#DD8452", linestyle="-", label=f"mAP_O {coco_o['mAP_O']:.1f}")
@@ -46,7 +37,6 @@ def plot_coco_o(coco_o: dict[str, Any], path: str | Path) -> Path:
 
 def plot_coco_c(coco_c: dict[str, Any], path: str | Path) -> Path:
     """Heat-map of AP (corruption rows x severity columns), with the clean AP as a first column if known."""
-    plt = _pyplot()
     corruptions, severities = coco_c["corruptions"], coco_c["severities"]
     grid = np.asarray([[coco_c["AP"][c][str(s)] for s in severities] for c in corruptions], dtype=np.float64)
     columns = [f"s{s}" for s in severities]
@@ -55,7 +45,8 @@ def plot_coco_c(coco_c: dict[str, Any], path: str | Path) -> Path:
         grid = np.concatenate([np.full((len(corruptions), 1), clean), grid], axis=1)
         columns = ["clean", *columns]
     vmax = max(float(np.nanmax(grid)), 1e-6)
-    fig, ax = plt.subplots(figsize=(1.0 * len(columns) + 3.2, 0.38 * len(corruptions) + 1.6), dpi=120)
+    fig = new_figure(1.0 * len(columns) + 3.2, 0.38 * len(corruptions) + 1.6)
+    ax = fig.add_subplot()
     im = ax.imshow(grid, cmap="viridis", vmin=0, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(columns)), columns)
     ax.set_yticks(range(len(corruptions)), corruptions, fontsize=8)
