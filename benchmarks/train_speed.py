@@ -45,6 +45,20 @@ def make_batch(batch: int, size: int, num_classes: int, seed: int = 0):
     return images, targets
 
 
+def training_step(model, optimizer, loss_of):
+    """The step both sides run: loss, backward, clipping at 0.1 (the recipe's), optimizer step."""
+
+    def step(images, targets):
+        loss = loss_of(images, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        optimizer.step()
+        return loss
+
+    return step
+
+
 def ours(num_classes: int, device: torch.device):
     from detkit.config.recipe import resolve_recipe
     from detkit.engine.losses import SetCriterion, total_loss
@@ -57,16 +71,7 @@ def ours(num_classes: int, device: torch.device):
     opt = build_optimizer(model, recipe.train)
     PARAMS["detkit"] = sum(p.numel() for p in model.parameters())
 
-    def step(images, targets):
-        losses = criterion(model(images, targets), targets)
-        loss = total_loss(losses)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-        opt.step()
-        return loss
-
-    return step
+    return training_step(model, opt, lambda images, targets: total_loss(criterion(model(images, targets), targets)))
 
 
 def huggingface(num_classes: int, device: torch.device):
@@ -84,16 +89,11 @@ def huggingface(num_classes: int, device: torch.device):
     PARAMS["HF"] = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
 
-    def step(images, targets):
+    def hf_loss(images, targets):
         labels = [{"class_labels": t["labels"], "boxes": t["boxes"]} for t in targets]
-        loss = model(pixel_values=images, labels=labels).loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
-        opt.step()
-        return loss
+        return model(pixel_values=images, labels=labels).loss
 
-    return step
+    return training_step(model, opt, hf_loss)
 
 
 def peak_memory_mb(device: torch.device) -> float:
