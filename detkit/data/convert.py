@@ -7,19 +7,23 @@ writes the target atomically: on any error nothing is left at ``out``.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from detkit.data.formats.base import DatasetData, check_categories, fill_image_sizes, write_detkit_dataset
-from detkit.data.formats.coco_folder import read_coco_source
-from detkit.data.formats.detect import detect_format
-from detkit.data.formats.voc import read_voc, write_voc
-from detkit.data.formats.yolo import read_yolo, write_yolo
+from detkit.data.formats.base import DatasetData, write_detkit_dataset
+from detkit.data.formats.reader import FIFTYONE_PREFIX, FORMATS, check_format, read_source
+from detkit.data.formats.voc import write_voc
+from detkit.data.formats.yolo import write_yolo
+from detkit.data.validate import ValidationReport, drop_invalid, validate_data
 from detkit.errors import DetkitError
 
-FORMATS = ("coco", "yolo", "voc")
-FIFTYONE_PREFIX = "fiftyone:"
+__all__ = ["FORMATS", "FIFTYONE_PREFIX", "REPORT_FILE", "ConvertResult", "convert_dataset", "read_dataset", "write_dataset"]
+
+REPORT_FILE = "convert_report.json"
 
 
 @dataclass
@@ -30,6 +34,9 @@ class ConvertResult:
     class_names: list[str]
     category_ids: list[int]
     splits: dict[str, dict[str, int]] = field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)  # validator warnings by check
+    dropped: list[dict[str, Any]] = field(default_factory=list)  # records left out (skip_invalid)
+    report: Path | None = None  # <out>/convert_report.json (skip_invalid)
 
     def to_dict(self) -> dict:
         return {
@@ -38,60 +45,66 @@ class ConvertResult:
             "to": self.to,
             "classes": [{"name": n, "id": i} for n, i in zip(self.class_names, self.category_ids)],
             "splits": self.splits,
+            "warnings": self.warnings,
+            "dropped": len(self.dropped),
+            "report": str(self.report) if self.report is not None else None,
         }
 
 
-def _check_format(value: str, option: str, allow_auto: bool) -> str:
-    if value.startswith(FIFTYONE_PREFIX) and len(value) > len(FIFTYONE_PREFIX):
-        return value
-    allowed = (("auto",) if allow_auto else ()) + FORMATS
-    if value not in allowed:
-        choices = "|".join(allowed) + "|fiftyone:<TYPE>"
-        raise DetkitError(f"{option} must be one of {choices}, got {value!r}")
-    return value
+def read_dataset(
+    src: str | Path, src_format: str = "auto", images: str | Path | None = None, classes: Sequence[str] | None = None
+) -> tuple[DatasetData, str, ValidationReport]:
+    """Read any supported source and check it with the validator's rules (image headers only, no full decode).
+
+    Returns the data, the format it was read as, and the validation report (nothing is refused here)."""
+    data, fmt = read_source(src, src_format, images=images, classes=classes)
+    # YOLO and FiftyOne readers have read every image header already (they need the sizes)
+    report = validate_data(data, src, fmt, files=fmt in ("coco", "voc"), decode=False)
+    return data, fmt, report
 
 
-def read_dataset(src: str | Path, src_format: str = "auto", images: str | Path | None = None, classes: Sequence[str] | None = None) -> tuple[DatasetData, str]:
-    """Read any supported source into memory; returns the data and the format it was read as."""
-    src = Path(src)
-    fmt = _check_format(src_format, "--from", allow_auto=True)
-    if fmt == "auto":
-        fmt = detect_format(src)
-    if images is not None and fmt != "coco":
-        raise DetkitError(f"--images only applies to COCO sources, not {fmt}")
-    if classes and fmt != "voc":
-        raise DetkitError(f"--classes only applies to VOC sources, not {fmt} (which carry their class list)")
-    if not src.exists():
-        raise DetkitError("source not found", path=src)
-    if fmt == "coco":
-        data = read_coco_source(src, images=images)
-        for split in data.splits.values():
-            fill_image_sizes(split, src)
-    elif fmt == "yolo":
-        data = read_yolo(src)
-    elif fmt == "voc":
-        data = read_voc(src, classes=classes)
-        for split in data.splits.values():
-            fill_image_sizes(split, src)
-    else:
-        from detkit.data.formats.fiftyone_io import read_fiftyone
-
-        data = read_fiftyone(src, fmt[len(FIFTYONE_PREFIX) :])
-    check_categories(data, src)
-    return data, fmt
+def _refusal(report: ValidationReport) -> DetkitError:
+    errors = report.errors
+    first, others = errors[0], Counter(f.check for f in errors[1:])
+    more = ""
+    if others:
+        more = f"; and {len(errors) - 1} other error(s): " + ", ".join(f"{n} {c}" for c, n in others.most_common())
+    return DetkitError(
+        f"{first.line()} ({first.check}){more}",
+        hint=f"nothing was written; see them all with 'detkit data validate {report.source}', "
+        "or leave them out with --skip-invalid (skip_invalid=True)",
+    )
 
 
-def write_dataset(data: DatasetData, out: str | Path, to: str = "coco", overwrite: bool = False, link: bool = False) -> Path:
-    to = _check_format(to, "--to", allow_auto=False)
+def _report_file(src: Path, fmt: str, to: str, report: ValidationReport, dropped: list[dict[str, Any]]) -> bytes:
+    doc = {
+        "source": str(src),
+        "from": fmt,
+        "to": to,
+        "rules": "detkit data validate (errors)",
+        "dropped": [
+            {"split": d["split"], "file": d["file"], "record": d["record"], "rule": d["check"], "message": d["message"],
+             "action": d["action"], "image_id": d["image_id"], "ann_id": d["ann_id"]}
+            for d in dropped
+        ],
+        "warnings": {c: v["count"] for c, v in report.counts().items() if v["severity"] == "warning"},
+    }
+    return (json.dumps(doc, indent=1, default=str) + "\n").encode("utf-8")
+
+
+def write_dataset(
+    data: DatasetData, out: str | Path, to: str = "coco", overwrite: bool = False, link: bool = False, extra_files: dict[str, bytes] | None = None
+) -> Path:
+    to = check_format(to, "--to", allow_auto=False)
     if to == "coco":
-        return write_detkit_dataset(data, out, overwrite=overwrite, link=link)
+        return write_detkit_dataset(data, out, overwrite=overwrite, link=link, extra_files=extra_files)
     if to == "yolo":
-        return write_yolo(data, out, overwrite=overwrite, link=link)
+        return write_yolo(data, out, overwrite=overwrite, link=link, extra_files=extra_files)
     if to == "voc":
-        return write_voc(data, out, overwrite=overwrite, link=link)
+        return write_voc(data, out, overwrite=overwrite, link=link, extra_files=extra_files)
     from detkit.data.formats.fiftyone_io import write_fiftyone
 
-    return write_fiftyone(data, out, to[len(FIFTYONE_PREFIX) :], overwrite=overwrite)
+    return write_fiftyone(data, out, to[len(FIFTYONE_PREFIX) :], overwrite=overwrite, extra_files=extra_files)
 
 
 def convert_dataset(
@@ -103,6 +116,7 @@ def convert_dataset(
     classes: Sequence[str] | None = None,
     overwrite: bool = False,
     link: bool = False,
+    skip_invalid: bool = False,
 ) -> ConvertResult:
     """Convert ``src`` (read as ``src_format``, ``"auto"`` to detect) into ``out`` in format ``to``.
 
@@ -110,9 +124,14 @@ def convert_dataset(
     ``fiftyone:<TYPE>`` (any ``fiftyone.types`` dataset type; needs the ``fiftyone`` extra).
     ``images``: the image folder of a plain COCO JSON source. ``classes``: class order for VOC sources.
     ``link``: hard-link images instead of copying them (same file system only; falls back to copying).
+
+    What was read is checked with ``detkit data validate``'s rules before anything is written: errors are refused
+    (one line naming the user's file and record, and how many others there are) unless ``skip_invalid``, which
+    leaves the records they name out and lists each in ``<out>/convert_report.json``. Warnings pass (counted in
+    ``ConvertResult.warnings``).
     """
     src, out = Path(src), Path(out)
-    _check_format(to, "--to", allow_auto=False)
+    check_format(to, "--to", allow_auto=False)
     src_root, out_abs = (src if src.is_dir() else src.parent).resolve(), out.resolve()
     if out_abs == src_root or out_abs in src_root.parents:
         raise DetkitError("the output folder may not be the source folder or contain it", hint="choose another OUT", path=out)
@@ -122,8 +141,15 @@ def convert_dataset(
         raise DetkitError("exists and is not a folder", hint="choose another output path", path=out)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise DetkitError("output folder exists and is not empty", hint="remove it, choose another path or pass --overwrite", path=out)
-    data, fmt = read_dataset(src, src_format, images=images, classes=classes)
-    write_dataset(data, out, to=to, overwrite=overwrite, link=link)
+    data, fmt, report = read_dataset(src, src_format, images=images, classes=classes)
+    if report.errors and not skip_invalid:
+        raise _refusal(report)
+    fixed, dropped = drop_invalid(report)
+    for name, coco in fixed.items():
+        data.splits[name].coco = coco
+        data.splits[name].origins = None  # positions no longer match
+    extra = {REPORT_FILE: _report_file(src, fmt, to, report, dropped)} if skip_invalid else None
+    write_dataset(data, out, to=to, overwrite=overwrite, link=link, extra_files=extra)
     return ConvertResult(
         out=out,
         src_format=fmt,
@@ -131,4 +157,7 @@ def convert_dataset(
         class_names=list(data.class_map.names),
         category_ids=list(data.class_map.category_ids),
         splits=data.summary(),
+        warnings={c: v["count"] for c, v in report.counts().items() if v["severity"] == "warning"},
+        dropped=dropped,
+        report=out / REPORT_FILE if skip_invalid else None,
     )

@@ -1,13 +1,19 @@
-"""A datumaro-style anomaly report over a dataset, and ``fix`` to write a cleaned copy.
+"""A datumaro-style anomaly report over a dataset in any supported format, and ``fix`` to write a cleaned copy.
 
-``validate_dataset(path)`` checks a detkit ``dataset.yaml`` (every split) or a plain COCO JSON file and returns
-a :class:`ValidationReport` of findings, each naming the split, the file, and the image / annotation id.
+``validate_dataset(path)`` checks a detkit ``dataset.yaml`` (every split), a plain COCO JSON file, a folder of
+COCO JSON files, a YOLO or a Pascal VOC dataset, and returns a :class:`ValidationReport` of findings, each naming
+the split, the user's file (COCO JSON, YOLO label file, VOC XML or image file) and the record in it (annotation /
+image id, label line, XML object). ``validate_data`` runs the same rules on data already read (``detkit data
+convert`` checks what it read with them before writing anything, and ``drop_invalid`` removes the records they
+reject).
 
-Errors (the data is wrong; ``detkit data validate`` exits non-zero):
-    missing, unreadable or truncated image files, image sizes in the JSON that differ from the file, image
+Errors (the data is wrong; ``detkit data validate`` exits non-zero, ``detkit data convert`` refuses):
+    missing, unreadable or truncated image files, image sizes in the labels that differ from the file, image
     ``file_name`` escaping the image folder, duplicate image or annotation ids, annotations pointing to unknown
-    images or categories, boxes that are non-finite, of non-positive size or entirely outside their image,
-    COCO categories that differ from dataset.yaml's classes.
+    images or categories, boxes that are non-finite, of non-positive size or entirely outside their image, areas
+    that are non-finite or negative, YOLO
+    coordinates (cx, cy, w, h) outside [0, 1] (ultralytics refuses such label files), COCO categories that differ
+    from dataset.yaml's classes.
 Warnings (worth a look, not wrong by themselves):
     images present in the folder but not listed, images listed twice, images without width/height, boxes partly
     outside their image, categories declared but unused, images with more boxes than the model's query count
@@ -31,15 +37,17 @@ from PIL import Image, UnidentifiedImageError
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, read_coco
 from detkit.data.dataset import load_dataset
-from detkit.data.formats.base import InsideResolver, copy_many, list_images
-from detkit.data.formats.detect import detect_format
+from detkit.data.formats.base import DatasetData, InsideResolver, Origins, copy_many, list_images, number_text
 from detkit.data.formats.coco_folder import guess_images_dir, is_detkit_dataset, split_name_of
+from detkit.data.formats.detect import LAYOUTS, detect_format
+from detkit.data.formats.reader import read_source
 from detkit.data.writer import DatasetWriter
 from detkit.errors import DetkitError
 from detkit.utils.progress import track
 
 ERROR, WARNING = "error", "warning"
 BOX_TOLERANCE = 1e-3  # pixels a box may stick out of its image before it counts as outside
+NORMALISED_TOLERANCE = 1e-6  # how far a YOLO coordinate may leave [0, 1] (rounding of written files)
 
 
 @dataclass
@@ -52,6 +60,7 @@ class Finding:
     image_id: int | None = None
     ann_id: int | None = None
     fix: str | None = None  # what fix_dataset does about it (None: nothing, reported only)
+    record: str | None = None  # the record in ``file``: "annotation id 7", "line 3", "object 0", "image id 2"
     # positions for fix_dataset (not part of the report)
     _image_index: int | None = field(default=None, repr=False)
     _ann_index: int | None = field(default=None, repr=False)
@@ -60,13 +69,41 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if not k.startswith("_")}
 
+    def line(self) -> str:
+        """``file: record: message``, one line in the user's terms."""
+        return ": ".join(p for p in (self.file, self.record, self.message) if p)
+
 
 @dataclass
 class SplitSource:
     name: str
     coco: CocoData
-    annotations: Path
+    annotations: Path  # the file the split was read from (COCO JSON, YOLO data.yaml, VOC ImageSets list)
     images_dir: Path | None
+    fmt: str = "coco"
+    sources: dict[str, Path] = field(default_factory=dict)  # file_name -> file, where not images_dir/file_name
+    origins: Origins | None = None  # where each image / annotation came from (formats with a file per image)
+
+    _inside: InsideResolver | None = field(default=None, init=False, repr=False)
+
+    def image_path(self, file_name: str) -> Path:
+        if file_name in self.sources:
+            return self.sources[file_name]
+        assert self.images_dir is not None
+        if self._inside is None:
+            self._inside = InsideResolver(self.images_dir)
+        return self._inside(file_name, source=self.annotations)
+
+    def where_image(self, i: int) -> tuple[str, str]:
+        img = self.coco.images[i]
+        file = self.origins.image(i) if self.origins is not None else str(self.annotations)
+        return file, f"image id {img['id']}"
+
+    def where_annotation(self, k: int) -> tuple[str, str]:
+        ann = self.coco.annotations[k]
+        if self.origins is not None:
+            return self.origins.annotation(k, ann)
+        return str(self.annotations), f"annotation id {ann['id']}"
 
 
 @dataclass
@@ -112,23 +149,23 @@ class ValidationReport:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def _refuse_foreign_layout(path: Path) -> None:
-    """A YOLO or VOC dataset given where a detkit dataset is expected: say so and point to ``convert``."""
-    try:
-        fmt = detect_format(path)
-    except DetkitError:  # no recognisable layout: the caller's own message says what is missing
-        return
-    if fmt != "coco":
-        raise DetkitError(f"this is a {fmt.upper()} dataset, not a detkit dataset.yaml",
-                          hint=f"convert it first: detkit data convert {path} OUT", path=path)
+def sources_of(data: DatasetData, source: Path, fmt: str) -> dict[str, SplitSource]:
+    """The validator's view of data read by any format reader."""
+    return {
+        name: SplitSource(name, split.coco, split.source if split.source is not None else source, split.images_dir, fmt, split.sources, split.origins)
+        for name, split in data.splits.items()
+    }
 
 
 def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, SplitSource], list[Finding]]:
     findings: list[Finding] = []
     if not path.exists():
         raise DetkitError("dataset not found", path=path)
-    if is_detkit_dataset(path) or path.suffix in (".yaml", ".yml"):
-        _refuse_foreign_layout(path)
+    try:
+        fmt: str | None = detect_format(path)
+    except DetkitError:
+        fmt = None
+    if fmt in ("coco", None) and (is_detkit_dataset(path) or path.suffix in (".yaml", ".yml")):  # (None: load_dataset names the problem)
         if images is not None:
             raise DetkitError("--images applies to a plain COCO JSON, not to a dataset.yaml", path=path)
         spec = load_dataset(path)
@@ -143,9 +180,11 @@ def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, 
                                             f"COCO categories {sorted(mine.items())} differ from dataset.yaml's classes {sorted(theirs.items())}"))
             splits[name] = SplitSource(name, coco, s.annotations, s.images)
         return spec.class_map, splits, findings
+    if fmt is not None and (path.is_dir() or fmt != "coco"):  # a COCO folder, YOLO, VOC: read as convert reads it
+        data, fmt = read_source(path, fmt, images=images)
+        return data.class_map, sources_of(data, path, fmt), findings
     if path.is_dir():
-        _refuse_foreign_layout(path)
-        raise DetkitError("no dataset.yaml in this folder", hint="pass a dataset.yaml or a COCO JSON file", path=path)
+        raise DetkitError("no dataset in this folder", hint=LAYOUTS, path=path)
     if path.suffix.lower() != ".json":
         raise DetkitError("expected a dataset.yaml or a COCO .json file", path=path)
     coco = read_coco(path)
@@ -187,40 +226,58 @@ def _probe(path: Path, decode: bool) -> tuple[str, int, int]:
         return "unreadable", 0, 0
 
 
-def _check_image_files(src: SplitSource, decode: bool, workers: int) -> list[Finding]:
+def _check_image_files(src: SplitSource, decode: bool, workers: int) -> tuple[list[Finding], set[Path]]:
+    """Findings about the split's image files, and the files it lists."""
     out: list[Finding] = []
-    images, split, folder = src.coco.images, src.name, src.images_dir
-    assert folder is not None
-    inside = InsideResolver(folder)
+    images, split = src.coco.images, src.name
+    labels = {"coco": "JSON", "voc": "XML"}.get(src.fmt, "labels")
     paths: list[Path | None] = []
     for i, img in enumerate(images):
         try:
-            paths.append(inside(img["file_name"], source=src.annotations))
+            paths.append(src.image_path(img["file_name"]))
         except DetkitError as e:
             paths.append(None)
-            out.append(Finding(ERROR, "path_escapes_root", split, img["file_name"], e.message, img["id"], fix="drop image", _image_index=i))
+            file, record = src.where_image(i)
+            out.append(Finding(ERROR, "path_escapes_root", split, file, e.message.removeprefix(f"{src.annotations}: "), img["id"],
+                               fix="drop image", record=record, _image_index=i))
     todo = [(i, p) for i, p in enumerate(paths) if p is not None]
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = list(track(pool.map(lambda ip: _probe(ip[1], decode), todo), f"checking {split} image files", total=len(todo)))
     for (i, p), (status, w, h) in zip(todo, results):
         img = images[i]
-        name = str(p)
+        name, record = str(p), f"image id {img['id']}"
         if status == "missing":
-            out.append(Finding(ERROR, "missing_image", split, name, "image file does not exist", img["id"], fix="drop image", _image_index=i))
+            out.append(Finding(ERROR, "missing_image", split, name, "image file does not exist", img["id"], fix="drop image", record=record, _image_index=i))
         elif status == "unreadable":
-            out.append(Finding(ERROR, "unreadable_image", split, name, "not a readable image", img["id"], fix="drop image", _image_index=i))
+            out.append(Finding(ERROR, "unreadable_image", split, name, "not a readable image", img["id"], fix="drop image", record=record, _image_index=i))
         elif status == "truncated":
-            out.append(Finding(ERROR, "truncated_image", split, name, "image data is truncated or corrupt", img["id"], fix="drop image", _image_index=i))
+            out.append(Finding(ERROR, "truncated_image", split, name, "image data is truncated or corrupt", img["id"], fix="drop image",
+                               record=record, _image_index=i))
         elif not img.get("width") or not img.get("height"):
-            out.append(Finding(WARNING, "missing_size", split, name, f"no width/height in the JSON (file is {w}x{h})", img["id"],
-                               fix="set size from file", _image_index=i, _value=(w, h)))
+            out.append(Finding(WARNING, "missing_size", split, name, f"no width/height in the {labels} (file is {w}x{h})", img["id"],
+                               fix="set size from file", record=record, _image_index=i, _value=(w, h)))
         elif (img["width"], img["height"]) != (w, h):
-            out.append(Finding(ERROR, "size_mismatch", split, name, f"JSON says {img['width']}x{img['height']} but the file is {w}x{h}", img["id"],
-                               fix="set size from file", _image_index=i, _value=(w, h)))
-    listed = {p for p in paths if p is not None}
-    for rel in list_images(folder):
-        if inside(rel) not in listed:
-            out.append(Finding(WARNING, "unlisted_image", split, str(folder / rel), "image file is not listed in the annotations", fix="not copied"))
+            out.append(Finding(ERROR, "size_mismatch", split, name, f"{labels} says {img['width']}x{img['height']} but the file is {w}x{h}", img["id"],
+                               fix="set size from file", record=record, _image_index=i, _value=(w, h)))
+    return out, {p for p in paths if p is not None}
+
+
+def _check_unlisted(splits: dict[str, SplitSource], listed: set[Path]) -> list[Finding]:
+    """Image files in a split's image folder that no split lists (splits may share a folder: VOC's JPEGImages)."""
+    out: list[Finding] = []
+    seen: set[Path] = set()
+    for src in splits.values():
+        if src.images_dir is None or src.images_dir.resolve() in seen:
+            continue
+        folder = src.images_dir.resolve()
+        seen.add(folder)
+        inside = InsideResolver(folder)
+        for rel in list_images(folder):
+            p = inside(rel)
+            if p not in listed:
+                listed.add(p)  # reported once, even when it lies in several splits' folders
+                out.append(Finding(WARNING, "unlisted_image", src.name, str(src.images_dir / rel), "image file is not listed in the annotations",
+                                   fix="not copied"))
     return out
 
 
@@ -239,41 +296,45 @@ def _duplicates(values: np.ndarray) -> np.ndarray:
 
 def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, sizes_from_files: dict[int, tuple[int, int]]) -> list[Finding]:
     out: list[Finding] = []
-    coco, split, file = src.coco, src.name, str(src.annotations)
+    coco, split = src.coco, src.name
     images, anns = coco.images, coco.annotations
+
+    def on_image(severity: str, check: str, i: int, message: str, fix: str | None) -> None:
+        file, record = src.where_image(i)
+        out.append(Finding(severity, check, split, file, message, int(images[i]["id"]), fix=fix, record=record, _image_index=i))
+
+    def on_ann(severity: str, check: str, k: int, message: str, fix: str, value: Any = None) -> None:
+        file, record = src.where_annotation(k)
+        out.append(Finding(severity, check, split, file, message, int(ann_img[k]), int(ann_ids[k]), fix=fix, record=record, _ann_index=k, _value=value))
+
     img_ids = np.fromiter((im["id"] for im in images), dtype=np.int64, count=len(images))
-    for i in _duplicates(img_ids).tolist():
-        out.append(Finding(ERROR, "duplicate_image_id", split, file, f"image id {img_ids[i]} is used by more than one image ({images[i]['file_name']})",
-                           int(img_ids[i]), fix="drop the later image", _image_index=i))
+    dup_images = _duplicates(img_ids)
+    for i in dup_images.tolist():
+        on_image(ERROR, "duplicate_image_id", i, f"the id is used by more than one image (this one: {images[i]['file_name']})", "drop the later image")
     names = np.asarray([im["file_name"] for im in images], dtype=object)
     if names.size:
         _, first = np.unique(names.astype(str), return_index=True)
-        for i in sorted(set(range(names.size)) - set(first.tolist())):
-            if i not in set(_duplicates(img_ids).tolist()):
-                out.append(Finding(WARNING, "duplicate_file_name", split, file, f"file {names[i]!r} is listed twice", int(img_ids[i]),
-                                   fix="drop the later image", _image_index=i))
+        for i in sorted(set(range(names.size)) - set(first.tolist()) - set(dup_images.tolist())):
+            on_image(WARNING, "duplicate_file_name", i, f"file {names[i]!r} is listed twice", "drop the later image")
     n = len(anns)
     if n == 0:
         if not images:
-            out.append(Finding(WARNING, "empty_split", split, file, "split has no images"))
+            out.append(Finding(WARNING, "empty_split", split, str(src.annotations), "split has no images"))
         return out
     ann_ids = np.fromiter((a["id"] for a in anns), dtype=np.int64, count=n)
     ann_img = np.fromiter((a["image_id"] for a in anns), dtype=np.int64, count=n)
     ann_cat = np.fromiter((a["category_id"] for a in anns), dtype=np.int64, count=n)
     boxes = coco.boxes_array()
     for k in _duplicates(ann_ids).tolist():
-        out.append(Finding(ERROR, "duplicate_annotation_id", split, file, f"annotation id {ann_ids[k]} is used more than once", int(ann_img[k]),
-                           int(ann_ids[k]), fix="give it a new id", _ann_index=k))
+        on_ann(ERROR, "duplicate_annotation_id", k, "the id is used by more than one annotation", "give it a new id")
     unknown_img = ~np.isin(ann_img, img_ids)
     for k in np.flatnonzero(unknown_img).tolist():
-        out.append(Finding(ERROR, "unknown_image", split, file, f"annotation points to image id {ann_img[k]}, which does not exist", int(ann_img[k]),
-                           int(ann_ids[k]), fix="drop annotation", _ann_index=k))
+        on_ann(ERROR, "unknown_image", k, f"points to image id {ann_img[k]}, which does not exist", "drop annotation")
     unknown_cat = ~np.isin(ann_cat, np.asarray(class_map.category_ids, dtype=np.int64))
     for k in np.flatnonzero(unknown_cat).tolist():
-        out.append(Finding(ERROR, "unknown_category", split, file, f"category_id {ann_cat[k]} is not one of the classes {list(class_map.category_ids)}",
-                           int(ann_img[k]), int(ann_ids[k]), fix="drop annotation", _ann_index=k))
+        on_ann(ERROR, "unknown_category", k, f"category_id {ann_cat[k]} is not one of the classes {list(class_map.category_ids)}", "drop annotation")
 
-    # image size per annotation (file size when known, else the JSON's), looked up vectorised
+    # image size per annotation (file size when known, else the labels'), looked up vectorised
     order = np.argsort(img_ids, kind="stable")
     wh = np.asarray([sizes_from_files.get(i, (im.get("width") or 0, im.get("height") or 0)) for i, im in enumerate(images)], dtype=np.float64).reshape(-1, 2)
     pos = np.clip(np.searchsorted(img_ids[order], ann_img), 0, max(len(images) - 1, 0))
@@ -282,34 +343,57 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
 
     finite = np.isfinite(boxes).all(1)
     x, y, w, h = boxes.T
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
         nonpos = finite & ((w <= 0) | (h <= 0))
         x2, y2 = x + w, y + h
         W, H = ann_wh.T
-        fully_out = finite & ~nonpos & has_size & ((x >= W) | (y >= H) | (x2 <= 0) | (y2 <= 0))
-        partly_out = finite & ~nonpos & has_size & ~fully_out & (
+        if src.fmt == "yolo":  # the label file's own numbers: cx, cy, w, h as fractions of the image
+            norm = np.stack([(x + w / 2) / W, (y + h / 2) / H, w / W, h / H], axis=1)
+            norm_out = finite & ~nonpos & has_size & ((norm < -NORMALISED_TOLERANCE) | (norm > 1 + NORMALISED_TOLERANCE)).any(1)
+        else:
+            norm_out = np.zeros(n, dtype=bool)
+        fully_out = finite & ~nonpos & has_size & ~norm_out & ((x >= W) | (y >= H) | (x2 <= 0) | (y2 <= 0))
+        partly_out = finite & ~nonpos & has_size & ~norm_out & ~fully_out & (
             (x < -BOX_TOLERANCE) | (y < -BOX_TOLERANCE) | (x2 > W + BOX_TOLERANCE) | (y2 > H + BOX_TOLERANCE)
         )
+    def box(k: int) -> str:
+        """The box as the user's file writes it."""
+        if src.fmt == "voc":
+            bx, by, bw, bh = (float(v) for v in boxes[k])
+            return "box ({})".format(", ".join(f"{t} {number_text(v)}" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), (bx, by, bx + bw, by + bh))))
+        if src.fmt == "yolo" and has_size[k]:
+            with np.errstate(invalid="ignore"):
+                cxcywh = [(x[k] + w[k] / 2) / W[k], (y[k] + h[k] / 2) / H[k], w[k] / W[k], h[k] / H[k]]
+            return "box ({})".format(", ".join(f"{t} {v:.6g}" for t, v in zip(("cx", "cy", "w", "h"), cxcywh)))
+        return f"box {anns[k]['bbox']}"
+
     for k in np.flatnonzero(~finite).tolist():
-        out.append(Finding(ERROR, "nonfinite_box", split, file, f"box {anns[k]['bbox']} is not finite", int(ann_img[k]), int(ann_ids[k]),
-                           fix="drop annotation", _ann_index=k))
+        on_ann(ERROR, "nonfinite_box", k, f"{box(k)} is not finite", "drop annotation")
+    areas = np.fromiter((a.get("area", 0.0) for a in anns), dtype=np.float64, count=n)
+    with np.errstate(invalid="ignore"):
+        bad_area = finite & ~nonpos & ~(np.isfinite(areas) & (areas >= 0))  # (a bad box is reported once, as a box)
+    for k in np.flatnonzero(bad_area).tolist():
+        on_ann(ERROR, "invalid_area", k, f"area {anns[k]['area']} is not a finite non-negative number", "drop annotation")
     for k in np.flatnonzero(nonpos).tolist():
-        out.append(Finding(ERROR, "nonpositive_box", split, file, f"box {anns[k]['bbox']} has non-positive width or height", int(ann_img[k]),
-                           int(ann_ids[k]), fix="drop annotation", _ann_index=k))
+        on_ann(ERROR, "nonpositive_box", k, f"{box(k)} has non-positive width or height", "drop annotation")
+    for k in np.flatnonzero(norm_out).tolist():
+        on_ann(ERROR, "coordinates_out_of_range", k, f"{box(k)} has values outside [0, 1]", "drop annotation")
     for k in np.flatnonzero(fully_out).tolist():
-        out.append(Finding(ERROR, "box_outside_image", split, file, f"box {anns[k]['bbox']} lies entirely outside the {int(W[k])}x{int(H[k])} image",
-                           int(ann_img[k]), int(ann_ids[k]), fix="drop annotation", _ann_index=k))
+        on_ann(ERROR, "box_outside_image", k, f"{box(k)} lies entirely outside the {int(W[k])}x{int(H[k])} image", "drop annotation")
     for k in np.flatnonzero(partly_out).tolist():
-        out.append(Finding(WARNING, "box_partly_outside", split, file, f"box {anns[k]['bbox']} extends outside the {int(W[k])}x{int(H[k])} image",
-                           int(ann_img[k]), int(ann_ids[k]), fix="clip to the image", _ann_index=k, _value=(float(W[k]), float(H[k]))))
+        on_ann(WARNING, "box_partly_outside", k, f"{box(k)} extends outside the {int(W[k])}x{int(H[k])} image", "clip to the image",
+               (float(W[k]), float(H[k])))
 
     known = ~unknown_img
     per_image = np.bincount(np.searchsorted(img_ids[order], ann_img[known]), minlength=len(images)) if known.any() else np.zeros(len(images), dtype=np.int64)
     for j in np.flatnonzero(per_image > max_boxes).tolist():
         i = int(order[j])
-        where_file = str(src.images_dir / images[i]["file_name"]) if src.images_dir is not None else images[i]["file_name"]
+        try:
+            where_file = str(src.image_path(images[i]["file_name"])) if src.images_dir is not None else images[i]["file_name"]
+        except DetkitError:  # a file_name leaving the folder: reported as path_escapes_root
+            where_file = images[i]["file_name"]
         out.append(Finding(WARNING, "too_many_boxes", split, where_file,
-                           f"{per_image[j]} boxes, more than the model's {max_boxes} queries can detect", int(img_ids[i])))
+                           f"{per_image[j]} boxes, more than the model's {max_boxes} queries can detect", int(img_ids[i]), record=f"image id {img_ids[i]}"))
     return out
 
 
@@ -332,6 +416,40 @@ def _check_classes(class_map: ClassMap, splits: dict[str, SplitSource], imbalanc
     return out
 
 
+def _check_settings(max_boxes: int, imbalance_ratio: float) -> None:
+    if not isinstance(max_boxes, int) or max_boxes < 1:
+        raise DetkitError(f"--max-boxes must be a positive integer, got {max_boxes!r}")
+    if not imbalance_ratio >= 1:
+        raise DetkitError(f"--imbalance-ratio must be at least 1, got {imbalance_ratio!r}")
+
+
+def _run_checks(
+    source: Path,
+    class_map: ClassMap,
+    splits: dict[str, SplitSource],
+    findings: list[Finding],
+    max_boxes: int,
+    imbalance_ratio: float,
+    decode: bool,
+    workers: int,
+    files: bool = True,
+) -> ValidationReport:
+    listed: set[Path] = set()
+    for src in splits.values():
+        file_findings: list[Finding] = []
+        if files and src.images_dir is not None:
+            file_findings, paths = _check_image_files(src, decode, workers)
+            listed |= paths
+        sizes = {f._image_index: f._value for f in file_findings if f.fix == "set size from file" and f._image_index is not None}
+        findings.extend(file_findings)
+        findings.extend(_check_annotations(src, class_map, max_boxes, sizes))
+    if files:
+        findings.extend(_check_unlisted(splits, listed))
+    findings.extend(_check_classes(class_map, splits, imbalance_ratio))
+    settings = {"max_boxes": max_boxes, "imbalance_ratio": imbalance_ratio, "decode": decode}
+    return ValidationReport(source=source, class_map=class_map, splits=splits, findings=findings, settings=settings)
+
+
 def validate_dataset(
     path: str | Path,
     images: str | Path | None = None,
@@ -340,25 +458,33 @@ def validate_dataset(
     decode: bool = True,
     workers: int = 4,
 ) -> ValidationReport:
-    """Check a ``dataset.yaml`` (all splits) or a plain COCO JSON (``images``: its image folder, guessed if left out).
+    """Check a ``dataset.yaml`` (all splits), a plain COCO JSON (``images``: its image folder, guessed if left out),
+    a folder of COCO JSON files, a YOLO dataset (``data.yaml`` or its folder) or a Pascal VOC folder.
 
     ``max_boxes``: the model's query count; ``imbalance_ratio``: warn above this most/least frequent class ratio;
     ``decode``: fully decode every image to find truncated files (headers only when False).
     """
-    if not isinstance(max_boxes, int) or max_boxes < 1:
-        raise DetkitError(f"--max-boxes must be a positive integer, got {max_boxes!r}")
-    if not imbalance_ratio >= 1:
-        raise DetkitError(f"--imbalance-ratio must be at least 1, got {imbalance_ratio!r}")
+    _check_settings(max_boxes, imbalance_ratio)
     path = Path(path)
     class_map, splits, findings = _load_sources(path, Path(images) if images is not None else None)
-    for src in splits.values():
-        file_findings = _check_image_files(src, decode, workers) if src.images_dir is not None else []
-        sizes = {f._image_index: f._value for f in file_findings if f.fix == "set size from file" and f._image_index is not None}
-        findings.extend(file_findings)
-        findings.extend(_check_annotations(src, class_map, max_boxes, sizes))
-    findings.extend(_check_classes(class_map, splits, imbalance_ratio))
-    settings = {"max_boxes": max_boxes, "imbalance_ratio": imbalance_ratio, "decode": decode}
-    return ValidationReport(source=path, class_map=class_map, splits=splits, findings=findings, settings=settings)
+    return _run_checks(path, class_map, splits, findings, max_boxes, imbalance_ratio, decode, workers)
+
+
+def validate_data(
+    data: DatasetData,
+    source: str | Path,
+    fmt: str,
+    files: bool = True,
+    max_boxes: int = 300,
+    imbalance_ratio: float = 20.0,
+    decode: bool = False,
+    workers: int = 4,
+) -> ValidationReport:
+    """The same checks on data already read from ``source`` as ``fmt`` (``files``: also check the image files;
+    leave it off when the reader has read every image header itself)."""
+    _check_settings(max_boxes, imbalance_ratio)
+    source = Path(source)
+    return _run_checks(source, data.class_map, sources_of(data, source, fmt), [], max_boxes, imbalance_ratio, decode, workers, files=files)
 
 
 # ---------------------------------------------------------------------------------------------- fix
@@ -374,7 +500,9 @@ class FixResult:
         return {"out": str(self.out), "changes": self.changes, "splits": self.splits}
 
 
-def _fixed_split(src: SplitSource, findings: list[Finding], changes: list[dict[str, Any]]) -> CocoData:
+def _fixed_split(src: SplitSource, findings: list[Finding], changes: list[dict[str, Any]], drop_errors: bool = False) -> CocoData:
+    """The split with each finding's fix applied; ``drop_errors``: instead drop every record an error names (and
+    the annotations of dropped images), fill missing image sizes from the files, and change nothing else."""
     coco = src.coco
     drop_img: set[int] = set()
     drop_ann: set[int] = set()
@@ -383,10 +511,21 @@ def _fixed_split(src: SplitSource, findings: list[Finding], changes: list[dict[s
     renumber: list[int] = []
 
     def note(f: Finding, action: str) -> None:
-        changes.append({"split": src.name, "action": action, "check": f.check, "file": f.file, "image_id": f.image_id, "ann_id": f.ann_id})
+        changes.append({"split": src.name, "action": action, "check": f.check, "file": f.file, "record": f.record, "message": f.message,
+                        "image_id": f.image_id, "ann_id": f.ann_id})
 
     for f in findings:
         if f.split != src.name or f.fix is None:
+            continue
+        if drop_errors:
+            if f.severity == ERROR and f._ann_index is not None:
+                drop_ann.add(f._ann_index)
+                note(f, "dropped annotation")
+            elif f.severity == ERROR and f._image_index is not None:
+                drop_img.add(f._image_index)
+                note(f, "dropped image")
+            elif f.check == "missing_size" and f._image_index is not None:
+                sizes[f._image_index] = f._value
             continue
         if f.fix in ("drop image", "drop the later image") and f._image_index is not None:
             drop_img.add(f._image_index)
@@ -420,8 +559,9 @@ def _fixed_split(src: SplitSource, findings: list[Finding], changes: list[dict[s
         if k in drop_ann:
             continue
         if int(ann["image_id"]) not in kept_ids:
-            changes.append({"split": src.name, "action": "dropped annotation", "check": "image dropped", "file": str(src.annotations),
-                            "image_id": ann["image_id"], "ann_id": ann["id"]})
+            file, record = src.where_annotation(k)
+            changes.append({"split": src.name, "action": "dropped annotation", "check": "image dropped", "file": file, "record": record,
+                            "message": f"its image (image id {ann['image_id']}) was dropped", "image_id": ann["image_id"], "ann_id": ann["id"]})
             continue
         ann = dict(ann)
         if k in clip:
@@ -431,11 +571,13 @@ def _fixed_split(src: SplitSource, findings: list[Finding], changes: list[dict[s
             ann["bbox"] = [x1, y1, x2 - x1, y2 - y1]
             if "area" in ann and w * h > 0:
                 ann["area"] = float(ann["area"]) * (x2 - x1) * (y2 - y1) / (w * h)
+            file, record = src.where_annotation(k)
             changes.append({"split": src.name, "action": f"clipped box to {ann['bbox']}", "check": "box_partly_outside",
-                            "file": str(src.annotations), "image_id": ann["image_id"], "ann_id": ann["id"]})
+                            "file": file, "record": record, "image_id": ann["image_id"], "ann_id": ann["id"]})
         if k in renumber:
+            file, record = src.where_annotation(k)
             changes.append({"split": src.name, "action": f"new annotation id {next_id}", "check": "duplicate_annotation_id",
-                            "file": str(src.annotations), "image_id": ann["image_id"], "ann_id": ann["id"]})
+                            "file": file, "record": record, "image_id": ann["image_id"], "ann_id": ann["id"]})
             ann["id"] = next_id
             next_id += 1
         anns.append(ann)
@@ -452,8 +594,20 @@ def fix_dataset(report: ValidationReport, out: str | Path, overwrite: bool = Fal
     with DatasetWriter(out, report.class_map, name=report.source.parent.name if report.source.is_file() else report.source.name, overwrite=overwrite) as w:
         for name, coco in fixed.items():
             src = report.splits[name]
-            assert src.images_dir is not None
-            inside, dst = InsideResolver(src.images_dir), InsideResolver(w.images_dir(name))
-            copy_many([(inside(im["file_name"], source=src.annotations), dst(im["file_name"])) for im in coco.images], False, f"copying {name} images")
+            dst = InsideResolver(w.images_dir(name))
+            copy_many([(src.image_path(im["file_name"]), dst(im["file_name"])) for im in coco.images], False, f"copying {name} images")
             w.write_split(name, coco)
     return FixResult(out=Path(out), changes=changes, splits={s: {"images": len(c.images), "boxes": len(c.annotations)} for s, c in fixed.items()})
+
+
+def drop_invalid(report: ValidationReport) -> tuple[dict[str, CocoData], list[dict[str, Any]]]:
+    """Every split without the records the report's errors name (annotations of dropped images go too) and with
+    image sizes filled from the files; returns the splits and one entry per dropped record (file, record, check,
+    message). Errors that name no record (e.g. categories that differ from dataset.yaml's) cannot be dropped."""
+    unplaced = [f for f in report.errors if f._ann_index is None and f._image_index is None]
+    if unplaced:
+        f = unplaced[0]
+        raise DetkitError(f"{f.line()} (this error names no record that could be dropped)", path=None)
+    dropped: list[dict[str, Any]] = []
+    splits = {name: _fixed_split(src, report.findings, dropped, drop_errors=True) for name, src in report.splits.items()}
+    return splits, dropped

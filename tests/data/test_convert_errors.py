@@ -86,7 +86,7 @@ def test_yolo_wrong_schema(cli, tmp_path):
 
 def test_coco_unknown_category_is_named(cli, tmp_path):
     src = _coco(tmp_path / "c", lambda d: d["annotations"][0].update(category_id=9))
-    _convert_fails(cli, src, tmp_path, "annotation id 1 has category_id 9")
+    _convert_fails(cli, src, tmp_path, "train.json: annotation id 1: category_id 9 is not one of the classes")
 
 
 def test_missing_split_folder(cli, tmp_path):
@@ -132,7 +132,12 @@ def test_yolo_class_index_out_of_range(cli, tmp_path):
 
 def test_yolo_non_finite_value(cli, tmp_path):
     src = _yolo(tmp_path / "y", labels={"a": "0 nan 0.5 0.25 0.25\n"})
-    _convert_fails(cli, src, tmp_path, "a.txt", "line 1: non-finite")
+    _convert_fails(cli, src, tmp_path, "a.txt: line 1: box (cx nan, cy 0.5, w 0.25, h 0.25) is not finite")
+
+
+def test_yolo_non_finite_class_index(cli, tmp_path):
+    src = _yolo(tmp_path / "y", labels={"a": "nan 0.5 0.5 0.25 0.25\n"})
+    _convert_fails(cli, src, tmp_path, "a.txt", "line 1: class index nan out of range")
 
 
 def test_voc_unknown_class_with_given_classes(cli, tmp_path):

@@ -14,7 +14,9 @@ MAX_ROWS = 40  # findings shown in the table; --json lists them all
 
 @app.command("validate")
 def validate(
-    dataset: Path = typer.Argument(..., help="dataset.yaml (or its folder; all splits are checked) or a plain COCO JSON file."),
+    dataset: Path = typer.Argument(
+        ..., help="dataset.yaml (or its folder; all splits are checked), a COCO JSON file or folder, a YOLO data.yaml or folder, or a VOC folder."
+    ),
     fix: Path | None = typer.Option(None, "--fix", help="Write a cleaned copy (detkit layout) to this folder and list every change."),
     images: Path | None = typer.Option(None, "--images", help="Image folder of a plain COCO JSON (guessed when left out)."),
     max_boxes: int = typer.Option(300, "--max-boxes", help="The model's query count: images with more boxes are reported."),
@@ -24,7 +26,7 @@ def validate(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> None:
-    """Report dataset anomalies (errors vs warnings); exit status 1 when there are errors (after --fix: in the copy)."""
+    """Report dataset anomalies (errors vs warnings) in any supported format; exit status 1 when there are errors (after --fix: in the copy)."""
     from detkit.data.validate import fix_dataset, validate_dataset
 
     ui = UI(json_mode=json_out, quiet=quiet)
@@ -37,11 +39,11 @@ def validate(
     )
     if report.findings:
         colour = {"error": "[red]error[/]", "warning": "[yellow]warning[/]"}
-        rows = [(colour.get(f.severity, f.severity), f.check, f.split, f.file, f.image_id if f.image_id is not None else "", f.ann_id if f.ann_id is not None else "", f.message)
+        rows = [(colour.get(f.severity, f.severity), f.check, f.split, f.file, f.record or "", f.message)
                 for f in sorted(report.findings, key=lambda f: f.severity != "error")[:MAX_ROWS]]
         more = len(report.findings) - MAX_ROWS
         ui.table("findings" + (f" (first {MAX_ROWS}; {more} more with --json)" if more > 0 else ""),
-                 ["severity", "check", "split", "file", "image id", "ann id", "problem"], rows)
+                 ["severity", "check", "split", "file", "record", "problem"], rows)
         ui.table("summary", ["check", "severity", "count"], [(c, v["severity"], v["count"]) for c, v in report.counts().items()])
     verdict = "[green]no errors[/]" if report.ok else f"[red]{len(report.errors)} error(s)[/]"
     ui.print(f"{verdict}, {len(report.warnings)} warning(s)")
@@ -50,9 +52,8 @@ def validate(
     if fix is not None:
         with ui.progress():
             fixed = fix_dataset(report, fix, overwrite=overwrite)
-        ui.table(f"changes written to {fixed.out}", ["split", "action", "check", "image id", "ann id"],
-                 [(c["split"], c["action"], c["check"], c["image_id"] if c["image_id"] is not None else "", c["ann_id"] if c["ann_id"] is not None else "")
-                  for c in fixed.changes[:MAX_ROWS]])
+        ui.table(f"changes written to {fixed.out}", ["split", "action", "check", "file", "record"],
+                 [(c["split"], c["action"], c["check"], c["file"], c.get("record") or "") for c in fixed.changes[:MAX_ROWS]])
         recheck = validate_dataset(fixed.out, max_boxes=max_boxes, imbalance_ratio=imbalance_ratio, decode=False)
         exit_ok = recheck.ok
         ui.artifacts("fixed dataset", fixed.out)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -59,6 +59,38 @@ def copy_many(pairs: Sequence[tuple[Path, Path]], link: bool, description: str, 
 
 
 @dataclass
+class Origins:
+    """Where each image and annotation of a split was read from, in the user's files, for messages and reports.
+
+    ``files``: the user's files (label files, XML files, ...); ``image_file`` / ``ann_file``: per image / per
+    annotation (in ``coco`` order) an index into ``files``; ``ann_pos``: the annotation's position in its file
+    (``kind`` "line": 1-based line number, "object": 0-based object index), -1 when the annotation comes from the
+    ``detkit_meta.json`` sidecar (crowd regions), whose path is ``sidecar``.
+    """
+
+    files: list[str]
+    image_file: np.ndarray
+    ann_file: np.ndarray
+    ann_pos: np.ndarray
+    kind: str
+    sidecar: str | None = None
+
+    def image(self, i: int) -> str:
+        return self.files[int(self.image_file[i])]
+
+    def annotation(self, k: int, ann: dict[str, Any]) -> tuple[str, str]:
+        """(file, record) of annotation ``k``: e.g. ``("labels/train/a.txt", "line 3")``."""
+        pos = int(self.ann_pos[k])
+        if pos < 0:
+            return (self.sidecar or self.files[int(self.ann_file[k])]), f"crowd region id {ann.get('id')}"
+        return self.files[int(self.ann_file[k])], f"{self.kind} {pos}"
+
+    def select(self, images: np.ndarray, anns: np.ndarray) -> Origins:
+        """The origins of a subset (boolean masks or index arrays over images and annotations)."""
+        return Origins(self.files, self.image_file[images], self.ann_file[anns], self.ann_pos[anns], self.kind, self.sidecar)
+
+
+@dataclass
 class SplitData:
     """One split: a COCO object whose ``file_name`` entries are relative to ``images_dir``."""
 
@@ -68,6 +100,8 @@ class SplitData:
     sources: dict[str, Path] = field(default_factory=dict)
     # the file the split was read from (named in error messages)
     source: Path | None = None
+    # where each image / annotation came from, for formats with one file per image (None: ``source`` itself)
+    origins: Origins | None = None
 
     _inside: InsideResolver | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -132,41 +166,11 @@ def list_images(folder: Path) -> list[str]:
     return sorted(found)
 
 
-def fill_image_sizes(split: SplitData, source: str | Path) -> None:
-    """Read every image header: checks the files are images and fills ``width``/``height`` where missing."""
-    src = split.source if split.source is not None else source
-    paths = []
-    for img in split.coco.images:
-        try:
-            paths.append(split.image_path(img["file_name"], src))
-        except DetkitError as e:
-            raise DetkitError(f"image id {img['id']}: {e.message}", hint="file_name must stay inside the image folder") from None
-    sizes = image_sizes(paths)
-    for img, (w, h) in zip(split.coco.images, sizes.tolist()):
-        if not img.get("width") or not img.get("height"):
-            img["width"], img["height"] = w, h
-
-
-def check_categories(data: DatasetData, source: str | Path) -> None:
-    """Every annotation's category id must be in the class map (vectorised)."""
-    known = np.asarray(data.class_map.category_ids, dtype=np.int64)
-    for split_name, split in data.splits.items():
-        if not split.coco.annotations:
-            continue
-        cids = np.fromiter((a["category_id"] for a in split.coco.annotations), dtype=np.int64, count=len(split.coco.annotations))
-        bad = ~np.isin(cids, known)
-        if bad.any():
-            ann = split.coco.annotations[int(np.flatnonzero(bad)[0])]
-            raise DetkitError(
-                f"split '{split_name}': annotation id {ann['id']} has category_id {ann['category_id']} not in the classes {list(data.class_map.category_ids)}",
-                hint="fix the annotation or add the category",
-                path=source,
-            )
-
-
-def write_detkit_dataset(data: DatasetData, out: str | Path, overwrite: bool = False, link: bool = False) -> Path:
+def write_detkit_dataset(
+    data: DatasetData, out: str | Path, overwrite: bool = False, link: bool = False, extra_files: Mapping[str, bytes] | None = None
+) -> Path:
     """Write the canonical detkit layout (dataset.yaml + annotations/<split>.json + images/<split>/) atomically."""
-    with DatasetWriter(out, data.class_map, name=data.name, overwrite=overwrite, link=link) as writer:
+    with DatasetWriter(out, data.class_map, name=data.name, overwrite=overwrite, link=link, extra_files=extra_files) as writer:
         for split_name, split in data.splits.items():
             dst = InsideResolver(writer.images_dir(split_name))
             pairs = [(split.image_path(img["file_name"]), dst(img["file_name"])) for img in split.coco.images]
@@ -197,13 +201,15 @@ def assemble_split(
     class_map: ClassMap,
     meta: Sidecar | None,
     split: str,
+    origins: Origins,
     row_extras: list[dict[str, Any]] | None = None,
-) -> CocoData:
+) -> tuple[CocoData, Origins]:
     """Turn parsed label rows into COCO, restoring ids, areas and crowd regions from the sidecar.
 
     ``images`` (``file_name``, ``width``, ``height``) are in file order with label keys ``keys``; row ``r``
     belongs to ``images[row_image[r]]`` (rows sorted by image), has model label ``labels[r]`` and pixel box
     ``boxes[r]`` (xywh). Without sidecar data, ids are 1..N / 1..M in file order and ``area = w * h``.
+    ``origins`` locates the images and rows in file order; the returned copy follows the COCO order.
     """
     n, m = len(images), len(labels)
     counts = np.bincount(row_image, minlength=n) if m else np.zeros(n, dtype=np.int64)
@@ -213,6 +219,7 @@ def assemble_split(
     ann_ids = np.arange(1, m + 1, dtype=np.int64)
     image_ids = np.arange(1, n + 1, dtype=np.int64)
     crowd: list[dict[str, Any]] = []
+    crowd_image: list[int] = []  # the image (file order) each crowd region belongs to
     split_meta = meta.splits.get(split) if meta is not None else None
     if split_meta:
         found = [split_meta.get(k) for k in keys]
@@ -238,6 +245,7 @@ def assemble_split(
                 ann_ids[s : s + c] = np.arange(next_ann, next_ann + c)
                 next_ann += c
             crowd.extend({**cr, "image_id": int(e.id), "iscrowd": 1} for cr in e.crowd)
+            crowd_image.extend([i] * len(e.crowd))
     for img, iid in zip(images, image_ids.tolist()):
         img["id"] = iid
     annotations = [
@@ -249,13 +257,21 @@ def assemble_split(
     if row_extras is not None:
         for ann, extra in zip(annotations, row_extras):
             ann.update(extra)
+    ann_file, ann_pos = origins.ann_file, origins.ann_pos
     if crowd:
         annotations.extend(crowd)
-        annotations.sort(key=lambda a: a["id"])
+        ann_file = np.concatenate([ann_file, origins.image_file[np.asarray(crowd_image, dtype=np.int64)]])
+        ann_pos = np.concatenate([ann_pos, np.full(len(crowd), -1, dtype=np.int64)])
+        by_id = np.argsort(np.fromiter((a["id"] for a in annotations), dtype=np.int64, count=len(annotations)), kind="stable")
+        annotations = [annotations[k] for k in by_id.tolist()]
+        ann_file, ann_pos = ann_file[by_id], ann_pos[by_id]
+    image_file = origins.image_file
     if split_meta:
         order = np.argsort(image_ids, kind="stable")
         images = [images[i] for i in order.tolist()]
-    return CocoData(images=images, annotations=annotations, categories=class_map.to_coco_categories())
+        image_file = image_file[order]
+    out_origins = Origins(origins.files, image_file, ann_file, ann_pos, origins.kind, origins.sidecar)
+    return CocoData(images=images, annotations=annotations, categories=class_map.to_coco_categories()), out_origins
 
 
 def split_for_writing(coco: CocoData) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:

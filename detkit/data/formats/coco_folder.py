@@ -15,7 +15,7 @@ from pathlib import Path
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import read_coco
 from detkit.data.dataset import DATASET_FILE, KNOWN_SPLITS, load_dataset
-from detkit.data.formats.base import DatasetData, SplitData, check_categories
+from detkit.data.formats.base import DatasetData, SplitData
 from detkit.errors import DetkitError
 
 
@@ -58,9 +58,7 @@ def _read_detkit(src: Path) -> DatasetData:
             ):
                 spec.class_map.check_same(file_map, str(spec.path), str(s.annotations), hint="make the COCO categories match dataset.yaml's classes")
         splits[name] = SplitData(coco=coco, images_dir=s.images, source=s.annotations)
-    data = DatasetData(class_map=spec.class_map, splits=splits, name=spec.name)
-    check_categories(data, spec.path)
-    return data
+    return DatasetData(class_map=spec.class_map, splits=splits, name=spec.name)
 
 
 def _read_plain(json_files: list[Path], images: Path | None, name: str) -> DatasetData:
@@ -87,9 +85,7 @@ def _read_plain(json_files: list[Path], images: Path | None, name: str) -> Datas
             raise DetkitError("image folder not found", path=img_dir)
         splits[split] = SplitData(coco=coco, images_dir=img_dir.resolve(), source=jf)
     assert class_map is not None
-    data = DatasetData(class_map=class_map, splits=splits, name=name)
-    check_categories(data, json_files[0])
-    return data
+    return DatasetData(class_map=class_map, splits=splits, name=name)
 
 
 def read_coco_source(src: str | Path, images: str | Path | None = None) -> DatasetData:

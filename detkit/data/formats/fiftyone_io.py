@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,10 @@ import yaml
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData
 from detkit.data.dataset import KNOWN_SPLITS
-from detkit.data.formats.base import DatasetData, SplitData
+from detkit.data.formats.base import DatasetData, Origins, SplitData
 from detkit.data.formats.sidecar import read_sidecar, write_sidecar
+from detkit.data.writer import output_folder
 from detkit.errors import DetkitError
-from detkit.utils.atomic import atomic_dir
 from detkit.utils.files import read_yaml
 from detkit.utils.paths import resolve_inside
 from detkit.utils.progress import track
@@ -216,14 +217,20 @@ def _read_one(src: Path, type_name: str, split: str | None = None, missing_ok: b
         label_of = {c: i for i, c in enumerate(names)}
         base = Path(os.path.commonpath([str(p.parent.resolve()) for p in paths]))
         per_split: dict[str, CocoData] = {}
+        # where each annotation came from: (sample index, detection index) per split, for messages and reports
+        located: dict[str, tuple[list[int], list[int], list[int]]] = {}
         for i in track(range(n), f"reading {type_name}"):
             split_name = split or next((t for t in (tags[i] or []) if t in KNOWN_SPLITS), "train")
             coco = per_split.setdefault(split_name, CocoData(categories=class_map.to_coco_categories()))
+            img_at, ann_at, det_at = located.setdefault(split_name, ([], [], []))
             w, h = int(widths[i]), int(heights[i])
             image_id = len(coco.images) + 1
             coco.images.append({"id": image_id, "file_name": paths[i].resolve().relative_to(base).as_posix(), "width": w, "height": h})
+            img_at.append(i)
             if not labels[i]:
                 continue
+            ann_at.extend([i] * len(labels[i]))
+            det_at.extend(range(len(labels[i])))
             rel = np.asarray(boxes[i], dtype=np.float64).reshape(-1, 4)
             pix = rel * np.array([w, h, w, h], dtype=np.float64)
             cids = class_map.labels_to_category_ids(np.asarray([label_of[lab] for lab in labels[i]]))
@@ -233,18 +240,22 @@ def _read_one(src: Path, type_name: str, split: str | None = None, missing_ok: b
                 {"id": start + k, "image_id": image_id, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": int(bool(f))}
                 for k, (c, b, f) in enumerate(zip(cids.tolist(), pix.tolist(), flags))
             )
-        splits = {s: SplitData(coco=c, images_dir=base) for s, c in per_split.items()}
+        files = [str(p) for p in paths]
+        splits = {
+            s: SplitData(coco=c, images_dir=base, source=src, origins=Origins(files, *(np.asarray(v, dtype=np.int64) for v in located[s]), "detection"))
+            for s, c in per_split.items()
+        }
         return DatasetData(class_map=class_map, splits=splits, name=src.name)
     finally:
         if ds is not None:
             ds.delete()
 
 
-def write_fiftyone(data: DatasetData, out: str | Path, type_name: str, overwrite: bool = False) -> Path:
+def write_fiftyone(data: DatasetData, out: str | Path, type_name: str, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None) -> Path:
     fo = import_fiftyone()
     dtype = dataset_type(type_name)
     names = dict(zip(data.class_map.category_ids, data.class_map.names))
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with output_folder(out, overwrite=overwrite, extra_files=extra_files) as tmp:
         for split_name, split in data.splits.items():
             ds = fo.Dataset(name=f"detkit-export-{uuid.uuid4().hex}")
             try:

@@ -45,6 +45,7 @@ class Sidecar:
     class_map: ClassMap
     name: str
     splits: dict[str, dict[str, ImageMeta]]
+    path: str | None = None  # the file it was read from (named in reports)
 
     def image(self, split: str, key: str) -> ImageMeta | None:
         return self.splits.get(split, {}).get(key)
@@ -100,4 +101,4 @@ def read_sidecar(folder: Path) -> Sidecar | None:
         raise DetkitError(e.message, hint=hint, path=path) from None
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise DetkitError(f"damaged detkit sidecar ({type(e).__name__}: {e})", hint=hint, path=path) from None
-    return Sidecar(class_map=class_map, name=str(raw.get("name", "dataset")), splits=splits)
+    return Sidecar(class_map=class_map, name=str(raw.get("name", "dataset")), splits=splits, path=str(path))

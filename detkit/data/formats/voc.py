@@ -18,7 +18,7 @@ class names sorted alphabetically (VOC's own convention).
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -28,10 +28,10 @@ import numpy as np
 
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import KNOWN_SPLITS
-from detkit.data.formats.base import DatasetData, InsideResolver, SplitData, assemble_split, check_unique_stems, copy_many, image_size, number_text, split_for_writing
+from detkit.data.formats.base import DatasetData, InsideResolver, Origins, SplitData, assemble_split, check_unique_stems, copy_many, image_size, number_text, split_for_writing
 from detkit.data.formats.sidecar import image_meta_entry, read_sidecar, write_sidecar
+from detkit.data.writer import output_folder
 from detkit.errors import DetkitError
-from detkit.utils.atomic import atomic_dir
 from detkit.utils.paths import resolve_inside
 from detkit.utils.progress import track
 
@@ -60,21 +60,39 @@ def _text(el: ET.Element | None, tag: str) -> str | None:
 
 
 def _number(path: Path, obj_index: int, el: ET.Element | None, tag: str) -> float:
+    """The number in ``<tag>``; text that is no number is an error here, a non-finite value is the validator's."""
     t = _text(el, tag)
     try:
-        v = float(t) if t is not None else float("nan")
+        return float(t) if t is not None else float("")
     except ValueError:
-        v = float("nan")
-    if not np.isfinite(v):
-        raise DetkitError(f"object {obj_index}: <{tag}> is {t!r}, not a number", path=path)
-    return v
+        raise DetkitError(f"object {obj_index}: <{tag}> is {t!r}, not a number", path=path) from None
 
 
-def _split_ids(root: Path) -> dict[str, list[str]]:
+def _size(xml_path: Path, el: ET.Element, img_path: Path) -> tuple[int, int]:
+    """``<size>`` from the XML, else from the image header; (0, 0) when neither is known (the validator then
+    reports the missing or unreadable image)."""
+    size = el.find("size")
+    if size is not None:
+        w, h = (_number(xml_path, -1, size, t) for t in ("width", "height"))
+        if np.isfinite(w) and np.isfinite(h) and w > 0 and h > 0:
+            return int(w), int(h)
+    try:
+        return image_size(img_path)
+    except DetkitError:
+        return 0, 0
+
+
+def _split_files(root: Path) -> dict[str, Path]:
+    """``ImageSets/Main/<split>.txt`` per split (``trainval.txt`` as train when neither train nor val exists)."""
     sets = root / IMAGESETS
     found = {s: sets / f"{s}.txt" for s in KNOWN_SPLITS if (sets / f"{s}.txt").is_file()}
     if not found.keys() & {"train", "val"} and (sets / "trainval.txt").is_file():
         found["train"] = sets / "trainval.txt"
+    return found
+
+
+def _split_ids(root: Path) -> dict[str, list[str]]:
+    found = _split_files(root)
     if found:
         return {s: [ln.split()[0] for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()] for s, p in found.items()}
     ann = root / ANNOTATIONS
@@ -82,7 +100,9 @@ def _split_ids(root: Path) -> dict[str, list[str]]:
 
 
 def _find_image(root: Path, xml_path: Path, image_id: str, filename: str | None) -> Path:
+    """The image of an XML file; when it does not exist, the path it should have (the validator reports it)."""
     img_root = root / IMAGES
+    expected = []
     if filename:
         # <filename> is relative to JPEGImages (sub-folders as in the id), never outside it
         rel_dir = PurePosixPath(image_id).parent
@@ -91,11 +111,12 @@ def _find_image(root: Path, xml_path: Path, image_id: str, filename: str | None)
             p = resolve_inside(img_root, c, source=xml_path, what="filename")
             if p.is_file():
                 return p
+            expected.append(p)
     stem = resolve_inside(img_root, image_id, source=xml_path, what="image id")
     for suffix in (".jpg", ".jpeg", ".png", ".bmp", ".JPG", ".JPEG", ".PNG"):
         if stem.with_name(stem.name + suffix).is_file():
             return stem.with_name(stem.name + suffix)
-    raise DetkitError(f"image for '{image_id}' not found in {IMAGES}/", path=xml_path)
+    return expected[0] if expected else stem.with_name(stem.name + ".jpg")
 
 
 def read_voc(src: str | Path, classes: Sequence[str] | None = None) -> DatasetData:
@@ -105,6 +126,7 @@ def read_voc(src: str | Path, classes: Sequence[str] | None = None) -> DatasetDa
     root = root.resolve()
     meta = read_sidecar(root)
     parsed: dict[str, list[tuple[str, Path, Path, ET.Element]]] = {}
+    split_files = _split_files(root)
     for split, ids in _split_ids(root).items():
         rows = []
         for image_id in track(ids, f"reading {split} XML"):
@@ -127,12 +149,9 @@ def read_voc(src: str | Path, classes: Sequence[str] | None = None) -> DatasetDa
     splits: dict[str, SplitData] = {}
     for split, rows in parsed.items():
         images, keys, sources = [], [], {}
-        row_image, labels, boxes, extras = [], [], [], []
+        row_image, row_object, labels, boxes, extras = [], [], [], [], []
         for i, (image_id, xml_path, img_path, el) in enumerate(rows):
-            size = el.find("size")
-            w, h = (int(_number(xml_path, -1, size, "width")), int(_number(xml_path, -1, size, "height"))) if size is not None else (0, 0)
-            if w <= 0 or h <= 0:
-                w, h = image_size(img_path)
+            w, h = _size(xml_path, el, img_path)
             fn = img_path.relative_to(root / IMAGES).as_posix()
             images.append({"id": 0, "file_name": fn, "width": w, "height": h})
             keys.append(image_id)
@@ -145,17 +164,21 @@ def read_voc(src: str | Path, classes: Sequence[str] | None = None) -> DatasetDa
                     raise DetkitError(f"object {k} ({name}) has no <bndbox>", path=xml_path)
                 x1, y1, x2, y2 = (_number(xml_path, k, bb, t) for t in ("xmin", "ymin", "xmax", "ymax"))
                 row_image.append(i)
+                row_object.append(k)
                 labels.append(label_of[name])
                 boxes.append((x1, y1, x2 - x1, y2 - y1))
                 extras.append({"difficult": 1} if _text(obj, "difficult") in ("1", "true") else {})
-        coco = assemble_split(
-            images, keys, np.asarray(row_image, dtype=np.int64), np.asarray(labels, dtype=np.int64),
-            np.asarray(boxes, dtype=np.float64).reshape(-1, 4), class_map, meta, split, extras,
+        row_img = np.asarray(row_image, dtype=np.int64)
+        where = Origins([str(r[1]) for r in rows], np.arange(len(rows)), row_img, np.asarray(row_object, dtype=np.int64), "object",
+                        meta.path if meta is not None else None)
+        coco, where = assemble_split(
+            images, keys, row_img, np.asarray(labels, dtype=np.int64),
+            np.asarray(boxes, dtype=np.float64).reshape(-1, 4), class_map, meta, split, where, extras,
         )
         # the sidecar may have restored original file names: remember where each image really is
         for img, (_, _, img_path, _) in zip(images, rows):
             sources[img["file_name"]] = img_path
-        splits[split] = SplitData(coco=coco, images_dir=root / IMAGES, sources=sources)
+        splits[split] = SplitData(coco=coco, images_dir=root / IMAGES, sources=sources, source=split_files.get(split, root / ANNOTATIONS), origins=where)
     return DatasetData(class_map=class_map, splits=splits, name=meta.name if meta is not None else root.name)
 
 
@@ -190,7 +213,9 @@ def _xml(img: dict[str, Any], filename: str, anns: list[dict[str, Any]], cmap: C
     return ET.tostring(root, encoding="utf-8", xml_declaration=False) + b"\n"
 
 
-def write_voc(data: DatasetData, out: str | Path, overwrite: bool = False, link: bool = False) -> Path:
+def write_voc(
+    data: DatasetData, out: str | Path, overwrite: bool = False, link: bool = False, extra_files: Mapping[str, bytes] | None = None
+) -> Path:
     cmap = data.class_map
     seen: dict[str, str] = {}
     clash = False
@@ -200,7 +225,7 @@ def write_voc(data: DatasetData, out: str | Path, overwrite: bool = False, link:
             clash |= seen.setdefault(stem, split_name) != split_name
     all_rels = [f"{s}/{img['file_name']}" if clash else img["file_name"] for s, sp in data.splits.items() for img in sp.coco.images]
     check_unique_stems(all_rels, ", ".join(data.splits), "VOC")
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with output_folder(out, overwrite=overwrite, extra_files=extra_files) as tmp:
         meta_splits: dict[str, dict[str, dict[str, Any]]] = {}
         (tmp / IMAGESETS).mkdir(parents=True)
         (tmp / ANNOTATIONS).mkdir()

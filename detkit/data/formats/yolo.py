@@ -20,6 +20,7 @@ written with 12 significant digits, far below 1e-6 of a pixel.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from detkit.data.dataset import KNOWN_SPLITS
 from detkit.data.formats.base import (
     DatasetData,
     InsideResolver,
+    Origins,
     SplitData,
     assemble_split,
     check_unique_stems,
@@ -40,8 +42,8 @@ from detkit.data.formats.base import (
     split_for_writing,
 )
 from detkit.data.formats.sidecar import SIDECAR_FILE, image_meta_entry, read_sidecar, write_sidecar
+from detkit.data.writer import output_folder
 from detkit.errors import DetkitError
-from detkit.utils.atomic import atomic_dir
 from detkit.utils.files import read_yaml
 from detkit.utils.paths import resolve_inside
 from detkit.utils.progress import track
@@ -128,8 +130,11 @@ def label_rel_path(image_rel: str) -> str:
     return os.path.splitext("/".join(parts))[0] + ".txt"
 
 
-def _parse_labels(label_files: list[str], num_classes: int, description: str = "reading labels") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All label lines of a split: (row -> file index, class index, normalised cxcywh)."""
+def _parse_labels(label_files: list[str], num_classes: int, description: str = "reading labels") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """All label lines of a split: (row -> file index, row -> line number, class index, normalised cxcywh).
+
+    Lines that are not 'class cx cy w h' numbers (or a segment) and class indices out of range are errors here;
+    coordinate values (non-finite, negative sizes, outside [0, 1]) are the validator's to judge."""
     tokens: list[list[str]] = []
     where: list[tuple[int, int]] = []
     for fi, path in enumerate(track(label_files, description)):
@@ -147,7 +152,7 @@ def _parse_labels(label_files: list[str], num_classes: int, description: str = "
                 where.append((fi, li))
     n = len(tokens)
     if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, 4))
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros((0, 4))
     arity = np.fromiter(map(len, tokens), dtype=np.int64, count=n)
     is_box = arity == 5
     is_poly = (arity >= 7) & (arity % 2 == 1)
@@ -178,16 +183,14 @@ def _parse_labels(label_files: list[str], num_classes: int, description: str = "
         xy = v[1:].reshape(-1, 2)
         lo, hi = xy.min(0), xy.max(0)
         values[r] = [v[0], *((lo + hi) / 2), *(hi - lo)]
-    finite = np.isfinite(values).all(1)
-    if not finite.all():
-        fail(int(np.flatnonzero(~finite)[0]), "non-finite value")
     cls = values[:, 0]
-    bad = np.flatnonzero((cls != np.round(cls)) | (cls < 0) | (cls >= num_classes))
+    with np.errstate(invalid="ignore"):
+        bad = np.flatnonzero(~np.isfinite(cls) | (cls != np.round(cls)) | (cls < 0) | (cls >= num_classes))
     if bad.size:
         r = int(bad[0])
         fail(r, f"class index {tokens[r][0]} out of range (data.yaml names {num_classes} classes: 0..{num_classes - 1})")
-    file_idx = np.fromiter((w[0] for w in where), dtype=np.int64, count=n)
-    return file_idx, cls.astype(np.int64), values[:, 1:]
+    where_arr = np.asarray(where, dtype=np.int64).reshape(-1, 2)
+    return where_arr[:, 0], where_arr[:, 1], cls.astype(np.int64), values[:, 1:]
 
 
 def read_yolo(src: str | Path) -> DatasetData:
@@ -217,21 +220,26 @@ def read_yolo(src: str | Path) -> DatasetData:
         prefix = "" if prefix == "." else prefix + "/"
         root_str = str(root)
         label_files = [os.path.join(root_str, label_rel_path(prefix + f)) for f in file_names]
-        file_idx, labels, cxcywh = _parse_labels(label_files, len(class_map), f"reading {split} labels")
+        file_idx, line_no, labels, cxcywh = _parse_labels(label_files, len(class_map), f"reading {split} labels")
         wh = sizes[file_idx].astype(np.float64)
-        boxes = np.concatenate([(cxcywh[:, :2] - cxcywh[:, 2:] / 2) * wh, cxcywh[:, 2:] * wh], axis=1)
+        with np.errstate(invalid="ignore"):  # non-finite values stay non-finite: the validator reports them
+            boxes = np.concatenate([(cxcywh[:, :2] - cxcywh[:, 2:] / 2) * wh, cxcywh[:, 2:] * wh], axis=1)
         images = [{"id": 0, "file_name": f, "width": w, "height": h} for f, (w, h) in zip(file_names, sizes.tolist())]
-        coco = assemble_split(images, file_names, file_idx, labels, boxes, class_map, meta, split)
-        splits[split] = SplitData(coco=coco, images_dir=base)
+        n = len(file_names)
+        where = Origins(label_files + [str(p) for p in paths], np.arange(n, 2 * n), file_idx, line_no, "line", meta.path if meta is not None else None)
+        coco, where = assemble_split(images, file_names, file_idx, labels, boxes, class_map, meta, split, where)
+        splits[split] = SplitData(coco=coco, images_dir=base, source=yaml_path, origins=where)
     if not splits:
         raise DetkitError(f"no split paths ({', '.join(KNOWN_SPLITS)}) in the YOLO data file", path=yaml_path)
     name = meta.name if meta is not None else yaml_path.parent.name
     return DatasetData(class_map=class_map, splits=splits, name=name)
 
 
-def write_yolo(data: DatasetData, out: str | Path, overwrite: bool = False, link: bool = False) -> Path:
+def write_yolo(
+    data: DatasetData, out: str | Path, overwrite: bool = False, link: bool = False, extra_files: Mapping[str, bytes] | None = None
+) -> Path:
     cmap = data.class_map
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with output_folder(out, overwrite=overwrite, extra_files=extra_files) as tmp:
         meta_splits: dict[str, dict[str, dict[str, Any]]] = {}
         for split_name, split in data.splits.items():
             coco = split.coco
