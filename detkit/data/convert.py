@@ -21,7 +21,15 @@ from detkit.data.formats.yolo import write_yolo
 from detkit.data.validate import ValidationReport, drop_invalid, validate_data
 from detkit.errors import DetkitError
 
-__all__ = ["FORMATS", "FIFTYONE_PREFIX", "REPORT_FILE", "ConvertResult", "convert_dataset", "read_dataset", "write_dataset"]
+__all__ = [
+    "FORMATS",
+    "FIFTYONE_PREFIX",
+    "REPORT_FILE",
+    "ConvertResult",
+    "convert_dataset",
+    "read_dataset",
+    "write_dataset",
+]
 
 REPORT_FILE = "convert_report.json"
 
@@ -93,7 +101,12 @@ def _report_file(src: Path, fmt: str, to: str, report: ValidationReport, dropped
 
 
 def write_dataset(
-    data: DatasetData, out: str | Path, to: str = "coco", overwrite: bool = False, link: bool = False, extra_files: dict[str, bytes] | None = None
+    data: DatasetData,
+    out: str | Path,
+    to: str = "coco",
+    overwrite: bool = False,
+    link: bool = False,
+    extra_files: dict[str, bytes] | None = None,
 ) -> Path:
     to = check_format(to, "--to", allow_auto=False)
     if to == "coco":

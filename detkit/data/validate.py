@@ -152,7 +152,8 @@ class ValidationReport:
 def sources_of(data: DatasetData, source: Path, fmt: str) -> dict[str, SplitSource]:
     """The validator's view of data read by any format reader."""
     return {
-        name: SplitSource(name, split.coco, split.source if split.source is not None else source, split.images_dir, fmt, split.sources, split.origins)
+        name: SplitSource(name, split.coco, split.source if split.source is not None else source, split.images_dir, fmt,
+                          split.sources, split.origins)
         for name, split in data.splits.items()
     }
 
@@ -165,7 +166,8 @@ def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, 
         fmt: str | None = detect_format(path)
     except DetkitError:
         fmt = None
-    if fmt in ("coco", None) and (is_detkit_dataset(path) or path.suffix in (".yaml", ".yml")):  # (None: load_dataset names the problem)
+    # a detkit dataset.yaml (fmt None: a YAML file that does not parse; load_dataset names the problem)
+    if fmt in ("coco", None) and (is_detkit_dataset(path) or path.suffix in (".yaml", ".yml")):
         if images is not None:
             raise DetkitError("--images applies to a plain COCO JSON, not to a dataset.yaml", path=path)
         spec = load_dataset(path)
@@ -238,27 +240,34 @@ def _check_image_files(src: SplitSource, decode: bool, workers: int) -> tuple[li
         except DetkitError as e:
             paths.append(None)
             file, record = src.where_image(i)
-            out.append(Finding(ERROR, "path_escapes_root", split, file, e.message.removeprefix(f"{src.annotations}: "), img["id"],
-                               fix="drop image", record=record, _image_index=i))
+            message = e.message.removeprefix(f"{src.annotations}: ")
+            out.append(Finding(ERROR, "path_escapes_root", split, file, message, img["id"], fix="drop image",
+                               record=record, _image_index=i))
     todo = [(i, p) for i, p in enumerate(paths) if p is not None]
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = list(track(pool.map(lambda ip: _probe(ip[1], decode), todo), f"checking {split} image files", total=len(todo)))
+
+    def add(i: int, severity: str, check: str, message: str, fix: str, value: Any = None) -> None:
+        # named by the file listing the image (COCO JSON, VOC XML; YOLO: the image itself); the message names the image
+        file, record = src.where_image(i)
+        out.append(Finding(severity, check, split, file, message, images[i]["id"], fix=fix, record=record,
+                           _image_index=i, _value=value))
+
     for (i, p), (status, w, h) in zip(todo, results):
         img = images[i]
-        name, record = str(p), f"image id {img['id']}"
         if status == "missing":
-            out.append(Finding(ERROR, "missing_image", split, name, "image file does not exist", img["id"], fix="drop image", record=record, _image_index=i))
+            add(i, ERROR, "missing_image", f"image file {p} does not exist", "drop image")
         elif status == "unreadable":
-            out.append(Finding(ERROR, "unreadable_image", split, name, "not a readable image", img["id"], fix="drop image", record=record, _image_index=i))
+            add(i, ERROR, "unreadable_image", f"image file {p} is not a readable image", "drop image")
         elif status == "truncated":
-            out.append(Finding(ERROR, "truncated_image", split, name, "image data is truncated or corrupt", img["id"], fix="drop image",
-                               record=record, _image_index=i))
+            add(i, ERROR, "truncated_image", f"image file {p} is truncated or corrupt", "drop image")
         elif not img.get("width") or not img.get("height"):
-            out.append(Finding(WARNING, "missing_size", split, name, f"no width/height in the {labels} (file is {w}x{h})", img["id"],
-                               fix="set size from file", record=record, _image_index=i, _value=(w, h)))
+            add(i, WARNING, "missing_size", f"no width/height in the {labels} (image file {p} is {w}x{h})",
+                "set size from file", (w, h))
         elif (img["width"], img["height"]) != (w, h):
-            out.append(Finding(ERROR, "size_mismatch", split, name, f"{labels} says {img['width']}x{img['height']} but the file is {w}x{h}", img["id"],
-                               fix="set size from file", record=record, _image_index=i, _value=(w, h)))
+            said = f"{img['width']}x{img['height']}"
+            add(i, ERROR, "size_mismatch", f"the {labels} says {said} but image file {p} is {w}x{h}",
+                "set size from file", (w, h))
     return out, {p for p in paths if p is not None}
 
 
@@ -276,8 +285,8 @@ def _check_unlisted(splits: dict[str, SplitSource], listed: set[Path]) -> list[F
             p = inside(rel)
             if p not in listed:
                 listed.add(p)  # reported once, even when it lies in several splits' folders
-                out.append(Finding(WARNING, "unlisted_image", src.name, str(src.images_dir / rel), "image file is not listed in the annotations",
-                                   fix="not copied"))
+                out.append(Finding(WARNING, "unlisted_image", src.name, str(src.images_dir / rel),
+                                   "image file is not listed in the annotations", fix="not copied"))
     return out
 
 
@@ -301,16 +310,19 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
 
     def on_image(severity: str, check: str, i: int, message: str, fix: str | None) -> None:
         file, record = src.where_image(i)
-        out.append(Finding(severity, check, split, file, message, int(images[i]["id"]), fix=fix, record=record, _image_index=i))
+        out.append(Finding(severity, check, split, file, message, int(images[i]["id"]), fix=fix, record=record,
+                           _image_index=i))
 
     def on_ann(severity: str, check: str, k: int, message: str, fix: str, value: Any = None) -> None:
         file, record = src.where_annotation(k)
-        out.append(Finding(severity, check, split, file, message, int(ann_img[k]), int(ann_ids[k]), fix=fix, record=record, _ann_index=k, _value=value))
+        out.append(Finding(severity, check, split, file, message, int(ann_img[k]), int(ann_ids[k]), fix=fix,
+                           record=record, _ann_index=k, _value=value))
 
     img_ids = np.fromiter((im["id"] for im in images), dtype=np.int64, count=len(images))
     dup_images = _duplicates(img_ids)
     for i in dup_images.tolist():
-        on_image(ERROR, "duplicate_image_id", i, f"the id is used by more than one image (this one: {images[i]['file_name']})", "drop the later image")
+        on_image(ERROR, "duplicate_image_id", i,
+                 f"the id is used by more than one image (this one: {images[i]['file_name']})", "drop the later image")
     names = np.asarray([im["file_name"] for im in images], dtype=object)
     if names.size:
         _, first = np.unique(names.astype(str), return_index=True)
@@ -332,7 +344,8 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
         on_ann(ERROR, "unknown_image", k, f"points to image id {ann_img[k]}, which does not exist", "drop annotation")
     unknown_cat = ~np.isin(ann_cat, np.asarray(class_map.category_ids, dtype=np.int64))
     for k in np.flatnonzero(unknown_cat).tolist():
-        on_ann(ERROR, "unknown_category", k, f"category_id {ann_cat[k]} is not one of the classes {list(class_map.category_ids)}", "drop annotation")
+        on_ann(ERROR, "unknown_category", k,
+               f"category_id {ann_cat[k]} is not one of the classes {list(class_map.category_ids)}", "drop annotation")
 
     # image size per annotation (file size when known, else the labels'), looked up vectorised
     order = np.argsort(img_ids, kind="stable")
@@ -349,7 +362,8 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
         W, H = ann_wh.T
         if src.fmt == "yolo":  # the label file's own numbers: cx, cy, w, h as fractions of the image
             norm = np.stack([(x + w / 2) / W, (y + h / 2) / H, w / W, h / H], axis=1)
-            norm_out = finite & ~nonpos & has_size & ((norm < -NORMALISED_TOLERANCE) | (norm > 1 + NORMALISED_TOLERANCE)).any(1)
+            outside01 = ((norm < -NORMALISED_TOLERANCE) | (norm > 1 + NORMALISED_TOLERANCE)).any(1)
+            norm_out = finite & ~nonpos & has_size & outside01
         else:
             norm_out = np.zeros(n, dtype=bool)
         fully_out = finite & ~nonpos & has_size & ~norm_out & ((x >= W) | (y >= H) | (x2 <= 0) | (y2 <= 0))
@@ -360,7 +374,8 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
         """The box as the user's file writes it."""
         if src.fmt == "voc":
             bx, by, bw, bh = (float(v) for v in boxes[k])
-            return "box ({})".format(", ".join(f"{t} {number_text(v)}" for t, v in zip(("xmin", "ymin", "xmax", "ymax"), (bx, by, bx + bw, by + bh))))
+            edges = zip(("xmin", "ymin", "xmax", "ymax"), (bx, by, bx + bw, by + bh))
+            return "box ({})".format(", ".join(f"{t} {number_text(v)}" for t, v in edges))
         if src.fmt == "yolo" and has_size[k]:
             with np.errstate(invalid="ignore"):
                 cxcywh = [(x[k] + w[k] / 2) / W[k], (y[k] + h[k] / 2) / H[k], w[k] / W[k], h[k] / H[k]]
@@ -373,27 +388,31 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
     with np.errstate(invalid="ignore"):
         bad_area = finite & ~nonpos & ~(np.isfinite(areas) & (areas >= 0))  # (a bad box is reported once, as a box)
     for k in np.flatnonzero(bad_area).tolist():
-        on_ann(ERROR, "invalid_area", k, f"area {anns[k]['area']} is not a finite non-negative number", "drop annotation")
+        on_ann(ERROR, "invalid_area", k, f"area {anns[k]['area']} is not a finite non-negative number",
+               "drop annotation")
     for k in np.flatnonzero(nonpos).tolist():
         on_ann(ERROR, "nonpositive_box", k, f"{box(k)} has non-positive width or height", "drop annotation")
     for k in np.flatnonzero(norm_out).tolist():
         on_ann(ERROR, "coordinates_out_of_range", k, f"{box(k)} has values outside [0, 1]", "drop annotation")
     for k in np.flatnonzero(fully_out).tolist():
-        on_ann(ERROR, "box_outside_image", k, f"{box(k)} lies entirely outside the {int(W[k])}x{int(H[k])} image", "drop annotation")
+        on_ann(ERROR, "box_outside_image", k, f"{box(k)} lies entirely outside the {int(W[k])}x{int(H[k])} image",
+               "drop annotation")
     for k in np.flatnonzero(partly_out).tolist():
-        on_ann(WARNING, "box_partly_outside", k, f"{box(k)} extends outside the {int(W[k])}x{int(H[k])} image", "clip to the image",
-               (float(W[k]), float(H[k])))
+        on_ann(WARNING, "box_partly_outside", k, f"{box(k)} extends outside the {int(W[k])}x{int(H[k])} image",
+               "clip to the image", (float(W[k]), float(H[k])))
 
     known = ~unknown_img
     per_image = np.bincount(np.searchsorted(img_ids[order], ann_img[known]), minlength=len(images)) if known.any() else np.zeros(len(images), dtype=np.int64)
     for j in np.flatnonzero(per_image > max_boxes).tolist():
         i = int(order[j])
         try:
-            where_file = str(src.image_path(images[i]["file_name"])) if src.images_dir is not None else images[i]["file_name"]
+            fn = images[i]["file_name"]
+            where_file = fn if src.images_dir is None else str(src.image_path(fn))
         except DetkitError:  # a file_name leaving the folder: reported as path_escapes_root
             where_file = images[i]["file_name"]
         out.append(Finding(WARNING, "too_many_boxes", split, where_file,
-                           f"{per_image[j]} boxes, more than the model's {max_boxes} queries can detect", int(img_ids[i]), record=f"image id {img_ids[i]}"))
+                           f"{per_image[j]} boxes, more than the model's {max_boxes} queries can detect",
+                           int(img_ids[i]), record=f"image id {img_ids[i]}"))
     return out
 
 
@@ -440,7 +459,8 @@ def _run_checks(
         if files and src.images_dir is not None:
             file_findings, paths = _check_image_files(src, decode, workers)
             listed |= paths
-        sizes = {f._image_index: f._value for f in file_findings if f.fix == "set size from file" and f._image_index is not None}
+        sizes = {f._image_index: f._value for f in file_findings
+                 if f.fix == "set size from file" and f._image_index is not None}
         findings.extend(file_findings)
         findings.extend(_check_annotations(src, class_map, max_boxes, sizes))
     if files:
@@ -484,7 +504,8 @@ def validate_data(
     leave it off when the reader has read every image header itself)."""
     _check_settings(max_boxes, imbalance_ratio)
     source = Path(source)
-    return _run_checks(source, data.class_map, sources_of(data, source, fmt), [], max_boxes, imbalance_ratio, decode, workers, files=files)
+    splits = sources_of(data, source, fmt)
+    return _run_checks(source, data.class_map, splits, [], max_boxes, imbalance_ratio, decode, workers, files=files)
 
 
 # ---------------------------------------------------------------------------------------------- fix
@@ -500,7 +521,9 @@ class FixResult:
         return {"out": str(self.out), "changes": self.changes, "splits": self.splits}
 
 
-def _fixed_split(src: SplitSource, findings: list[Finding], changes: list[dict[str, Any]], drop_errors: bool = False) -> CocoData:
+def _fixed_split(
+    src: SplitSource, findings: list[Finding], changes: list[dict[str, Any]], drop_errors: bool = False
+) -> CocoData:
     """The split with each finding's fix applied; ``drop_errors``: instead drop every record an error names (and
     the annotations of dropped images), fill missing image sizes from the files, and change nothing else."""
     coco = src.coco
@@ -511,8 +534,8 @@ def _fixed_split(src: SplitSource, findings: list[Finding], changes: list[dict[s
     renumber: list[int] = []
 
     def note(f: Finding, action: str) -> None:
-        changes.append({"split": src.name, "action": action, "check": f.check, "file": f.file, "record": f.record, "message": f.message,
-                        "image_id": f.image_id, "ann_id": f.ann_id})
+        changes.append({"split": src.name, "action": action, "check": f.check, "file": f.file, "record": f.record,
+                        "message": f.message, "image_id": f.image_id, "ann_id": f.ann_id})
 
     for f in findings:
         if f.split != src.name or f.fix is None:
@@ -560,8 +583,9 @@ def _fixed_split(src: SplitSource, findings: list[Finding], changes: list[dict[s
             continue
         if int(ann["image_id"]) not in kept_ids:
             file, record = src.where_annotation(k)
-            changes.append({"split": src.name, "action": "dropped annotation", "check": "image dropped", "file": file, "record": record,
-                            "message": f"its image (image id {ann['image_id']}) was dropped", "image_id": ann["image_id"], "ann_id": ann["id"]})
+            changes.append({"split": src.name, "action": "dropped annotation", "check": "image dropped", "file": file,
+                            "record": record, "message": f"its image (image id {ann['image_id']}) was dropped",
+                            "image_id": ann["image_id"], "ann_id": ann["id"]})
             continue
         ann = dict(ann)
         if k in clip:
@@ -595,7 +619,8 @@ def fix_dataset(report: ValidationReport, out: str | Path, overwrite: bool = Fal
         for name, coco in fixed.items():
             src = report.splits[name]
             dst = InsideResolver(w.images_dir(name))
-            copy_many([(src.image_path(im["file_name"]), dst(im["file_name"])) for im in coco.images], False, f"copying {name} images")
+            pairs = [(src.image_path(im["file_name"]), dst(im["file_name"])) for im in coco.images]
+            copy_many(pairs, False, f"copying {name} images")
             w.write_split(name, coco)
     return FixResult(out=Path(out), changes=changes, splits={s: {"images": len(c.images), "boxes": len(c.annotations)} for s, c in fixed.items()})
 
@@ -609,5 +634,6 @@ def drop_invalid(report: ValidationReport) -> tuple[dict[str, CocoData], list[di
         f = unplaced[0]
         raise DetkitError(f"{f.line()} (this error names no record that could be dropped)", path=None)
     dropped: list[dict[str, Any]] = []
-    splits = {name: _fixed_split(src, report.findings, dropped, drop_errors=True) for name, src in report.splits.items()}
+    splits = {name: _fixed_split(src, report.findings, dropped, drop_errors=True)
+              for name, src in report.splits.items()}
     return splits, dropped

@@ -36,12 +36,16 @@ def _os_error(e: OSError, tmp: Path | None, out: Path) -> DetkitError:
     reason = e.strerror or type(e).__name__
     if tmp is None or name is None or _user_text(name, tmp, out) != name:
         where = _user_text(name, tmp, out) if tmp is not None and name is not None else str(out)
-        return DetkitError(f"cannot write the output: {reason} ({where})", hint="check free space and permissions", path=out)
+        return DetkitError(
+            f"cannot write the output: {reason} ({where})", hint="check free space and permissions", path=out
+        )
     return DetkitError(f"cannot read: {reason}", path=name)
 
 
 @contextlib.contextmanager
-def output_folder(out: str | Path, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None) -> Iterator[Path]:
+def output_folder(
+    out: str | Path, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None
+) -> Iterator[Path]:
     """:func:`~detkit.utils.atomic.atomic_dir` for dataset writers: every error raised while writing names ``out``
     (never the temporary folder, which the user has never heard of), and ``extra_files`` (name -> bytes, e.g. a
     report) are written into the folder before it is renamed into place."""
@@ -56,7 +60,9 @@ def output_folder(out: str | Path, overwrite: bool = False, extra_files: Mapping
         text = f"{e.message}\n{e.hint or ''}"
         if tmp is None or (str(tmp) not in text and str(tmp.resolve()) not in text):
             raise
-        raise DetkitError(_user_text(e.message, tmp, out), hint=_user_text(e.hint, tmp, out) if e.hint else None) from None
+        raise DetkitError(
+            _user_text(e.message, tmp, out), hint=_user_text(e.hint, tmp, out) if e.hint else None
+        ) from None
     except OSError as e:
         raise _os_error(e, tmp, out) from None
 

@@ -77,9 +77,15 @@ def test_every_anomaly_is_found_and_named(broken):
     report = validate_dataset(root)
     assert not report.ok
     one = lambda check: _find(report, check)[0]  # noqa: E731
-    assert one("missing_image").file.endswith("train/000002.jpg") and one("missing_image").image_id == 2
-    assert one("unreadable_image").file.endswith("000003.jpg") and one("unreadable_image").severity == "error"
-    assert one("truncated_image").file.endswith("000004.jpg")
+    # image-file problems name the JSON that lists the image, the image record and the image file
+    missing = one("missing_image")
+    assert missing.file.endswith("annotations/train.json") and missing.record == "image id 2" and missing.image_id == 2
+    assert "train/000002.jpg does not exist" in missing.message
+    assert (
+        "000003.jpg is not a readable image" in one("unreadable_image").message
+        and one("unreadable_image").severity == "error"
+    )
+    assert "000004.jpg is truncated" in one("truncated_image").message
     assert one("unlisted_image").file.endswith("stray.jpg") and one("unlisted_image").severity == "warning"
     assert one("size_mismatch").image_id == ids["mismatch"] and "50x96" in one("size_mismatch").message
     assert one("duplicate_image_id").image_id == ids["dup_img"]
@@ -187,13 +193,99 @@ def test_cli_bad_inputs(cli, tmp_path, synth_dataset):
     assert_clean_error(cli("data", "validate", synth_dataset, "--fix", out), "output folder exists and is not empty")
 
 
-def test_yolo_dataset_is_pointed_to_convert(cli, synth_dataset, tmp_path):
+def test_empty_folder_is_refused(cli, tmp_path):
+    (tmp_path / "e").mkdir()
+    assert_clean_error(cli("data", "validate", tmp_path / "e"), "no dataset in this folder", "yolo: data.yaml")
+
+
+@pytest.mark.parametrize("to", ["yolo", "voc"])
+def test_yolo_and_voc_datasets_are_validated_as_they_are(cli, synth_dataset, tmp_path, to):
+    """A clean dataset in YOLO / VOC form has no findings (VOC's splits share JPEGImages: nothing is 'unlisted')."""
     from detkit.data.convert import convert_dataset
 
-    convert_dataset(synth_dataset, tmp_path / "y", to="yolo")
-    assert_clean_error(cli("data", "validate", tmp_path / "y" / "data.yaml"), "this is a YOLO dataset", "detkit data convert")
-    assert_clean_error(cli("data", "validate", tmp_path / "y"), "this is a YOLO dataset", "detkit data convert")
-    convert_dataset(synth_dataset, tmp_path / "v", to="voc")
-    assert_clean_error(cli("data", "validate", tmp_path / "v"), "this is a VOC dataset", "detkit data convert")
-    (tmp_path / "e").mkdir()
-    assert_clean_error(cli("data", "validate", tmp_path / "e"), "no dataset.yaml in this folder")
+    convert_dataset(synth_dataset, tmp_path / to, to=to)
+    report = validate_dataset(tmp_path / to)
+    assert report.ok and report.findings == [], [f.to_dict() for f in report.findings]
+    assert {s: len(v.coco.annotations) for s, v in report.splits.items()} == {
+        s: len(read_coco(load_dataset(synth_dataset).split(s).annotations).annotations)
+        for s in ("train", "val", "calib", "test")
+    }
+    r = cli("data", "validate", tmp_path / to)
+    assert r.code == 0 and "no errors" in r.out
+    if to == "yolo":
+        assert validate_dataset(tmp_path / to / "data.yaml").ok
+
+
+def _yolo(root: Path, labels: dict[str, str]) -> Path:
+    from PIL import Image
+
+    (root / "images" / "train").mkdir(parents=True)
+    (root / "labels" / "train").mkdir(parents=True)
+    for stem, text in labels.items():
+        Image.new("RGB", (40, 20)).save(root / "images" / "train" / f"{stem}.jpg")
+        (root / "labels" / "train" / f"{stem}.txt").write_text(text)
+    (root / "data.yaml").write_text("train: images/train\nnames: [cat, dog]\n")
+    return root
+
+
+def test_yolo_findings_name_the_label_file_and_line(cli, tmp_path):
+    root = _yolo(tmp_path / "y", {
+        "a": "0 0.5 0.5 0.2 0.2\n1 0.5 0.5 -0.1 0.2\n",  # line 2: negative width
+        "b": "\n0 1.5 0.5 0.2 0.2\n0 0.5 nan 0.2 0.2\n",  # line 2: centre outside [0, 1]; line 3: NaN
+        "c": "1 0.95 0.5 0.2 0.2\n",  # inside [0, 1] but sticking out of the image: a warning, as ultralytics
+    })
+    report = validate_dataset(root)
+    where = {(f.check, Path(f.file).name, f.record) for f in report.findings}
+    assert ("nonpositive_box", "a.txt", "line 2") in where
+    assert ("coordinates_out_of_range", "b.txt", "line 2") in where
+    assert ("nonfinite_box", "b.txt", "line 3") in where
+    assert ("box_partly_outside", "c.txt", "line 1") in where
+    assert len(report.errors) == 3
+    assert (
+        "box (cx 1.5, cy 0.5, w 0.2, h 0.2) has values outside [0, 1]"
+        in _find(report, "coordinates_out_of_range")[0].message
+    )
+    r = cli("data", "validate", root, "--json")
+    assert r.code == 1
+    doc = json.loads(r.out)
+    assert {(Path(f["file"]).name, f["record"]) for f in doc["findings"] if f["severity"] == "error"} == {
+        ("a.txt", "line 2"),
+        ("b.txt", "line 2"),
+        ("b.txt", "line 3"),
+    }
+    # --fix writes a detkit copy without them, which validates clean
+    r = cli("data", "validate", root, "--fix", tmp_path / "fixed", "--json")
+    assert r.code == 0, r.text
+    assert validate_dataset(tmp_path / "fixed").ok
+
+
+def test_voc_findings_name_the_xml_file_and_object(cli, tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "v"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    boxes = {"a": [(1, 2, 10, 12), (10, 2, 5, 12)], "b": [(1, 2, 10, 12)], "c": [(1, 1, 4, 4)]}
+    for stem, objs in boxes.items():
+        if stem != "c":  # c.xml's image does not exist
+            Image.new("RGB", (32, 24)).save(root / "JPEGImages" / f"{stem}.jpg")
+        size = "<size><width>30</width><height>24</height></size>" if stem == "b" else ""  # b: the XML's size is wrong
+        xml = "".join(
+            "<object><name>cat</name><bndbox>"
+            f"<xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"
+            for x1, y1, x2, y2 in objs
+        )
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename>{size}{xml}</annotation>"
+        )
+    report = validate_dataset(root)
+    where = {(f.check, Path(f.file).name, f.record) for f in report.findings if f.severity == "error"}
+    assert ("nonpositive_box", "a.xml", "object 1") in where
+    assert ("size_mismatch", "b.xml", "image id 2") in where
+    assert ("missing_image", "c.xml", "image id 3") in where
+    assert "box (xmin 10, ymin 2, xmax 5, ymax 12)" in _find(report, "nonpositive_box")[0].message
+    assert "the XML says 30x24 but image file" in _find(report, "size_mismatch")[0].message
+    r = cli("data", "validate", root, "--json")
+    assert r.code == 1
+    assert {(Path(f["file"]).name, f["record"]) for f in json.loads(r.out)["findings"]} == {
+        ("a.xml", "object 1"), ("b.xml", "image id 2"), ("c.xml", "image id 3")}

@@ -20,7 +20,10 @@ def convert(
     classes: str | None = typer.Option(None, "--classes", help="Comma-separated class order for VOC sources (objects of other classes are errors)."),
     link: bool = typer.Option(False, "--link", help="Hard-link images instead of copying them (falls back to copying)."),
     skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="Leave out the records `detkit data validate` calls errors (instead of refusing) and list them in OUT/convert_report.json."
+        False,
+        "--skip-invalid",
+        help="Leave out the records `detkit data validate` calls errors (instead of refusing) and list them in "
+        "OUT/convert_report.json.",
     ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
@@ -33,13 +36,15 @@ def convert(
     class_list = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     with ui.progress():
         result = convert_dataset(
-            src, out, to=to, src_format=src_format, images=images, classes=class_list, overwrite=overwrite, link=link, skip_invalid=skip_invalid
+            src, out, to=to, src_format=src_format, images=images, classes=class_list, overwrite=overwrite, link=link,
+            skip_invalid=skip_invalid,
         )
     rows = [(s, v["images"], v["boxes"]) for s, v in result.splits.items()]
     ui.table(f"{result.src_format} → {result.to}: {len(result.class_names)} classes", ["split", "images", "boxes"], rows)
     if result.warnings:
         counts = ", ".join(f"{n} {c}" for c, n in result.warnings.items())
-        _warn(ui, f"{sum(result.warnings.values())} warning(s) in {src}: {counts} (details: detkit data validate {src})")
+        total = sum(result.warnings.values())
+        _warn(ui, f"{total} warning(s) in {src}: {counts} (details: detkit data validate {src})")
     if result.report is not None:
         if result.dropped:
             _warn(ui, f"left out {len(result.dropped)} invalid record(s), listed in {result.report}")

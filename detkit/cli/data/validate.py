@@ -15,7 +15,9 @@ MAX_ROWS = 40  # findings shown in the table; --json lists them all
 @app.command("validate")
 def validate(
     dataset: Path = typer.Argument(
-        ..., help="dataset.yaml (or its folder; all splits are checked), a COCO JSON file or folder, a YOLO data.yaml or folder, or a VOC folder."
+        ...,
+        help="dataset.yaml (or its folder; all splits are checked), a COCO JSON file or folder, a YOLO data.yaml or "
+        "folder, or a VOC folder.",
     ),
     fix: Path | None = typer.Option(None, "--fix", help="Write a cleaned copy (detkit layout) to this folder and list every change."),
     images: Path | None = typer.Option(None, "--images", help="Image folder of a plain COCO JSON (guessed when left out)."),
@@ -26,7 +28,8 @@ def validate(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> None:
-    """Report dataset anomalies (errors vs warnings) in any supported format; exit status 1 when there are errors (after --fix: in the copy)."""
+    """Report dataset anomalies (errors vs warnings) in any supported format; exit status 1 when there are errors
+    (after --fix: in the copy)."""
     from detkit.data.validate import fix_dataset, validate_dataset
 
     ui = UI(json_mode=json_out, quiet=quiet)
@@ -52,8 +55,11 @@ def validate(
     if fix is not None:
         with ui.progress():
             fixed = fix_dataset(report, fix, overwrite=overwrite)
-        ui.table(f"changes written to {fixed.out}", ["split", "action", "check", "file", "record"],
-                 [(c["split"], c["action"], c["check"], c["file"], c.get("record") or "") for c in fixed.changes[:MAX_ROWS]])
+        ui.table(
+            f"changes written to {fixed.out}",
+            ["split", "action", "check", "file", "record"],
+            [(c["split"], c["action"], c["check"], c["file"], c.get("record") or "") for c in fixed.changes[:MAX_ROWS]],
+        )
         recheck = validate_dataset(fixed.out, max_boxes=max_boxes, imbalance_ratio=imbalance_ratio, decode=False)
         exit_ok = recheck.ok
         ui.artifacts("fixed dataset", fixed.out)

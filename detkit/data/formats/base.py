@@ -87,7 +87,9 @@ class Origins:
 
     def select(self, images: np.ndarray, anns: np.ndarray) -> Origins:
         """The origins of a subset (boolean masks or index arrays over images and annotations)."""
-        return Origins(self.files, self.image_file[images], self.ann_file[anns], self.ann_pos[anns], self.kind, self.sidecar)
+        return Origins(
+            self.files, self.image_file[images], self.ann_file[anns], self.ann_pos[anns], self.kind, self.sidecar
+        )
 
 
 @dataclass
@@ -167,10 +169,16 @@ def list_images(folder: Path) -> list[str]:
 
 
 def write_detkit_dataset(
-    data: DatasetData, out: str | Path, overwrite: bool = False, link: bool = False, extra_files: Mapping[str, bytes] | None = None
+    data: DatasetData,
+    out: str | Path,
+    overwrite: bool = False,
+    link: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Write the canonical detkit layout (dataset.yaml + annotations/<split>.json + images/<split>/) atomically."""
-    with DatasetWriter(out, data.class_map, name=data.name, overwrite=overwrite, link=link, extra_files=extra_files) as writer:
+    with DatasetWriter(
+        out, data.class_map, name=data.name, overwrite=overwrite, link=link, extra_files=extra_files
+    ) as writer:
         for split_name, split in data.splits.items():
             dst = InsideResolver(writer.images_dir(split_name))
             pairs = [(split.image_path(img["file_name"]), dst(img["file_name"])) for img in split.coco.images]
@@ -262,7 +270,9 @@ def assemble_split(
         annotations.extend(crowd)
         ann_file = np.concatenate([ann_file, origins.image_file[np.asarray(crowd_image, dtype=np.int64)]])
         ann_pos = np.concatenate([ann_pos, np.full(len(crowd), -1, dtype=np.int64)])
-        by_id = np.argsort(np.fromiter((a["id"] for a in annotations), dtype=np.int64, count=len(annotations)), kind="stable")
+        by_id = np.argsort(
+            np.fromiter((a["id"] for a in annotations), dtype=np.int64, count=len(annotations)), kind="stable"
+        )
         annotations = [annotations[k] for k in by_id.tolist()]
         ann_file, ann_pos = ann_file[by_id], ann_pos[by_id]
     image_file = origins.image_file

@@ -242,7 +242,8 @@ def _read_one(src: Path, type_name: str, split: str | None = None, missing_ok: b
             )
         files = [str(p) for p in paths]
         splits = {
-            s: SplitData(coco=c, images_dir=base, source=src, origins=Origins(files, *(np.asarray(v, dtype=np.int64) for v in located[s]), "detection"))
+            s: SplitData(coco=c, images_dir=base, source=src,
+                         origins=Origins(files, *(np.asarray(v, dtype=np.int64) for v in located[s]), "detection"))
             for s, c in per_split.items()
         }
         return DatasetData(class_map=class_map, splits=splits, name=src.name)
@@ -251,7 +252,13 @@ def _read_one(src: Path, type_name: str, split: str | None = None, missing_ok: b
             ds.delete()
 
 
-def write_fiftyone(data: DatasetData, out: str | Path, type_name: str, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None) -> Path:
+def write_fiftyone(
+    data: DatasetData,
+    out: str | Path,
+    type_name: str,
+    overwrite: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> Path:
     fo = import_fiftyone()
     dtype = dataset_type(type_name)
     names = dict(zip(data.class_map.category_ids, data.class_map.names))

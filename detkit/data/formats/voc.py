@@ -28,7 +28,18 @@ import numpy as np
 
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import KNOWN_SPLITS
-from detkit.data.formats.base import DatasetData, InsideResolver, Origins, SplitData, assemble_split, check_unique_stems, copy_many, image_size, number_text, split_for_writing
+from detkit.data.formats.base import (
+    DatasetData,
+    InsideResolver,
+    Origins,
+    SplitData,
+    assemble_split,
+    check_unique_stems,
+    copy_many,
+    image_size,
+    number_text,
+    split_for_writing,
+)
 from detkit.data.formats.sidecar import image_meta_entry, read_sidecar, write_sidecar
 from detkit.data.writer import output_folder
 from detkit.errors import DetkitError
@@ -169,16 +180,36 @@ def read_voc(src: str | Path, classes: Sequence[str] | None = None) -> DatasetDa
                 boxes.append((x1, y1, x2 - x1, y2 - y1))
                 extras.append({"difficult": 1} if _text(obj, "difficult") in ("1", "true") else {})
         row_img = np.asarray(row_image, dtype=np.int64)
-        where = Origins([str(r[1]) for r in rows], np.arange(len(rows)), row_img, np.asarray(row_object, dtype=np.int64), "object",
-                        meta.path if meta is not None else None)
+        where = Origins(
+            [str(r[1]) for r in rows],
+            np.arange(len(rows)),
+            row_img,
+            np.asarray(row_object, dtype=np.int64),
+            "object",
+            meta.path if meta is not None else None,
+        )
         coco, where = assemble_split(
-            images, keys, row_img, np.asarray(labels, dtype=np.int64),
-            np.asarray(boxes, dtype=np.float64).reshape(-1, 4), class_map, meta, split, where, extras,
+            images,
+            keys,
+            row_img,
+            np.asarray(labels, dtype=np.int64),
+            np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+            class_map,
+            meta,
+            split,
+            where,
+            extras,
         )
         # the sidecar may have restored original file names: remember where each image really is
         for img, (_, _, img_path, _) in zip(images, rows):
             sources[img["file_name"]] = img_path
-        splits[split] = SplitData(coco=coco, images_dir=root / IMAGES, sources=sources, source=split_files.get(split, root / ANNOTATIONS), origins=where)
+        splits[split] = SplitData(
+            coco=coco,
+            images_dir=root / IMAGES,
+            sources=sources,
+            source=split_files.get(split, root / ANNOTATIONS),
+            origins=where,
+        )
     return DatasetData(class_map=class_map, splits=splits, name=meta.name if meta is not None else root.name)
 
 
@@ -214,7 +245,11 @@ def _xml(img: dict[str, Any], filename: str, anns: list[dict[str, Any]], cmap: C
 
 
 def write_voc(
-    data: DatasetData, out: str | Path, overwrite: bool = False, link: bool = False, extra_files: Mapping[str, bytes] | None = None
+    data: DatasetData,
+    out: str | Path,
+    overwrite: bool = False,
+    link: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Path:
     cmap = data.class_map
     seen: dict[str, str] = {}

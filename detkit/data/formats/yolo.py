@@ -130,7 +130,9 @@ def label_rel_path(image_rel: str) -> str:
     return os.path.splitext("/".join(parts))[0] + ".txt"
 
 
-def _parse_labels(label_files: list[str], num_classes: int, description: str = "reading labels") -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _parse_labels(
+    label_files: list[str], num_classes: int, description: str = "reading labels"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """All label lines of a split: (row -> file index, row -> line number, class index, normalised cxcywh).
 
     Lines that are not 'class cx cy w h' numbers (or a segment) and class indices out of range are errors here;
@@ -226,7 +228,14 @@ def read_yolo(src: str | Path) -> DatasetData:
             boxes = np.concatenate([(cxcywh[:, :2] - cxcywh[:, 2:] / 2) * wh, cxcywh[:, 2:] * wh], axis=1)
         images = [{"id": 0, "file_name": f, "width": w, "height": h} for f, (w, h) in zip(file_names, sizes.tolist())]
         n = len(file_names)
-        where = Origins(label_files + [str(p) for p in paths], np.arange(n, 2 * n), file_idx, line_no, "line", meta.path if meta is not None else None)
+        where = Origins(
+            label_files + [str(p) for p in paths],
+            np.arange(n, 2 * n),
+            file_idx,
+            line_no,
+            "line",
+            meta.path if meta is not None else None,
+        )
         coco, where = assemble_split(images, file_names, file_idx, labels, boxes, class_map, meta, split, where)
         splits[split] = SplitData(coco=coco, images_dir=base, source=yaml_path, origins=where)
     if not splits:
@@ -236,7 +245,11 @@ def read_yolo(src: str | Path) -> DatasetData:
 
 
 def write_yolo(
-    data: DatasetData, out: str | Path, overwrite: bool = False, link: bool = False, extra_files: Mapping[str, bytes] | None = None
+    data: DatasetData,
+    out: str | Path,
+    overwrite: bool = False,
+    link: bool = False,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Path:
     cmap = data.class_map
     with output_folder(out, overwrite=overwrite, extra_files=extra_files) as tmp:
