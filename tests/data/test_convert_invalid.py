@@ -317,3 +317,27 @@ def test_disk_errors_while_writing_name_the_output(cli, tmp_path, monkeypatch, t
     assert_clean_error(r, f"{out}: cannot write the output: No space left on device ({out.resolve()}/")
     assert ".tmp" not in r.text
     _no_output(tmp_path, out)
+
+
+@pytest.mark.parametrize("command", ["convert", "validate --fix", "split", "synth", "augment --out"])
+def test_no_data_command_names_the_temporary_folder(cli, tmp_path, monkeypatch, synth_dataset, command):
+    """Every data command that writes a dataset goes through the same writer: a failure while writing names OUT and
+    the file in it, never the temporary folder the dataset is assembled in, and leaves nothing behind."""
+    import detkit.data.writer as writer
+
+    def failing_write(path, data):
+        raise DetkitError("simulated write failure", path=path)
+
+    monkeypatch.setattr(writer, "write_coco", failing_write)
+    out = tmp_path / "out"
+    args = {
+        "convert": ("data", "convert", _yolo(tmp_path / "src", "1 0.5 0.5 0.25 0.25\n"), out),
+        "validate --fix": ("data", "validate", synth_dataset, "--fix", out),
+        "split": ("data", "split", synth_dataset, out),
+        "synth": ("data", "synth", out, "--train", "2", "--val", "1", "--calib", "1", "--test", "1", "--imgsz", "64", "--workers", "1"),
+        "augment --out": ("data", "augment", synth_dataset, "--recipe", "recipe:rtdetr-r18", "--out", out, "--imgsz", "64"),
+    }[command]
+    r = cli(*args)
+    assert_clean_error(r, f"{out}{'/'}", "/annotations/", "simulated write failure")
+    assert ".tmp" not in r.text
+    _no_output(tmp_path, out)

@@ -193,6 +193,17 @@ def test_cli_bad_inputs(cli, tmp_path, synth_dataset):
     assert_clean_error(cli("data", "validate", synth_dataset, "--fix", out), "output folder exists and is not empty")
 
 
+def test_coco_folder_without_dataset_yaml(synth_dataset, tmp_path):
+    """A folder of annotations/*.json (+ images/<split>/) is read as convert reads it; findings name the JSON."""
+    root = tmp_path / "c"
+    shutil.copytree(synth_dataset / "annotations", root / "annotations")
+    shutil.copytree(synth_dataset / "images", root / "images")
+    assert validate_dataset(root).ok and set(validate_dataset(root).splits) == {"train", "val", "calib", "test"}
+    _edit(root, "val", lambda d: d["annotations"][0].update(bbox=[1.0, 2.0, -3.0, 4.0]))
+    bad = _find(validate_dataset(root), "nonpositive_box")
+    assert len(bad) == 1 and bad[0].file == str(root / "annotations" / "val.json") and bad[0].record.startswith("annotation id ")
+
+
 def test_empty_folder_is_refused(cli, tmp_path):
     (tmp_path / "e").mkdir()
     assert_clean_error(cli("data", "validate", tmp_path / "e"), "no dataset in this folder", "yolo: data.yaml")

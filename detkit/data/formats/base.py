@@ -85,12 +85,6 @@ class Origins:
             return (self.sidecar or self.files[int(self.ann_file[k])]), f"crowd region id {ann.get('id')}"
         return self.files[int(self.ann_file[k])], f"{self.kind} {pos}"
 
-    def select(self, images: np.ndarray, anns: np.ndarray) -> Origins:
-        """The origins of a subset (boolean masks or index arrays over images and annotations)."""
-        return Origins(
-            self.files, self.image_file[images], self.ann_file[anns], self.ann_pos[anns], self.kind, self.sidecar
-        )
-
 
 @dataclass
 class SplitData:
