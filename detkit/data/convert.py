@@ -1,8 +1,10 @@
 """Convert a dataset between COCO (the canonical detkit layout), YOLO, Pascal VOC and FiftyOne's formats.
 
 Every conversion reads the source into the in-memory :class:`~detkit.data.formats.DatasetData` (COCO per split plus
-the class map), reads every image header (which proves the files are images and fills sizes a format lacks) and
-writes the target atomically: on any error nothing is left at ``out``.
+the class map), reads every image header (which proves the files are images and fills sizes a format lacks), checks
+every record with the validator's rules (:func:`detkit.data.validate.validate_data`; errors are refused or, with
+``skip_invalid``, left out and listed in ``<out>/convert_report.json``) and writes the target atomically: on any
+error nothing is left at ``out``, and no message names the temporary folder it is written in.
 """
 
 from __future__ import annotations

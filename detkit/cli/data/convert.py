@@ -29,7 +29,10 @@ def convert(
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
 ) -> None:
-    """Convert a dataset between COCO, YOLO, Pascal VOC and FiftyOne formats (lossless round trips)."""
+    """Convert a dataset between COCO, YOLO, Pascal VOC and FiftyOne formats (lossless round trips).
+
+    What is read is checked with `detkit data validate`'s rules first: invalid records are refused (nothing is
+    written) unless --skip-invalid leaves them out."""
     from detkit.data.convert import convert_dataset
 
     ui = UI(json_mode=json_out, quiet=quiet)
