@@ -105,7 +105,7 @@ def test_bad_sources(tmp_path, run_dir, tiny_recipe):
         detkit.load_model(tmp_path / "empty_run")
     with pytest.raises(DetkitError, match="weights= goes with recipe"):
         detkit.load_model(run_dir, weights="x.pth")
-    with pytest.raises(DetkitError, match="checkpoint not found"):
+    with pytest.raises(DetkitError, match="nope.pt: model not found"):
         detkit.load_model(tmp_path / "nope.pt")
     with pytest.raises(DetkitError, match="weights file not found"):
         detkit.load_model(tiny_recipe, weights=tmp_path / "nope.safetensors")
