@@ -196,8 +196,11 @@ def _build(recipe, state: Mapping | None, weights_map: ClassMap | None, origin: 
 def _fit_error(e: DetkitError, state: Mapping, origin: Path | None, recipe_given: bool) -> DetkitError:
     """A recipe that does not fit the weights: say what the weights are, so the user can drop the recipe."""
     e = _with_path(e, origin) if origin is not None else e
-    if not recipe_given or "class" in e.message:
+    if "class" in e.message:
         return e
+    if not recipe_given:  # the architecture came from these very weights: they are not a whole supported RT-DETR
+        return DetkitError(e.message, hint="detkit reads complete RT-DETR models with a PResNet-vd backbone "
+                                           "(detkit, official v1/v2 or Hugging Face layout)")
     from detkit.models.infer_config import infer_model_config
 
     try:

@@ -95,7 +95,8 @@ def _torch_load(path: Path, what: str) -> Any:
     except Exception as e:  # noqa: BLE001 - the weights-only unpickler fails in many ways on foreign bytes
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, EOFError) or any(s in msg for s in ("central directory", "zip archive", "truncated")):
-            raise DetkitError(f"{what} is truncated or corrupt ({msg[:100]})", hint="re-copy or re-download the file",
+            raise DetkitError(f"{what} is truncated or corrupt ({msg.split('. ')[0][:100]})",
+                              hint="re-copy or re-download the file",
                               path=path) from None
         raise DetkitError(f"{what} is not a PyTorch file (its bytes do not decode as tensors and plain values)",
                           path=path) from None
