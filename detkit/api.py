@@ -25,8 +25,19 @@ from detkit.inference.types import size_hw as _size_hw
 
 Detector = TorchDetector
 
-__all__ = ["COCO80_IDS", "COCO80_NAMES", "DEFAULT_IMGSZ", "Detections", "Detector", "ImageLike", "coco80_class_map",
-           "find_run_checkpoint", "load_model", "resolve_device", "_size_hw"]
+__all__ = [
+    "COCO80_IDS",
+    "COCO80_NAMES",
+    "DEFAULT_IMGSZ",
+    "Detections",
+    "Detector",
+    "ImageLike",
+    "_size_hw",
+    "coco80_class_map",
+    "find_run_checkpoint",
+    "load_model",
+    "resolve_device",
+]
 
 
 def load_model(

@@ -41,7 +41,11 @@ def read_model_metadata(onnx_path: str | Path) -> dict[str, Any]:
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as e:  # noqa: BLE001 - onnx raises several types for a broken file
-            raise DetkitError(f"not a readable ONNX model ({type(e).__name__}: {e})", hint="re-export it with `detkit export onnx`", path=path) from e
+            raise DetkitError(
+                f"not a readable ONNX model ({type(e).__name__}: {e})",
+                hint="re-export it with `detkit export onnx`",
+                path=path,
+            ) from e
         props = {p.key: p.value for p in model.metadata_props}
         if METADATA_KEY not in props:
             raise DetkitError(
@@ -51,7 +55,11 @@ def read_model_metadata(onnx_path: str | Path) -> dict[str, Any]:
             )
         meta = json.loads(props[METADATA_KEY])
     if not isinstance(meta, dict) or "classes" not in meta or "imgsz" not in meta:
-        raise DetkitError("export metadata lacks 'classes' or 'imgsz'", hint="re-export the model with `detkit export onnx`", path=side if side.is_file() else path)
+        raise DetkitError(
+            "export metadata lacks 'classes' or 'imgsz'",
+            hint="re-export the model with `detkit export onnx`",
+            path=side if side.is_file() else path,
+        )
     return meta
 
 
@@ -75,21 +83,31 @@ def create_session(path: str | Path, threads: int | None = None, providers: Sequ
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=list(providers or default_providers()))
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception hierarchy
-        raise DetkitError(f"onnxruntime cannot load the model ({type(e).__name__}: {str(e).splitlines()[0]})", hint="re-export it with `detkit export onnx`", path=path) from e
+        raise DetkitError(
+            f"onnxruntime cannot load the model ({type(e).__name__}: {str(e).splitlines()[0]})",
+            hint="re-export it with `detkit export onnx`",
+            path=path,
+        ) from e
 
 
 class OnnxDetector:
-    backend = "onnxruntime"
-
     """Run an exported detkit model with onnxruntime (the ``onnxruntime`` backend of ``detkit.inference.Detector``).
 
     ``predict(images, conf)`` and ``predict_table(images, image_ids, conf)`` behave like ``TorchDetector``'s:
     images are paths or uint8 HWC RGB arrays; boxes come back as xyxy original pixels.
-    ``thresholds`` holds the embedded calibrator's per-class operating thresholds (or None).
+    ``calibrator`` is the embedded calibrator (or None).
     """
 
-    def __init__(self, path: str | Path, threads: int | None = None, providers: Sequence[str] | None = None,
-                 batch_size: int = 8, metadata: dict[str, Any] | None = None):
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | Path,
+        threads: int | None = None,
+        providers: Sequence[str] | None = None,
+        batch_size: int = 8,
+        metadata: dict[str, Any] | None = None,
+    ):
         self.path = self.source = Path(path)
         if not self.path.is_file():
             raise DetkitError("ONNX model not found", path=self.path)
@@ -102,7 +120,11 @@ class OnnxDetector:
         self.batch_size = max(1, int(batch_size))
         inputs = {i.name: i for i in self.session.get_inputs()}
         if set(inputs) != {"images", "orig_sizes"}:
-            raise DetkitError(f"ONNX model inputs are {sorted(inputs)}, expected images and orig_sizes", hint="export it with `detkit export onnx`", path=self.path)
+            raise DetkitError(
+                f"ONNX model inputs are {sorted(inputs)}, expected images and orig_sizes",
+                hint="export it with `detkit export onnx`",
+                path=self.path,
+            )
         batch_dim = inputs["images"].shape[0]
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
         self.calibrator = _embedded_calibrator(self.metadata.get("calibrator"), self.path)
@@ -120,7 +142,10 @@ class OnnxDetector:
         images = np.ascontiguousarray(images, dtype=np.uint8)
         orig_sizes = np.ascontiguousarray(orig_sizes, dtype=np.int64)
         if self.fixed_batch is not None and len(images) != self.fixed_batch:
-            parts = [self.run(images[i:i + self.fixed_batch], orig_sizes[i:i + self.fixed_batch]) for i in range(0, len(images), self.fixed_batch)]
+            parts = [
+                self.run(images[i : i + self.fixed_batch], orig_sizes[i : i + self.fixed_batch])
+                for i in range(0, len(images), self.fixed_batch)
+            ]
             return tuple(np.concatenate(p) for p in zip(*parts))  # type: ignore[return-value]
         outs = self.session.run(None, {"images": images, "orig_sizes": orig_sizes})
         named = dict(zip(self.output_names, outs))
@@ -128,14 +153,16 @@ class OnnxDetector:
         raw = named["raw_scores"].astype(np.float32) if "raw_scores" in named else scores
         return named["labels"].astype(np.int64), named["boxes"].astype(np.float32), scores, raw
 
-    def infer(self, images: Sequence[Any], batch_size: int | None = None) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    def infer(
+        self, images: Sequence[Any], batch_size: int | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """All top-k detections per image as (labels, boxes xyxy px, scores, raw scores), nothing filtered."""
         from detkit.models.preprocess import as_image, to_batch
 
         step = max(1, int(batch_size or self.batch_size))
         results = []
         for start in range(0, len(images), step):
-            chunk = [as_image(im, start + i) for i, im in enumerate(images[start:start + step])]
+            chunk = [as_image(im, start + i) for i, im in enumerate(images[start : start + step])]
             batch, sizes = to_batch(chunk, self.imgsz)
             results.extend(zip(*self.run(batch.numpy(), sizes.numpy())))
         return results
@@ -146,15 +173,26 @@ class OnnxDetector:
         for labels, boxes, scores, _ in self.infer(images, batch_size):
             keep = scores > conf
             lab = labels[keep]
-            results.append(Detections(boxes=boxes[keep], scores=scores[keep], labels=lab, category_ids=self.class_map.labels_to_category_ids(lab)))
+            results.append(
+                Detections(
+                    boxes=boxes[keep],
+                    scores=scores[keep],
+                    labels=lab,
+                    category_ids=self.class_map.labels_to_category_ids(lab),
+                )
+            )
         return results
 
     def predict_table(self, images: Sequence[Any], image_ids: Sequence[int], conf: float = 0.0) -> DetectionTable:
         dets = self.predict(images, conf=conf)
-        return DetectionTable.concat(DetectionTable.from_xyxy(int(i), d.boxes, d.scores, d.category_ids) for i, d in zip(image_ids, dets))
+        return DetectionTable.concat(
+            DetectionTable.from_xyxy(int(i), d.boxes, d.scores, d.category_ids) for i, d in zip(image_ids, dets)
+        )
 
     def __repr__(self) -> str:
-        return f"OnnxDetector({self.path}, imgsz={self.imgsz}, classes={len(self.class_map)}, providers={self.providers})"
+        return (
+            f"OnnxDetector({self.path}, imgsz={self.imgsz}, classes={len(self.class_map)}, providers={self.providers})"
+        )
 
 
 def _embedded_calibrator(raw: dict[str, Any] | None, path: Path):
@@ -168,20 +206,30 @@ def _embedded_calibrator(raw: dict[str, Any] | None, path: Path):
         raise DetkitError(f"embedded calibrator is invalid: {e}", hint="re-export the model", path=path) from e
 
 
-def open_onnx(path: str | Path, device: Any = None, class_map: ClassMap | None = None, imgsz: Any = None,
-              threads: int | None = None, batch_size: int = 8, class_map_label: str = "the requested class map"
-              ) -> OnnxDetector:
+def open_onnx(
+    path: str | Path,
+    device: Any = None,
+    class_map: ClassMap | None = None,
+    imgsz: Any = None,
+    threads: int | None = None,
+    batch_size: int = 8,
+    class_map_label: str = "the requested class map",
+) -> OnnxDetector:
     """``open_detector``'s branch for ``.onnx`` files: the graph fixes weights, classes and input size."""
     if device is not None and str(device) not in ("auto", "cpu") and not str(device).startswith("cuda"):
         raise DetkitError(f"unknown device '{device}' for onnxruntime", hint="use cpu, cuda or auto")
     providers = ["CPUExecutionProvider"] if str(device) == "cpu" else None
     det = OnnxDetector(path, threads=threads, providers=providers, batch_size=batch_size)
     if class_map is not None:
-        det.class_map.check_same(class_map, f"the ONNX model {path}", class_map_label,
-                                 hint="export a model trained on these classes")
+        det.class_map.check_same(
+            class_map, f"the ONNX model {path}", class_map_label, hint="export a model trained on these classes"
+        )
     if imgsz is not None:
         want = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
         if tuple(want) != det.imgsz:
-            raise DetkitError(f"the ONNX graph is fixed at {det.imgsz[0]}×{det.imgsz[1]}, not {want[0]}×{want[1]}",
-                              hint="re-export with --imgsz", path=path)
+            raise DetkitError(
+                f"the ONNX graph is fixed at {det.imgsz[0]}×{det.imgsz[1]}, not {want[0]}×{want[1]}",
+                hint="re-export with --imgsz",
+                path=path,
+            )
     return det

@@ -75,11 +75,11 @@ def open_detector(
     """A :class:`Detector` (``TorchDetector`` or ``OnnxDetector``) from any supported model source (module doc).
 
     ``weights`` goes with ``recipe:NAME`` / a recipe file. ``class_map`` (a ``ClassMap``, a loaded dataset, a
-    dataset.yaml or a names file) names the classes to predict: weights without a class map take it as their own (their class
-    count must match unless ``reinit_head``); weights with one must agree unless ``reinit_head`` re-initialises
-    the class heads. ``imgsz`` overrides the input size (default: the recipe's; 640 for foreign weights unless an
-    official v2 file stores its size). ``threads`` sets CPU threads (torch: process-wide). ``device``: cpu, cuda,
-    cuda:N or auto.
+    dataset.yaml or a names file) names the classes to predict: weights without a class map take it as their
+    own (their class count must match unless ``reinit_head``); weights with one must agree unless
+    ``reinit_head`` re-initialises the class heads. ``imgsz`` overrides the input size (default: the recipe's;
+    for foreign weights the size an official v2 file's anchors were made for, else 640). ``threads`` sets CPU
+    threads (torch: process-wide). ``device``: cpu, cuda, cuda:N or auto.
     """
     if hasattr(source, "predict_table") and hasattr(source, "class_map"):
         return source

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from detkit.data.classmap import ClassMap
     from detkit.evaluation.detections import DetectionTable
 
-ImageLike = Union[str, Path, np.ndarray]
+ImageLike = str | Path | np.ndarray
 DEFAULT_IMGSZ = 640
 
 

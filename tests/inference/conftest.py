@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from inference.tiny_models import IMGSZ, build_tiny, tiny_config
 
 

@@ -33,8 +33,19 @@ def test_eval_takes_the_classes_from_data(cli, official_files, synth_dataset, ki
 @pytest.mark.parametrize("kind", KINDS)
 def test_calibrate(cli, official_files, synth_dataset, kind, tmp_path):
     out = tmp_path / "calibrator.json"
-    r = cli("calibrate", official_files[kind], "--data", synth_dataset, "--method", "temperature", "--out", out,
-            "--device", "cpu", "--json")
+    r = cli(
+        "calibrate",
+        official_files[kind],
+        "--data",
+        synth_dataset,
+        "--method",
+        "temperature",
+        "--out",
+        out,
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert r.code == 0, r.text
     from detkit.calibration import load_calibrator
     from detkit.data.synth import synth_class_map
@@ -46,16 +57,29 @@ def test_calibrate(cli, official_files, synth_dataset, kind, tmp_path):
 def test_export_and_predict_with_classes(cli, official_files, synth_dataset, images, kind, tmp_path):
     onnx = tmp_path / "model.onnx"
     verify = ["--verify"] if kind == "pth" else ["--no-verify"]  # parity of the same graph once is enough
-    r = cli("export", "onnx", official_files[kind], "--classes", synth_dataset / "dataset.yaml", "--out", onnx, *verify,
-            "--json")
+    r = cli(
+        "export",
+        "onnx",
+        official_files[kind],
+        "--classes",
+        synth_dataset / "dataset.yaml",
+        "--out",
+        onnx,
+        *verify,
+        "--json",
+    )
     assert r.code == 0, r.text
     meta = json.loads((tmp_path / "model.json").read_text())
-    assert meta["imgsz"] == [160, 160] and meta["num_classes"] == 5 and meta["classes"]["category_ids"] == [1, 2, 3, 4, 5]
+    assert (
+        meta["imgsz"] == [160, 160] and meta["num_classes"] == 5 and meta["classes"]["category_ids"] == [1, 2, 3, 4, 5]
+    )
     assert meta["source"]["path"] == str(official_files[kind]) and meta["source"]["sha256"]
     assert kind != "pth" or json.loads(r.out)["parity"]["passed"]
     names = tmp_path / "names.txt"
     names.write_text("a\nb\nc\nd\ne\n")
-    r = cli("predict", official_files[kind], images, "--classes", names, "--conf", "0", "--out", tmp_path / "p", "--json")
+    r = cli(
+        "predict", official_files[kind], images, "--classes", names, "--conf", "0", "--out", tmp_path / "p", "--json"
+    )
     assert r.code == 0, r.text
     assert json.loads(r.out)["backend"] == "torch" and json.loads(r.out)["detections"] == 300
     line = json.loads((tmp_path / "p" / "predictions.jsonl").read_text().splitlines()[0])
@@ -64,8 +88,19 @@ def test_export_and_predict_with_classes(cli, official_files, synth_dataset, ima
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_bench(cli, official_files, kind, tmp_path):
-    r = cli("bench", official_files[kind], "--backends", "torch", "--iters", "1", "--threads", "1",
-            "--out", tmp_path / "b.json", "--json")
+    r = cli(
+        "bench",
+        official_files[kind],
+        "--backends",
+        "torch",
+        "--iters",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        tmp_path / "b.json",
+        "--json",
+    )
     assert r.code == 0, r.text
     payload = json.loads(r.out)
     assert payload["imgsz"] == [160, 160] and [row["backend"] for row in payload["rows"]] == ["torch"]

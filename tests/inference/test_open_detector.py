@@ -33,13 +33,21 @@ def test_torch_and_onnx_detectors_satisfy_the_protocol(official_files, tmp_path)
     result = export_onnx(det, tmp_path / "m.onnx", verify=False)
     assert result.metadata["source"]["path"] == str(official_files["pth"])  # the export remembers the weights file
     onnx_det = open_detector(tmp_path / "m.onnx", device="cpu")
-    assert isinstance(onnx_det, OnnxDetector) and onnx_det.class_map == CLASSES and onnx_det.source == tmp_path / "m.onnx"
+    assert (
+        isinstance(onnx_det, OnnxDetector) and onnx_det.class_map == CLASSES and onnx_det.source == tmp_path / "m.onnx"
+    )
     _check_protocol(onnx_det, "onnxruntime")
 
 
 def test_class_map_of_bare_weights(official_files, tmp_path, synth_dataset):
     det = open_detector(official_files["safetensors"], device="cpu")
-    assert det.class_map.names == tuple(f"class_{i}" for i in range(5)) and det.class_map.category_ids == (0, 1, 2, 3, 4)
+    assert det.class_map.names == tuple(f"class_{i}" for i in range(5)) and det.class_map.category_ids == (
+        0,
+        1,
+        2,
+        3,
+        4,
+    )
     names = tmp_path / "names.txt"
     names.write_text("# our classes\ncat\ndog\n\nfish\nbird\ncow\n")
     det = open_detector(official_files["safetensors"], class_map=names)
@@ -74,8 +82,8 @@ def _bad_files(root, official_files):
     import torchvision
     from safetensors.torch import save_file
 
-    from detkit.models.convert_weights import to_detkit
     from detkit.models.checkpoint import read_weights
+    from detkit.models.convert_weights import to_detkit
 
     resnet = root / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), resnet)
