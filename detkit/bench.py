@@ -154,18 +154,17 @@ def _row(backend: str, batch: int, threads: int, precision: str, samples: list[t
     return BenchRow(backend, batch, threads, precision, _stats(pre)[0], i_med, _stats(post)[0], t_med, t_p90, i_p90, batch / (t_med / 1000.0))
 
 
-def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] | None, device: str | None, workdir: Path):
-    """(PyTorch Detector or None, path of the ONNX model or None, notes) for the requested backends."""
-    from detkit.export.runtime import read_model_metadata
+def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] | None, device: str | None, workdir: Path,
+                   weights: Any = None, class_map: Any = None):
+    """(PyTorch detector or None, path of the ONNX model or None, notes) for the requested backends."""
+    from detkit.inference import TorchDetector, open_detector
 
     notes: list[str] = []
     detector, onnx_path = None, None
-    is_onnx = isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx")
-    if is_onnx:
-        onnx_path = Path(model)
-        if not onnx_path.is_file():
-            raise DetkitError("ONNX model not found", path=onnx_path)
-        meta = read_model_metadata(onnx_path)
+    opened = open_detector(model, weights=weights, device=device, class_map=class_map)
+    if opened.backend == "onnxruntime":
+        onnx_path = Path(opened.source)
+        meta = opened.metadata
         if imgsz is not None and tuple(imgsz) != tuple(meta["imgsz"]):
             raise DetkitError(f"--imgsz {imgsz[0]} {imgsz[1]} differs from the size the ONNX graph was exported at ({meta['imgsz'][0]}×{meta['imgsz'][1]})",
                               hint="leave --imgsz out, or re-export at that size", path=onnx_path)
@@ -176,13 +175,11 @@ def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] |
                 raise DetkitError("the torch backend needs the PyTorch model, and this export's source checkpoint is not available",
                                   hint="benchmark the run dir / checkpoint instead (the ONNX side is exported on the fly), or --backends onnxruntime",
                                   path=onnx_path)
-            model = src
-    if "torch" in backends or (not is_onnx and "onnxruntime" in backends):
-        from detkit.api import Detector, load_model
-
-        detector = model if hasattr(model, "module") else load_model(model, device=device)
-        if imgsz is not None and tuple(imgsz) != tuple(detector.imgsz):
-            detector = Detector(detector.module, detector.class_map, imgsz, detector.device)
+            detector = open_detector(src, device=device, class_map=opened.class_map)
+    else:
+        detector = opened
+    if detector is not None and imgsz is not None and tuple(imgsz) != tuple(detector.imgsz):
+        detector = TorchDetector(detector.module, detector.class_map, imgsz, detector.device, source=detector.source)
     if "onnxruntime" in backends and onnx_path is None:
         from detkit.export.onnx_export import export_onnx
 
@@ -203,13 +200,16 @@ def benchmark(
     device: str | None = None,
     conf: float = 0.5,
     seed: int = 0,
+    weights: Any = None,
+    class_map: Any = None,
 ) -> BenchResult:
-    """Latency of ``model`` (run dir, checkpoint, ``recipe:NAME``, ``Detector`` or ``model.onnx``) per backend,
+    """Latency of ``model`` (any source ``detkit.inference.open_detector`` takes: run dir, checkpoint,
+    ``recipe:NAME`` + ``weights``, bare official / Hugging Face weights, a detector or ``model.onnx``) per backend,
     batch size and thread count. A PyTorch model is exported to a temporary ONNX file for the onnxruntime rows."""
     import torch
 
     from detkit.export.onnx_export import versions
-    from detkit.export.runtime import OnnxDetector, read_model_metadata
+    from detkit.inference.onnx_detector import OnnxDetector, read_model_metadata
 
     backends = list(dict.fromkeys(backends))
     unknown = [b for b in backends if b not in BACKENDS]
@@ -230,7 +230,7 @@ def benchmark(
 
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="detkit-bench-") as work:
-        detector, onnx_path, notes = resolve_models(model, backends, size, device, Path(work))
+        detector, onnx_path, notes = resolve_models(model, backends, size, device, Path(work), weights, class_map)
         size = tuple(detector.imgsz) if detector is not None else size
         onnx_meta = read_model_metadata(onnx_path) if onnx_path is not None else None
         if size is None and onnx_meta is not None:

@@ -60,21 +60,14 @@ class PredictResult:
 # model and operating point
 
 
-def load_predictor(model: Any, device: str | None = None, threads: int | None = None, batch_size: int = 8) -> tuple[Any, str]:
-    """A ready detector and its backend name: ``.onnx`` → onnxruntime, anything else → PyTorch (``load_model``)."""
-    if hasattr(model, "predict"):
-        return model, ("onnxruntime" if hasattr(model, "session") else "torch")
-    if str(model).lower().endswith(".onnx"):
-        from detkit.export.runtime import OnnxDetector
+def load_predictor(model: Any, device: str | None = None, threads: int | None = None, batch_size: int = 8,
+                   weights: Any = None, class_map: Any = None) -> tuple[Any, str]:
+    """A ready detector and its backend name, from any source ``detkit.inference.open_detector`` takes."""
+    from detkit.inference import open_detector
 
-        return OnnxDetector(model, threads=threads, batch_size=batch_size), "onnxruntime"
-    if threads:
-        import torch
-
-        torch.set_num_threads(int(threads))
-    from detkit.api import load_model
-
-    return load_model(model, device=device), "torch"
+    det = open_detector(model, weights=weights, device=device, class_map=class_map, threads=threads,
+                        batch_size=batch_size)
+    return det, getattr(det, "backend", "torch")
 
 
 class Selector:
@@ -216,11 +209,15 @@ def predict(
     threads: int | None = None,
     save_media: bool = True,
     overwrite: bool = False,
+    weights: Any = None,
+    class_map: Any = None,
 ) -> PredictResult:
     """Detect objects in ``sources`` (image files, folders, videos) and write the results under ``out``.
 
-    ``out`` is the output folder (default: a new ``runs/predict/predict<N>``). Returns what was written and
-    what was skipped (with reasons).
+    ``out`` is the output folder (default: a new ``runs/predict/predict<N>``). ``model`` is any source
+    ``detkit.inference.open_detector`` takes (``weights`` with ``recipe:NAME``; ``class_map`` a ClassMap,
+    dataset.yaml or names file naming foreign weights' classes). Returns what was written and what was skipped
+    (with reasons).
     """
     if conf is not None and not 0.0 <= conf < 1.0:
         raise DetkitError(f"--conf must be in [0, 1), got {conf}")
@@ -229,7 +226,8 @@ def predict(
     items, skipped = collect_sources(sources)
     if not items:
         raise DetkitError(_nothing_message(skipped), hint="pass image files (.jpg, .png, ...), videos (.mp4, ...) or folders holding them")
-    predictor, backend = load_predictor(model, device=device, threads=threads, batch_size=batch_size)
+    predictor, backend = load_predictor(model, device=device, threads=threads, batch_size=batch_size,
+                                        weights=weights, class_map=class_map)
     select = Selector(predictor, calibrator=calibrator, conf=conf)
     out_dir = Path(out) if out is not None else next_predict_dir(None)
     result = PredictResult(out_dir=out_dir, predictions_path=out_dir / "predictions.jsonl", backend=backend, selection=select.description, skipped=skipped)

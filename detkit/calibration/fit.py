@@ -73,12 +73,11 @@ def _dataset(dataset: DatasetSpec | str | Path) -> DatasetSpec:
     return dataset if isinstance(dataset, DatasetSpec) else load_dataset(dataset)
 
 
-def _load_model(source: Any, device: str | None) -> Any:
-    if isinstance(source, (str, Path)):
-        from detkit.api import load_model
+def _load_model(source: Any, device: str | None, ds: DatasetSpec, weights: Any = None) -> Any:
+    """Any model source (``detkit.inference.open_detector``); weights without a class map take the dataset's."""
+    from detkit.inference import open_detector
 
-        return load_model(source, device=device)
-    return source
+    return open_detector(source, weights=weights, device=device, class_map=ds)
 
 
 def _load_detections(source: Any, ds: DatasetSpec, split: str, gt: CocoData, batch_size: int, what: str) -> tuple[DetectionTable, str]:
@@ -234,6 +233,7 @@ def calibrate(
     max_dets: int = 100,
     batch_size: int = 8,
     device: str | None = None,
+    weights: str | Path | None = None,
 ) -> CalibrationResult:
     """Fit a calibrator on ``split`` and evaluate it before/after on a held-out split.
 
@@ -255,7 +255,7 @@ def calibrate(
     fit_gt = read_coco(fit_spec.annotations)
     model_label = str(source) if isinstance(source, (str, Path)) else None
     if isinstance(source, (str, Path)) and Path(source).suffix.lower() != ".json":
-        source = _load_model(source, device)  # once, for both splits
+        source = _load_model(source, device, ds, weights)  # once, for both splits
     fit_source = predictions if predictions is not None else source
     if fit_source is None:
         raise DetkitError("nothing to calibrate: give a model or a predictions file of the fit split",

@@ -22,7 +22,9 @@ def _ints(value: str, what: str) -> list[int]:
 
 
 def bench_command(
-    model: str = typer.Argument(..., help="Run dir, checkpoint, recipe:NAME or model.onnx.", show_default=False),
+    model: str = typer.Argument(..., help="Run dir, checkpoint, model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors, or recipe:NAME (with --weights).", show_default=False),
+    weights: Path = typer.Option(None, "--weights", help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors."),
+    classes: Path = typer.Option(None, "--classes", help="dataset.yaml or names file (one class per line): the classes of weights that carry none."),
     backends: str = typer.Option("torch,onnxruntime", "--backends", help="Comma-separated: torch, onnxruntime."),
     batch: str = typer.Option("1", "--batch", help="Batch sizes, comma-separated, e.g. 1,4."),
     imgsz: int = typer.Option(None, "--imgsz", help="Square input size (multiple of 32) [default: the model's]."),
@@ -42,7 +44,7 @@ def bench_command(
     with ui.progress():
         result = benchmark(model, backends=[b.strip() for b in backends.split(",") if b.strip()], batch_sizes=_ints(batch, "--batch"),
                            imgsz=(imgsz, imgsz) if imgsz else None, threads=_ints(threads, "--threads") if threads else None,
-                           iters=iters, warmup=warmup, device=device)
+                           iters=iters, warmup=warmup, device=device, weights=weights, class_map=classes)
     for n in result.notes:
         ui.print(f"[dim]note: {n}[/]")
     ui.print(f"device: {result.device['cpu']} ({result.device['logical_cores']} logical cores), torch on {result.device['torch_device']}"

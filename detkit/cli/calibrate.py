@@ -19,7 +19,8 @@ def _default_out(model: str | None) -> Path:
 
 
 def calibrate_command(
-    model: str = typer.Argument(None, help="Run dir, checkpoint (.pt) or exported model. Leave out with --predictions.", show_default=False),
+    model: str = typer.Argument(None, help="Run dir, checkpoint (.pt), model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors (classes from --data), or recipe:NAME with --weights. Leave out with --predictions.", show_default=False),
+    weights: Path = typer.Option(None, "--weights", help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors."),
     data: Path = typer.Option(..., "--data", help="dataset.yaml (or its folder)."),
     split: str = typer.Option("calib", "--split", help="Split to fit the calibrator (and thresholds) on."),
     method: str = typer.Option("isotonic", "--method", help=METHOD_HELP),
@@ -61,6 +62,7 @@ def calibrate_command(
             model, data, split=split, method=method, classwise=classwise, target=target, iou=iou,
             eval_split=eval_split, force=force, predictions=predictions, eval_predictions=eval_predictions,
             pre_threshold=pre_threshold, threshold=threshold, min_samples=min_samples, batch_size=batch, device=device,
+            weights=weights,
         )
         paths = write_outputs(result, out or _default_out(model))
     for w in result.warnings:

@@ -23,7 +23,8 @@ def _csv(value: str | None, what: str, cast: type = str) -> list | None:
 
 
 def eval_command(
-    model: str = typer.Argument(None, help="Run dir, checkpoint (.pt) or exported model (.onnx). Leave out with --predictions.", show_default=False),
+    model: str = typer.Argument(None, help="Run dir, checkpoint (.pt), model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors (classes from --data), or recipe:NAME with --weights. Leave out with --predictions.", show_default=False),
+    weights: Path = typer.Option(None, "--weights", help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors."),
     data: Path = typer.Option(..., "--data", help="dataset.yaml (or its folder)."),
     split: str = typer.Option("val", "--split", help="Split to evaluate."),
     predictions: Path = typer.Option(None, "--predictions", help="Evaluate a COCO results file instead of running a model."),
@@ -62,6 +63,7 @@ def eval_command(
             batch_size=batch,
             device=device,
             cache_dir=cache_dir,
+            weights=weights,
         )
     for w in result.warnings:
         ui.warn(w)

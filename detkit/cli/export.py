@@ -13,7 +13,9 @@ app = typer.Typer(no_args_is_help=True, help="Export a trained model for deploym
 
 @app.command("onnx")
 def onnx_command(
-    model: str = typer.Argument(..., help="Run dir, checkpoint (.pt) or recipe:NAME.", show_default=False),
+    model: str = typer.Argument(..., help="Run dir, checkpoint (.pt), bare official RT-DETR .pth / Hugging Face .safetensors, or recipe:NAME (with --weights).", show_default=False),
+    weights: Path = typer.Option(None, "--weights", help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors."),
+    classes: Path = typer.Option(None, "--classes", help="dataset.yaml or names file (one class per line): the classes of weights that carry none."),
     out: Path = typer.Option(Path("model.onnx"), "--out", "-o", help="Output .onnx file (model.json is written beside it)."),
     calibrator: Path = typer.Option(None, "--calibrator", help="calibrator.json to embed: the graph then returns calibrated scores."),
     imgsz: tuple[int, int] | None = typer.Option(None, "--imgsz", help="Input height and width, multiples of 32 [default: the model's]."),
@@ -35,7 +37,8 @@ def onnx_command(
     size = None if imgsz is None or imgsz[0] is None else imgsz
     ui.print(f"exporting [bold]{model}[/] to ONNX (opset {opset}{', fp16' if fp16 else ''}) ...")
     result = export_onnx(model, out, calibrator=calibrator, imgsz=size, dynamic_batch=dynamic_batch, opset=opset, fp16=fp16,
-                         decoder_layers=decoder_layers, simplify=simplify, verify=verify, verify_images=verify_images or ())
+                         decoder_layers=decoder_layers, simplify=simplify, verify=verify, verify_images=verify_images or (),
+                         weights=weights, class_map=classes)
     for w in result.warnings:
         ui.warn(w)
     meta = result.metadata

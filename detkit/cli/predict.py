@@ -10,8 +10,10 @@ from detkit.cli.ui import UI
 
 
 def predict_command(
-    model: str = typer.Argument(..., help="Run dir or checkpoint (PyTorch) or model.onnx (onnxruntime).", show_default=False),
+    model: str = typer.Argument(..., help="Run dir, checkpoint, bare official RT-DETR .pth / Hugging Face .safetensors, recipe:NAME with --weights (PyTorch) or model.onnx (onnxruntime).", show_default=False),
     sources: list[Path] = typer.Argument(..., help="Image files, video files or folders.", show_default=False),
+    weights: Path = typer.Option(None, "--weights", help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors."),
+    classes: Path = typer.Option(None, "--classes", help="dataset.yaml or names file (one class per line): the classes of weights that carry none."),
     conf: float = typer.Option(None, "--conf", help="Keep detections with score > CONF [default: the calibrator's per-class thresholds, else 0.5]."),
     calibrator: Path = typer.Option(None, "--calibrator", help="calibrator.json: calibrated scores and its per-class thresholds."),
     out: Path = typer.Option(None, "--out", help="Output folder [default: runs/predict/predict, predict2, ...]."),
@@ -29,7 +31,7 @@ def predict_command(
     ui = UI(json_mode, quiet)
     with ui.progress():
         result = predict(model, sources, out=out, conf=conf, calibrator=calibrator, batch_size=batch, device=device,
-                         threads=threads, save_media=save, overwrite=overwrite)
+                         threads=threads, save_media=save, overwrite=overwrite, weights=weights, class_map=classes)
     for s in result.skipped:
         ui.warn(f"skipped {s['source']}: {s['reason']}")
     ui.table("predict", ["", "value"], [

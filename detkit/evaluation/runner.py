@@ -90,12 +90,11 @@ def _dataset(dataset: str | Path | DatasetSpec) -> DatasetSpec:
     return dataset if isinstance(dataset, DatasetSpec) else load_dataset(dataset)
 
 
-def _detector(model: Any, device: str | None):
-    if hasattr(model, "predict_table"):
-        return model
-    from detkit.api import load_model
+def _detector(model: Any, device: str | None, spec: DatasetSpec, weights: Any = None):
+    """Any model source (``detkit.inference.open_detector``); weights without a class map take the dataset's."""
+    from detkit.inference import open_detector
 
-    return load_model(model, device=device)
+    return open_detector(model, weights=weights, device=device, class_map=spec)
 
 
 def _describe_model(model: Any, predictions: str | Path | None) -> str:
@@ -154,6 +153,7 @@ def evaluate(
     batch_size: int = 8,
     device: str | None = None,
     cache_dir: str | Path | None = None,
+    weights: str | Path | None = None,
 ) -> EvalResult:
     """Evaluate a model (run dir, checkpoint, ONNX file or detector object) or a predictions file on a split.
 
@@ -187,7 +187,7 @@ def evaluate(
     cal = load_calibrator_for(calibrator, class_map) if calibrator is not None else None
     target = next_eval_dir(out, name)
 
-    detector = _detector(model, device) if model is not None else None
+    detector = _detector(model, device, spec, weights) if model is not None else None
     dets = detections_for(detector, spec, split, gt, predictions, batch_size)
     if len(dets) == 0:
         warnings.append("there are no detections: every AP and AR is 0")

@@ -1,4 +1,4 @@
-"""ONNX export (``export_onnx``), its parity verification and the onnxruntime detector (``OnnxDetector``).
+"""ONNX export (``export_onnx``) and its parity verification; ``OnnxDetector`` is re-exported from the inference layer.
 
 Imports are lazy so that ``import detkit.export`` stays cheap.
 """
@@ -16,7 +16,7 @@ def __getattr__(name: str) -> Any:
 
         return getattr(onnx_export, name)
     if name in ("OnnxDetector", "read_model_metadata"):
-        from detkit.export import runtime
+        from detkit.inference import onnx_detector
 
-        return getattr(runtime, name)
+        return getattr(onnx_detector, name)
     raise AttributeError(name)

@@ -28,7 +28,7 @@ from typing import Any
 
 from detkit.errors import DetkitError
 from detkit.export.graph import CALIBRATED_OUTPUT_NAMES, INPUT_NAMES, INPUT_SPEC, OUTPUT_NAMES, OUTPUT_SPEC, DeployGraph, decoder_layers_of, deploy_copy, set_decoder_layers
-from detkit.export.runtime import METADATA_KEY, OnnxDetector, sidecar_path
+from detkit.inference.onnx_detector import METADATA_KEY, OnnxDetector, sidecar_path
 from detkit.export.verify import ParityReport, parity_error, verify_parity
 from detkit.utils.atomic import atomic_path, atomic_write_json
 
@@ -80,8 +80,12 @@ def export_onnx(
     verify: bool = True,
     verify_images: Sequence[Any] = (),
     top_k: int = 300,
+    weights: str | Path | None = None,
+    class_map: Any = None,
 ) -> ExportResult:
-    """Export ``model_source`` (run dir, checkpoint, ``recipe:NAME`` or a ``Detector``) to ``out``.
+    """Export ``model_source`` (run dir, checkpoint, ``recipe:NAME`` (+ ``weights``), bare official / Hugging Face
+    weights, or a ``TorchDetector``) to ``out``; ``class_map`` (ClassMap, dataset.yaml or names file) names the
+    classes of foreign weights.
 
     ``calibrator`` is a ``calibrator.json`` path or a loaded calibrator; its torch ``apply`` becomes part of the
     graph. ``imgsz`` (H, W) defaults to the model's own input size. ``verify_images`` adds real images (paths or
@@ -91,7 +95,7 @@ def export_onnx(
 
     out = Path(out)
     check_export_options(opset, imgsz, out, decoder_layers)
-    detector = _load_detector(model_source)
+    detector = _load_detector(model_source, weights, class_map)
     size = (int(imgsz[0]), int(imgsz[1])) if imgsz is not None else tuple(int(s) for s in detector.imgsz)
     cal = _load_calibrator(calibrator, detector.class_map)
     run_layers, total_layers = decoder_layers_of(detector.module)
@@ -136,14 +140,15 @@ def export_onnx(
 # pieces
 
 
-def _load_detector(source: Any):
-    if hasattr(source, "module") and hasattr(source, "class_map"):
-        return source
-    from detkit.api import load_model
+def _load_detector(source: Any, weights: Any = None, class_map: Any = None):
+    from detkit.inference import open_detector
 
     if isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx"):
         raise DetkitError("the model is already an ONNX export", hint="export from the run dir or checkpoint (.pt)", path=source)
-    return load_model(source, device="cpu")
+    detector = open_detector(source, weights=weights, class_map=class_map, device="cpu")
+    if not hasattr(detector, "module"):
+        raise DetkitError(f"cannot export a {type(detector).__name__}: export needs a PyTorch model")
+    return detector
 
 
 def _reference_detector(detector, size: tuple[int, int], decoder_layers: int | None):
@@ -310,18 +315,6 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _source_file(source: Any) -> Path | None:
-    if not isinstance(source, (str, os.PathLike)):
-        return None
-    p = Path(source)
-    if p.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (p / "checkpoints" / name).is_file():
-                return p / "checkpoints" / name
-        return None
-    return p if p.is_file() else None
-
-
 def _calibrator_dict(cal) -> dict[str, Any] | None:
     if cal is None:
         return None
@@ -343,7 +336,8 @@ def versions(extra: Sequence[str] = ()) -> dict[str, str]:
 
 
 def _metadata(detector, cal, size, dynamic_batch, opset, precision, decoder_layers, total_layers, top_k, source) -> dict[str, Any]:
-    src = _source_file(source)
+    src = getattr(detector, "source", None)  # the file the weights came from (resolved by open_detector)
+    src = Path(src) if src is not None and Path(src).is_file() else None
     return {
         "format": FORMAT,
         "version": FORMAT_VERSION,

@@ -95,7 +95,8 @@ def _torch_load(path: Path, what: str) -> Any:
     except Exception as e:  # noqa: BLE001 - the weights-only unpickler fails in many ways on foreign bytes
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, EOFError) or any(s in msg for s in ("central directory", "zip archive", "truncated")):
-            raise DetkitError(f"{what} is truncated or corrupt ({msg[:100]})", hint="re-copy or re-download the file",
+            raise DetkitError(f"{what} is truncated or corrupt ({msg.split('. ')[0][:100]})",
+                              hint="re-copy or re-download the file",
                               path=path) from None
         raise DetkitError(f"{what} is not a PyTorch file (its bytes do not decode as tensors and plain values)",
                           path=path) from None
@@ -140,12 +141,25 @@ def save_weights(path: str | Path, state_dict: Mapping[str, torch.Tensor], metad
     return path
 
 
-def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ClassMap | None]:
-    """A state dict (and the class map when the file is a detkit checkpoint), read once.
+@dataclass
+class WeightsFile:
+    """What a weights file holds: a state dict (any layout) and, for a detkit checkpoint, its class map and recipe."""
 
-    ``.safetensors`` → its tensors; a detkit checkpoint → its EMA (else model) weights and class map; official
-    training files → ``ema.module`` / ``model``; a bare state dict as is. Layout conversion happens later
-    (:func:`detkit.models.convert_weights.load_into`).
+    path: Path
+    state_dict: dict[str, torch.Tensor]
+    class_map: ClassMap | None = None
+    recipe: dict[str, Any] | None = None
+
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".safetensors")
+
+
+def read_weights_file(path: str | Path) -> WeightsFile:
+    """Read a weights file once, whatever it is.
+
+    ``.safetensors`` → its tensors; a detkit checkpoint → its EMA (else model) weights, class map and recipe;
+    official training files → ``ema.module`` / ``model``; a bare state dict (``.pth``/``.bin``) as is. Layout
+    conversion happens later (:mod:`detkit.models.convert_weights`).
     """
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -155,14 +169,20 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ClassMap | 
         from safetensors.torch import load_file
 
         try:
-            return load_file(str(path), device="cpu"), None
-        except (SafetensorError, OSError, ValueError) as e:
-            raise DetkitError(f"cannot read safetensors file: {str(e).splitlines()[0][:160]}", path=path) from None
+            tensors = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            msg = str(e).splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise DetkitError(f"cannot read safetensors file: {msg}", hint="re-copy or re-download the file",
+                              path=path) from None
+        if not tensors:
+            raise DetkitError("safetensors file holds no tensors", path=path)
+        return WeightsFile(path, tensors)
     obj = _torch_load(path, "weights file")
     if isinstance(obj, Mapping) and obj.get("format") == FORMAT:
         try:
             class_map = ClassMap.from_dict(obj["class_map"])
-            return dict(obj["ema"] if obj.get("ema") is not None else obj["model"]), class_map
+            state = dict(obj["ema"] if obj.get("ema") is not None else obj["model"])
+            return WeightsFile(path, state, class_map, dict(obj["recipe"]))
         except (KeyError, TypeError) as e:
             raise DetkitError(f"checkpoint is incomplete (missing or malformed {e})", path=path) from None
     from detkit.models.convert_weights import unwrap_official
@@ -170,4 +190,10 @@ def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ClassMap | 
     sd = unwrap_official(obj) if isinstance(obj, Mapping) else None
     if not isinstance(sd, Mapping) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise DetkitError("weights file holds no state dict of tensors", path=path)
-    return dict(sd), None
+    return WeightsFile(path, dict(sd))
+
+
+def read_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], ClassMap | None]:
+    """(state dict, class map or None): :func:`read_weights_file` for callers that need no recipe."""
+    w = read_weights_file(path)
+    return w.state_dict, w.class_map

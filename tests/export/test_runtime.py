@@ -1,4 +1,5 @@
-"""OnnxDetector behind load_model: same interface as the PyTorch Detector, same evaluation results."""
+"""OnnxDetector behind open_detector / load_model: the same Detector interface as the PyTorch detector, the same
+evaluation results."""
 
 from __future__ import annotations
 
@@ -30,12 +31,14 @@ def test_onnx_evaluation_equals_pytorch(synth_dataset, ckpt, export_small):
     from detkit.data.dataset import load_dataset
     from detkit.evaluation.coco_metrics import evaluate_coco
     from detkit.evaluation.inference import predict_split
-    from detkit.export.runtime import OnnxDetector
+    from detkit.inference import Detector, OnnxDetector
 
     ds = load_dataset(synth_dataset)
     split = ds.split("val")
     torch_det, onnx_det = load_model(ckpt, device="cpu"), load_model(export_small.model_path, device="cpu")
     assert isinstance(onnx_det, OnnxDetector) and onnx_det.class_map == torch_det.class_map and onnx_det.imgsz == torch_det.imgsz
+    assert isinstance(onnx_det, Detector) and isinstance(torch_det, Detector)
+    assert (onnx_det.backend, torch_det.backend) == ("onnxruntime", "torch")
     t_table, o_table = predict_split(torch_det, split, batch_size=4), predict_split(onnx_det, split, batch_size=4)
     assert len(t_table) == len(o_table) > 0
     pseudo = _pseudo_ground_truth(read_coco(split.annotations), t_table)

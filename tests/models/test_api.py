@@ -40,9 +40,20 @@ def run_dir(tmp_path, tiny_model, tiny_recipe):
 
 
 def test_import_detkit_stays_light():
-    code = "import sys, detkit; assert 'torch' not in sys.modules; print(detkit.load_model.__module__)"
+    code = ("import sys, detkit, detkit.inference; assert 'torch' not in sys.modules; "
+            "print(detkit.load_model.__module__, detkit.Detector.__name__, detkit.open_detector.__module__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "detkit.api"
+    assert out.stdout.split() == ["detkit.api", "TorchDetector", "detkit.inference.resolve"]
+
+
+def test_detector_class_wraps_any_module(tiny_model):
+    """``detkit.Detector(module, class_map, imgsz)`` (training wraps its EMA model so) has the Detector interface."""
+    from detkit.inference import Detector as DetectorProtocol
+
+    det = detkit.Detector(tiny_model, CLASSES, 64, device="cpu")
+    assert isinstance(det, DetectorProtocol) and det.backend == "torch" and det.source is None
+    (d,) = det.predict(np.zeros((50, 70, 3), np.uint8))
+    assert len(d) == 150 and d.boxes.max() <= 70.01
 
 
 def test_run_dir_prefers_best_and_predicts_in_pixels(run_dir, tiny_model, tmp_path):
@@ -105,7 +116,7 @@ def test_bad_sources(tmp_path, run_dir, tiny_recipe):
         detkit.load_model(tmp_path / "empty_run")
     with pytest.raises(DetkitError, match="weights= goes with recipe"):
         detkit.load_model(run_dir, weights="x.pth")
-    with pytest.raises(DetkitError, match="checkpoint not found"):
+    with pytest.raises(DetkitError, match="nope.pt: model not found"):
         detkit.load_model(tmp_path / "nope.pt")
     with pytest.raises(DetkitError, match="weights file not found"):
         detkit.load_model(tiny_recipe, weights=tmp_path / "nope.safetensors")
