@@ -60,7 +60,7 @@ def train_command(
         for o in prepared.overrides:
             ui.print(f"[cyan]override[/] {o}")
         if prepared.resumed_from:
-            ui.print(f"resuming from [bold]{prepared.resumed_from}[/]")
+            ui.print(f"resuming from [bold]{prepared.resumed_from}[/] on the dataset [bold]{prepared.dataset}[/]")
         ui.print(f"run folder: [bold]{prepared.run_dir}[/]")
 
     with ui.progress():

@@ -33,6 +33,7 @@ class PreparedRun:
     overrides: list[str]
     run_dir: Path
     resumed_from: Path | None
+    dataset: Path | None = None  # the dataset file in use (a resume finds the run's own unless data is given)
 
 
 def option_overrides(**options: Any) -> list[str]:
@@ -131,7 +132,7 @@ def train(
             if resume is None:
                 _save_recipe(resolved, run_dir / "recipe.yaml")
         record = dataset_record(dataset, given, run_dir)
-        prepared = PreparedRun(resolved, all_overrides, run_dir, resumed_from)
+        prepared = PreparedRun(resolved, all_overrides, run_dir, resumed_from, dataset.path)
         if on_start is not None and dist_info.is_main:
             on_start(prepared)
 

@@ -58,7 +58,9 @@ def test_resume_without_data_follows_the_run(cli, project, tmp_path):
     assert _record(moved / "runs" / "exp")["absolute"] == str((moved / "data" / "dataset.yaml").resolve())
     # the override is written back, so the next resume continues the longer run (here: nothing left to do)
     assert yaml.safe_load((moved / "runs" / "exp" / "recipe.yaml").read_text())["train"]["epochs"] == 2
-    assert_clean_error(cli("train", "--resume", moved / "runs" / "exp"), "already finished its 2 epochs")
+    r = cli("train", "--resume", moved / "runs" / "exp")
+    assert_clean_error(r, "already finished its 2 epochs")
+    assert str((moved / "data" / "dataset.yaml").resolve()) in "".join(r.out.split())  # says which dataset (rich wraps)
 
     # the run folder moved alone: found at the recorded absolute path (the run is then checked, and is complete)
     alone = tmp_path / "runs-archive" / "exp"
