@@ -147,7 +147,7 @@ def train(
             trainer.load_state(ckpt.model, ckpt.ema, ckpt.training, read_history(run_dir / "metrics.csv"))
             if trainer.epoch >= resolved.train.epochs:
                 raise DetkitError(f"run {run_dir} already finished its {resolved.train.epochs} epochs",
-                                  hint="raise the epoch count (epochs=N, --epochs N on the command line) to train further")
+                                  hint="raise the epoch count (epochs=N, --epochs N on the command line)")
             if all_overrides and dist_info.is_main:  # the next resume continues with what this one changed
                 _save_recipe(resolved, run_dir / "recipe.yaml")
         return trainer.fit()

@@ -137,5 +137,6 @@ def test_a_broken_extra_is_reported_as_unusable(monkeypatch, tmp_path, capsys):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(optional, "_told", set())
     assert optional.optional_import("brokenextra", "brokenextra", "no broken logs", "pip install -U brokenextra") is None
-    assert capsys.readouterr().err == ("brokenextra unusable (TypeError: built against another protobuf): no broken logs "
-                                       "(pip install -U brokenextra)\n")
+    assert capsys.readouterr().err == (
+        "brokenextra unusable (TypeError: built against another protobuf): "
+        "no broken logs (pip install -U brokenextra)\n")

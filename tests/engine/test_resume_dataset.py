@@ -93,7 +93,8 @@ def test_resume_refuses_a_dataset_with_other_classes(cli, project, tmp_path):
     spec["classes"][0]["name"] = "ellipse"
     (other / "dataset.yaml").write_text(yaml.safe_dump(spec))
     before = _files(run)
-    assert_clean_error(cli("train", "--resume", run, "--epochs", "2", "--data", other), "class map mismatch", "ellipse", "circle")
+    r = cli("train", "--resume", run, "--epochs", "2", "--data", other)
+    assert_clean_error(r, "class map mismatch", "ellipse", "circle")
     # the same when the run's own dataset changed its classes in place
     shutil.copy(other / "dataset.yaml", project / "data" / "dataset.yaml")
     assert_clean_error(cli("train", "--resume", run, "--epochs", "2"), "class map mismatch", "ellipse")
@@ -112,4 +113,5 @@ def test_a_run_without_a_dataset_record_asks_for_data(cli, project):
     summary = json.loads((run / "summary.json").read_text())
     del summary["dataset"]  # as written by an older detkit
     (run / "summary.json").write_text(json.dumps(summary))
-    assert_clean_error(cli("train", "--resume", run, "--epochs", "2"), f"run {run} does not record its dataset", "--data")
+    r = cli("train", "--resume", run, "--epochs", "2")
+    assert_clean_error(r, f"run {run} does not record its dataset", "--data")

@@ -18,7 +18,8 @@ def no_tensorboard(monkeypatch):
     monkeypatch.setattr(optional, "_told", set())
 
 
-def test_training_without_tensorboard_finishes_with_one_info_line(cli, no_tensorboard, tiny_dataset, tiny_overrides, tmp_path):
+def test_training_without_tensorboard_finishes_with_one_info_line(cli, no_tensorboard, tiny_dataset, tiny_overrides,
+                                                                  tmp_path):
     r = cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "--epochs", "2", "--out", tmp_path, *tiny_overrides)
     assert r.code == 0, r.text
     run = tmp_path / "exp"
