@@ -94,7 +94,7 @@ def test_every_module_imports_with_only_the_main_dependencies():
     extras = {"tensorboard", "fiftyone", "transformers", "netcal", "pytest"}
     assert {m for m in extras if _installed(m)} <= blocked
     proc = subprocess.run([sys.executable, "-c", IMPORT_ALL, json.dumps(sorted(blocked))], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert Path(got["file"]).resolve().is_relative_to(ROOT)  # this checkout's code, not an installed copy
