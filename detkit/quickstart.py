@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from detkit.errors import DetkitError
+from detkit.utils.atomic import atomic_write_json
 
 QUICK_RECIPE = "recipe:rtdetr-r18-cpu"
 # A subset of COCO-C that runs in seconds on a CPU; `detkit eval --robustness` runs all 15 by default.
@@ -124,6 +125,7 @@ def run_quickstart(
 
     benched = _timed(result, "benchmark ONNX latency", log, lambda: benchmark(
         exported.model_path, backends=("onnxruntime",), batch_sizes=(1,), iters=10))
+    result.paths["bench"] = atomic_write_json(out / "bench.json", benched.to_dict())
 
     result.timings["total"] = time.perf_counter() - t_start
     result.summary = _summary(trained, evaluated, calibrated, exported, benched)

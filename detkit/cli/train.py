@@ -30,7 +30,8 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 def train_command(
     args: list[str] = typer.Argument(None, metavar="RECIPE [KEY=VALUE ...]", help="recipe:NAME or a YAML file, then dotted overrides."),
-    data: Path = typer.Option(None, "--data", help="dataset.yaml (or its folder) with train and val splits."),
+    data: Path = typer.Option(None, "--data", help="dataset.yaml (or its folder) with train and val splits "
+                              "(with --resume: the run's own dataset unless given)."),
     epochs: int = typer.Option(None, "--epochs", help="train.epochs"),
     batch: int = typer.Option(None, "--batch", help="train.batch (total over processes)"),
     imgsz: int = typer.Option(None, "--imgsz", help="train.imgsz (multiple of 32)"),
@@ -60,7 +61,7 @@ def train_command(
         for o in prepared.overrides:
             ui.print(f"[cyan]override[/] {o}")
         if prepared.resumed_from:
-            ui.print(f"resuming from [bold]{prepared.resumed_from}[/]")
+            ui.print(f"resuming from [bold]{prepared.resumed_from}[/] on the dataset [bold]{prepared.dataset}[/]")
         ui.print(f"run folder: [bold]{prepared.run_dir}[/]")
 
     with ui.progress():

@@ -17,6 +17,7 @@ import torch
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import load_dataset
 from detkit.engine import distributed
+from detkit.engine.run_record import dataset_record, recorded_dataset
 from detkit.engine.trainer import Trainer, TrainResult, next_run_dir, read_history, resolve_device
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_write_text
@@ -32,6 +33,7 @@ class PreparedRun:
     overrides: list[str]
     run_dir: Path
     resumed_from: Path | None
+    dataset: Path | None = None  # the dataset file in use (a resume finds the run's own unless data is given)
 
 
 def option_overrides(**options: Any) -> list[str]:
@@ -82,23 +84,26 @@ def train(
 ) -> TrainResult:
     """Train RT-DETR on ``data`` and return where the run went and how it ended.
 
-    ``resume`` continues a run folder from its ``last.pt`` with the run's own ``recipe.yaml`` (then ``recipe``
-    and ``overrides`` must not change the run); ``weights`` starts from a checkpoint or official/HF weights.
+    ``resume`` continues a run folder from its ``last.pt`` with the run's own ``recipe.yaml`` (``recipe`` is
+    ignored; options and ``overrides`` change the run and are written back to ``recipe.yaml``) and, unless
+    ``data`` is given, the dataset the run recorded (``detkit.engine.run_record``), checked by class map;
+    ``weights`` starts from a checkpoint or official/HF weights.
     ``on_start(prepared)`` is called once the run is set up (the CLI prints the applied overrides there).
     """
     from detkit.config.recipe import resolve_recipe
     from detkit.models.builder import build_model
 
-    if data is None:
-        raise DetkitError("no dataset given", hint="pass --data path/to/dataset.yaml")
-    dataset = load_dataset(data)
+    if data is None and resume is None:
+        raise DetkitError("no dataset given: data is required to start a run (a resumed run remembers its own)",
+                          hint="pass data=path/to/dataset.yaml (--data on the command line)")
     all_overrides = option_overrides(epochs=epochs, batch=batch, imgsz=imgsz, device=device, workers=workers, seed=seed) + list(overrides)
 
     ckpt = None
     if resume is not None:
         if weights is not None:
-            raise DetkitError("--resume and --weights cannot be combined", hint="resume continues the run's own weights")
+            raise DetkitError("resume and weights cannot be combined", hint="resume continues the run's own weights")
         run_dir, ckpt_path = _resume_paths(resume)
+        dataset, given = (load_dataset(data), str(data)) if data is not None else recorded_dataset(run_dir)
         resolved = resolve_recipe(run_dir / "recipe.yaml", overrides=all_overrides)
         from detkit.models.checkpoint import load_checkpoint
 
@@ -109,6 +114,7 @@ def train(
                                      hint="resume with the dataset the run was trained on")
         resumed_from = ckpt_path
     else:
+        dataset, given = load_dataset(data), str(data)
         resolved = resolve_recipe(recipe, overrides=all_overrides)
         run_dir = None
         resumed_from = None
@@ -125,7 +131,8 @@ def train(
             run_dir.mkdir(parents=True, exist_ok=True)
             if resume is None:
                 _save_recipe(resolved, run_dir / "recipe.yaml")
-        prepared = PreparedRun(resolved, all_overrides, run_dir, resumed_from)
+        record = dataset_record(dataset, given, run_dir)
+        prepared = PreparedRun(resolved, all_overrides, run_dir, resumed_from, dataset.path)
         if on_start is not None and dist_info.is_main:
             on_start(prepared)
 
@@ -135,12 +142,14 @@ def train(
         if weights is not None:
             _load_weights(model, weights, resolved, dataset.class_map, reinit_head)
         torch.manual_seed(resolved.train.seed + dist_info.rank)  # per-process randomness (denoising noise)
-        trainer = Trainer(model, resolved, dataset, run_dir, dev, dist_info=dist_info)
+        trainer = Trainer(model, resolved, dataset, run_dir, dev, dist_info=dist_info, run_info={"dataset": record})
         if ckpt is not None:
             trainer.load_state(ckpt.model, ckpt.ema, ckpt.training, read_history(run_dir / "metrics.csv"))
             if trainer.epoch >= resolved.train.epochs:
                 raise DetkitError(f"run {run_dir} already finished its {resolved.train.epochs} epochs",
-                                  hint="raise the epoch count with --epochs N to train further")
+                                  hint="raise the epoch count (epochs=N, --epochs N on the command line)")
+            if all_overrides and dist_info.is_main:  # the next resume continues with what this one changed
+                _save_recipe(resolved, run_dir / "recipe.yaml")
         return trainer.fit()
     finally:
         distributed.cleanup()

@@ -34,6 +34,7 @@ from detkit.engine.optim import build_optimizer
 from detkit.engine.schedule import build_scheduler
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
+from detkit.utils.optional import optional_import
 from detkit.utils.progress import ProgressTask
 
 LOSS_GROUPS = ("loss_vfl", "loss_bbox", "loss_giou")
@@ -156,7 +157,8 @@ class Trainer:
     """
 
     def __init__(self, model: torch.nn.Module, recipe: Any, dataset: DatasetSpec, run_dir: Path, device: torch.device,
-                 class_map: ClassMap | None = None, dist_info: distributed.DistInfo | None = None):
+                 class_map: ClassMap | None = None, dist_info: distributed.DistInfo | None = None,
+                 run_info: dict[str, Any] | None = None):
         self.recipe = recipe
         self.cfg: TrainConfig = recipe.train
         self.dataset = dataset
@@ -164,6 +166,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = device
         self.dist = dist_info or distributed.DistInfo()
+        self.run_info = dict(run_info or {})  # extra summary.json entries (the run's dataset record)
         cfg = self.cfg
         if cfg.batch % self.dist.world_size:
             raise DetkitError(f"train.batch {cfg.batch} is not divisible by the {self.dist.world_size} processes", hint="choose a multiple of the process count")
@@ -196,7 +199,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.bad_epochs = 0
         self.history: list[dict[str, Any]] = []
-        self._tb = None
+        self._tb: Any = None  # the TensorBoard SummaryWriter once opened; False without the tensorboard package
         self._batch_bar: ProgressTask | None = None
         self._deadline: float | None = None  # wall-clock end of training under train.time_limit_minutes
         self._out_of_time = False  # set by each optimizer step, agreed across processes
@@ -352,6 +355,13 @@ class Trainer:
 
     # ---- the run ------------------------------------------------------------------------------------------
     def fit(self) -> TrainResult:
+        try:
+            return self._fit()
+        finally:
+            if self._tb:  # also when training stops with an error: the event file keeps what was logged
+                self._tb.close()
+
+    def _fit(self) -> TrainResult:
         cfg = self.cfg
         epochs_bar = ProgressTask("epochs", total=cfg.epochs)
         epochs_bar.advance(self.epoch)
@@ -359,6 +369,8 @@ class Trainer:
         start, start_epoch = time.perf_counter(), self.epoch
         prior_minutes = (self.history[-1].get("wall_minutes") or 0.0) if self.history else 0.0
         val_seconds = 0.0
+        if self.dist.is_main:
+            self._open_tensorboard()  # says at the start, not after an epoch, when TensorBoard is unavailable
         while self.epoch < cfg.epochs:
             if cfg.time_limit_minutes is not None:
                 # stop training in time to validate and save before the limit (the last epoch may be partial)
@@ -405,8 +417,6 @@ class Trainer:
             self._batch_bar.close()
         if self.dist.is_main:
             self.write_reports(stopped)
-        if self._tb is not None:
-            self._tb.close()
         return TrainResult(self.run_dir, self.epoch, self.best_ap, None if self.best_epoch is None else self.best_epoch + 1, stopped,
                            self.history, self.amp.describe(), str(self.device))
 
@@ -426,21 +436,21 @@ class Trainer:
             "epochs_done": self.epoch, "epochs": self.cfg.epochs, "steps": self.step, "best_ap": self.best_ap,
             "best_epoch": None if self.best_epoch is None else self.best_epoch + 1, "final": self.history[-1],
             "stopped": stopped or "running", "amp": self.amp.describe(), "device": str(self.device),
-            "world_size": self.dist.world_size, "classes": self.class_map.to_dict(),
+            "world_size": self.dist.world_size, "classes": self.class_map.to_dict(), **self.run_info,
         }
         atomic_write_json(self.run_dir / "summary.json", _finite(summary))
         if stopped is None:
             plot_history(self.history, self.run_dir / "plots")
             self._tensorboard(self.history[-1])
 
-    def _tensorboard(self, row: dict[str, Any]) -> None:
+    def _open_tensorboard(self) -> None:
+        """A SummaryWriter under ``tensorboard/`` when the optional package is installed (one info line if not)."""
         if self._tb is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except Exception:  # noqa: BLE001 - tensorboard is optional
-                self._tb = False
-                return
-            self._tb = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+            tb = optional_import("torch.utils.tensorboard", "tensorboard", "no TensorBoard logs")
+            self._tb = False if tb is None else tb.SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+
+    def _tensorboard(self, row: dict[str, Any]) -> None:
+        self._open_tensorboard()
         if self._tb:
             for k, v in row.items():
                 if k not in ("epoch", "step") and isinstance(v, (int, float)) and v is not None:

@@ -1,13 +1,16 @@
 """Progress reporting that library code can use without knowing about the terminal.
 
 Library functions wrap long loops in :func:`track`. It is silent unless the CLI (or a user) enables a
-display with :func:`progress_display`; then it drives a rich progress bar.
+display with :func:`progress_display`; then it drives a rich progress bar. :func:`note` prints one info line
+for the user (above the bars when a display is active, on stderr otherwise, nothing inside a display opened
+with ``enabled=False``, i.e. under ``--quiet`` / ``--json``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -16,13 +19,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 
 T = TypeVar("T")
 _active: contextvars.ContextVar[Progress | None] = contextvars.ContextVar("detkit_progress", default=None)
+_silent: contextvars.ContextVar[bool] = contextvars.ContextVar("detkit_silent", default=False)
 
 
 @contextlib.contextmanager
 def progress_display(console: Console | None = None, enabled: bool = True) -> Iterator[None]:
     """Show rich progress bars for every :func:`track` call inside this block."""
     if not enabled:
-        yield
+        silent = _silent.set(True)
+        try:
+            yield
+        finally:
+            _silent.reset(silent)
         return
     progress = Progress(
         SpinnerColumn(),
@@ -41,6 +49,18 @@ def progress_display(console: Console | None = None, enabled: bool = True) -> It
             yield
     finally:
         _active.reset(token)
+
+
+def note(message: str) -> None:
+    """One plain info line for the user (not a warning): see the module docstring for where it goes."""
+    if _silent.get():
+        return
+    progress = _active.get()
+    if progress is not None:
+        progress.console.print(message, markup=False, highlight=False)
+    else:
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
 
 
 def track(iterable: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:

@@ -12,7 +12,7 @@ def test_quickstart_chain_writes_every_artifact(cli, tmp_path):
     r = cli("quickstart", out, "--train-minutes", "0.05", "--train-images", "8", "--eval-images", "4", "--imgsz", "96", "--json")
     assert r.code == 0, r.text
     doc = json.loads(r.out)
-    for key in ("dataset", "run", "eval", "calibrator", "onnx", "predictions"):
+    for key in ("dataset", "run", "eval", "calibrator", "onnx", "predictions", "bench"):
         assert (out / doc["paths"][key].split(str(out) + "/", 1)[1]).exists(), key
     s = doc["summary"]
     assert s["export_parity_passed"] is True and s["export_max_abs_diff_scores"] < 1e-4
@@ -22,6 +22,8 @@ def test_quickstart_chain_writes_every_artifact(cli, tmp_path):
         assert (out / "eval" / "test" / name).is_file(), name
     assert (out / "data" / "coco_o" / "sketch" / "annotations" / "instances_val2017.json").is_file()
     assert set(doc["timings_s"]) >= {"total"}
+    bench = json.loads((out / "bench.json").read_text())
+    assert bench["rows"][0]["backend"] == "onnxruntime" and bench["rows"][0]["total_ms"] == s["onnx_latency_ms_b1"]
 
 
 def test_quickstart_refuses_a_non_empty_folder(cli, tmp_path):

@@ -25,6 +25,12 @@ def tiny_overrides():
     return list(TINY)
 
 
+@pytest.fixture(scope="session")
+def tiny_overrides_for_fixtures():
+    """The same overrides for fixtures wider than one test (a tuple: nothing can change it)."""
+    return tuple(TINY)
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """One intra-op thread: tiny models gain nothing from more, and a shared CPU makes extra threads spin."""
