@@ -26,7 +26,7 @@ from detkit.data.coco import CocoData, read_coco
 from detkit.data.dataset import load_dataset
 from detkit.evaluation.coco_metrics import evaluate_coco
 from detkit.evaluation.inference import predict_split
-from detkit.slicing import SlicedDetector
+from detkit.slicing import DEFAULT_EDGE_PX, DEFAULT_IOU, SlicedDetector
 
 
 class Replay:
@@ -62,9 +62,15 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=8, help="first N images of the split")
     ap.add_argument("--slice", type=int, nargs=2, default=(128, 128), metavar=("H", "W"))
     ap.add_argument("--overlap", type=float, default=0.25)
-    ap.add_argument("--iou", type=float, default=0.5)
+    ap.add_argument("--iou", type=float, default=DEFAULT_IOU)
+    ap.add_argument("--edge-px", type=float, default=DEFAULT_EDGE_PX, help="cut-box margin (see detkit.slicing)")
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     if not (args.data / "dataset.yaml").is_file():
         from detkit.data.synth import generate_synthetic
@@ -91,8 +97,9 @@ def main() -> None:
 
     run("plain (full image)", det)
     replay = Replay(det)
-    run("sliced + NMS", SlicedDetector(replay, args.slice, args.overlap, merge="nms", iou=args.iou))
-    run("sliced + WBF", SlicedDetector(replay.replay(), args.slice, args.overlap, merge="wbf", iou=args.iou))
+    kw = {"iou": args.iou, "edge_px": args.edge_px}
+    run("sliced + NMS", SlicedDetector(replay, args.slice, args.overlap, merge="nms", **kw))
+    run("sliced + WBF", SlicedDetector(replay.replay(), args.slice, args.overlap, merge="wbf", **kw))
     run("sliced + NMS, cut boxes kept",
         SlicedDetector(replay.replay(), args.slice, args.overlap, merge="nms", iou=args.iou, edge_px=-np.inf))
     rows[2] = (*rows[2][:5], rows[1][5])  # the replayed rows did not run the model: report the measured time

@@ -54,7 +54,7 @@ def check_slicing(slice_hw: Any, overlap: Any) -> tuple[tuple[int, int], float]:
     """``(slice_hw, overlap)`` validated: two positive integer sizes, an overlap fraction in [0, 1)."""
     try:
         h, w = (int(v) for v in slice_hw)
-        ok = all(float(v) == int(v) for v in slice_hw)
+        ok = not isinstance(slice_hw, (str, bytes)) and all(float(v) == int(v) for v in slice_hw)
     except (TypeError, ValueError):
         ok = False
     if not ok or h <= 0 or w <= 0:
@@ -153,7 +153,7 @@ def merge_boxes(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: 
     member = best > iou
     member[keep] = True  # a kept box belongs to its own cluster (also when degenerate)
     owner[keep] = torch.arange(len(keep))
-    w = s[member]
+    w = s[member].clamp_min(1e-12)  # a cluster of zero scores still averages its boxes
     total = torch.zeros(len(keep)).index_add_(0, owner[member], w)
     fused = torch.zeros(len(keep), 4).index_add_(0, owner[member], b[member] * w[:, None]) / total[:, None]
     return keep.numpy(), fused.numpy()
@@ -170,7 +170,8 @@ class SlicedDetector:
             raise DetkitError(f"merge must be one of {', '.join(MERGES)}, got {merge!r}")
         if not 0.0 < iou <= 1.0:
             raise DetkitError(f"iou must be in (0, 1], got {iou!r}")
-        self.detector, self.merge, self.iou, self.edge_px, self.max_det = detector, merge, float(iou), float(edge_px), int(max_det)
+        self.detector, self.merge, self.iou = detector, merge, float(iou)
+        self.edge_px, self.max_det = float(edge_px), int(max_det)
 
     # what callers read from a detector
     @property

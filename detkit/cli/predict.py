@@ -38,7 +38,8 @@ def predict_command(
         ui.warn(f"skipped {s['source']}: {s['reason']}")
     ui.table("predict", ["", "value"], [
         ("backend", result.backend), ("kept", result.selection),
-        *([("sliced", f"{slice_hw[0]}×{slice_hw[1]} tiles, overlap {slicing['overlap']:g}")] if slice_hw else []), ("images", result.images),
+        *([("sliced", f"{slice_hw[0]}×{slice_hw[1]} tiles, overlap {slicing['overlap']:g}")] if slice_hw else []),
+        ("images", result.images),
         ("videos (frames)", f"{result.videos} ({result.frames})"), ("detections", result.detections), ("skipped", len(result.skipped)),
     ])
     ui.artifacts("predictions", result.predictions_path)

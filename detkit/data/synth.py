@@ -400,9 +400,9 @@ def generate_synthetic(
         raise DetkitError("nothing to generate: every split has 0 images", hint="pass e.g. --train 100 --val 20")
     if not isinstance(imgsz, (int, np.integer)) or isinstance(imgsz, bool) or not 32 <= imgsz <= 4096:
         raise DetkitError(f"--imgsz must be an integer between 32 and 4096, got {imgsz!r}")
-    if variant.size_px is not None and imgsz < 4 * variant.size_px[1]:
+    if variant.size_px is not None and imgsz < 2 * variant.size_px[1]:
         raise DetkitError(f"--imgsz {imgsz} is too small for the small-object variant (objects up to "
-                          f"{variant.size_px[1]:g} px)", hint=f"use --imgsz {int(4 * variant.size_px[1])} or more")
+                          f"{variant.size_px[1]:g} px)", hint=f"use --imgsz {int(2 * variant.size_px[1])} or more")
     if not 0 <= min_objects <= max_objects:
         raise DetkitError(f"object counts must satisfy 0 <= min_objects <= max_objects, got {min_objects}..{max_objects}")
     if not 0.0 <= empty_fraction <= 1.0:
@@ -436,7 +436,8 @@ def generate_synthetic(
                 for i in range(n)
             ]
             results = pool.map(_run_job, jobs, chunksize=8) if pool is not None else map(_run_job, jobs)
-            coco = CocoData(info={"description": f"detkit synthetic shapes ({variant.name}), seed {seed}, split {split}"})
+            info = {"description": f"detkit synthetic shapes ({variant.name}), seed {seed}, split {split}"}
+            coco = CocoData(info=info)
             for job, (labels, boxes, areas) in zip(jobs, track(results, f"synth {split}", total=n)):
                 image, anns = _coco_entries(job.index + 1, job.path.name, labels, boxes, areas, len(coco.annotations) + 1, hw)
                 coco.images.append(image)

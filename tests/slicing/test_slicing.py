@@ -104,7 +104,8 @@ def test_raw_scores_follow_their_boxes_through_the_merge():
 
 @pytest.mark.parametrize("slice_hw, overlap, param", [
     ((0, 64), 0.2, "slice_hw"), ((64, -8), 0.2, "slice_hw"), ((64,), 0.2, "slice_hw"), ((64, 6.5), 0.2, "slice_hw"),
-    (None, 0.2, "slice_hw"), ((64, 64), 1.0, "overlap"), ((64, 64), -0.1, "overlap"), ((64, 64), float("nan"), "overlap"),
+    ("64", 0.2, "slice_hw"), (None, 0.2, "slice_hw"), ((64, 64), 1.0, "overlap"), ((64, 64), -0.1, "overlap"),
+    ((64, 64), float("nan"), "overlap"),
 ])
 def test_bad_settings_name_the_parameter(slice_hw, overlap, param):
     with pytest.raises(SlicingError) as e:

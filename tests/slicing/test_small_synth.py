@@ -32,6 +32,6 @@ def test_cli_small_defaults_and_refusal(cli, tmp_path):
     assert out["imgsz"] == 1024 and out["small"] is True
     coco = json.loads((tmp_path / "s" / "annotations" / "test.json").read_text())
     assert coco["images"][0]["width"] == 1024 and 20 <= len(coco["annotations"]) <= 60
-    r = cli("data", "synth", tmp_path / "t", "--small", "--imgsz", 64, "--test", 1)
-    assert r.code == 1 and "too small for the small-object variant" in r.err and "--imgsz 128" in r.err
+    r = cli("data", "synth", tmp_path / "t", "--small", "--imgsz", 48, "--test", 1)
+    assert r.code == 1 and "too small for the small-object variant" in r.err and "--imgsz 64" in r.err
     assert "Traceback" not in r.text and not (tmp_path / "t").exists()
