@@ -7,9 +7,9 @@ tile boxes back by adding the tile's offset, adds the boxes of the usual full-im
 merges the union per class:
 
 - ``"nms"``: class-wise non-maximum suppression (``torchvision.ops.batched_nms``);
-- ``"wbf"``: weighted box fusion: the clusters are the NMS clusters (each suppressed box joins the kept box of
-  its class it overlaps most), the fused box is the score-weighted mean of its cluster, its score the cluster's
-  best.
+- ``"wbf"`` (default, higher AP on the small-object set): weighted box fusion: the clusters are the NMS
+  clusters (each suppressed box joins the kept box of its class it overlaps most), the fused box is the
+  score-weighted mean of its cluster, its score the cluster's best.
 
 Before merging, a tile box that ends within ``edge_px`` pixels of a tile side lying inside the image is dropped:
 it is an object cut by the tile border, which a neighbouring tile (objects up to the overlap in size) or the
@@ -34,7 +34,7 @@ from detkit.errors import DetkitError
 MERGES = ("nms", "wbf")
 DEFAULT_OVERLAP = 0.2
 DEFAULT_IOU = 0.5
-DEFAULT_MERGE = "nms"
+DEFAULT_MERGE = "wbf"  # measured on the --small set: WBF 12.0 AP vs NMS 10.8 (docs/slicing.md)
 DEFAULT_EDGE_PX = 2.0
 MAX_DET = 300  # boxes kept per image after merging (the model's own top-k)
 PRE_MERGE_FACTOR = 8  # at most PRE_MERGE_FACTOR * max_det best-scoring boxes enter the merge

@@ -33,7 +33,7 @@ class BlobDetector:
             boxes, labels = [], []
             for label, colour in enumerate(COLOURS):
                 mask = np.all(img == colour, axis=-1).astype(np.uint8)
-                n, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
+                _, _, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=4)
                 st = stats[1:]
                 big = np.minimum(st[:, 2], st[:, 3]) * scale >= self.min_px
                 st = st[big]

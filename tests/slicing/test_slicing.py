@@ -7,10 +7,16 @@ import json
 import cv2
 import numpy as np
 import pytest
+from slicing.fake import BlobDetector, squares_image
 
 from detkit.errors import DetkitError
-from detkit.slicing import SlicedDetector, SlicingError, check_slicing, merge_boxes, tile_grid
-from slicing.fake import BlobDetector, squares_image
+from detkit.slicing import (
+    SlicedDetector,
+    SlicingError,
+    check_slicing,
+    merge_boxes,
+    tile_grid,
+)
 
 # three squares straddling interior tile borders of the 64 px / 0.25 grid (tile starts 0, 48, 96, 144, 192)
 STRADDLING = ((58, 20, 12, 0), (100, 105, 10, 1), (140, 186, 12, 0))
