@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from detkit.errors import DetkitError
+from detkit.slicing import DEFAULT_OVERLAP, check_fits, check_slicing, sliced, slicing_source
 from detkit.utils.atomic import atomic_dir
 from detkit.utils.progress import ProgressTask, track
 
@@ -211,14 +212,19 @@ def predict(
     overwrite: bool = False,
     weights: Any = None,
     class_map: Any = None,
+    slice_hw: Sequence[int] | None = None,
+    overlap: float = DEFAULT_OVERLAP,
 ) -> PredictResult:
     """Detect objects in ``sources`` (image files, folders, videos) and write the results under ``out``.
 
     ``out`` is the output folder (default: a new ``runs/predict/predict<N>``). ``model`` is any source
     ``detkit.inference.open_detector`` takes (``weights`` with ``recipe:NAME``; ``class_map`` a ClassMap,
     dataset.yaml or names file naming foreign weights' classes). Returns what was written and what was skipped
-    (with reasons).
+    (with reasons). ``slice_hw`` (tile height, width) turns on sliced inference with tiles overlapping by the
+    fraction ``overlap`` (:mod:`detkit.slicing`); every image must be at least one tile large.
     """
+    if slice_hw is not None:
+        slice_hw, overlap = check_slicing(slice_hw, overlap)
     if conf is not None and not 0.0 <= conf < 1.0:
         raise DetkitError(f"--conf must be in [0, 1), got {conf}")
     if batch_size < 1:
@@ -228,6 +234,7 @@ def predict(
         raise DetkitError(_nothing_message(skipped), hint="pass image files (.jpg, .png, ...), videos (.mp4, ...) or folders holding them")
     predictor, backend = load_predictor(model, device=device, threads=threads, batch_size=batch_size,
                                         weights=weights, class_map=class_map)
+    predictor = sliced(predictor, slice_hw, overlap)
     select = Selector(predictor, calibrator=calibrator, conf=conf)
     out_dir = Path(out) if out is not None else next_predict_dir(None)
     result = PredictResult(out_dir=out_dir, predictions_path=out_dir / "predictions.jsonl", backend=backend, selection=select.description, skipped=skipped)
@@ -240,6 +247,9 @@ def predict(
                 loaded = _load_images(chunk, result.skipped)
                 if not loaded:
                     continue
+                if slice_hw is not None:
+                    for path, img in loaded:
+                        check_fits(slice_hw, img.shape[:2], path)
                 outputs = top_k_outputs(predictor, [im for _, im in loaded])
                 for (path, img), raw in zip(loaded, outputs):
                     labels, boxes, scores = select(*raw)
@@ -248,7 +258,8 @@ def predict(
                     result.images += 1
                     result.detections += len(labels)
             for path in [p for p, k in items if k == "video"]:
-                frames = _predict_video(path, predictor, select, batch_size, jsonl, writer, result)
+                with slicing_source(path):
+                    frames = _predict_video(path, predictor, select, batch_size, jsonl, writer, result)
                 if frames:
                     result.videos += 1
                     result.frames += frames

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from detkit.cli.slicing_options import overlap_option, slice_option, slicing_flag_hints, slicing_kwargs
 from detkit.cli.ui import UI
 from detkit.errors import DetkitError
 
@@ -37,6 +38,8 @@ def eval_command(
     calibrator: Path = typer.Option(None, "--calibrator", help="calibrator.json applied to every score before evaluating."),
     batch: int = typer.Option(8, "--batch", min=1, help="Inference batch size."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the model's choice)."),
+    slice_hw: tuple[int, int] = slice_option(),
+    overlap: float = overlap_option(),
     out: Path = typer.Option(None, "--out", help="Parent folder of the eval dir (default: runs/eval)."),
     name: str = typer.Option(None, "--name", help="Eval dir name, auto-incremented if taken (default: eval)."),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
@@ -46,7 +49,10 @@ def eval_command(
     from detkit.evaluation.runner import evaluate
 
     ui = UI(json_mode, quiet)
-    with ui.progress():
+    if slice_hw is not None and predictions is not None:
+        raise DetkitError("--slice runs the model on tiles; it does not apply to --predictions", hint="drop --slice")
+    slicing = slicing_kwargs(slice_hw, overlap)
+    with ui.progress(), slicing_flag_hints():
         result = evaluate(
             model,
             data,
@@ -64,6 +70,7 @@ def eval_command(
             device=device,
             cache_dir=cache_dir,
             weights=weights,
+            **slicing,
         )
     for w in result.warnings:
         ui.warn(w)

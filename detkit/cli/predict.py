@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from detkit.cli.slicing_options import overlap_option, slice_option, slicing_flag_hints, slicing_kwargs
 from detkit.cli.ui import UI
 
 
@@ -22,6 +23,8 @@ def predict_command(
     threads: int = typer.Option(None, "--threads", min=1, help="CPU threads for inference."),
     save: bool = typer.Option(True, "--save/--no-save", help="Write annotated images / videos (predictions.jsonl is always written)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+    slice_hw: tuple[int, int] = slice_option(),
+    overlap: float = overlap_option(),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the result on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
@@ -29,13 +32,17 @@ def predict_command(
     from detkit.predict import predict
 
     ui = UI(json_mode, quiet)
-    with ui.progress():
+    slicing = slicing_kwargs(slice_hw, overlap)
+    with ui.progress(), slicing_flag_hints():
         result = predict(model, sources, out=out, conf=conf, calibrator=calibrator, batch_size=batch, device=device,
-                         threads=threads, save_media=save, overwrite=overwrite, weights=weights, class_map=classes)
+                         threads=threads, save_media=save, overwrite=overwrite, weights=weights, class_map=classes,
+                         **slicing)
     for s in result.skipped:
         ui.warn(f"skipped {s['source']}: {s['reason']}")
     ui.table("predict", ["", "value"], [
-        ("backend", result.backend), ("kept", result.selection), ("images", result.images),
+        ("backend", result.backend), ("kept", result.selection),
+        *([("sliced", f"{slice_hw[0]}×{slice_hw[1]} tiles, overlap {slicing['overlap']:g}")] if slice_hw else []),
+        ("images", result.images),
         ("videos (frames)", f"{result.videos} ({result.frames})"), ("detections", result.detections), ("skipped", len(result.skipped)),
     ])
     ui.artifacts("predictions", result.predictions_path)

@@ -7,6 +7,9 @@ so the labels are exact. ``area`` is that visible pixel count (COCO's segmentati
 
 With ``domains=True`` the test scenes are re-rendered in six styles imitating COCO-O's domains and written in
 its on-disk layout under ``OUT/coco_o/`` (see :mod:`detkit.data.styles`).
+
+With ``small=True`` the same shapes are drawn as a small-object variant (:data:`SMALL`): large images (1024 px by
+default) holding 20-60 objects of 8-32 px each, the setting where sliced inference (:mod:`detkit.slicing`) pays.
 """
 
 from __future__ import annotations
@@ -37,6 +40,25 @@ MIN_SIZE, MAX_SIZE = 0.05, 0.45
 # A shape may lose at most this fraction of its pixels to shapes drawn over it.
 MAX_OCCLUDED = 0.5
 _MIN_CONTRAST = 60.0  # minimal RGB distance between an object's colour and the background under it
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Defaults of one flavour of the synthetic data. ``size_px`` fixes object extents in pixels (else
+    :data:`MIN_SIZE`..:data:`MAX_SIZE` of the image side); ``stream`` keeps the variants' random streams apart."""
+
+    name: str
+    imgsz: int
+    min_objects: int
+    max_objects: int
+    empty_fraction: float
+    size_px: tuple[float, float] | None
+    stream: int | None
+
+
+STANDARD = Variant("standard", 256, 1, 8, 0.03, None, None)
+# many small objects on large images: extents of 8-32 px are COCO "small" (area < 32²) boxes
+SMALL = Variant("small", 1024, 20, 60, 0.0, (8.0, 32.0), 1)
 
 
 @dataclass
@@ -194,10 +216,13 @@ def render_scene(
     min_objects: int = 1,
     max_objects: int = 8,
     empty_fraction: float = 0.03,
+    size_px: tuple[float, float] | None = None,
 ) -> Scene:
-    """Draw one scene. ``imgsz`` is the side (or ``(H, W)``)."""
+    """Draw one scene. ``imgsz`` is the side (or ``(H, W)``). Object extents are drawn log-uniformly in
+    ``size_px`` pixels when given, else in :data:`MIN_SIZE`..:data:`MAX_SIZE` of the shorter side."""
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
     side = min(h, w)
+    lo, hi = (size_px[0] / side, size_px[1] / side) if size_px is not None else (MIN_SIZE, MAX_SIZE)
     img = _background(rng, (h, w))
     if rng.random() < 0.3:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
@@ -210,7 +235,7 @@ def render_scene(
     for _ in range(n_target):
         for _attempt in range(12):
             label = int(rng.integers(len(CLASSES)))
-            size = float(np.exp(rng.uniform(np.log(MIN_SIZE), np.log(MAX_SIZE))))
+            size = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
             radius = size * side / 2
             margin = 0.6 * radius  # at least most of the shape lies inside the image
             cx = rng.uniform(margin, w - margin)
@@ -257,9 +282,10 @@ def _visible_boxes(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return boxes, areas
 
 
-def scene_rng(seed: int, split: str, index: int) -> np.random.Generator:
+def scene_rng(seed: int, split: str, index: int, variant: Variant = STANDARD) -> np.random.Generator:
     """The generator of one image: independent of every other image and of the split sizes."""
-    return np.random.default_rng([int(seed), SPLITS.index(split) if split in SPLITS else 99, int(index)])
+    key = [int(seed), SPLITS.index(split) if split in SPLITS else 99, int(index)]
+    return np.random.default_rng(key if variant.stream is None else [*key, variant.stream])
 
 
 # --------------------------------------------------------------------------- dataset
@@ -309,10 +335,12 @@ class _Job:
     quality: int
     path: Path
     domain_paths: tuple[tuple[str, Path], ...]
+    variant: Variant = STANDARD
 
 
 def _run_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    scene = render_scene(scene_rng(job.seed, job.split, job.index), job.hw, job.min_objects, job.max_objects, job.empty_fraction)
+    scene = render_scene(scene_rng(job.seed, job.split, job.index, job.variant), job.hw, job.min_objects,
+                         job.max_objects, job.empty_fraction, job.variant.size_px)
     _write_jpeg(job.path, scene.image, job.quality)
     for domain, path in job.domain_paths:
         style_rng = np.random.default_rng([job.seed, 1000 + DOMAINS.index(domain), job.index])
@@ -336,15 +364,16 @@ def generate_synthetic(
     val: int = 200,
     calib: int = 200,
     test: int = 200,
-    imgsz: int = 256,
+    imgsz: int | None = None,
     domains: bool = False,
     seed: int = 0,
     overwrite: bool = False,
-    min_objects: int = 1,
-    max_objects: int = 8,
-    empty_fraction: float = 0.03,
+    min_objects: int | None = None,
+    max_objects: int | None = None,
+    empty_fraction: float | None = None,
     jpeg_quality: int = 95,
     workers: int = 1,
+    small: bool = False,
 ) -> Path:
     """Write the synthetic shapes dataset to ``out`` (``dataset.yaml``, COCO JSON per split, JPEG images).
 
@@ -353,7 +382,16 @@ def generate_synthetic(
     ``workers`` processes render in parallel (0: one per CPU core for large sets; the CLI's default); the files
     do not depend on it. Parallel workers are spawned processes, so scripts calling this with ``workers != 1``
     need the usual ``if __name__ == "__main__":`` guard. Returns ``out``. The folder appears only once everything was written.
+
+    ``small`` writes the small-object variant (:data:`SMALL`: 8-32 px objects, 20-60 per image, 1024 px images by
+    default). ``imgsz``, ``min_objects``, ``max_objects`` and ``empty_fraction`` left as None take the variant's
+    defaults (:data:`STANDARD` or :data:`SMALL`).
     """
+    variant = SMALL if small else STANDARD
+    imgsz = variant.imgsz if imgsz is None else imgsz
+    min_objects = variant.min_objects if min_objects is None else min_objects
+    max_objects = variant.max_objects if max_objects is None else max_objects
+    empty_fraction = variant.empty_fraction if empty_fraction is None else empty_fraction
     counts = {"train": train, "val": val, "calib": calib, "test": test}
     for name, n in counts.items():
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
@@ -362,6 +400,9 @@ def generate_synthetic(
         raise DetkitError("nothing to generate: every split has 0 images", hint="pass e.g. --train 100 --val 20")
     if not isinstance(imgsz, (int, np.integer)) or isinstance(imgsz, bool) or not 32 <= imgsz <= 4096:
         raise DetkitError(f"--imgsz must be an integer between 32 and 4096, got {imgsz!r}")
+    if variant.size_px is not None and imgsz < 2 * variant.size_px[1]:
+        raise DetkitError(f"--imgsz {imgsz} is too small for the small-object variant (objects up to "
+                          f"{variant.size_px[1]:g} px)", hint=f"use --imgsz {int(2 * variant.size_px[1])} or more")
     if not 0 <= min_objects <= max_objects:
         raise DetkitError(f"object counts must satisfy 0 <= min_objects <= max_objects, got {min_objects}..{max_objects}")
     if not 0.0 <= empty_fraction <= 1.0:
@@ -391,11 +432,12 @@ def generate_synthetic(
             jobs = [
                 _Job(int(seed), split, i, hw, min_objects, max_objects, empty_fraction, jpeg_quality,
                      writer.image_path(split, f"{i + 1:06d}.jpg"),
-                     tuple((d, ddir / "val2017" / f"{i + 1:06d}.jpg") for d, ddir in domain_dirs.items()))
+                     tuple((d, ddir / "val2017" / f"{i + 1:06d}.jpg") for d, ddir in domain_dirs.items()), variant)
                 for i in range(n)
             ]
             results = pool.map(_run_job, jobs, chunksize=8) if pool is not None else map(_run_job, jobs)
-            coco = CocoData(info={"description": f"detkit synthetic shapes, seed {seed}, split {split}"})
+            info = {"description": f"detkit synthetic shapes ({variant.name}), seed {seed}, split {split}"}
+            coco = CocoData(info=info)
             for job, (labels, boxes, areas) in zip(jobs, track(results, f"synth {split}", total=n)):
                 image, anns = _coco_entries(job.index + 1, job.path.name, labels, boxes, areas, len(coco.annotations) + 1, hw)
                 coco.images.append(image)

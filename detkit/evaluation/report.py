@@ -60,6 +60,8 @@ def _header(provenance: dict[str, Any], metrics: dict[str, Any]) -> list[str]:
         ["split", f"`{provenance['split']}` ({metrics['num_images']} images, {metrics['num_gt']} ground-truth boxes)"],
         ["detections", str(metrics["num_detections"])],
         ["calibrator", f"`{provenance['calibrator']}`" if provenance.get("calibrator") else "none (raw model scores)"],
+        *([["sliced inference", "{slice_hw[0]}×{slice_hw[1]} tiles, overlap {overlap:g}, {merge} merge, "
+             "plus the full image".format(**provenance["slicing"])]] if provenance.get("slicing") else []),
         ["detkit", f"{provenance['detkit_version']}, {provenance['created']}"],
     ]
     lines += md_table(["", ""], rows)

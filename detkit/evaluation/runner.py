@@ -33,6 +33,7 @@ from detkit.evaluation.inference import predict_split
 from detkit.evaluation.plots import CONFUSION_IOU, CONFUSION_SCORE, confusion_matrix, plot_confusion_matrix, plot_pr_overall, plot_pr_per_class
 from detkit.evaluation.predictions import read_predictions, write_predictions
 from detkit.evaluation.report import calibration_section, write_report
+from detkit.slicing import DEFAULT_OVERLAP, SlicingError, check_slicing, check_split_fits, sliced
 from detkit.utils.atomic import atomic_dir, atomic_write_json
 
 DEFAULT_OUT = Path("runs") / "eval"
@@ -154,6 +155,8 @@ def evaluate(
     device: str | None = None,
     cache_dir: str | Path | None = None,
     weights: str | Path | None = None,
+    slice_hw: Sequence[int] | None = None,
+    overlap: float = DEFAULT_OVERLAP,
 ) -> EvalResult:
     """Evaluate a model (run dir, checkpoint, ONNX file or detector object) or a predictions file on a split.
 
@@ -161,6 +164,8 @@ def evaluate(
     runs the COCO-C corruptions of the split (``corruptions``/``severities`` select a subset) and, with
     ``coco_o``, every COCO-O domain found under that root; both need a model. ``calibration`` measures the
     calibration metrics of the scores; ``calibrator`` applies a fitted calibrator to every score first.
+    ``slice_hw`` (tile height, width) runs the model with sliced inference (tiles overlapping by ``overlap``,
+    :mod:`detkit.slicing`), also on the robustness images; every image of the split must be at least one tile large.
     """
     spec = _dataset(dataset)
     split_spec = spec.split(split)
@@ -177,6 +182,11 @@ def evaluate(
         raise DetkitError("give either a MODEL or --predictions, not both", hint="--predictions evaluates a file of detections without a model")
     if predictions is None and model is None:
         raise DetkitError("nothing to evaluate: give a MODEL (run dir, checkpoint, ONNX file) or --predictions FILE")
+    if slice_hw is not None:
+        if model is None:
+            raise SlicingError("slice_hw applies to running a model, not to a predictions file", "slice_hw")
+        slice_hw, overlap = check_slicing(slice_hw, overlap)
+        check_split_fits(slice_hw, gt.images, split_spec.annotations)
     if robustness:  # fail on a bad selection or COCO-O root before any inference
         from detkit.evaluation.robustness import find_domains, resolve_corruptions, resolve_severities, robustness_markdown, run_robustness
 
@@ -187,7 +197,7 @@ def evaluate(
     cal = load_calibrator_for(calibrator, class_map) if calibrator is not None else None
     target = next_eval_dir(out, name)
 
-    detector = _detector(model, device, spec, weights) if model is not None else None
+    detector = sliced(_detector(model, device, spec, weights), slice_hw, overlap) if model is not None else None
     dets = detections_for(detector, spec, split, gt, predictions, batch_size)
     if len(dets) == 0:
         warnings.append("there are no detections: every AP and AR is 0")
@@ -205,6 +215,7 @@ def evaluate(
         "dataset": str(spec.path),
         "split": split,
         "calibrator": str(calibrator) if calibrator is not None else None,
+        **({"slicing": detector.describe()} if slice_hw is not None else {}),
         "detkit_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
