@@ -271,13 +271,15 @@ def benchmark(
     split: str | None = None,
     calib_split: str = "calib",
     int8_options: dict[str, Any] | None = None,
+    calib_data: Any = None,
 ) -> BenchResult:
     """Latency of ``model`` (run dir, checkpoint, ``recipe:NAME``, ``Detector`` or ``model.onnx``) per backend,
     batch size and thread count. A PyTorch model is exported to a temporary ONNX file for the onnxruntime rows.
 
     ``variants`` (fp32, fp16, int8; default: the ONNX file's own precision) are the onnxruntime precisions timed.
     With ``data`` (a dataset) each variant's AP on ``split`` (default val, else test) is measured from the same file;
-    the int8 variant of an fp32 model is calibrated on ``calib_split`` (``int8_options`` go to ``quantize_onnx``)."""
+    the int8 variant of an fp32 model is calibrated on ``calib_split`` of ``calib_data`` (default: ``data``; a list of images
+also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to ``quantize_onnx``."""
     import torch
 
     from detkit.export.onnx_export import versions
@@ -299,7 +301,8 @@ def benchmark(
     variants = check_variants(variants)
     if variants and "onnxruntime" not in backends:
         raise DetkitError("precision variants are ONNX files: they need the onnxruntime backend", hint="add onnxruntime to the backends")
-    if variants and "int8" in variants and data is None and _onnx_precision(model) != "int8":
+    calib_data = data if calib_data is None else calib_data
+    if variants and "int8" in variants and calib_data is None and _onnx_precision(model) != "int8":
         raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
                           hint="pass the dataset whose calibration split calibrates the INT8 ranges")
     thread_counts = [int(t) for t in (threads or [torch.get_num_threads()])]
@@ -316,7 +319,7 @@ def benchmark(
         files: dict[str, tuple[Path, dict[str, Any]]] = {}
         if onnx_path is not None:
             files, variant_notes = variant_files(onnx_path, onnx_meta, variants or [onnx_meta.get("precision", "fp32")], Path(work),
-                                                 data, calib_split, int8_options)
+                                                 calib_data, calib_split, int8_options)
             notes.extend(variant_notes)
         accuracy = _variant_accuracy(files, data, split)
         torch_device = str(detector.device) if detector is not None else "cpu"

@@ -56,7 +56,7 @@ class ImageSample:
     images: list[np.ndarray]
     image_ids: list[int]
     file_names: list[str]
-    coco: Any  # CocoData restricted to the sample
+    coco: Any  # CocoData restricted to the sample; None for plain images (no labels: no AP)
     seed: int
 
     def __len__(self) -> int:
@@ -89,6 +89,17 @@ def sample_split(dataset: Any, split: str, limit: int, seed: int = 0, what: str 
                       categories=coco.categories)
     paths, image_ids = image_paths(subset, Path(split_spec.images), split_spec.annotations)
     return ImageSample(split, [load_image(p) for p in paths], image_ids.tolist(), [im["file_name"] for im in images], subset, seed)
+
+
+def image_sample(images: Sequence[Any], limit: int) -> ImageSample:
+    """Plain images (paths or uint8 HWC arrays) as a calibration sample without labels."""
+    from detkit.models.preprocess import as_image
+
+    if not len(images):
+        raise DetkitError("calib_data is an empty list of images", hint="give at least one calibration image")
+    chosen = list(images)[: int(limit)]
+    names = [str(im) if not isinstance(im, np.ndarray) else f"array {i}" for i, im in enumerate(chosen)]
+    return ImageSample("images", [as_image(im, i) for i, im in enumerate(chosen)], list(range(len(chosen))), names, None, 0)
 
 
 def _reader(sample: ImageSample, imgsz: tuple[int, int]):
@@ -245,6 +256,8 @@ def _outputs(path: Path, metadata: dict[str, Any], sample: ImageSample) -> list[
 
 
 def _sample_ap(outputs, sample: ImageSample, class_map) -> float:
+    if sample.coco is None:
+        return 0.0
     from detkit.evaluation.coco_metrics import evaluate_coco
     from detkit.evaluation.detections import DetectionTable
 
@@ -294,7 +307,7 @@ def quantize_onnx(
     """Quantize the fp32 detkit ONNX file ``fp32_path`` into ``out`` (QDQ, per-channel S8 weights, U8 activations).
 
     ``calib_data`` is a dataset (``dataset.yaml``, its folder or a ``DatasetSpec``) whose ``calib_split`` supplies the
-    calibration images. With ``sensitivity`` the groups are measured one by one and the worst kept in float (see the
+    calibration images, or a list of images (paths or uint8 arrays; no labels, so no sensitivity pass). With ``sensitivity`` the groups are measured one by one and the worst kept in float (see the
     module docstring); ``float_groups`` are kept in float in any case. ``out`` receives the graph only: metadata is
     the caller's (``export_int8`` embeds it). Returns what was done and measured.
     """
@@ -309,9 +322,15 @@ def quantize_onnx(
         raise DetkitError(f"INT8 quantization starts from an fp32 graph; this one is {meta.get('precision')}", path=fp32_path)
     class_map = ClassMap.from_dict(meta["classes"])
     imgsz = (int(meta["imgsz"][0]), int(meta["imgsz"][1]))
-    spec = _dataset(calib_data)
-    spec.class_map.check_same(class_map, f"the calibration dataset {spec.path}", "the model", hint="calibrate with the model's own dataset")
-    sample = sample_split(spec, calib_split, calib_images, seed=seed)
+    if isinstance(calib_data, (list, tuple)):
+        if sensitivity:
+            raise DetkitError("the sensitivity pass measures AP and needs a labelled dataset, not a list of images",
+                              hint="pass a dataset as calib_data, or sensitivity=False")
+        sample = image_sample(calib_data, calib_images)
+    else:
+        spec = _dataset(calib_data)
+        spec.class_map.check_same(class_map, f"the calibration dataset {spec.path}", "the model", hint="calibrate with the model's own dataset")
+        sample = sample_split(spec, calib_split, calib_images, seed=seed)
     cpu = cpu_int8_flags()
     with tempfile.TemporaryDirectory(prefix="detkit-int8-") as work:
         q = _Quantizer(fp32_path, Path(work), sample, imgsz, method, op_types, cpu["reduce_range"])
