@@ -34,7 +34,7 @@ def export_int8_command(ui: UI, model: str, out: Path | None, int8: bool, int8_o
         ("float groups (measured)", ", ".join(rep.float_groups) or "none"),
         ("calibrator", (meta["calibrator"]["method"] + " (float)") if meta["calibrator"] else "none"),
         (f"AP on '{acc['split']}' fp32 → int8", f"{100 * acc['fp32']['AP']:.2f} → {100 * acc['int8']['AP']:.2f} "
-                                                 f"(−{acc['ap_drop']:.2f} points, bound {acc['max_ap_drop']:g})"),
+                                                 f"(Δ {-acc['ap_drop']:+.2f} points, bound −{acc['max_ap_drop']:g})"),
         ("AP50 fp32 → int8", f"{100 * acc['fp32']['AP50']:.2f} → {100 * acc['int8']['AP50']:.2f}"),
     ]
     if result.fp32_parity is not None:
