@@ -78,24 +78,41 @@ def detkit_model(arch: str, device):
     recipe = resolve_recipe(RECIPES[arch])
     model = build_model(recipe.model, NUM_CLASSES).to(device).train()
     criterion = SetCriterion(NUM_CLASSES, recipe.train.loss)
-    return model, build_optimizer(model, recipe.train), lambda images, targets: total_loss(criterion(model(images, targets), targets))
+    return (
+        model,
+        build_optimizer(model, recipe.train),
+        lambda images, targets: total_loss(criterion(model(images, targets), targets)),
+    )
 
 
 def hf_model(arch: str, device):
     from transformers import RTDetrConfig, RTDetrForObjectDetection
 
     if arch == "r18":
-        cfg = RTDetrConfig(backbone_config={"model_type": "rt_detr_resnet", "depths": [2, 2, 2, 2], "layer_type": "basic",
-                                            "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64,
-                                            "out_features": ["stage2", "stage3", "stage4"], "out_indices": [2, 3, 4]},
-                           encoder_in_channels=[128, 256, 512], hidden_expansion=0.5, decoder_layers=3, num_labels=NUM_CLASSES)
+        cfg = RTDetrConfig(
+            backbone_config={
+                "model_type": "rt_detr_resnet",
+                "depths": [2, 2, 2, 2],
+                "layer_type": "basic",
+                "hidden_sizes": [64, 128, 256, 512],
+                "embedding_size": 64,
+                "out_features": ["stage2", "stage3", "stage4"],
+                "out_indices": [2, 3, 4],
+            },
+            encoder_in_channels=[128, 256, 512],
+            hidden_expansion=0.5,
+            decoder_layers=3,
+            num_labels=NUM_CLASSES,
+        )
     else:
         cfg = RTDetrConfig(num_labels=NUM_CLASSES)  # the defaults are RT-DETR-R50 (ResNet-50-vd, 6 decoder layers)
     model = RTDetrForObjectDetection(cfg).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
 
     def loss_of(images, targets):
-        return model(pixel_values=images, labels=[{"class_labels": t["labels"], "boxes": t["boxes"]} for t in targets]).loss
+        return model(
+            pixel_values=images, labels=[{"class_labels": t["labels"], "boxes": t["boxes"]} for t in targets]
+        ).loss
 
     return model, opt, loss_of
 
@@ -132,9 +149,13 @@ def train_images_per_s(suite: Suite, builder, arch: str, dtype, use_scaler: bool
 
 
 def section_train(suite: Suite, arch: str) -> None:
-    print(f"\n[{arch}] training step, batch {suite.args.batch} at {suite.args.imgsz} px (images/s, median of {suite.args.iters})")
+    print(
+        f"\n[{arch}] training step, batch {suite.args.batch} at {suite.args.imgsz} px "
+        f"(images/s, median of {suite.args.iters})"
+    )
     try:
         import transformers  # noqa: F401
+
         have_hf = True
     except ImportError:
         have_hf = False
@@ -166,7 +187,10 @@ def eval_images_per_s(suite: Suite, detector, dtype) -> float:
     images = torch.randint(0, 256, (a.eval_batch, 3, a.imgsz, a.imgsz), dtype=torch.uint8, device=dev)
     sizes = torch.tensor([[a.imgsz, a.imgsz]] * a.eval_batch, device=dev)
     times = []
-    with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+    with (
+        torch.inference_mode(),
+        torch.autocast(device_type=dev.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+    ):
         for i in range(a.warmup + a.iters):
             suite.sync()
             t0 = time.perf_counter()
@@ -178,7 +202,9 @@ def eval_images_per_s(suite: Suite, detector, dtype) -> float:
     return a.eval_batch / statistics.median(times)
 
 
-def onnx_latency_and_parity(suite: Suite, path: Path, reference, providers: list[str], precision: str) -> tuple[float, object]:
+def onnx_latency_and_parity(
+    suite: Suite, path: Path, reference, providers: list[str], precision: str
+) -> tuple[float, object]:
     import numpy as np
 
     from detkit.export.runtime import OnnxDetector
@@ -223,7 +249,9 @@ def section_deploy(suite: Suite, arch: str, work: Path) -> None:
     available = ort.get_available_providers()
     gpu_provider = "CUDAExecutionProvider" if suite.gpu else "CPUExecutionProvider"
     if suite.gpu and gpu_provider not in available:
-        suite.skip("onnxruntime CUDA / TensorRT / fp16 ONNX", f"onnxruntime offers {available} (install onnxruntime-gpu)")
+        suite.skip(
+            "onnxruntime CUDA / TensorRT / fp16 ONNX", f"onnxruntime offers {available} (install onnxruntime-gpu)"
+        )
         return
     if suite.gpu:  # the reference in true fp32: TF32 matmuls would make PyTorch itself the less exact side
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -231,24 +259,47 @@ def section_deploy(suite: Suite, arch: str, work: Path) -> None:
     files = {}
     for precision in ("fp32", "fp16"):
         t0 = time.perf_counter()
-        res = suite.run(f"export {precision}", lambda p=precision: export_onnx(detector, work / f"{arch}_{p}.onnx", fp16=p == "fp16", verify=False),
-                        cuda_only=False)
+        res = suite.run(
+            f"export {precision}",
+            lambda p=precision: export_onnx(detector, work / f"{arch}_{p}.onnx", fp16=p == "fp16", verify=False),
+            cuda_only=False,
+        )
         if res is not None:
             files[precision] = res.model_path
             print(f"  export {precision}: {time.perf_counter() - t0:.1f} s")
-    rows = [("onnxruntime " + gpu_provider.replace("ExecutionProvider", ""), [gpu_provider, "CPUExecutionProvider"], "fp32"),
-            ("onnxruntime " + gpu_provider.replace("ExecutionProvider", "") + " fp16 graph", [gpu_provider, "CPUExecutionProvider"], "fp16")]
+    rows = [
+        (
+            "onnxruntime " + gpu_provider.replace("ExecutionProvider", ""),
+            [gpu_provider, "CPUExecutionProvider"],
+            "fp32",
+        ),
+        (
+            "onnxruntime " + gpu_provider.replace("ExecutionProvider", "") + " fp16 graph",
+            [gpu_provider, "CPUExecutionProvider"],
+            "fp16",
+        ),
+    ]
     if "TensorrtExecutionProvider" in available and suite.gpu:
-        rows.append(("onnxruntime TensorRT", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], "fp32"))
+        rows.append(
+            (
+                "onnxruntime TensorRT",
+                ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+                "fp32",
+            )
+        )
     else:
         suite.skip("onnxruntime TensorRT", "TensorrtExecutionProvider is not available" if suite.gpu else "needs CUDA")
     for name, providers, precision in rows:
         if precision not in files:
             continue
-        r = suite.run(name, onnx_latency_and_parity, suite, files[precision], on_dev, providers, precision, cuda_only=False)
+        r = suite.run(
+            name, onnx_latency_and_parity, suite, files[precision], on_dev, providers, precision, cuda_only=False
+        )
         if r is not None:
             ms, parity = r
-            print(f"  {name:<34} batch 1 {ms:7.2f} ms | parity {'ok' if parity.passed else 'FAILED'}: {parity.summary()}")
+            print(
+                f"  {name:<34} batch 1 {ms:7.2f} ms | parity {'ok' if parity.passed else 'FAILED'}: {parity.summary()}"
+            )
             if not parity.passed and precision == "fp32":
                 suite.failures += 1
 
@@ -265,10 +316,18 @@ def main(argv=None) -> int:
     ap.add_argument("--smoke", action="store_true", help="run every section on the CPU at a tiny size (no GPU needed)")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.imgsz, args.batch, args.eval_batch, args.iters, args.warmup = min(args.imgsz, 160), 1, 1, 1, 1  # 160: >= 300 tokens
+        args.imgsz, args.batch, args.eval_batch, args.iters, args.warmup = (
+            min(args.imgsz, 160),
+            1,
+            1,
+            1,
+            1,
+        )  # 160: >= 300 tokens
     suite = Suite(args)
     name = torch.cuda.get_device_name(suite.device) if suite.gpu else "CPU" + (" (smoke run)" if args.smoke else "")
-    print(f"torch {torch.__version__}, device {suite.device} ({name}); archs {', '.join(args.archs)} at {args.imgsz} px")
+    print(
+        f"torch {torch.__version__}, device {suite.device} ({name}); archs {', '.join(args.archs)} at {args.imgsz} px"
+    )
     if not suite.gpu and not args.smoke:
         print("no CUDA device: every CUDA-only measurement below is skipped")
     with tempfile.TemporaryDirectory(prefix="gpu-suite-") as work:

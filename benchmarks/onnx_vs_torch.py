@@ -57,23 +57,54 @@ def main() -> None:
         console.print(f"export + verification {time.perf_counter() - t0:.1f} s; parity: {export.parity.summary()}")
         variants, calib, options = ["fp32"], None, None
         if args.int8:
-            data = generate_synthetic(Path(tmp) / "calib", train=0, val=0, calib=args.calib_images, test=0, imgsz=args.imgsz, seed=1)
+            data = generate_synthetic(
+                Path(tmp) / "calib", train=0, val=0, calib=args.calib_images, test=0, imgsz=args.imgsz, seed=1
+            )
             calib = sorted((data / "images" / "calib").iterdir())
             variants.append("int8")
-            options = {"sensitivity": False, "calib_images": args.calib_images, "method": args.int8_method,
-                       "float_groups": [g for g in args.float_groups.split(",") if g]}
+            options = {
+                "sensitivity": False,
+                "calib_images": args.calib_images,
+                "method": args.int8_method,
+                "float_groups": [g for g in args.float_groups.split(",") if g],
+            }
         t0 = time.perf_counter()
-        result = benchmark(detector, backends=("torch", "onnxruntime"), variants=variants, calib_data=calib, int8_options=options,
-                           batch_sizes=[int(b) for b in args.batch.split(",")], threads=[int(t) for t in args.threads.split(",")],
-                           iters=args.iters, warmup=args.warmup)
+        result = benchmark(
+            detector,
+            backends=("torch", "onnxruntime"),
+            variants=variants,
+            calib_data=calib,
+            int8_options=options,
+            batch_sizes=[int(b) for b in args.batch.split(",")],
+            threads=[int(t) for t in args.threads.split(",")],
+            iters=args.iters,
+            warmup=args.warmup,
+        )
         console.print(f"benchmark (incl. quantization) {time.perf_counter() - t0:.1f} s")
     load_after = os.getloadavg()
     for n in result.notes:
         console.print(f"note: {n}")
-    console.print(f"CPU: {result.device['cpu']} ({result.device['logical_cores']} logical cores); " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
-    console.print(f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} logical cores")
+    console.print(
+        f"CPU: {result.device['cpu']} ({result.device['logical_cores']} logical cores); "
+        + ", ".join(f"{k} {v}" for k, v in result.versions.items())
+    )
+    console.print(
+        f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} logical cores"
+    )
     table = Table(title=f"end-to-end latency, ms (median of {args.iters}, after {args.warmup} warm-up, interleaved)")
-    for col in ("backend", "precision", "batch", "threads", "pre", "inference", "post", "total", "total p90", "vs torch", "vs ort fp32"):
+    for col in (
+        "backend",
+        "precision",
+        "batch",
+        "threads",
+        "pre",
+        "inference",
+        "post",
+        "total",
+        "total p90",
+        "vs torch",
+        "vs ort fp32",
+    ):
         table.add_column(col, justify="left" if col in ("backend", "precision") else "right", no_wrap=True)
     for t in sorted({r.threads for r in result.rows}):
         for b in sorted({r.batch for r in result.rows}):
@@ -83,10 +114,21 @@ def main() -> None:
                     continue
                 vs_torch = r.total_ms / pt.total_ms
                 vs_fp32 = r.total_ms / fp32.total_ms
-                table.add_row(r.backend, r.precision, str(b), str(t), f"{r.pre_ms:.1f}", f"{r.infer_ms:.1f}", f"{r.post_ms:.2f}",
-                              f"{r.total_ms:.1f}", f"{r.total_p90_ms:.1f}",
-                              "1.00×" if r is pt else f"[{'green' if vs_torch <= 0.6 else 'red'}]{vs_torch:.2f}×[/]",
-                              "" if r is pt else ("1.00×" if r is fp32 else f"[{'green' if vs_fp32 <= 0.5 else 'red'}]{vs_fp32:.2f}×[/]"))
+                table.add_row(
+                    r.backend,
+                    r.precision,
+                    str(b),
+                    str(t),
+                    f"{r.pre_ms:.1f}",
+                    f"{r.infer_ms:.1f}",
+                    f"{r.post_ms:.2f}",
+                    f"{r.total_ms:.1f}",
+                    f"{r.total_p90_ms:.1f}",
+                    "1.00×" if r is pt else f"[{'green' if vs_torch <= 0.6 else 'red'}]{vs_torch:.2f}×[/]",
+                    ""
+                    if r is pt
+                    else ("1.00×" if r is fp32 else f"[{'green' if vs_fp32 <= 0.5 else 'red'}]{vs_fp32:.2f}×[/]"),
+                )
     console.print(table)
 
 

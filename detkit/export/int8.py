@@ -79,16 +79,24 @@ def sample_split(dataset: Any, split: str, limit: int, seed: int = 0, what: str 
     split_spec = spec.split(split)
     coco = read_coco(split_spec.annotations)
     if not coco.images:
-        raise DetkitError(f"the {what} split '{split}' has no images", hint=f"choose a split with images for the {what}",
-                          path=split_spec.annotations)
+        raise DetkitError(
+            f"the {what} split '{split}' has no images",
+            hint=f"choose a split with images for the {what}",
+            path=split_spec.annotations,
+        )
     n = len(coco.images)
     keep = np.sort(np.random.default_rng(seed).choice(n, size=min(int(limit), n), replace=False))
     images = [coco.images[i] for i in keep]
     ids = {int(im["id"]) for im in images}
-    subset = CocoData(images=images, annotations=[a for a in coco.annotations if int(a["image_id"]) in ids],
-                      categories=coco.categories)
+    subset = CocoData(
+        images=images,
+        annotations=[a for a in coco.annotations if int(a["image_id"]) in ids],
+        categories=coco.categories,
+    )
     paths, image_ids = image_paths(subset, Path(split_spec.images), split_spec.annotations)
-    return ImageSample(split, [load_image(p) for p in paths], image_ids.tolist(), [im["file_name"] for im in images], subset, seed)
+    return ImageSample(
+        split, [load_image(p) for p in paths], image_ids.tolist(), [im["file_name"] for im in images], subset, seed
+    )
 
 
 def image_sample(images: Sequence[Any], limit: int) -> ImageSample:
@@ -99,7 +107,9 @@ def image_sample(images: Sequence[Any], limit: int) -> ImageSample:
         raise DetkitError("calib_data is an empty list of images", hint="give at least one calibration image")
     chosen = list(images)[: int(limit)]
     names = [str(im) if not isinstance(im, np.ndarray) else f"array {i}" for i, im in enumerate(chosen)]
-    return ImageSample("images", [as_image(im, i) for i, im in enumerate(chosen)], list(range(len(chosen))), names, None, 0)
+    return ImageSample(
+        "images", [as_image(im, i) for i, im in enumerate(chosen)], list(range(len(chosen))), names, None, 0
+    )
 
 
 def _reader(sample: ImageSample, imgsz: tuple[int, int]):
@@ -215,8 +225,16 @@ def _quiet_ort() -> Iterator[None]:
 class _Quantizer:
     """One pre-processed fp32 graph, calibrated once, quantized with any set of nodes (ranges from the cache)."""
 
-    def __init__(self, fp32_path: Path, workdir: Path, sample: ImageSample, imgsz: tuple[int, int], method: str,
-                 op_types: Sequence[str], reduce_range: bool):
+    def __init__(
+        self,
+        fp32_path: Path,
+        workdir: Path,
+        sample: ImageSample,
+        imgsz: tuple[int, int],
+        method: str,
+        op_types: Sequence[str],
+        reduce_range: bool,
+    ):
         import onnx
         from onnxruntime.quantization import CalibrationMethod, quant_pre_process
 
@@ -225,8 +243,11 @@ class _Quantizer:
         with _quiet_ort():
             quant_pre_process(str(fp32_path), str(self.pre), skip_symbolic_shape=True)
         self.groups = candidate_groups(onnx.load(str(self.pre), load_external_data=False), op_types)
-        self.method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                       "percentile": CalibrationMethod.Percentile}[method]
+        self.method = {
+            "minmax": CalibrationMethod.MinMax,
+            "entropy": CalibrationMethod.Entropy,
+            "percentile": CalibrationMethod.Percentile,
+        }[method]
         self.cache = workdir / "ranges.json"
         self.sample, self.imgsz = sample, imgsz
         self.count = 0
@@ -241,11 +262,21 @@ class _Quantizer:
             out = self.workdir / f"q{self.count}.onnx"
         reader = None if self.cache.is_file() else _reader(self.sample, self.imgsz)
         with _quiet_ort():
-            quantize_static(str(self.pre), str(out), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=self.op_types,
-                            per_channel=True, reduce_range=self.reduce_range, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8, nodes_to_quantize=nodes, calibrate_method=self.method,
-                            calibration_cache_path=str(self.cache),
-                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibPercentile": 99.999})
+            quantize_static(
+                str(self.pre),
+                str(out),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=self.op_types,
+                per_channel=True,
+                reduce_range=self.reduce_range,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_quantize=nodes,
+                calibrate_method=self.method,
+                calibration_cache_path=str(self.cache),
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibPercentile": 99.999},
+            )
         return out
 
 
@@ -261,8 +292,10 @@ def _sample_ap(outputs, sample: ImageSample, class_map) -> float:
     from detkit.evaluation.coco_metrics import evaluate_coco
     from detkit.evaluation.detections import DetectionTable
 
-    table = DetectionTable.concat(DetectionTable.from_xyxy(i, boxes, scores, class_map.labels_to_category_ids(labels))
-                                  for i, (labels, boxes, scores, _) in zip(sample.image_ids, outputs))
+    table = DetectionTable.concat(
+        DetectionTable.from_xyxy(i, boxes, scores, class_map.labels_to_category_ids(labels))
+        for i, (labels, boxes, scores, _) in zip(sample.image_ids, outputs)
+    )
     return float(evaluate_coco(sample.coco, table, class_map)["AP"] or 0.0)
 
 
@@ -273,12 +306,15 @@ def _score_error(outputs, reference) -> float:
     return float(np.abs(a - b).mean())
 
 
-def check_int8_options(calib_data: Any, calib_images: int, method: str, max_ap_drop: float | None = None,
-                       max_float_groups: int = 0) -> None:
+def check_int8_options(
+    calib_data: Any, calib_images: int, method: str, max_ap_drop: float | None = None, max_float_groups: int = 0
+) -> None:
     """Refuse bad INT8 options before any work (each a one-line error naming the parameter)."""
     if calib_data is None:
-        raise DetkitError("INT8 quantization needs calibration images, and calib_data is not given",
-                          hint="pass a dataset (dataset.yaml) whose calibration split holds real images")
+        raise DetkitError(
+            "INT8 quantization needs calibration images, and calib_data is not given",
+            hint="pass a dataset (dataset.yaml) whose calibration split holds real images",
+        )
     if int(calib_images) < 1:
         raise DetkitError(f"calib_images must be >= 1, got {calib_images}", hint="100 to 300 images are typical")
     if method not in METHODS:
@@ -307,7 +343,8 @@ def quantize_onnx(
     """Quantize the fp32 detkit ONNX file ``fp32_path`` into ``out`` (QDQ, per-channel S8 weights, U8 activations).
 
     ``calib_data`` is a dataset (``dataset.yaml``, its folder or a ``DatasetSpec``) whose ``calib_split`` supplies the
-    calibration images, or a list of images (paths or uint8 arrays; no labels, so no sensitivity pass). With ``sensitivity`` the groups are measured one by one and the worst kept in float (see the
+    calibration images, or a list of images (paths or uint8 arrays; no labels, so no sensitivity pass).
+    With ``sensitivity`` the groups are measured one by one and the worst kept in float (see the
     module docstring); ``float_groups`` are kept in float in any case. ``out`` receives the graph only: metadata is
     the caller's (``export_int8`` embeds it). Returns what was done and measured.
     """
@@ -319,17 +356,26 @@ def quantize_onnx(
     fp32_path, out = Path(fp32_path), Path(out)
     meta = metadata if metadata is not None else read_model_metadata(fp32_path)
     if meta.get("precision", "fp32") != "fp32":
-        raise DetkitError(f"INT8 quantization starts from an fp32 graph; this one is {meta.get('precision')}", path=fp32_path)
+        raise DetkitError(
+            f"INT8 quantization starts from an fp32 graph; this one is {meta.get('precision')}", path=fp32_path
+        )
     class_map = ClassMap.from_dict(meta["classes"])
     imgsz = (int(meta["imgsz"][0]), int(meta["imgsz"][1]))
     if isinstance(calib_data, (list, tuple)):
         if sensitivity:
-            raise DetkitError("the sensitivity pass measures AP and needs a labelled dataset, not a list of images",
-                              hint="pass a dataset as calib_data, or sensitivity=False")
+            raise DetkitError(
+                "the sensitivity pass measures AP and needs a labelled dataset, not a list of images",
+                hint="pass a dataset as calib_data, or sensitivity=False",
+            )
         sample = image_sample(calib_data, calib_images)
     else:
         spec = _dataset(calib_data)
-        spec.class_map.check_same(class_map, f"the calibration dataset {spec.path}", "the model", hint="calibrate with the model's own dataset")
+        spec.class_map.check_same(
+            class_map,
+            f"the calibration dataset {spec.path}",
+            "the model",
+            hint="calibrate with the model's own dataset",
+        )
         sample = sample_split(spec, calib_split, calib_images, seed=seed)
     cpu = cpu_int8_flags()
     with tempfile.TemporaryDirectory(prefix="detkit-int8-") as work:
@@ -371,11 +417,16 @@ def quantize_onnx(
     if sensitivity and drop > target_ap_drop:
         notes.append(f"AP drop on the calibration images still {drop:.2f} points with {len(floated)} float group(s)")
     return Int8Report(
-        method=method, op_types=list(op_types),
+        method=method,
+        op_types=list(op_types),
         calibration={"split": calib_split, "images": len(sample), "seed": seed, "files": sample.file_names},
-        cpu=cpu, quantized_groups=quantized, float_groups=floated,
-        quantized_nodes=sum(len(q.groups[g]) for g in quantized), float_nodes=sum(len(q.groups[g]) for g in floated),
-        sample_ap={"fp32": fp32_ap, "int8": fp32_ap - drop / 100.0, "score_error": err}, sensitivity=table if sensitivity else [],
+        cpu=cpu,
+        quantized_groups=quantized,
+        float_groups=floated,
+        quantized_nodes=sum(len(q.groups[g]) for g in quantized),
+        float_nodes=sum(len(q.groups[g]) for g in floated),
+        sample_ap={"fp32": fp32_ap, "int8": fp32_ap - drop / 100.0, "score_error": err},
+        sensitivity=table if sensitivity else [],
         notes=notes,
     )
 
@@ -399,8 +450,12 @@ def default_eval_split(spec) -> str:
     for name in ("val", "test"):
         if spec.has_split(name):
             return name
-    raise DetkitError(f"the dataset has neither a 'val' nor a 'test' split to measure the INT8 AP on (it has: {', '.join(spec.splits)})",
-                      hint="name the evaluation split (eval_split)", path=spec.path)
+    raise DetkitError(
+        "the dataset has neither a 'val' nor a 'test' split to measure the INT8 AP on "
+        f"(it has: {', '.join(spec.splits)})",
+        hint="name the evaluation split (eval_split)",
+        path=spec.path,
+    )
 
 
 def evaluate_file(path: Path, metadata: dict[str, Any], spec, split: str) -> dict[str, Any]:
@@ -445,8 +500,12 @@ def export_int8(
     if export_options.get("fp16"):
         raise DetkitError("fp16 and int8 are two different export precisions", hint="choose one")
     if export_options.get("verify") is False:
-        raise DetkitError("the INT8 export needs the fp32 graph verified first (verify=False)", hint="leave verification on")
-    check_export_options(export_options.get("opset", 17), export_options.get("imgsz"), out, export_options.get("decoder_layers"))
+        raise DetkitError(
+            "the INT8 export needs the fp32 graph verified first (verify=False)", hint="leave verification on"
+        )
+    check_export_options(
+        export_options.get("opset", 17), export_options.get("imgsz"), out, export_options.get("decoder_layers")
+    )
     spec = _dataset(calib_data)
     eval_split = eval_split or default_eval_split(spec)
     spec.split(eval_split)
@@ -459,36 +518,64 @@ def export_int8(
         except DetkitError as e:  # name the user's output, never the private temporary file
             raise DetkitError(e.message.replace(str(fp32_path), str(out)), hint=e.hint) from e
         with atomic_path(out) as tmp:
-            report = quantize_onnx(fp32_path, tmp, spec, calib_split, calib_images, method, op_types, sensitivity=sensitivity,
-                                   target_ap_drop=max_ap_drop / 2.0, max_float_groups=max_float_groups, seed=seed,
-                                   metadata=fp32.metadata)
+            report = quantize_onnx(
+                fp32_path,
+                tmp,
+                spec,
+                calib_split,
+                calib_images,
+                method,
+                op_types,
+                sensitivity=sensitivity,
+                target_ap_drop=max_ap_drop / 2.0,
+                max_float_groups=max_float_groups,
+                seed=seed,
+                metadata=fp32.metadata,
+            )
             accuracy = _accuracy(fp32_path, tmp, fp32.metadata, spec, eval_split, max_ap_drop)
             if accuracy["ap_drop"] > max_ap_drop:
                 worst = "; ".join(s.line() for s in report.worst()) or "no sensitivity pass was run"
                 raise DetkitError(
-                    f"INT8 costs {accuracy['ap_drop']:.2f} AP points on split '{eval_split}' (fp32 {100 * accuracy['fp32']['AP']:.2f}, "
-                    f"int8 {100 * accuracy['int8']['AP']:.2f}), more than max_ap_drop {max_ap_drop:g}; worst groups: {worst}",
-                    hint="keep more groups in float (max_float_groups), try another calibration method, or accept a larger drop",
-                    path=out)
+                    f"INT8 costs {accuracy['ap_drop']:.2f} AP points on split '{eval_split}' "
+                    f"(fp32 {100 * accuracy['fp32']['AP']:.2f}, int8 {100 * accuracy['int8']['AP']:.2f}), "
+                    f"more than max_ap_drop {max_ap_drop:g}; worst groups: {worst}",
+                    hint="keep more groups in float (max_float_groups), try another calibration method, "
+                    "or accept a larger drop",
+                    path=out,
+                )
             metadata = _int8_metadata(fp32.metadata, report, accuracy, versions)
             _embed(tmp, metadata, METADATA_KEY)
         side = atomic_write_json(sidecar_path(out), metadata)
     return Int8ExportResult(out, side, metadata, report, accuracy, fp32.parity, [*fp32.warnings, *report.notes])
 
 
-def _accuracy(fp32_path: Path, int8_path: Path, meta: dict[str, Any], spec, split: str, max_ap_drop: float) -> dict[str, Any]:
+def _accuracy(
+    fp32_path: Path, int8_path: Path, meta: dict[str, Any], spec, split: str, max_ap_drop: float
+) -> dict[str, Any]:
     fp32 = evaluate_file(fp32_path, meta, spec, split)
     int8 = evaluate_file(int8_path, meta, spec, split)
     drop = round(100.0 * ((fp32["AP"] or 0.0) - (int8["AP"] or 0.0)), 4)
-    return {"split": split, "dataset": str(spec.path), "fp32": fp32, "int8": int8, "ap_drop": drop, "max_ap_drop": float(max_ap_drop),
-            "unit": "AP as fractions; ap_drop in AP points (fp32 − int8, ×100)"}
+    return {
+        "split": split,
+        "dataset": str(spec.path),
+        "fp32": fp32,
+        "int8": int8,
+        "ap_drop": drop,
+        "max_ap_drop": float(max_ap_drop),
+        "unit": "AP as fractions; ap_drop in AP points (fp32 − int8, ×100)",
+    }
 
 
 def _int8_metadata(fp32_meta: dict[str, Any], report: Int8Report, accuracy: dict[str, Any], versions) -> dict[str, Any]:
     meta = json.loads(json.dumps(fp32_meta))
     meta["precision"] = "int8"
-    meta["int8"] = {**report.to_dict(), "format": "QDQ", "weights": "int8 per output channel (symmetric)",
-                    "activations": "uint8 per tensor (asymmetric)", "fp32_parity": fp32_meta.get("parity")}
+    meta["int8"] = {
+        **report.to_dict(),
+        "format": "QDQ",
+        "weights": "int8 per output channel (symmetric)",
+        "activations": "uint8 per tensor (asymmetric)",
+        "fp32_parity": fp32_meta.get("parity"),
+    }
     meta["accuracy"] = accuracy
     meta["parity"] = None  # the PyTorch parity belongs to the fp32 graph: see int8.fp32_parity and accuracy
     meta["simplified"] = fp32_meta.get("simplified", False)
@@ -509,5 +596,7 @@ def _embed(path: Path, metadata: dict[str, Any], key: str) -> None:
     try:
         onnx.checker.check_model(str(path), full_check=False)
     except Exception as e:  # noqa: BLE001
-        raise DetkitError(f"the quantized graph fails onnx.checker: {str(e).splitlines()[0]}", hint="re-run with --debug and report it") from e
-
+        raise DetkitError(
+            f"the quantized graph fails onnx.checker: {str(e).splitlines()[0]}",
+            hint="re-run with --debug and report it",
+        ) from e

@@ -26,7 +26,10 @@ def test_without_cuda_everything_is_skipped_and_the_run_completes(capsys):
     assert gpu_suite.main(["--archs", "r18", "r50"]) == 0
     out = capsys.readouterr().out
     assert "no CUDA device" in out and out.count("SKIP") == 12 and "done in" in out and "0 failure(s)" in out
-    assert "SKIP HF fp16+GradScaler: needs CUDA" in out and "SKIP onnxruntime CUDA / TensorRT / fp16 ONNX: needs CUDA" in out
+    assert (
+        "SKIP HF fp16+GradScaler: needs CUDA" in out
+        and "SKIP onnxruntime CUDA / TensorRT / fp16 ONNX: needs CUDA" in out
+    )
 
 
 def _tiny_builder(arch, device):
@@ -53,7 +56,9 @@ def test_onnx_latency_and_parity_on_a_provider(export_small, ckpt):
 
     suite = _suite()
     suite.args.imgsz = 96
-    ms, parity = gpu_suite.onnx_latency_and_parity(suite, export_small.model_path, load_model(ckpt, device="cpu"), ["CPUExecutionProvider"], "fp32")
+    ms, parity = gpu_suite.onnx_latency_and_parity(
+        suite, export_small.model_path, load_model(ckpt, device="cpu"), ["CPUExecutionProvider"], "fp32"
+    )
     assert ms > 0 and parity.passed and parity.batch_sizes == [1, 3]
 
 

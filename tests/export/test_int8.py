@@ -41,13 +41,18 @@ def test_int8_file_structure_and_metadata(int8_export, synth_dataset):
     # the accuracy gate: both APs measured on the default evaluation split (val) and recorded
     acc = meta["accuracy"]
     assert acc["split"] == "val" and acc["fp32"]["num_images"] == acc["int8"]["num_images"] == 6
-    assert acc["ap_drop"] == pytest.approx(100 * (acc["fp32"]["AP"] - acc["int8"]["AP"]), abs=1e-3) and acc["ap_drop"] <= acc["max_ap_drop"] == 1.0
+    assert (
+        acc["ap_drop"] == pytest.approx(100 * (acc["fp32"]["AP"] - acc["int8"]["AP"]), abs=1e-3)
+        and acc["ap_drop"] <= acc["max_ap_drop"] == 1.0
+    )
 
     # sensitivity: every Conv group measured once, sorted worst first
     sens = meta["int8"]["sensitivity"]
     groups = {s["group"] for s in sens}
     assert {"backbone.conv1", "backbone.res_layers.0", "encoder.input_proj", "decoder.input_proj"} <= groups
-    assert [(-s["ap_drop"], -s["score_error"]) for s in sens] == sorted((-s["ap_drop"], -s["score_error"]) for s in sens)
+    assert [(-s["ap_drop"], -s["score_error"]) for s in sens] == sorted(
+        (-s["ap_drop"], -s["score_error"]) for s in sens
+    )
     assert set(meta["int8"]["quantized_groups"]) | set(meta["int8"]["float_groups"]) == groups
 
     # QDQ: every Conv of a quantized group reads dequantized int8 weights; nothing outside the model scope
@@ -55,7 +60,9 @@ def test_int8_file_structure_and_metadata(int8_export, synth_dataset):
     prod = _producers(model)
     quantized = set(meta["int8"]["quantized_groups"])
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    assert convs and all(prod[n.input[1]].op_type == "DequantizeLinear" for n in convs if node_group(n.name) in quantized)
+    assert convs and all(
+        prod[n.input[1]].op_type == "DequantizeLinear" for n in convs if node_group(n.name) in quantized
+    )
     for n in model.graph.node:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
@@ -84,7 +91,18 @@ def test_int8_outputs_track_pytorch(int8_export, ckpt):
 def test_eval_and_predict_take_the_int8_file(cli, int8_export, synth_dataset, tmp_path):
     import cv2
 
-    r = cli("eval", int8_export.model_path, "--data", synth_dataset, "--split", "test", "--out", tmp_path / "ev", "--json", "--quiet")
+    r = cli(
+        "eval",
+        int8_export.model_path,
+        "--data",
+        synth_dataset,
+        "--split",
+        "test",
+        "--out",
+        tmp_path / "ev",
+        "--json",
+        "--quiet",
+    )
     assert r.code == 0, r.text
     payload = json.loads(r.out)
     assert payload["num_images"] == 6 and payload["AP"] is not None
@@ -97,10 +115,20 @@ def test_eval_and_predict_take_the_int8_file(cli, int8_export, synth_dataset, tm
 def test_bench_reports_ap_and_latency_per_variant(export_small, synth_dataset):
     from detkit.bench import benchmark
 
-    result = benchmark(export_small.model_path, backends=["onnxruntime"], variants=["fp32", "int8"], threads=[1], iters=1,
-                       data=synth_dataset, split="test", int8_options={"sensitivity": False, "calib_images": 2, "op_types": CONV})
+    result = benchmark(
+        export_small.model_path,
+        backends=["onnxruntime"],
+        variants=["fp32", "int8"],
+        threads=[1],
+        iters=1,
+        data=synth_dataset,
+        split="test",
+        int8_options={"sensitivity": False, "calib_images": 2, "op_types": CONV},
+    )
     assert [(r.precision, r.batch, r.threads) for r in result.rows] == [("fp32", 1, 1), ("int8", 1, 1)]
-    assert set(result.accuracy) == {"fp32", "int8"} and all(a["split"] == "test" and a["num_images"] == 6 for a in result.accuracy.values())
+    assert set(result.accuracy) == {"fp32", "int8"} and all(
+        a["split"] == "test" and a["num_images"] == 6 for a in result.accuracy.values()
+    )
     for r in result.rows:
         assert r.ap == result.accuracy[r.precision]["AP"] and r.total_ms > 0
     assert any("int8 variant" in n for n in result.notes)
@@ -133,15 +161,41 @@ def test_int8_calibration_split_without_images(cli, ckpt, synth_dataset, tmp_pat
     ann = data / "annotations" / "calib.json"
     ann.write_text(json.dumps({**json.loads(ann.read_text()), "images": [], "annotations": []}))
     out = tmp_path / "out" / "m.onnx"
-    assert_clean_error(cli("export", "onnx", ckpt, "--out", out, "--int8", "--calib-data", data), "calibration split 'calib' has no images", "calib.json")
+    assert_clean_error(
+        cli("export", "onnx", ckpt, "--out", out, "--int8", "--calib-data", data),
+        "calibration split 'calib' has no images",
+        "calib.json",
+    )
     assert not out.parent.exists() or list(out.parent.iterdir()) == []
 
 
 def test_bench_int8_variant_needs_data(cli, export_small, tmp_path):
-    assert_clean_error(cli("bench", export_small.model_path, "--backends", "onnxruntime", "--variants", "int8", "--out", tmp_path / "b.json"),
-                       "int8 variant needs calibration images")
-    assert_clean_error(cli("bench", export_small.model_path, "--backends", "onnxruntime", "--variants", "int4", "--out", tmp_path / "b.json"),
-                       "unknown precision variant")
+    assert_clean_error(
+        cli(
+            "bench",
+            export_small.model_path,
+            "--backends",
+            "onnxruntime",
+            "--variants",
+            "int8",
+            "--out",
+            tmp_path / "b.json",
+        ),
+        "int8 variant needs calibration images",
+    )
+    assert_clean_error(
+        cli(
+            "bench",
+            export_small.model_path,
+            "--backends",
+            "onnxruntime",
+            "--variants",
+            "int4",
+            "--out",
+            tmp_path / "b.json",
+        ),
+        "unknown precision variant",
+    )
     assert not (tmp_path / "b.json").exists()
 
 
