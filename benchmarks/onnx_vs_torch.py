@@ -1,11 +1,16 @@
-"""onnxruntime vs PyTorch eager latency of RT-DETR-R18 at 640 on this machine, side by side in one run.
+"""onnxruntime fp32 and INT8 vs PyTorch eager latency of RT-DETR-R18 at 640 on this machine, side by side in one run.
 
-    python benchmarks/onnx_vs_torch.py [--batch 1,4] [--threads 2] [--iters 10] [--imgsz 640]
+    python benchmarks/onnx_vs_torch.py [--batch 1,4] [--threads 2] [--iters 10] [--imgsz 640] [--no-int8]
+                                       [--calib-images 16] [--float-groups decoder.layers.0,...]
 
 Random initialisation (speed does not depend on the weights); 80 COCO classes, 300 queries, 3 decoder layers as
-the recipe says. The model is exported with detkit's own export (verified for parity first), then both backends run
-the same end-to-end step (pre-processing, graph incl. top-k post-processing, host filter) through ``detkit.bench``.
-Goal: onnxruntime total latency <= 0.6x PyTorch eager. Figures on a shared CPU vary with the load of other jobs.
+the recipe says. The model is exported with detkit's own export (verified for parity first); the INT8 file is the
+fp32 graph quantized by ``detkit.export.int8.quantize_onnx`` (QDQ, per-channel weights) calibrated on synthetic
+scenes rendered at the model size. A random model has no AP to measure, so there is no sensitivity pass here:
+every Conv/MatMul/Gemm group is quantized except ``--float-groups`` (pass the groups a real export kept in float,
+see its model.json, to time that file's layout). All rows of one (threads, batch) pair are timed interleaved, one
+iteration each in turn, so other jobs on a shared CPU load every row alike; the load average is printed with the
+table. Goals: onnxruntime fp32 total latency <= 0.6x PyTorch eager; INT8 <= 0.5x onnxruntime fp32.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ def main() -> None:
     parser.add_argument("--threads", default=str(min(os.cpu_count() or 1, 16)))
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--no-int8", dest="int8", action="store_false", help="leave the INT8 row out")
+    parser.add_argument("--calib-images", type=int, default=16)
+    parser.add_argument("--int8-method", default="minmax")
+    parser.add_argument("--float-groups", default="", help="comma-separated node groups kept in float in the INT8 file")
     args = parser.parse_args()
 
     import torch
@@ -33,6 +42,7 @@ def main() -> None:
 
     from detkit.api import load_model
     from detkit.bench import benchmark
+    from detkit.data.synth import generate_synthetic
     from detkit.export.onnx_export import export_onnx
 
     console = Console(width=max(Console().width, 110))
@@ -40,25 +50,85 @@ def main() -> None:
     detector = load_model(args.recipe, device="cpu", imgsz=args.imgsz)
     params = sum(p.numel() for p in detector.module.parameters())
     console.print(f"{args.recipe}: {params / 1e6:.2f} M parameters, {args.imgsz}×{args.imgsz}, random init")
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         export = export_onnx(detector, Path(tmp) / "model.onnx")
         console.print(f"export + verification {time.perf_counter() - t0:.1f} s; parity: {export.parity.summary()}")
-        result = benchmark(detector, backends=("torch", "onnxruntime"),
-                           batch_sizes=[int(b) for b in args.batch.split(",")], threads=[int(t) for t in args.threads.split(",")],
-                           iters=args.iters, warmup=args.warmup)
-    console.print(f"CPU: {result.device['cpu']} ({result.device['logical_cores']} logical cores); " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
-    table = Table(title=f"end-to-end latency, ms (median of {args.iters}, after {args.warmup} warm-up)")
-    for col in ("backend", "batch", "threads", "pre", "inference", "post", "total", "total p90", "vs torch"):
-        table.add_column(col, justify="right" if col not in ("backend",) else "left")
+        variants, calib, options = ["fp32"], None, None
+        if args.int8:
+            data = generate_synthetic(
+                Path(tmp) / "calib", train=0, val=0, calib=args.calib_images, test=0, imgsz=args.imgsz, seed=1
+            )
+            calib = sorted((data / "images" / "calib").iterdir())
+            variants.append("int8")
+            options = {
+                "sensitivity": False,
+                "calib_images": args.calib_images,
+                "method": args.int8_method,
+                "float_groups": [g for g in args.float_groups.split(",") if g],
+            }
+        t0 = time.perf_counter()
+        result = benchmark(
+            detector,
+            backends=("torch", "onnxruntime"),
+            variants=variants,
+            calib_data=calib,
+            int8_options=options,
+            batch_sizes=[int(b) for b in args.batch.split(",")],
+            threads=[int(t) for t in args.threads.split(",")],
+            iters=args.iters,
+            warmup=args.warmup,
+        )
+        console.print(f"benchmark (incl. quantization) {time.perf_counter() - t0:.1f} s")
+    load_after = os.getloadavg()
+    for n in result.notes:
+        console.print(f"note: {n}")
+    console.print(
+        f"CPU: {result.device['cpu']} ({result.device['logical_cores']} logical cores); "
+        + ", ".join(f"{k} {v}" for k, v in result.versions.items())
+    )
+    console.print(
+        f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f} on {os.cpu_count()} logical cores"
+    )
+    table = Table(title=f"end-to-end latency, ms (median of {args.iters}, after {args.warmup} warm-up, interleaved)")
+    for col in (
+        "backend",
+        "precision",
+        "batch",
+        "threads",
+        "pre",
+        "inference",
+        "post",
+        "total",
+        "total p90",
+        "vs torch",
+        "vs ort fp32",
+    ):
+        table.add_column(col, justify="left" if col in ("backend", "precision") else "right", no_wrap=True)
     for t in sorted({r.threads for r in result.rows}):
         for b in sorted({r.batch for r in result.rows}):
-            pt = result.row("torch", b, t)
-            for r in (pt, result.row("onnxruntime", b, t)):
-                ratio = r.total_ms / pt.total_ms
-                shown = "1.00×" if r is pt else f"[{'green' if ratio <= 0.6 else 'red'}]{ratio:.2f}×[/]"
-                table.add_row(r.backend, str(b), str(t), f"{r.pre_ms:.1f}", f"{r.infer_ms:.1f}", f"{r.post_ms:.2f}",
-                              f"{r.total_ms:.1f}", f"{r.total_p90_ms:.1f}", shown)
+            pt, fp32 = result.row("torch", b, t), result.row("onnxruntime", b, t, "fp32")
+            for r in (pt, fp32, result.row("onnxruntime", b, t, "int8")):
+                if r is None:
+                    continue
+                vs_torch = r.total_ms / pt.total_ms
+                vs_fp32 = r.total_ms / fp32.total_ms
+                table.add_row(
+                    r.backend,
+                    r.precision,
+                    str(b),
+                    str(t),
+                    f"{r.pre_ms:.1f}",
+                    f"{r.infer_ms:.1f}",
+                    f"{r.post_ms:.2f}",
+                    f"{r.total_ms:.1f}",
+                    f"{r.total_p90_ms:.1f}",
+                    "1.00×" if r is pt else f"[{'green' if vs_torch <= 0.6 else 'red'}]{vs_torch:.2f}×[/]",
+                    ""
+                    if r is pt
+                    else ("1.00×" if r is fp32 else f"[{'green' if vs_fp32 <= 0.5 else 'red'}]{vs_fp32:.2f}×[/]"),
+                )
     console.print(table)
 
 

@@ -10,6 +10,12 @@ Each measured iteration has three timed stages, the same for both backends:
 
 Frames are random 720×1280 images (a typical camera frame, so the resize costs what it costs in deployment).
 At least ``warmup`` (≥ 3) iterations run untimed first; figures are the median and 90th percentile over ``iters``.
+All configurations of one (threads, batch) pair are timed interleaved, one iteration of each in turn, so a load
+that other processes put on the machine hits every row alike.
+
+Precision variants (``variants``: fp32, fp16, int8) are ONNX files: the model's own export, or derived from its fp32
+graph (fp16 by conversion, int8 by ``detkit.export.int8.quantize_onnx`` on the dataset's calibration split). With a
+dataset, each variant's AP is measured on ``split`` from the very file that is timed.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from detkit.errors import DetkitError
 from detkit.utils.progress import track
 
 BACKENDS = ("torch", "onnxruntime")
+VARIANTS = ("fp32", "fp16", "int8")
 FRAME_HW = (720, 1280)
 
 
@@ -45,6 +52,7 @@ class BenchRow:
     total_p90_ms: float
     infer_p90_ms: float
     images_per_s: float
+    ap: float | None = None  # AP of this variant's file on the benchmark's dataset split (None without a dataset)
 
 
 @dataclass
@@ -57,14 +65,16 @@ class BenchResult:
     versions: dict[str, str]
     rows: list[BenchRow] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    accuracy: dict[str, Any] = field(default_factory=dict)  # variant -> {"split", "AP", "AP50", "AP75", "num_images"}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["imgsz"] = list(self.imgsz)
         return d
 
-    def row(self, backend: str, batch: int, threads: int) -> BenchRow | None:
-        return next((r for r in self.rows if (r.backend, r.batch, r.threads) == (backend, batch, threads)), None)
+    def row(self, backend: str, batch: int, threads: int, precision: str | None = None) -> BenchRow | None:
+        return next((r for r in self.rows if (r.backend, r.batch, r.threads) == (backend, batch, threads)
+                     and precision in (None, r.precision)), None)
 
 
 def cpu_name() -> str:
@@ -91,10 +101,16 @@ def _stats(samples: list[float]) -> tuple[float, float]:
     return float(np.median(arr)), float(np.percentile(arr, 90))
 
 
-def _time_loop(step, iters: int, warmup: int, what: str) -> list[tuple[float, float, float]]:
-    for _ in range(warmup):
-        step()
-    return [step() for _ in track(range(iters), what)]
+def _time_interleaved(steps: dict[Any, Any], iters: int, warmup: int, what: str) -> dict[Any, list[tuple[float, float, float]]]:
+    """Warm every step up, then time them round-robin: iteration i of every step before iteration i + 1 of any."""
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    samples: dict[Any, list[tuple[float, float, float]]] = {k: [] for k in steps}
+    for _ in track(range(iters), what):
+        for key, step in steps.items():
+            samples[key].append(step())
+    return samples
 
 
 def _torch_step(detector, frames: list[np.ndarray], conf: float):
@@ -189,6 +205,53 @@ def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] |
     return detector, onnx_path, notes
 
 
+def check_variants(variants: Sequence[str] | None) -> list[str] | None:
+    if variants is None:
+        return None
+    variants = list(dict.fromkeys(variants))
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        raise DetkitError(f"unknown precision variant(s) {unknown or variants}", hint=f"choose from {', '.join(VARIANTS)}")
+    return variants
+
+
+def variant_files(onnx_path: Path, meta: dict[str, Any], variants: Sequence[str], workdir: Path, data: Any = None,
+                  calib_split: str = "calib", int8_options: dict[str, Any] | None = None) -> tuple[dict[str, tuple[Path, dict[str, Any]]], list[str]]:
+    """variant -> (ONNX file, its metadata): the file itself for its own precision; fp16 and int8 derived from an fp32 file."""
+    import json
+    import shutil
+
+    own = meta.get("precision", "fp32")
+    files: dict[str, tuple[Path, dict[str, Any]]] = {}
+    notes: list[str] = []
+    for v in variants:
+        if v == own:
+            files[v] = (onnx_path, meta)
+            continue
+        if own != "fp32":
+            raise DetkitError(f"the {v} variant can only be derived from an fp32 graph, and this file is {own}",
+                              hint="benchmark the run dir / checkpoint, or the fp32 export", path=onnx_path)
+        path = workdir / f"model_{v}.onnx"
+        vmeta = json.loads(json.dumps(meta)) | {"precision": v}
+        if v == "fp16":
+            from detkit.export.onnx_export import _convert_fp16
+
+            shutil.copyfile(onnx_path, path)
+            _convert_fp16(path)
+        else:
+            from detkit.export.int8 import quantize_onnx
+
+            if data is None:
+                raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
+                                  hint="pass the dataset whose calibration split calibrates the INT8 ranges")
+            report = quantize_onnx(onnx_path, path, data, calib_split, metadata=meta, **(int8_options or {}))
+            vmeta["int8"] = report.to_dict()
+            notes.append(f"int8 variant: {report.quantized_nodes} nodes quantized, float groups: {', '.join(report.float_groups) or 'none'} "
+                         f"({report.method} calibration on {report.calibration['images']} images of '{calib_split}')")
+        files[v] = (path, vmeta)
+    return files, notes
+
+
 def benchmark(
     model: Any,
     backends: Sequence[str] = BACKENDS,
@@ -202,10 +265,21 @@ def benchmark(
     seed: int = 0,
     weights: Any = None,
     class_map: Any = None,
+    variants: Sequence[str] | None = None,
+    data: Any = None,
+    split: str | None = None,
+    calib_split: str = "calib",
+    int8_options: dict[str, Any] | None = None,
+    calib_data: Any = None,
 ) -> BenchResult:
     """Latency of ``model`` (any source ``detkit.inference.open_detector`` takes: run dir, checkpoint,
     ``recipe:NAME`` + ``weights``, bare official / Hugging Face weights, a detector or ``model.onnx``) per backend,
-    batch size and thread count. A PyTorch model is exported to a temporary ONNX file for the onnxruntime rows."""
+    batch size and thread count. A PyTorch model is exported to a temporary ONNX file for the onnxruntime rows.
+
+    ``variants`` (fp32, fp16, int8; default: the ONNX file's own precision) are the onnxruntime precisions timed.
+    With ``data`` (a dataset) each variant's AP on ``split`` (default val, else test) is measured from the same file;
+    the int8 variant of an fp32 model is calibrated on ``calib_split`` of ``calib_data`` (default: ``data``; a list of images
+also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to ``quantize_onnx``."""
     import torch
 
     from detkit.export.onnx_export import versions
@@ -224,6 +298,13 @@ def benchmark(
         size = (int(imgsz[0]), int(imgsz[-1]))
         if size[0] % 32 or size[1] % 32 or min(size) <= 0:
             raise DetkitError(f"image size {size[0]}×{size[1]} must be positive multiples of 32")
+    variants = check_variants(variants)
+    if variants and "onnxruntime" not in backends:
+        raise DetkitError("precision variants are ONNX files: they need the onnxruntime backend", hint="add onnxruntime to the backends")
+    calib_data = data if calib_data is None else calib_data
+    if variants and "int8" in variants and calib_data is None and _onnx_precision(model) != "int8":
+        raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
+                          hint="pass the dataset whose calibration split calibrates the INT8 ranges")
     thread_counts = [int(t) for t in (threads or [torch.get_num_threads()])]
     if any(t < 1 for t in thread_counts):
         raise DetkitError(f"thread counts must be >= 1, got {thread_counts}")
@@ -235,23 +316,53 @@ def benchmark(
         onnx_meta = read_model_metadata(onnx_path) if onnx_path is not None else None
         if size is None and onnx_meta is not None:
             size = tuple(onnx_meta["imgsz"])
+        files: dict[str, tuple[Path, dict[str, Any]]] = {}
+        if onnx_path is not None:
+            files, variant_notes = variant_files(onnx_path, onnx_meta, variants or [onnx_meta.get("precision", "fp32")], Path(work),
+                                                 calib_data, calib_split, int8_options)
+            notes.extend(variant_notes)
+        accuracy = _variant_accuracy(files, data, split)
         torch_device = str(detector.device) if detector is not None else "cpu"
         result = BenchResult(model=str(model) if not hasattr(model, "module") else type(model).__name__, imgsz=size, iters=iters, warmup=warmup,
-                             device=device_info(torch_device), versions=versions(), notes=notes)
+                             device=device_info(torch_device), versions=versions(), notes=notes, accuracy=accuracy)
         previous_threads = torch.get_num_threads()
         try:
             for t in thread_counts:
                 for b in batch_sizes:
                     frames = [rng.integers(0, 256, (*FRAME_HW, 3), dtype=np.uint8) for _ in range(int(b))]
+                    steps: dict[tuple[str, str], Any] = {}
                     if "torch" in backends:
                         torch.set_num_threads(t)
-                        samples = _time_loop(_torch_step(detector, frames, conf), iters, warmup, f"torch b{b} t{t}")
-                        result.rows.append(_row("torch", int(b), t, "fp32", samples))
+                        steps[("torch", "fp32")] = _torch_step(detector, frames, conf)
                     if "onnxruntime" in backends:
-                        onnx_det = OnnxDetector(onnx_path, threads=t, metadata=onnx_meta)
-                        samples = _time_loop(_onnx_step(onnx_det, frames, conf), iters, warmup, f"onnxruntime b{b} t{t}")
-                        result.rows.append(_row("onnxruntime", int(b), t, onnx_meta.get("precision", "fp32"), samples))
-                        result.device.setdefault("onnxruntime_providers", onnx_det.providers)
+                        for v, (path, meta) in files.items():
+                            onnx_det = OnnxDetector(path, threads=t, metadata=meta)
+                            steps[("onnxruntime", v)] = _onnx_step(onnx_det, frames, conf)
+                            result.device.setdefault("onnxruntime_providers", onnx_det.providers)
+                    for (backend, precision), samples in _time_interleaved(steps, iters, warmup, f"b{b} t{t}").items():
+                        row = _row(backend, int(b), t, precision, samples)
+                        row.ap = accuracy.get(precision, {}).get("AP") if backend == "onnxruntime" else None
+                        result.rows.append(row)
         finally:
             torch.set_num_threads(previous_threads)
     return result
+
+
+def _onnx_precision(model: Any) -> str | None:
+    if isinstance(model, (str, os.PathLike)) and str(model).lower().endswith(".onnx") and Path(model).is_file():
+        from detkit.export.runtime import read_model_metadata
+
+        return read_model_metadata(model).get("precision", "fp32")
+    return None
+
+
+def _variant_accuracy(files: dict[str, tuple[Path, dict[str, Any]]], data: Any, split: str | None) -> dict[str, Any]:
+    """AP of every variant file on the dataset split (empty without a dataset)."""
+    if data is None:
+        return {}
+    from detkit.data.dataset import DatasetSpec, load_dataset
+    from detkit.export.int8 import default_eval_split, evaluate_file
+
+    spec = data if isinstance(data, DatasetSpec) else load_dataset(data)
+    split = split or default_eval_split(spec)
+    return {v: {"split": split, **evaluate_file(path, meta, spec, split)} for v, (path, meta) in files.items()}

@@ -32,6 +32,10 @@ def bench_command(
     iters: int = typer.Option(10, "--iters", min=1, help="Timed iterations per configuration."),
     warmup: int = typer.Option(3, "--warmup", min=3, help="Untimed warm-up iterations (>= 3)."),
     device: str = typer.Option(None, "--device", help="PyTorch device (cpu, cuda, ...)."),
+    variants: str = typer.Option(None, "--variants", help="ONNX precisions to time, comma-separated: fp32, fp16, int8 [default: the file's own]."),
+    data: Path = typer.Option(None, "--data", help="Dataset: AP of every variant on --split, and INT8 calibration images."),
+    split: str = typer.Option(None, "--split", help="Split for the AP column [default: val, else test]."),
+    calib_split: str = typer.Option("calib", "--calib-split", help="Split calibrating a derived int8 variant."),
     out: Path = typer.Option(None, "--out", help="JSON file for the results [default: runs/bench/bench-<time>.json]."),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
@@ -44,15 +48,20 @@ def bench_command(
     with ui.progress():
         result = benchmark(model, backends=[b.strip() for b in backends.split(",") if b.strip()], batch_sizes=_ints(batch, "--batch"),
                            imgsz=(imgsz, imgsz) if imgsz else None, threads=_ints(threads, "--threads") if threads else None,
-                           iters=iters, warmup=warmup, device=device, weights=weights, class_map=classes)
+                           iters=iters, warmup=warmup, device=device, weights=weights, class_map=classes,
+                           variants=[v.strip() for v in variants.split(",") if v.strip()] if variants else None,
+                           data=data, split=split, calib_split=calib_split)
     for n in result.notes:
         ui.print(f"[dim]note: {n}[/]")
     ui.print(f"device: {result.device['cpu']} ({result.device['logical_cores']} logical cores), torch on {result.device['torch_device']}"
              + (f", GPU {result.device['gpu']}" if "gpu" in result.device else ""))
     ui.print("versions: " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
+    ap_split = next(iter(result.accuracy.values()))["split"] if result.accuracy else None
+    ap_col = [f"AP {ap_split}"] if ap_split else []
     ui.table(f"latency at {result.imgsz[0]}×{result.imgsz[1]} (ms, median of {result.iters}; p90 of total)",
-             ["backend", "precision", "batch", "threads", "pre", "inference", "post", "total", "total p90", "img/s"],
-             [(r.backend, r.precision, r.batch, r.threads, r.pre_ms, r.infer_ms, r.post_ms, r.total_ms, r.total_p90_ms, r.images_per_s) for r in result.rows])
+             ["backend", "precision", "batch", "threads", "pre", "inference", "post", "total", "total p90", "img/s", *ap_col],
+             [(r.backend, r.precision, r.batch, r.threads, r.pre_ms, r.infer_ms, r.post_ms, r.total_ms, r.total_p90_ms, r.images_per_s,
+               *([f"{100 * r.ap:.2f}" if r.ap is not None else "—"] if ap_split else [])) for r in result.rows])
     path = out or Path("runs/bench") / f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write_json(path, result.to_dict())
     ui.artifacts("results", path)

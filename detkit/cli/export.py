@@ -16,7 +16,7 @@ def onnx_command(
     model: str = typer.Argument(..., help="Run dir, checkpoint (.pt), bare official RT-DETR .pth / Hugging Face .safetensors, or recipe:NAME (with --weights).", show_default=False),
     weights: Path = typer.Option(None, "--weights", help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors."),
     classes: Path = typer.Option(None, "--classes", help="dataset.yaml or names file (one class per line): the classes of weights that carry none."),
-    out: Path = typer.Option(Path("model.onnx"), "--out", "-o", help="Output .onnx file (model.json is written beside it)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output .onnx file (model.json is written beside it) [default: model.onnx, model_int8.onnx with --int8]."),
     calibrator: Path = typer.Option(None, "--calibrator", help="calibrator.json to embed: the graph then returns calibrated scores."),
     imgsz: tuple[int, int] | None = typer.Option(None, "--imgsz", help="Input height and width, multiples of 32 [default: the model's]."),
     dynamic_batch: bool = typer.Option(True, "--dynamic-batch/--static-batch", help="Symbolic batch dimension (default) or a fixed batch of 1."),
@@ -26,6 +26,14 @@ def onnx_command(
     simplify: bool = typer.Option(False, "--simplify", help="Simplify with onnxslim; kept only if the batch dim stays dynamic and parity holds."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Check parity with PyTorch at batch 1 and 3 before writing (fails on disagreement)."),
     verify_images: list[Path] = typer.Option(None, "--verify-image", help="Real image(s) to add to the parity check (repeatable)."),
+    int8: bool = typer.Option(False, "--int8", help="Quantize to INT8 (onnxruntime static QDQ) with a measured AP cost; needs --calib-data."),
+    calib_data: Path = typer.Option(None, "--calib-data", help="Dataset (dataset.yaml or its folder) giving the INT8 calibration and evaluation images."),
+    calib_split: str = typer.Option("calib", "--calib-split", help="Split whose images calibrate the INT8 ranges."),
+    calib_images: int = typer.Option(100, "--calib-images", help="Number of calibration images (seeded choice)."),
+    int8_method: str = typer.Option("minmax", "--int8-method", help="Calibration method: minmax, entropy or percentile."),
+    eval_split: str = typer.Option(None, "--eval-split", help="Split on which fp32 and INT8 AP are compared [default: val, else test]."),
+    max_ap_drop: float = typer.Option(1.0, "--max-ap-drop", help="Refuse the INT8 file when AP drops by more than this many points."),
+    max_float_groups: int = typer.Option(3, "--max-float-groups", help="At most this many node groups kept in float (worst first, by measurement)."),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the result on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
@@ -35,6 +43,16 @@ def onnx_command(
 
     ui = UI(json_mode, quiet)
     size = None if imgsz is None or imgsz[0] is None else imgsz
+    if int8 or calib_data is not None:
+        from detkit.cli.export_int8 import export_int8_command
+
+        export_int8_command(ui, model, out, int8, dict(calib_data=calib_data, calib_split=calib_split, calib_images=calib_images,
+                            method=int8_method, eval_split=eval_split, max_ap_drop=max_ap_drop, max_float_groups=max_float_groups),
+                            dict(calibrator=calibrator, imgsz=size, dynamic_batch=dynamic_batch, opset=opset, fp16=fp16,
+                                 decoder_layers=decoder_layers, simplify=simplify, verify=verify, verify_images=verify_images or (),
+                                 weights=weights, class_map=classes))
+        return
+    out = out or Path("model.onnx")
     ui.print(f"exporting [bold]{model}[/] to ONNX (opset {opset}{', fp16' if fp16 else ''}) ...")
     result = export_onnx(model, out, calibrator=calibrator, imgsz=size, dynamic_batch=dynamic_batch, opset=opset, fp16=fp16,
                          decoder_layers=decoder_layers, simplify=simplify, verify=verify, verify_images=verify_images or (),
