@@ -21,6 +21,20 @@ def _ints(value: str, what: str) -> list[int]:
     return items
 
 
+def latency_table(result) -> tuple[str, list[str], list[list]]:
+    """(title, columns, rows) of the latency table; settings shared by every row go into the title, not a column."""
+    fields = [("backend", "backend"), ("precision", "precision"), ("batch", "batch"), ("threads", "threads"),
+              ("pre", "pre_ms"), ("infer", "infer_ms"), ("post", "post_ms"), ("total", "total_ms"), ("p90", "total_p90_ms"),
+              ("img/s", "images_per_s")]
+    shared = {name: getattr(result.rows[0], attr) for name, attr in fields[:4]
+              if result.rows and len({getattr(r, attr) for r in result.rows}) == 1 and name != "batch"}
+    kept = [(name, attr) for name, attr in fields if name not in shared]
+    setting = ", ".join(f"{v} thread{'s' * (v != 1)}" if k == "threads" else str(v) for k, v in shared.items())
+    title = (f"latency at {result.imgsz[0]}×{result.imgsz[1]}{', ' + setting if setting else ''} "
+             f"(ms, median of {result.iters}; p90 of total)")
+    return title, [name for name, _ in kept], [[getattr(r, attr) for _, attr in kept] for r in result.rows]
+
+
 def bench_command(
     model: str = typer.Argument(..., help="Run dir, checkpoint, recipe:NAME or model.onnx.", show_default=False),
     backends: str = typer.Option("torch,onnxruntime", "--backends", help="Comma-separated: torch, onnxruntime."),
@@ -48,9 +62,8 @@ def bench_command(
     ui.print(f"device: {result.device['cpu']} ({result.device['logical_cores']} logical cores), torch on {result.device['torch_device']}"
              + (f", GPU {result.device['gpu']}" if "gpu" in result.device else ""))
     ui.print("versions: " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
-    ui.table(f"latency at {result.imgsz[0]}×{result.imgsz[1]} (ms, median of {result.iters}; p90 of total)",
-             ["backend", "precision", "batch", "threads", "pre", "inference", "post", "total", "total p90", "img/s"],
-             [(r.backend, r.precision, r.batch, r.threads, r.pre_ms, r.infer_ms, r.post_ms, r.total_ms, r.total_p90_ms, r.images_per_s) for r in result.rows])
+    title, columns, rows = latency_table(result)
+    ui.table(title, columns, rows, optional=("pre", "post", "p90"))
     path = out or Path("runs/bench") / f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write_json(path, result.to_dict())
     ui.artifacts("results", path)
