@@ -44,8 +44,8 @@ class UI:
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], optional: Sequence[str] = ()) -> None:
         """Print a table that fits the console (80 columns in a pipe or CI log) without ever breaking a number.
 
-        Numbers are rounded to the digits that matter (:func:`fmt_number`) and their columns never wrap; text
-        wraps between words. When the table is too wide, the ``optional`` columns are dropped (in that order,
+        Numbers are rounded to the digits that matter (:func:`fmt_number`) and every column is at least as wide as
+        its longest number, so numbers never wrap; text and headers wrap between words. When the table is too wide, the ``optional`` columns are dropped (in that order,
         with a note); if it still does not fit, each row is stacked as ``column  value`` lines."""
         columns = [str(c) for c in columns]
         cells = [[_fmt(v) for v in r] for r in rows]
@@ -62,7 +62,8 @@ class UI:
         t = Table(title=title, title_justify="left")
         for i in shown:
             numeric = _is_numeric_column([r[i] for r in cells if i < len(r)])
-            t.add_column(columns[i], justify="right" if numeric else "left", no_wrap=numeric,
+            # at least as wide as its longest number (so a number never wraps) and its longest header word
+            t.add_column(columns[i], justify="right" if numeric else "left",
                          min_width=_column_min(columns[i], [r[i] for r in cells if i < len(r)]), overflow="fold")
         for r in cells:
             t.add_row(*[r[i] if i < len(r) else "" for i in shown])
