@@ -60,10 +60,11 @@ class UI:
             self.console.print(_stacked(title, columns, cells))
             return
         t = Table(title=title, title_justify="left")
+        widths = _allocate(columns, cells, shown, self.console.width)
         for i in shown:
             numeric = _is_numeric_column([r[i] for r in cells if i < len(r)])
             # at least as wide as its longest number (so a number never wraps) and its longest header word
-            t.add_column(columns[i], justify="right" if numeric else "left",
+            t.add_column(columns[i], justify="right" if numeric else "left", width=widths.get(i),
                          min_width=_column_min(columns[i], [r[i] for r in cells if i < len(r)]), overflow="fold")
         for r in cells:
             t.add_row(*[r[i] if i < len(r) else "" for i in shown])
@@ -133,6 +134,23 @@ def _column_min(header: str, values: Sequence[str]) -> int:
 def _min_width(columns: Sequence[str], cells: Sequence[Sequence[str]], shown: Sequence[int]) -> int:
     """Width of the table at its narrowest: column minimums plus rich's borders and padding (3 per column + 1)."""
     return sum(_column_min(columns[i], [r[i] for r in cells if i < len(r)]) for i in shown) + 3 * len(shown) + 1
+
+
+def _allocate(columns: Sequence[str], cells: Sequence[Sequence[str]], shown: Sequence[int], total: int) -> dict[int, int]:
+    """Column widths when the table would not fit at its natural width (else {}): every column gets its minimum,
+    then the space left widens numeric columns (unwrapped headers) and then the narrowest text columns first."""
+    values = {i: [r[i] for r in cells if i < len(r)] for i in shown}
+    natural = {i: max(len(columns[i]), *(len(_plain(v)) for v in values[i])) for i in shown}
+    room = total - 3 * len(shown) - 1
+    if sum(natural.values()) <= room:
+        return {}
+    widths = {i: _column_min(columns[i], values[i]) for i in shown}
+    spare = room - sum(widths.values())
+    for i in sorted(shown, key=lambda i: (not _is_numeric_column(values[i]), natural[i] - widths[i])):
+        grow = max(0, min(spare, natural[i] - widths[i]))
+        widths[i] += grow
+        spare -= grow
+    return widths
 
 
 def _stacked(title: str, columns: Sequence[str], cells: Sequence[Sequence[str]]) -> Table:

@@ -15,6 +15,7 @@ import pytest
 from rich.console import Console
 
 NUMBER = re.compile(r"\d[\d,.]*(?:e[-+]?\d+)?")
+BOX = set("┏┃┡│└┌├┓┩┤┘┐")
 
 
 @pytest.fixture
@@ -48,6 +49,8 @@ def assert_readable(result, seen, expected_tables):
     assert len(seen) >= expected_tables, [t for t, _, _ in seen]
     for title, narrow, wide in seen:
         assert max(len(line) for line in narrow.splitlines()) <= 80, narrow
+        cropped = [line for line in narrow.splitlines() if line[:1] in BOX and line.rstrip()[-1:] not in BOX]
+        assert not cropped, f"'{title}' is wider than 80 columns and was cut off:\n{narrow}"
         fragments = set(NUMBER.findall(narrow)) - set(NUMBER.findall(wide))
         assert not fragments, f"numbers broken across lines in '{title}': {sorted(fragments)}\n{narrow}"
 
