@@ -24,8 +24,8 @@ def _ints(value: str, what: str) -> list[int]:
 def latency_table(result) -> tuple[str, list[str], list[list]]:
     """(title, columns, rows) of the latency table; settings shared by every row go into the title, not a column."""
     fields = [("backend", "backend"), ("precision", "precision"), ("batch", "batch"), ("threads", "threads"),
-              ("pre", "pre_ms"), ("infer", "infer_ms"), ("post", "post_ms"), ("total", "total_ms"), ("p90", "total_p90_ms"),
-              ("img/s", "images_per_s")]
+              ("pre", "pre_ms"), ("infer", "infer_ms"), ("post", "post_ms"), ("total", "total_ms"),
+              ("p90", "total_p90_ms"), ("img/s", "images_per_s")]
     shared = {name: getattr(result.rows[0], attr) for name, attr in fields[:4]
               if result.rows and len({getattr(r, attr) for r in result.rows}) == 1 and name != "batch"}
     kept = [(name, attr) for name, attr in fields if name not in shared]

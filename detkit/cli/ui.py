@@ -38,15 +38,20 @@ class UI:
 
     @contextlib.contextmanager
     def progress(self) -> Iterator[None]:
-        with progress_display(console=Console(file=sys.stderr, highlight=False), enabled=not (self.quiet or self.json_mode)):
+        with progress_display(
+            console=Console(file=sys.stderr, highlight=False), enabled=not (self.quiet or self.json_mode)
+        ):
             yield
 
-    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], optional: Sequence[str] = ()) -> None:
+    def table(
+        self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], optional: Sequence[str] = ()
+    ) -> None:
         """Print a table that fits the console (80 columns in a pipe or CI log) without ever breaking a number.
 
         Numbers are rounded to the digits that matter (:func:`fmt_number`) and every column is at least as wide as
-        its longest number, so numbers never wrap; text and headers wrap between words. When the table is too wide, the ``optional`` columns are dropped (in that order,
-        with a note); if it still does not fit, each row is stacked as ``column  value`` lines."""
+        its longest number, so numbers never wrap; text and headers wrap between words. When the table is too
+        wide, the ``optional`` columns are dropped (in that order, with a note); if it still does not fit, each row
+        is stacked as ``column  value`` lines."""
         columns = [str(c) for c in columns]
         cells = [[_fmt(v) for v in r] for r in rows]
         shown = list(range(len(columns)))
@@ -64,13 +69,20 @@ class UI:
         for i in shown:
             numeric = _is_numeric_column([r[i] for r in cells if i < len(r)])
             # at least as wide as its longest number (so a number never wraps) and its longest header word
-            t.add_column(columns[i], justify="right" if numeric else "left", width=widths.get(i),
-                         min_width=_column_min(columns[i], [r[i] for r in cells if i < len(r)]), overflow="fold")
+            t.add_column(
+                columns[i],
+                justify="right" if numeric else "left",
+                width=widths.get(i),
+                min_width=_column_min(columns[i], [r[i] for r in cells if i < len(r)]),
+                overflow="fold",
+            )
         for r in cells:
             t.add_row(*[r[i] if i < len(r) else "" for i in shown])
         self.console.print(t)
         if dropped:
-            self.console.print(f"[dim](not shown at this width: {', '.join(dropped)}; widen the terminal or use --json)[/]")
+            self.console.print(
+                f"[dim](not shown at this width: {', '.join(dropped)}; widen the terminal or use --json)[/]"
+            )
 
     def artifacts(self, label: str, path: Any) -> None:
         self.console.print(f"[green]✓[/] {label}: [bold]{path}[/]")
@@ -136,7 +148,9 @@ def _min_width(columns: Sequence[str], cells: Sequence[Sequence[str]], shown: Se
     return sum(_column_min(columns[i], [r[i] for r in cells if i < len(r)]) for i in shown) + 3 * len(shown) + 1
 
 
-def _allocate(columns: Sequence[str], cells: Sequence[Sequence[str]], shown: Sequence[int], total: int) -> dict[int, int]:
+def _allocate(
+    columns: Sequence[str], cells: Sequence[Sequence[str]], shown: Sequence[int], total: int
+) -> dict[int, int]:
     """Column widths when the table would not fit at its natural width (else {}): every column gets its minimum,
     then the space left widens numeric columns (unwrapped headers) and then the narrowest text columns first."""
     values = {i: [r[i] for r in cells if i < len(r)] for i in shown}
@@ -157,7 +171,9 @@ def _stacked(title: str, columns: Sequence[str], cells: Sequence[Sequence[str]])
     """The table turned on its side: one ``column  value`` line per cell, rows separated by a rule."""
     t = Table(title=title, title_justify="left", show_header=False)
     t.add_column("", style="bold", min_width=max((len(w) for c in columns for w in c.split()), default=1))
-    t.add_column("", overflow="fold", min_width=min(max((len(_plain(v)) for r in cells for v in r), default=1), TEXT_TOKEN_CAP))
+    t.add_column(
+        "", overflow="fold", min_width=min(max((len(_plain(v)) for r in cells for v in r), default=1), TEXT_TOKEN_CAP)
+    )
     for n, r in enumerate(cells):
         for i, c in enumerate(columns):
             t.add_row(c, r[i] if i < len(r) else "", end_section=(i == len(columns) - 1 and n < len(cells) - 1))

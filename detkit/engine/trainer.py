@@ -464,8 +464,9 @@ def plot_history(history: list[dict[str, Any]], out: Path) -> None:
     from detkit.utils.figures import new_figure, save_figure
 
     epochs = [r["epoch"] for r in history]
-    for name, keys, ylabel, title in (("losses.png", ["train_loss", *LOSS_GROUPS], "loss", "Training loss per epoch"),
-                                      ("map.png", ["AP", "AP50", "AP75"], "val mAP (EMA)", "Validation mAP per epoch (EMA weights)")):
+    curves = (("losses.png", ["train_loss", *LOSS_GROUPS], "loss", "Training loss per epoch"),
+              ("map.png", ["AP", "AP50", "AP75"], "val mAP (EMA)", "Validation mAP per epoch (EMA weights)"))
+    for name, keys, ylabel, title in curves:
         fig = new_figure(6, 4)
         ax = fig.add_subplot()
         for k in keys:

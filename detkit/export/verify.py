@@ -67,11 +67,14 @@ class ParityReport:
         return asdict(self)
 
     def summary(self) -> str:
-        missing = f"{self.unpaired} detection(s) without a twin, e.g. {self.unpaired_example}; " if self.unpaired else ""
+        missing = (
+            f"{self.unpaired} detection(s) without a twin, e.g. {self.unpaired_example}; " if self.unpaired else ""
+        )
         return missing + (
-            f"twins' max |Δscore| {self.max_abs_diff_scores:.2e}, max |Δbox| {self.max_abs_diff_boxes:.2e} (normalised) / "
-            f"{self.max_abs_diff_boxes_px:.2e} px, top-{self.top_k} labels {self.topk_label_agreement:.0%}, "
-            f"order {self.topk_order_agreement:.0%}, calibrator |Δ| {self.max_calibration_error:.1e}, batches {self.batch_sizes}, {self.num_images} images "
+            f"twins' max |Δscore| {self.max_abs_diff_scores:.2e}, max |Δbox| {self.max_abs_diff_boxes:.2e} "
+            f"(normalised) / {self.max_abs_diff_boxes_px:.2e} px, top-{self.top_k} labels "
+            f"{self.topk_label_agreement:.0%}, order {self.topk_order_agreement:.0%}, calibrator |Δ| "
+            f"{self.max_calibration_error:.1e}, batches {self.batch_sizes}, {self.num_images} images "
             f"(tolerance {self.tolerance['scores']:g} {self.precision})"
         )
 
@@ -87,9 +90,11 @@ def verification_images(real: Sequence[Any] = (), seed: int = 0) -> tuple[list[n
     noise = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((480, 640), (640, 427))]
     h, w = 375, 500
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    img = np.stack([128 + 100 * np.sin(xx / rng.uniform(8, 40) + c) * np.cos(yy / rng.uniform(8, 40)) for c in range(3)], -1)
+    img = np.stack(
+        [128 + 100 * np.sin(xx / rng.uniform(8, 40) + c) * np.cos(yy / rng.uniform(8, 40)) for c in range(3)], -1
+    )
     y0, x0 = int(rng.integers(0, h // 2)), int(rng.integers(0, w // 2))
-    img[y0:y0 + h // 3, x0:x0 + w // 3] = rng.integers(0, 256, 3)
+    img[y0 : y0 + h // 3, x0 : x0 + w // 3] = rng.integers(0, 256, 3)
     smooth = [np.clip(img, 0, 255).astype(np.uint8)]
     loaded = [as_image(r, i) for i, r in enumerate(real)]
     return noise + smooth + loaded, {"random": len(noise), "synthetic": len(smooth), "real": len(loaded)}
@@ -114,15 +119,27 @@ def _twins(rl, rb, rs, tl, tb, ts, scale, tol_s: float, tol_b: float):
 
 
 def _describe(side: str, other: str, image: str, label, score: float, box, nearest: float) -> str:
-    near = f"the nearest {other} detection of that label is {nearest:.3g} tolerances away" if np.isfinite(nearest) else \
-        f"{other} has no detection of that label"
-    return (f"{image}: {side} detection label {int(label)}, score {score:.6f}, box "
-            f"[{', '.join(f'{v:.1f}' for v in box)}] px has no twin ({near})")
+    near = (
+        f"the nearest {other} detection of that label is {nearest:.3g} tolerances away"
+        if np.isfinite(nearest)
+        else f"{other} has no detection of that label"
+    )
+    return (
+        f"{image}: {side} detection label {int(label)}, score {score:.6f}, box "
+        f"[{', '.join(f'{v:.1f}' for v in box)}] px has no twin ({near})"
+    )
 
 
-def compare_detections(ref: Sequence[Any], test: Sequence[Any], image_sizes: Sequence[tuple[int, int]], tol_scores: float,
-                       top_k: int = TOP_K_AGREEMENT, tol_boxes: float | None = None,
-                       image_names: Sequence[str] | None = None, swappable: Sequence[int] | None = None) -> dict[str, Any]:
+def compare_detections(
+    ref: Sequence[Any],
+    test: Sequence[Any],
+    image_sizes: Sequence[tuple[int, int]],
+    tol_scores: float,
+    top_k: int = TOP_K_AGREEMENT,
+    tol_boxes: float | None = None,
+    image_names: Sequence[str] | None = None,
+    swappable: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """Tie-robust comparison of two lists of per-image detections (objects with labels, boxes xyxy px, scores).
 
     Every detection must have a twin on the other side: same label, score within ``tol_scores`` and every box
@@ -139,8 +156,16 @@ def compare_detections(ref: Sequence[Any], test: Sequence[Any], image_sizes: Seq
     tol_boxes = tol_scores if tol_boxes is None else tol_boxes
     d_scores, d_boxes, d_px, agree, order_agree, unpaired, ranks, example, swaps = 0.0, 0.0, 0.0, 0, 0, 0, 0, "", 0
     for n, (r, t, (h, w)) in enumerate(zip(ref, test, image_sizes)):
-        rl, rb, rs = np.asarray(r.labels), np.asarray(r.boxes, np.float64).reshape(-1, 4), np.asarray(r.scores, np.float64)
-        tl, tb, ts = np.asarray(t.labels), np.asarray(t.boxes, np.float64).reshape(-1, 4), np.asarray(t.scores, np.float64)
+        rl, rb, rs = (
+            np.asarray(r.labels),
+            np.asarray(r.boxes, np.float64).reshape(-1, 4),
+            np.asarray(r.scores, np.float64),
+        )
+        tl, tb, ts = (
+            np.asarray(t.labels),
+            np.asarray(t.boxes, np.float64).reshape(-1, 4),
+            np.asarray(t.scores, np.float64),
+        )
         scale = np.array([w, h, w, h], np.float64)
         ri, ti, ok, closeness = _twins(rl, rb, rs, tl, tb, ts, scale, tol_scores, tol_boxes)
         ri, ti = ri[ok], ti[ok]
@@ -162,10 +187,14 @@ def compare_detections(ref: Sequence[Any], test: Sequence[Any], image_sizes: Seq
             image = f"{image_names[n] if image_names is not None else f'image {n}'} ({h}×{w})"
             if len(r_missing):
                 i = r_missing[0]
-                example = _describe("PyTorch", "onnxruntime", image, rl[i], rs[i], rb[i], closeness[i].min(initial=np.inf))
+                example = _describe(
+                    "PyTorch", "onnxruntime", image, rl[i], rs[i], rb[i], closeness[i].min(initial=np.inf)
+                )
             else:
                 j = t_missing[0]
-                example = _describe("onnxruntime", "PyTorch", image, tl[j], ts[j], tb[j], closeness[:, j].min(initial=np.inf))
+                example = _describe(
+                    "onnxruntime", "PyTorch", image, tl[j], ts[j], tb[j], closeness[:, j].min(initial=np.inf)
+                )
         k = min(top_k, len(rl))
         partner = np.full(len(rl), -1)
         partner[ri] = ti
@@ -173,9 +202,14 @@ def compare_detections(ref: Sequence[Any], test: Sequence[Any], image_sizes: Seq
         order_agree += int(np.sum(partner[:k] == np.arange(k)))
         ranks += k
     return {
-        "max_abs_diff_scores": d_scores, "max_abs_diff_boxes": d_boxes, "max_abs_diff_boxes_px": d_px,
-        "topk_label_agreement": agree / max(ranks, 1), "topk_order_agreement": order_agree / max(ranks, 1),
-        "unpaired": unpaired, "unpaired_example": example, "query_swaps": swaps,
+        "max_abs_diff_scores": d_scores,
+        "max_abs_diff_boxes": d_boxes,
+        "max_abs_diff_boxes_px": d_px,
+        "topk_label_agreement": agree / max(ranks, 1),
+        "topk_order_agreement": order_agree / max(ranks, 1),
+        "unpaired": unpaired,
+        "unpaired_example": example,
+        "query_swaps": swaps,
     }
 
 
@@ -196,7 +230,7 @@ def encoder_query_ties(module, tol: float):
         if output.dim() != 3 or output.shape[1] <= queries:  # the second call scores the kept tokens only
             return
         best = output.detach().float().max(-1).values.sort(dim=1, descending=True).values
-        cut = best[:, queries - 1:queries]
+        cut = best[:, queries - 1 : queries]
         kept = ((best[:, :queries] - cut) <= tol).sum(1)
         dropped = ((cut - best[:, queries:]) <= tol).sum(1)
         counts.extend(torch.minimum(kept, dropped).tolist())
@@ -213,7 +247,9 @@ def encoder_query_ties(module, tol: float):
     return collecting()
 
 
-def calibration_error(calibrate_numpy, labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, eps: float = CALIBRATION_EPS) -> float:
+def calibration_error(
+    calibrate_numpy, labels: np.ndarray, raw: np.ndarray, calibrated: np.ndarray, eps: float = CALIBRATION_EPS
+) -> float:
     """How far the graph's calibrated scores are from the calibrator applied to the graph's own raw scores.
 
     A calibrator is monotone, so an exact implementation lies in [f(raw - eps), f(raw + eps)]: the distance to that
@@ -224,8 +260,15 @@ def calibration_error(calibrate_numpy, labels: np.ndarray, raw: np.ndarray, cali
     return float(np.max(np.maximum(lo - c, 0.0) + np.maximum(c - hi, 0.0), initial=0.0))
 
 
-def verify_parity(reference, onnx_detector, calibrate_numpy=None, real_images: Sequence[Any] = (), batch_sizes: Sequence[int] = (1, 3),
-                  precision: str = "fp32", seed: int = 0) -> ParityReport:
+def verify_parity(
+    reference,
+    onnx_detector,
+    calibrate_numpy=None,
+    real_images: Sequence[Any] = (),
+    batch_sizes: Sequence[int] = (1, 3),
+    precision: str = "fp32",
+    seed: int = 0,
+) -> ParityReport:
     """Run the same images through ``reference`` (PyTorch ``Detector``) and ``onnx_detector`` and compare.
 
     The model part is compared on raw (uncalibrated) scores. When the graph embeds a calibrator,
@@ -245,25 +288,50 @@ def verify_parity(reference, onnx_detector, calibrate_numpy=None, real_images: S
     for b in batch_sizes:
         outputs = onnx_detector.infer(images, batch_size=b)
         test = [SimpleNamespace(labels=lab, boxes=box, scores=raw) for lab, box, _, raw in outputs]
-        found = compare_detections(ref, test, sizes, tol["scores"], tol_boxes=tol["boxes"], image_names=names, swappable=swappable)
+        found = compare_detections(
+            ref, test, sizes, tol["scores"], tol_boxes=tol["boxes"], image_names=names, swappable=swappable
+        )
         example = example or (f"batch {b}, " + found.pop("unpaired_example") if found["unpaired"] else "")
         found.pop("unpaired_example", None)
         per_batch[str(b)] = found
         per_batch[str(b)]["max_calibration_error"] = (
-            max(calibration_error(calibrate_numpy, lab, raw, cal) for lab, _, cal, raw in outputs) if calibrate_numpy is not None else 0.0
+            max(calibration_error(calibrate_numpy, lab, raw, cal) for lab, _, cal, raw in outputs)
+            if calibrate_numpy is not None
+            else 0.0
         )
-    keys = ("max_abs_diff_scores", "max_abs_diff_boxes", "max_abs_diff_boxes_px", "unpaired", "max_calibration_error", "query_swaps")
+    keys = (
+        "max_abs_diff_scores",
+        "max_abs_diff_boxes",
+        "max_abs_diff_boxes_px",
+        "unpaired",
+        "max_calibration_error",
+        "query_swaps",
+    )
     worst = {key: max(v[key] for v in per_batch.values()) for key in keys}
     agree = {key: min(v[key] for v in per_batch.values()) for key in ("topk_label_agreement", "topk_order_agreement")}
-    passed = (worst["max_abs_diff_scores"] <= tol["scores"] and worst["max_abs_diff_boxes"] <= tol["boxes"] and worst["unpaired"] == 0
-              and worst["max_calibration_error"] <= tol["scores"])
+    passed = (
+        worst["max_abs_diff_scores"] <= tol["scores"]
+        and worst["max_abs_diff_boxes"] <= tol["boxes"]
+        and worst["unpaired"] == 0
+        and worst["max_calibration_error"] <= tol["scores"]
+    )
     return ParityReport(
-        batch_sizes=list(batch_sizes), num_images=len(images), image_kinds=kinds,
-        max_abs_diff_scores=worst["max_abs_diff_scores"], max_abs_diff_boxes=worst["max_abs_diff_boxes"],
-        max_abs_diff_boxes_px=worst["max_abs_diff_boxes_px"], top_k=TOP_K_AGREEMENT,
-        topk_label_agreement=agree["topk_label_agreement"], topk_order_agreement=agree["topk_order_agreement"],
-        unpaired=int(worst["unpaired"]), tolerance=dict(tol), precision=precision, passed=bool(passed),
-        max_calibration_error=worst["max_calibration_error"], per_batch=per_batch, unpaired_example=example,
+        batch_sizes=list(batch_sizes),
+        num_images=len(images),
+        image_kinds=kinds,
+        max_abs_diff_scores=worst["max_abs_diff_scores"],
+        max_abs_diff_boxes=worst["max_abs_diff_boxes"],
+        max_abs_diff_boxes_px=worst["max_abs_diff_boxes_px"],
+        top_k=TOP_K_AGREEMENT,
+        topk_label_agreement=agree["topk_label_agreement"],
+        topk_order_agreement=agree["topk_order_agreement"],
+        unpaired=int(worst["unpaired"]),
+        tolerance=dict(tol),
+        precision=precision,
+        passed=bool(passed),
+        max_calibration_error=worst["max_calibration_error"],
+        per_batch=per_batch,
+        unpaired_example=example,
         query_swaps=int(worst["query_swaps"]),
     )
 

@@ -29,7 +29,11 @@ def new_figure(width: float, height: float, **kwargs: Any) -> Any:
 
 def figure_texts(fig: Any) -> list[Any]:
     """The texts a person reads: figure titles, axes titles, axis labels, legend entries and annotations."""
-    texts = [t for t in (getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None), getattr(fig, "_supylabel", None)) if t]
+    texts = [
+        t
+        for t in (getattr(fig, "_suptitle", None), getattr(fig, "_supxlabel", None), getattr(fig, "_supylabel", None))
+        if t
+    ]
     for ax in fig.axes:
         texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
         if ax.get_legend() is not None:
@@ -38,7 +42,12 @@ def figure_texts(fig: Any) -> list[Any]:
 
 
 def _outside(bbox: Any, frame: Any, slack: float = 0.5) -> bool:
-    return bbox.x0 < frame.x0 - slack or bbox.y0 < frame.y0 - slack or bbox.x1 > frame.x1 + slack or bbox.y1 > frame.y1 + slack
+    return (
+        bbox.x0 < frame.x0 - slack
+        or bbox.y0 < frame.y0 - slack
+        or bbox.x1 > frame.x1 + slack
+        or bbox.y1 > frame.y1 + slack
+    )
 
 
 def fit_text(fig: Any, rounds: int = 4) -> None:

@@ -50,9 +50,18 @@ def _metrics(k):
     ious, rec = np.linspace(0.5, 0.95, 10), np.linspace(0, 1, 101)
     precision = np.sort(rng.uniform(0, 1, (10, 101, k)), axis=1)[:, ::-1]
     precision[..., -1] = -1  # a class without ground truth
-    per_class = [{"name": n, "num_gt": 0 if i == k - 1 else 5, "AP": 0.3, "AP50": 0.5} for i, n in enumerate(LONG_NAMES[:k])]
-    return {"precision": precision, "recall_thresholds": rec, "iou_thresholds": ious, "AP": 0.31, "AP50": 0.52, "AP75": 0.3,
-            "per_class": per_class}
+    per_class = [
+        {"name": n, "num_gt": 0 if i == k - 1 else 5, "AP": 0.3, "AP50": 0.5} for i, n in enumerate(LONG_NAMES[:k])
+    ]
+    return {
+        "precision": precision,
+        "recall_thresholds": rec,
+        "iou_thresholds": ious,
+        "AP": 0.31,
+        "AP50": 0.52,
+        "AP75": 0.3,
+        "per_class": per_class,
+    }
 
 
 def test_evaluation_plots(saved, tmp_path):
@@ -86,11 +95,29 @@ def test_robustness_plots(saved, tmp_path):
     from detkit.evaluation.robustness.plots import plot_coco_c, plot_coco_o
 
     domains = ["cartoon", "handmake", "painting", "sketch", "tattoo", "weather"]
-    plot_coco_o({"domains": {d: {"AP": 10.0 + i} for i, d in enumerate(domains)}, "mAP_O": 12.3, "clean_AP": 30.1,
-                 "er_slope": 0.45, "effective_robustness": -1.2, "relative_drop": 59.1}, tmp_path / "o.png")
+    plot_coco_o(
+        {
+            "domains": {d: {"AP": 10.0 + i} for i, d in enumerate(domains)},
+            "mAP_O": 12.3,
+            "clean_AP": 30.1,
+            "er_slope": 0.45,
+            "effective_robustness": -1.2,
+            "relative_drop": 59.1,
+        },
+        tmp_path / "o.png",
+    )
     corruptions = ["gaussian_noise", "jpeg_compression", "motion_blur"]
-    plot_coco_c({"corruptions": corruptions, "severities": [1, 3, 5], "AP": {c: {"1": 20.0, "3": 12.0, "5": 5.0} for c in corruptions},
-                 "clean_AP": 30.0, "mPC": 12.3, "rPC": 41.0}, tmp_path / "c.png")
+    plot_coco_c(
+        {
+            "corruptions": corruptions,
+            "severities": [1, 3, 5],
+            "AP": {c: {"1": 20.0, "3": 12.0, "5": 5.0} for c in corruptions},
+            "clean_AP": 30.0,
+            "mPC": 12.3,
+            "rPC": 41.0,
+        },
+        tmp_path / "c.png",
+    )
     assert len(saved) == 2
     for fig in saved:
         assert_inside(fig)
@@ -108,8 +135,17 @@ def test_dataset_stats_plots(saved, synth_dataset, tmp_path):
 def test_training_curves(saved, tmp_path):
     from detkit.engine.trainer import LOSS_GROUPS, plot_history
 
-    history = [{"epoch": e, "train_loss": 10.0 - e, "AP": 0.1 * e, "AP50": 0.2 * e, "AP75": 0.05 * e,
-                **{k: 1.0 / (e + 1) for k in LOSS_GROUPS}} for e in range(1, 5)]
+    history = [
+        {
+            "epoch": e,
+            "train_loss": 10.0 - e,
+            "AP": 0.1 * e,
+            "AP50": 0.2 * e,
+            "AP75": 0.05 * e,
+            **{k: 1.0 / (e + 1) for k in LOSS_GROUPS},
+        }
+        for e in range(1, 5)
+    ]
     plot_history(history, tmp_path)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["losses.png", "map.png"] and len(saved) == 2
     for fig in saved:

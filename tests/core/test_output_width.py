@@ -61,10 +61,24 @@ def _bench_result(threads, precisions):
     rows = []
     for i, (backend, batch) in enumerate([("torch", 1), ("onnxruntime", 1), ("torch", 4), ("onnxruntime", 4)]):
         t = threads[i % len(threads)]
-        rows.append(BenchRow(backend, batch, t, precisions[i % len(precisions)], 0.2920123 * batch, 8023.5078 / batch,
-                             0.1182, 8023.9538 / batch, 10820.12, 9001.3, 0.124622 * batch * 47.1))
-    return BenchResult("tiny.pt", (640, 640), 10, 3, {"cpu": "x", "logical_cores": 2, "torch_device": "cpu"},
-                       {"detkit": "0"}, rows)
+        rows.append(
+            BenchRow(
+                backend,
+                batch,
+                t,
+                precisions[i % len(precisions)],
+                0.2920123 * batch,
+                8023.5078 / batch,
+                0.1182,
+                8023.9538 / batch,
+                10820.12,
+                9001.3,
+                0.124622 * batch * 47.1,
+            )
+        )
+    return BenchResult(
+        "tiny.pt", (640, 640), 10, 3, {"cpu": "x", "logical_cores": 2, "torch_device": "cpu"}, {"detkit": "0"}, rows
+    )
 
 
 @pytest.mark.parametrize(("threads", "precisions"), [((2,), ("fp32",)), ((1, 2, 4, 8), ("fp32", "fp16"))])
@@ -91,9 +105,13 @@ def tiny_ckpt(tmp_path_factory):
 
 
 def test_eval_predict_export_tables(cli, tables, tiny_ckpt, synth_dataset, tmp_path):
-    assert_readable(cli("eval", tiny_ckpt, "--data", synth_dataset, "--split", "test", "--out", tmp_path / "ev"), tables, 2)
+    assert_readable(
+        cli("eval", tiny_ckpt, "--data", synth_dataset, "--split", "test", "--out", tmp_path / "ev"), tables, 2
+    )
     tables.clear()
-    images = sorted((synth_dataset / "images").rglob("*.jpg"))[:2] or sorted((synth_dataset / "images").rglob("*.png"))[:2]
+    images = (
+        sorted((synth_dataset / "images").rglob("*.jpg"))[:2] or sorted((synth_dataset / "images").rglob("*.png"))[:2]
+    )
     assert_readable(cli("predict", tiny_ckpt, *images, "--out", tmp_path / "pred"), tables, 1)
     tables.clear()
     assert_readable(cli("export", "onnx", tiny_ckpt, "--out", tmp_path / "m.onnx"), tables, 1)
@@ -129,8 +147,17 @@ def test_calibrate_tables(cli, tables, tmp_path):
     data = write_dataset(tmp_path / "data", {"calib": g_cal, "test": g_test})
     write_predictions(tmp_path / "calib.json", d_cal)
     write_predictions(tmp_path / "test.json", d_test)
-    r = cli("calibrate", "--data", data, "--predictions", tmp_path / "calib.json", "--eval-predictions", tmp_path / "test.json",
-            "--out", tmp_path / "cal" / "calibrator.json")
+    r = cli(
+        "calibrate",
+        "--data",
+        data,
+        "--predictions",
+        tmp_path / "calib.json",
+        "--eval-predictions",
+        tmp_path / "test.json",
+        "--out",
+        tmp_path / "cal" / "calibrator.json",
+    )
     assert_readable(r, tables, 2)
 
 
@@ -138,11 +165,26 @@ def test_quickstart_summary_table(tables, capsys):
     from detkit.cli.ui import UI
     from detkit.quickstart import QuickstartResult, summary_rows
 
-    result = QuickstartResult(out=None, summary={
-        "val_AP50_best": 0.6123456, "test_AP": 0.3456789, "test_AP50": 0.5912345, "coco_o_mAP": 21.2345, "coco_o_ER": -3.456,
-        "coco_c_mPC": 18.765, "coco_c_rPC": 0.54321, "D-ECE_before": 0.1234567, "D-ECE_after": 0.0456789,
-        "LaECE0_before": 0.0987654, "LaECE0_after": 0.0312345, "export_max_abs_diff_scores": 8.5712345e-08,
-        "export_max_abs_diff_boxes_px": 9.1552734e-05, "onnx_latency_ms_b1": 168.27551}, timings={"total": 851.2})
+    result = QuickstartResult(
+        out=None,
+        summary={
+            "val_AP50_best": 0.6123456,
+            "test_AP": 0.3456789,
+            "test_AP50": 0.5912345,
+            "coco_o_mAP": 21.2345,
+            "coco_o_ER": -3.456,
+            "coco_c_mPC": 18.765,
+            "coco_c_rPC": 0.54321,
+            "D-ECE_before": 0.1234567,
+            "D-ECE_after": 0.0456789,
+            "LaECE0_before": 0.0987654,
+            "LaECE0_after": 0.0312345,
+            "export_max_abs_diff_scores": 8.5712345e-08,
+            "export_max_abs_diff_boxes_px": 9.1552734e-05,
+            "onnx_latency_ms_b1": 168.27551,
+        },
+        timings={"total": 851.2},
+    )
     UI().table("detkit quickstart", ["", "value"], summary_rows(result))
     out = capsys.readouterr().out
     assert max(len(line) for line in out.splitlines()) <= 80

@@ -205,7 +205,8 @@ def test_calibration_check_tolerates_rounding_on_steep_isotonic_steps_but_not_a_
 def _dets(labels, boxes, scores):
     from types import SimpleNamespace
 
-    return SimpleNamespace(labels=np.asarray(labels), boxes=np.asarray(boxes, np.float64), scores=np.asarray(scores, np.float64))
+    boxes, scores = np.asarray(boxes, np.float64), np.asarray(scores, np.float64)
+    return SimpleNamespace(labels=np.asarray(labels), boxes=boxes, scores=scores)
 
 
 def _random_dets(rng, n=40, classes=3, side=100.0):
@@ -228,11 +229,13 @@ def test_tied_scores_may_come_in_any_order_but_every_detection_needs_its_twin():
     found = compare_detections([_dets(labels, boxes, scores)], [test], [(100, 100)], 1e-4)
     assert found["unpaired"] == 0 and found["topk_label_agreement"] == 1.0, found
     assert found["topk_order_agreement"] < 1.0  # the ranks did change ...
-    assert 2e-5 < found["max_abs_diff_scores"] <= 6e-5 and found["max_abs_diff_boxes"] == pytest.approx(1e-5)  # ... values did not
+    # ... the values did not
+    assert 2e-5 < found["max_abs_diff_scores"] <= 6e-5 and found["max_abs_diff_boxes"] == pytest.approx(1e-5)
 
     # boxes handed to other detections of the same scores: every score and label still has a partner, the boxes do not
     shuffled = _dets(labels, boxes[rng.permutation(40)], scores)
-    found = compare_detections([_dets(labels, boxes, scores)], [shuffled], [(100, 100)], 1e-4, image_names=["real image 0"])
+    found = compare_detections([_dets(labels, boxes, scores)], [shuffled], [(100, 100)], 1e-4,
+                               image_names=["real image 0"])
     assert found["unpaired"] > 30, found
     assert found["unpaired_example"].startswith("real image 0 (100×100): PyTorch detection label ")
     assert "has no twin (the nearest onnxruntime detection of that label is" in found["unpaired_example"]
@@ -251,7 +254,8 @@ def test_top_k_cut_and_tied_encoder_queries_are_the_only_excuses():
     boxes[[8, 12]] = boxes[3]  # detections 3, 8 and 12 come from one decoder query (one box, three classes)
     ref = _dets(labels, boxes, scores)
     # the last kept detection swapped for a tied candidate just below the cut: allowed
-    tail = _dets(labels, np.where(np.arange(40)[:, None] == 39, boxes[0], boxes), np.where(np.arange(40) == 39, scores[39] - 5e-5, scores))
+    last = np.arange(40) == 39
+    tail = _dets(labels, np.where(last[:, None], boxes[0], boxes), np.where(last, scores[39] - 5e-5, scores))
     assert compare_detections([ref], [tail], [(100, 100)], 1e-4)["unpaired"] == 0
     # that query replaced by another: only when the encoder had a tie at its cut
     q_boxes, q_scores = boxes.copy(), scores.copy()
@@ -263,7 +267,8 @@ def test_top_k_cut_and_tied_encoder_queries_are_the_only_excuses():
     assert ok["unpaired"] == 0 and ok["query_swaps"] == 1
     # ... and never more queries than were tied
     q_boxes[[20, 25]] = [5.0, 5.0, 50.0, 50.0]
-    assert compare_detections([ref], [_dets(labels, q_boxes, q_scores)], [(100, 100)], 1e-4, swappable=[1])["unpaired"] > 0
+    two = _dets(labels, q_boxes, q_scores)
+    assert compare_detections([ref], [two], [(100, 100)], 1e-4, swappable=[1])["unpaired"] > 0
 
 
 def test_encoder_query_ties_counts_tokens_tied_at_the_query_cut(ckpt):
@@ -276,7 +281,7 @@ def test_encoder_query_ties_counts_tokens_tied_at_the_query_cut(ckpt):
     images = [np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)] * 2
     with encoder_query_ties(det.module, 1e-4) as ties:
         det.predict(images)
-    assert len(ties) == 2 and ties[0] == ties[1] < 30  # one count per image; most of a random model's logits are distinct
+    assert len(ties) == 2 and ties[0] == ties[1] < 30  # one count per image; most logits of a random model differ
     with torch.no_grad():
         det.module.decoder.enc_score_head.weight.zero_()  # every token scores the same: all 30 queries could change
     with encoder_query_ties(det.module, 1e-4) as ties:
@@ -322,7 +327,8 @@ def test_a_corrupted_graph_or_shuffled_boxes_fail_with_a_clear_message(ckpt, exp
     report = verify_parity(reference, OnnxDetector(tmp_path / "corrupt.onnx", metadata=export_small.metadata))
     assert not report.passed and report.unpaired > 0
     message = str(parity_error(report, tmp_path / "corrupt.onnx"))
-    assert "detection(s) without a twin, e.g. batch 1, random image 0 (480×640): PyTorch detection label " in message, message
+    expected = "detection(s) without a twin, e.g. batch 1, random image 0 (480×640): PyTorch detection label "
+    assert expected in message, message
 
     original = OnnxDetector.infer
 
