@@ -21,6 +21,26 @@ def _ints(value: str, what: str) -> list[int]:
     return items
 
 
+def latency_table(result) -> tuple[str, list[str], list[list]]:
+    """(title, columns, rows) of the latency table; settings shared by every row go into the title, not a column."""
+    fields = [("backend", "backend"), ("precision", "precision"), ("batch", "batch"), ("threads", "threads"),
+              ("pre", "pre_ms"), ("infer", "infer_ms"), ("post", "post_ms"), ("total", "total_ms"),
+              ("p90", "total_p90_ms"), ("img/s", "images_per_s")]
+    shared = {name: getattr(result.rows[0], attr) for name, attr in fields[:4]
+              if result.rows and len({getattr(r, attr) for r in result.rows}) == 1 and name != "batch"}
+    kept = [(name, attr) for name, attr in fields if name not in shared]
+    setting = ", ".join(f"{v} thread{'s' * (v != 1)}" if k == "threads" else str(v) for k, v in shared.items())
+    title = (f"latency at {result.imgsz[0]}×{result.imgsz[1]}{', ' + setting if setting else ''} "
+             f"(ms, median of {result.iters}; p90 of total)")
+    columns = [name for name, _ in kept]
+    rows = [[getattr(r, attr) for _, attr in kept] for r in result.rows]
+    if result.accuracy:  # AP of each variant, measured from the same file that was timed
+        columns.append(f"AP {next(iter(result.accuracy.values()))['split']}")
+        for row, r in zip(rows, result.rows):
+            row.append(round(100 * r.ap, 2) if r.ap is not None else "—")
+    return title, columns, rows
+
+
 def bench_command(
     model: str = typer.Argument(..., help="Run dir, checkpoint, model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors, or recipe:NAME (with --weights).", show_default=False),
     weights: Path = typer.Option(None, "--weights", help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors."),
@@ -56,12 +76,8 @@ def bench_command(
     ui.print(f"device: {result.device['cpu']} ({result.device['logical_cores']} logical cores), torch on {result.device['torch_device']}"
              + (f", GPU {result.device['gpu']}" if "gpu" in result.device else ""))
     ui.print("versions: " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))
-    ap_split = next(iter(result.accuracy.values()))["split"] if result.accuracy else None
-    ap_col = [f"AP {ap_split}"] if ap_split else []
-    ui.table(f"latency at {result.imgsz[0]}×{result.imgsz[1]} (ms, median of {result.iters}; p90 of total)",
-             ["backend", "precision", "batch", "threads", "pre", "inference", "post", "total", "total p90", "img/s", *ap_col],
-             [(r.backend, r.precision, r.batch, r.threads, r.pre_ms, r.infer_ms, r.post_ms, r.total_ms, r.total_p90_ms, r.images_per_s,
-               *([f"{100 * r.ap:.2f}" if r.ap is not None else "—"] if ap_split else [])) for r in result.rows])
+    title, columns, rows = latency_table(result)
+    ui.table(title, columns, rows, optional=("pre", "post", "p90"))
     path = out or Path("runs/bench") / f"bench-{datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
     atomic_write_json(path, result.to_dict())
     ui.artifacts("results", path)

@@ -228,9 +228,13 @@ def write_plots(table: BoxTable, class_map: ClassMap, out_dir: str | Path, title
     ax = fig.add_subplot()
     if len(side):
         ax.hist(side, bins=min(60, max(10, len(side) // 20)), color="tab:blue")
+    left, right = ax.get_xlim()
     for edge, name in ((32, "small | medium"), (96, "medium | large")):
-        ax.axvline(edge, color="tab:red", ls="--", lw=1)
-        ax.text(edge, ax.get_ylim()[1] * 0.95, f" {name}", color="tab:red", fontsize=8, va="top")
+        if left < edge < right:  # a bucket edge beyond the data would stretch the axis or hang outside it
+            ax.axvline(edge, color="tab:red", ls="--", lw=1)
+            near_right = edge > left + 0.7 * (right - left)
+            ax.text(edge, 0.95, f" {name} " if near_right else f" {name}", color="tab:red", fontsize=8, va="top",
+                    ha="right" if near_right else "left", transform=ax.get_xaxis_transform(), clip_on=True)
     ax.set_xlabel("box size sqrt(area) [px]")
     ax.set_ylabel("boxes")
     ax.set_title(f"{title}: box sizes (COCO buckets)")

@@ -474,7 +474,9 @@ def plot_history(history: list[dict[str, Any]], out: Path) -> None:
     from detkit.utils.figures import new_figure, save_figure
 
     epochs = [r["epoch"] for r in history]
-    for name, keys, ylabel in (("losses.png", ["train_loss", *LOSS_GROUPS], "loss"), ("map.png", ["AP", "AP50", "AP75"], "val mAP (EMA)")):
+    curves = (("losses.png", ["train_loss", *LOSS_GROUPS], "loss", "Training loss per epoch"),
+              ("map.png", ["AP", "AP50", "AP75"], "val mAP (EMA)", "Validation mAP per epoch (EMA weights)"))
+    for name, keys, ylabel, title in curves:
         fig = new_figure(6, 4)
         ax = fig.add_subplot()
         for k in keys:
@@ -483,9 +485,9 @@ def plot_history(history: list[dict[str, Any]], out: Path) -> None:
                 ax.plot(epochs, [float("nan") if y is None else y for y in ys], marker="o", label=k)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-        fig.tight_layout()
         save_figure(fig, out / name)
 
 

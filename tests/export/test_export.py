@@ -197,3 +197,146 @@ def test_calibration_check_tolerates_rounding_on_steep_isotonic_steps_but_not_a_
     wrong = graph_scores.copy()
     wrong[2] += 0.01  # a calibrator that is not the one in calibrator.json
     assert calibration_error(apply, labels, raw, wrong) >= 0.009
+
+
+# -- tie-robust verification -------------------------------------------------------------------------------------
+
+
+def _dets(labels, boxes, scores):
+    from types import SimpleNamespace
+
+    boxes, scores = np.asarray(boxes, np.float64), np.asarray(scores, np.float64)
+    return SimpleNamespace(labels=np.asarray(labels), boxes=boxes, scores=scores)
+
+
+def _random_dets(rng, n=40, classes=3, side=100.0):
+    xy = rng.uniform(0, side / 2, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(5, side / 2, (n, 2))], 1)
+    return rng.integers(0, classes, n), boxes, np.sort(rng.uniform(0.2, 0.9, n))[::-1]
+
+
+def test_tied_scores_may_come_in_any_order_but_every_detection_needs_its_twin():
+    from detkit.export.verify import compare_detections
+
+    rng = np.random.default_rng(0)
+    labels, boxes, scores = _random_dets(rng)
+    scores[5:15] = 0.5  # ten exact ties ...
+    scores[20:30] = 0.4 + rng.uniform(0, 5e-5, 10)  # ... and ten within the tolerance, with another label order
+    order = np.arange(40)
+    order[5:15], order[20:30] = rng.permutation(np.arange(5, 15)), rng.permutation(np.arange(20, 30))
+    noise = rng.uniform(-3e-5, 3e-5, 40)
+    test = _dets(labels[order], boxes[order] + 1e-3, scores[order] + noise[order])
+    found = compare_detections([_dets(labels, boxes, scores)], [test], [(100, 100)], 1e-4)
+    assert found["unpaired"] == 0 and found["topk_label_agreement"] == 1.0, found
+    assert found["topk_order_agreement"] < 1.0  # the ranks did change ...
+    # ... the values did not
+    assert 2e-5 < found["max_abs_diff_scores"] <= 6e-5 and found["max_abs_diff_boxes"] == pytest.approx(1e-5)
+
+    # boxes handed to other detections of the same scores: every score and label still has a partner, the boxes do not
+    shuffled = _dets(labels, boxes[rng.permutation(40)], scores)
+    found = compare_detections([_dets(labels, boxes, scores)], [shuffled], [(100, 100)], 1e-4,
+                               image_names=["real image 0"])
+    assert found["unpaired"] > 30, found
+    assert found["unpaired_example"].startswith("real image 0 (100×100): PyTorch detection label ")
+    assert "has no twin (the nearest onnxruntime detection of that label is" in found["unpaired_example"]
+    # a changed label or a moved score is no twin either
+    relabelled = _dets(np.where(np.arange(40) == 2, labels + 1, labels), boxes, scores)
+    assert compare_detections([_dets(labels, boxes, scores)], [relabelled], [(100, 100)], 1e-4)["unpaired"] == 2
+    moved = _dets(labels, boxes, np.where(np.arange(40) == 2, scores[2] + 3e-4, scores))
+    assert compare_detections([_dets(labels, boxes, scores)], [moved], [(100, 100)], 1e-4)["unpaired"] == 2
+
+
+def test_top_k_cut_and_tied_encoder_queries_are_the_only_excuses():
+    from detkit.export.verify import compare_detections
+
+    rng = np.random.default_rng(1)
+    labels, boxes, scores = _random_dets(rng)
+    boxes[[8, 12]] = boxes[3]  # detections 3, 8 and 12 come from one decoder query (one box, three classes)
+    ref = _dets(labels, boxes, scores)
+    # the last kept detection swapped for a tied candidate just below the cut: allowed
+    last = np.arange(40) == 39
+    tail = _dets(labels, np.where(last[:, None], boxes[0], boxes), np.where(last, scores[39] - 5e-5, scores))
+    assert compare_detections([ref], [tail], [(100, 100)], 1e-4)["unpaired"] == 0
+    # that query replaced by another: only when the encoder had a tie at its cut
+    q_boxes, q_scores = boxes.copy(), scores.copy()
+    q_boxes[[3, 8, 12]] = [1.0, 2.0, 30.0, 40.0]
+    q_scores[[3, 8, 12]] += 0.01
+    swapped = _dets(labels, q_boxes, q_scores)
+    assert compare_detections([ref], [swapped], [(100, 100)], 1e-4, swappable=[0])["unpaired"] == 6
+    ok = compare_detections([ref], [swapped], [(100, 100)], 1e-4, swappable=[1])
+    assert ok["unpaired"] == 0 and ok["query_swaps"] == 1
+    # ... and never more queries than were tied
+    q_boxes[[20, 25]] = [5.0, 5.0, 50.0, 50.0]
+    two = _dets(labels, q_boxes, q_scores)
+    assert compare_detections([ref], [two], [(100, 100)], 1e-4, swappable=[1])["unpaired"] > 0
+
+
+def test_encoder_query_ties_counts_tokens_tied_at_the_query_cut(ckpt):
+    import torch
+
+    from detkit.api import load_model
+    from detkit.export.verify import encoder_query_ties
+
+    det = load_model(ckpt, device="cpu")
+    images = [np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)] * 2
+    with encoder_query_ties(det.module, 1e-4) as ties:
+        det.predict(images)
+    assert len(ties) == 2 and ties[0] == ties[1] < 30  # one count per image; most logits of a random model differ
+    with torch.no_grad():
+        det.module.decoder.enc_score_head.weight.zero_()  # every token scores the same: all 30 queries could change
+    with encoder_query_ties(det.module, 1e-4) as ties:
+        det.predict(images)
+    assert ties == [30, 30]
+    assert not det.module.decoder.enc_score_head._forward_hooks  # the hook is removed afterwards
+
+
+def test_untrained_and_reinitialised_head_models_export_and_verify(ckpt, class_map, tmp_path):
+    """A random model's scores crowd into a narrow band (ties everywhere); its export must verify all the same."""
+    import torch
+
+    from detkit.export.onnx_export import export_onnx
+    from detkit.models.checkpoint import load_checkpoint, save_checkpoint
+    from detkit.models.convert_weights import is_class_head_key
+    from export.tiny import tiny_checkpoint
+
+    fresh = tiny_checkpoint(tmp_path / "fresh.pt", class_map, seed=7)
+    trained, other = load_checkpoint(ckpt), load_checkpoint(fresh)
+    state = {k: (other.weights[k] if is_class_head_key(k) else v) for k, v in trained.weights.items()}
+    assert any(not torch.equal(state[k], trained.weights[k]) for k in state if is_class_head_key(k))
+    reinit = save_checkpoint(tmp_path / "reinit.pt", model=state, class_map=class_map, recipe=trained.recipe)
+    for source in (fresh, reinit):
+        result = export_onnx(source, tmp_path / f"{source.stem}.onnx", imgsz=(128, 128))
+        assert result.parity.passed and result.parity.unpaired == 0, result.parity.summary()
+        assert result.parity.topk_label_agreement == 1.0 and result.parity.max_abs_diff_scores <= 1e-4
+
+
+def test_a_corrupted_graph_or_shuffled_boxes_fail_with_a_clear_message(ckpt, export_small, tmp_path, monkeypatch, cli):
+    from onnx import numpy_helper
+
+    from detkit.api import load_model
+    from detkit.export.runtime import OnnxDetector
+    from detkit.export.verify import parity_error, verify_parity
+
+    reference = load_model(ckpt, device="cpu")
+    model = onnx.load(str(export_small.model_path))
+    (bias,) = [i for i in model.graph.initializer if "enc_score_head.bias" in i.name]
+    value = numpy_helper.to_array(bias).copy()
+    value[0] += 0.5  # the encoder favours class 0: other queries reach the decoder
+    bias.CopyFrom(numpy_helper.from_array(value, bias.name))
+    onnx.save(model, str(tmp_path / "corrupt.onnx"))
+    report = verify_parity(reference, OnnxDetector(tmp_path / "corrupt.onnx", metadata=export_small.metadata))
+    assert not report.passed and report.unpaired > 0
+    message = str(parity_error(report, tmp_path / "corrupt.onnx"))
+    expected = "detection(s) without a twin, e.g. batch 1, random image 0 (480×640): PyTorch detection label "
+    assert expected in message, message
+
+    original = OnnxDetector.infer
+
+    def shuffled(self, images, batch_size=None):
+        out = original(self, images, batch_size)
+        return [(lab, box[np.random.default_rng(0).permutation(len(box))], sc, raw) for lab, box, sc, raw in out]
+
+    monkeypatch.setattr(OnnxDetector, "infer", shuffled)
+    r = cli("export", "onnx", ckpt, "--out", tmp_path / "shuffled" / "m.onnx")
+    assert_clean_error(r, "without a twin")
+    assert not (tmp_path / "shuffled").exists() or list((tmp_path / "shuffled").iterdir()) == []

@@ -26,7 +26,7 @@ def stats_command(
         stats = dataset_stats(dataset, splits=split or None, plots=plots)
     ui.table(
         "splits",
-        ["split", "images", "boxes", "empty images", "boxes/image", "max/image", "small", "medium", "large"],
+        ["split", "images", "boxes", "empty images", "boxes per image", "max per image", "small", "medium", "large"],
         [
             (name, s["images"], s["boxes"], s["empty_images"], s["boxes_per_image"]["mean"], s["boxes_per_image"]["max"],
              s["sizes"]["small"], s["sizes"]["medium"], s["sizes"]["large"])
@@ -43,6 +43,7 @@ def stats_command(
              "-" if c["median_aspect"] is None else f"{c['median_aspect']:.2f}")
             for i, c in enumerate(total["classes"])
         ],
+        optional=("label", "id", "median w/h", "images"),
     )
     ui.table("box size sqrt(area) px", list(total["size_histogram"]), [list(total["size_histogram"].values())])
     ui.table("aspect ratio w/h", list(total["aspect_histogram"]), [list(total["aspect_histogram"].values())])

@@ -31,7 +31,6 @@ def plot_coco_o(coco_o: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("AP (%)")
     ax.set_ylim(0, max([*aps, clean or 0, 1.0]) * 1.18)
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
     return save_figure(fig, path, dpi=120)
 
 
@@ -56,5 +55,4 @@ def plot_coco_c(coco_c: dict[str, Any], path: str | Path) -> Path:
     title = f"COCO-C AP (%): mPC {coco_c['mPC']:.1f}" + (f", rPC {rpc:.1f} %" if rpc is not None else "")
     ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax, label="AP (%)")
-    fig.tight_layout()
     return save_figure(fig, path, dpi=120)
