@@ -240,8 +240,18 @@ def binned_class_error(
         "mean_confidence": _col_nanmean(mean_p[has]),
         "mean_target": _col_nanmean(mean_q[has]),
         "fraction": _col_nanmean(frac[has]),
+        "per_class": [None if not has[c] else {
+            "count": count[c].astype(int).tolist(),
+            "mean_confidence": _nan_to_none(mean_p[c]),
+            "mean_target": _nan_to_none(mean_q[c]),
+            "fraction": _nan_to_none(frac[c]),
+        } for c in range(n_classes)],
     }
     return per_class, reliability
+
+
+def _nan_to_none(a: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in a.tolist()]
 
 
 def _col_nanmean(a: np.ndarray) -> list[float | None]:
@@ -303,6 +313,7 @@ def d_ece(
     value_classwise, per_class = detection_ece(X, y, nb, sample_threshold, groups=m.cls, n_groups=m.num_classes)
     value = detection_ece(X, y, nb, sample_threshold)[0] if class_agnostic else value_classwise
     _, reliability = binned_class_error(m.scores, y, np.zeros(len(y), np.int64), 1, nb[0], "netcal")
+    reliability.pop("per_class")
     return {
         "name": name,
         "value": None if not np.isfinite(value) else value,
@@ -340,6 +351,8 @@ def la_ece(
     m = matched or select(dets, gt, iou_threshold, score_threshold, max_dets)
     per_class, reliability = binned_class_error(m.scores, m.target_iou, m.cls, m.num_classes, n_bins, convention)
     per_class[~m.evaluated_classes] = np.nan
+    names = _class_names(m.match, class_map)
+    reliability["per_class"] = {n: r for n, r, ok in zip(names, reliability["per_class"], m.evaluated_classes) if r and ok}
     value = _nanmean(per_class)
     return {
         "name": name,
