@@ -109,7 +109,7 @@ def run_quickstart(
     result.paths["calibrator"] = calibrator_path
     result.paths.update({f"calibration_{k}": v for k, v in written.items() if k != "calibrator"})
 
-    evaluated = _timed(result, "evaluate (test split, COCO-O domains, COCO-C subset, calibration raw vs calibrated)", log,
+    evaluated = _timed(result, "evaluate (test split, COCO-O domains, COCO-C subset, raw vs calibrated)", log,
                        lambda: evaluate(
         run_dir, data, split="test", robustness=True, coco_o=data / "coco_o", corruptions=list(QUICK_CORRUPTIONS),
         severities=list(QUICK_SEVERITIES), calibration=True, calibrator=calibrator_path, out=out / "eval", name="test",
@@ -121,8 +121,8 @@ def run_quickstart(
         run_dir, out / "export" / "model.onnx", calibrator=calibrator_path, verify_images=test_images))
     result.paths["onnx"] = exported.model_path
 
-    onnx_eval = _timed(result, "evaluate the exported model (calibrator inside) on the test split", log, lambda: evaluate(
-        exported.model_path, data, split="test", out=out / "eval", name="onnx"))
+    onnx_eval = _timed(result, "evaluate the exported model (calibrator inside) on the test split", log,
+                       lambda: evaluate(exported.model_path, data, split="test", out=out / "eval", name="onnx"))
     result.paths["eval_onnx"] = onnx_eval.dir
 
     predicted = _timed(result, "predict on test images (onnxruntime)", log, lambda: predict(

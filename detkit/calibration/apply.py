@@ -101,7 +101,8 @@ class CalibrationModule(torch.nn.Module):
         return (raw_scores.to(torch.float64) >= self.pre_thresholds[labels]) & (calibrated.to(torch.float64) >= self.thresholds[labels])
 
 
-def calibrate_scores(cal: Calibrator, scores: np.ndarray, labels: np.ndarray, drop_below_threshold: bool = False) -> np.ndarray:
+def calibrate_scores(cal: Calibrator, scores: np.ndarray, labels: np.ndarray,
+                     drop_below_threshold: bool = False) -> np.ndarray:
     """numpy entry point: calibrated scores (float64) for label indices in model order."""
     module = CalibrationModule(cal, drop_below_threshold)
     with torch.no_grad():

@@ -34,13 +34,27 @@ from typing import Any
 import numpy as np
 
 from detkit.calibration.apply import apply_to_table, keep_mask
-from detkit.calibration.calibrators import METHODS, TARGETS, Calibrator, fit_calibrator, identity_params, temperature_objective
+from detkit.calibration.calibrators import (
+    METHODS,
+    TARGETS,
+    Calibrator,
+    fit_calibrator,
+    identity_params,
+    temperature_objective,
+)
 from detkit.calibration.thresholds import ThresholdRule, Thresholds, choose_thresholds
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, read_coco
 from detkit.data.dataset import DatasetSpec, load_dataset
 from detkit.errors import DetkitError
-from detkit.evaluation.calibration_metrics import D_ECE_SCORE_THRESHOLD, calibration_report, d_ece, la_ece, select, summary_values
+from detkit.evaluation.calibration_metrics import (
+    D_ECE_SCORE_THRESHOLD,
+    calibration_report,
+    d_ece,
+    la_ece,
+    select,
+    summary_values,
+)
 from detkit.evaluation.detections import DetectionTable
 
 SUMMARY_KEYS = ("d_ece", "la_ece_0", "la_ace_0", "lrp_0", "la_ece")
@@ -200,7 +214,9 @@ def fit_on_detections(
     excluded = {k: f"no ground truth of this class in the '{split_name}' split"
                 for k, c in enumerate(class_map.category_ids) if c in no_gt_cats}
     cal = fit_calibrator(m.scores, targets, labels, class_map, method, classwise, target, tau, min_samples, excluded)
-    guard = _temperature_guard(cal, dets, kept, gt, class_map, max_dets, split_name) if method == "temperature" else None
+    guard = None
+    if method == "temperature":
+        guard = _temperature_guard(cal, dets, kept, gt, class_map, max_dets, split_name)
 
     calibrated = apply_to_table(cal, kept, class_map)
     post = choose_thresholds(calibrated, gt, class_map, rule, _threshold_iou(rule, tau), max_dets)
@@ -230,7 +246,8 @@ def _fit_split_errors(cal: Calibrator, dets: DetectionTable, kept: DetectionTabl
     """(raw, calibrated) D-ECE of every detection and LaECE_0 of the fit detections, on the fit split."""
     out = {}
     cal_all, cal_kept = apply_to_table(cal, dets, cm), apply_to_table(cal, kept, cm)
-    out["d_ece"] = tuple(d_ece(t, gt, 0.5, 10, D_ECE_SCORE_THRESHOLD, max_dets=max_dets)["value"] for t in (dets, cal_all))
+    out["d_ece"] = tuple(d_ece(t, gt, 0.5, 10, D_ECE_SCORE_THRESHOLD, max_dets=max_dets)["value"]
+                         for t in (dets, cal_all))
     out["la_ece_0"] = tuple(la_ece(t, gt, 0.0, 25, None, "kuzucu", max_dets)["value"] for t in (kept, cal_kept))
     return out  # type: ignore[return-value]
 
@@ -269,8 +286,9 @@ def evaluate_calibrator(cal: Calibrator, dets: DetectionTable, gt: CocoData, cla
     calibrated_all = apply_to_table(cal, dets, class_map)
     labels = class_map.category_ids_to_labels(dets.category_ids) if len(dets) else np.zeros(0, np.int64)
     keep = keep_mask(cal, dets.scores, calibrated_all.scores, labels) if len(dets) else np.zeros(0, bool)
-    before = calibration_report(dets, gt, class_map, None, max_dets, keep=keep, keep_description=OPERATING_POINT)
-    after = calibration_report(calibrated_all, gt, class_map, None, max_dets, keep=keep, keep_description=OPERATING_POINT)
+    op = {"keep": keep, "keep_description": OPERATING_POINT}
+    before = calibration_report(dets, gt, class_map, None, max_dets, **op)
+    after = calibration_report(calibrated_all, gt, class_map, None, max_dets, **op)
     if not ap:
         return before, after, None, None
     return before, after, _ap(gt, dets, class_map), _ap(gt, calibrated_all, class_map)
@@ -353,14 +371,15 @@ def calibrate(
         result.before, result.after, result.ap_before, result.ap_after = before, after, ap_b, ap_a
         if ap_b is not None and ap_a is not None and abs(ap_a - ap_b) > 1e-3:
             result.warnings.append(
-                f"AP of the calibrated scores is {100 * ap_a:.2f} vs {100 * ap_b:.2f} raw: the map is strictly increasing "
-                "per class, so this can only come from scores so close that they round to the same value")
+                f"AP of the calibrated scores is {100 * ap_a:.2f} vs {100 * ap_b:.2f} raw: the map is strictly "
+                "increasing per class, so this can only come from scores so close that they round to the same value")
         cal.evaluation = {
             "split": ev_name,
             "source": ev_from,
-            "note": "every detection kept and calibrated; AP and D-ECE (score >= 0.3) over all detections, raw vs "
-                    "calibrated; LaECE_0, LaACE_0, LRP over the detections at the operating point (raw >= pre-threshold "
-                    "and calibrated >= threshold), the same detections raw and calibrated; fractions in [0, 1]",
+            "note": "every detection kept and calibrated; AP and D-ECE (score >= 0.3) over all detections, raw "
+                    "vs calibrated; LaECE_0, LaACE_0, LRP over the detections at the operating point (raw >= "
+                    "pre-threshold and calibrated >= threshold), the same detections raw and calibrated; "
+                    "fractions in [0, 1]",
             "metrics": {k: {"name": before["metrics"][k]["name"], "before": summary_values(before)[k],
                             "after": summary_values(after)[k]} for k in SUMMARY_KEYS},
             "AP": {"before": ap_b, "after": ap_a},

@@ -24,7 +24,10 @@ def onnx_command(
     simplify: bool = typer.Option(False, "--simplify", help="Simplify with onnxslim; kept only if the batch dim stays dynamic and parity holds."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Check parity with PyTorch at batch 1 and 3 before writing (fails on disagreement)."),
     verify_images: list[Path] = typer.Option(None, "--verify-image", help="Real image(s) to add to the parity check (repeatable)."),
-    drop_below_threshold: bool = typer.Option(False, "--drop-below-threshold", help="With --calibrator: the graph sets the score of detections outside the calibrator's per-class operating point to 0 (default: keep all; predict applies the thresholds)."),
+    drop_below_threshold: bool = typer.Option(
+        False, "--drop-below-threshold",
+        help="With --calibrator: the graph sets the score of detections outside the calibrator's per-class operating "
+             "point to 0 (default: keep all; predict applies the thresholds)."),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the result on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
@@ -36,8 +39,8 @@ def onnx_command(
     size = None if imgsz is None or imgsz[0] is None else imgsz
     ui.print(f"exporting [bold]{model}[/] to ONNX (opset {opset}{', fp16' if fp16 else ''}) ...")
     result = export_onnx(model, out, calibrator=calibrator, imgsz=size, dynamic_batch=dynamic_batch, opset=opset, fp16=fp16,
-                         decoder_layers=decoder_layers, simplify=simplify, verify=verify, verify_images=verify_images or (),
-                         drop_below_threshold=drop_below_threshold)
+                         decoder_layers=decoder_layers, simplify=simplify, verify=verify,
+                         verify_images=verify_images or (), drop_below_threshold=drop_below_threshold)
     for w in result.warnings:
         ui.warn(w)
     meta = result.metadata
@@ -47,8 +50,8 @@ def onnx_command(
         ("opset / precision", f"{meta['opset']} / {meta['precision']}"),
         ("decoder layers", f"{meta['decoder_layers']} of {meta['decoder_layers_trained']}"),
         ("calibrator", meta["calibrator"]["method"] if meta["calibrator"] else "none"),
-        *([("operating point", "applied in the graph" if meta["operating_point"]["applied_in_graph"] else "recorded (predict applies it)")]
-          if meta.get("operating_point") else []),
+        *([("operating point", "applied in the graph" if meta["operating_point"]["applied_in_graph"]
+            else "recorded (predict applies it)")] if meta.get("operating_point") else []),
         ("simplified", "yes" if result.simplified else "no"),
     ]
     if result.parity is not None:

@@ -352,7 +352,8 @@ def la_ece(
     per_class, reliability = binned_class_error(m.scores, m.target_iou, m.cls, m.num_classes, n_bins, convention)
     per_class[~m.evaluated_classes] = np.nan
     names = _class_names(m.match, class_map)
-    reliability["per_class"] = {n: r for n, r, ok in zip(names, reliability["per_class"], m.evaluated_classes) if r and ok}
+    reliability["per_class"] = {n: r for n, r, ok in zip(names, reliability["per_class"], m.evaluated_classes)
+                                if r and ok}
     value = _nanmean(per_class)
     return {
         "name": name,

@@ -273,9 +273,9 @@ def _calibrator_warnings(detector: Any, cal: Any) -> list[str]:
             out.append(LEGACY_NOTE)
     op = (getattr(detector, "metadata", None) or {}).get("operating_point") or {}
     if op.get("applied_in_graph"):
-        out.append("this ONNX model drops detections outside its calibrator's per-class operating point inside the graph "
-                   "(exported with drop_below_threshold): AP and every metric cover the kept detections only, so AP is "
-                   "lower than the model's; export without it to evaluate the whole model")
+        out.append("this ONNX model drops detections outside its calibrator's per-class operating point inside the "
+                   "graph (exported with drop_below_threshold): AP and every metric cover the kept detections only, "
+                   "so AP is lower than the model's; export without it to evaluate the whole model")
     return out
 
 
@@ -300,7 +300,8 @@ def summary_rows(result: EvalResult) -> list[tuple[str, list[list[str]]]]:
         rc = result.calibration.get("raw_vs_calibrated")
         if rc and rc.get("calibrated"):
             tables.append(("Calibrator: raw → calibrated (percent)",
-                           [[k, f"{_fmt(_pc(rc['raw'][k]))} → {_fmt(_pc(rc['calibrated'][k]))}"] for k in ("d_ece", "la_ece_0")]))
+                           [[k, f"{_fmt(_pc(rc['raw'][k]))} → {_fmt(_pc(rc['calibrated'][k]))}"]
+                            for k in ("d_ece", "la_ece_0")]))
     if r is not None and r.get("calibration"):
         from detkit.evaluation.robustness.calibration import calibration_rows
 
@@ -311,7 +312,8 @@ def summary_rows(result: EvalResult) -> list[tuple[str, list[list[str]]]]:
             cell = (lambda k: f"{_fmt(_pc(raw[k]))} → {_fmt(_pc(c.get(k)))}") if c else (lambda k: _fmt(_pc(raw[k])))
             rows.append([name, cell("d_ece"), cell("la_ece_0")])
         if rows:
-            tables.append(("Calibration under shift, D-ECE | LaECE_0 (percent" + (", raw → calibrated)" if r["calibration"].get("calibrator") else ")"),
+            unit = ", raw → calibrated)" if r["calibration"].get("calibrator") else ")"
+            tables.append((f"Calibration under shift, D-ECE | LaECE_0 (percent{unit}",
                            [[n, f"{a} | {b}"] for n, a, b in rows]))
     return tables
 

@@ -102,15 +102,15 @@ def export_onnx(
     size = (int(imgsz[0]), int(imgsz[1])) if imgsz is not None else tuple(int(s) for s in detector.imgsz)
     cal = _load_calibrator(calibrator, detector.class_map)
     if drop_below_threshold and cal is None:
-        raise DetkitError("drop_below_threshold needs a calibrator: its per-class operating thresholds are what is applied",
-                          hint="pass a calibrator.json fitted with `detkit calibrate`")
+        raise DetkitError("drop_below_threshold needs a calibrator: its per-class operating thresholds are what "
+                          "is applied", hint="pass a calibrator.json fitted with `detkit calibrate`")
     run_layers, total_layers = decoder_layers_of(detector.module)
     if decoder_layers is not None and decoder_layers > total_layers:
         raise DetkitError(f"--decoder-layers {decoder_layers} exceeds the model's {total_layers} decoder layers", hint=f"choose 1..{total_layers}")
 
     reference = _reference_detector(detector, size, decoder_layers)
-    graph = DeployGraph(deploy_copy(detector.module, decoder_layers), calibrator=_calibration_module(cal, drop_below_threshold),
-                        top_k=top_k).eval()
+    graph = DeployGraph(deploy_copy(detector.module, decoder_layers),
+                        calibrator=_calibration_module(cal, drop_below_threshold), top_k=top_k).eval()
     precision = "fp16" if fp16 else "fp32"
     notes: list[str] = []
     metadata = _metadata(detector, cal, size, dynamic_batch, opset, precision, decoder_layers or run_layers, total_layers, top_k, model_source)
@@ -128,8 +128,8 @@ def export_onnx(
                 raise parity_error(parity, out)
         simplified = False
         if simplify:
-            simplified, parity, note = _simplify(tmp, reference, cal, metadata, verify_images, precision, dynamic_batch, verify, parity,
-                                                 drop_below_threshold)
+            simplified, parity, note = _simplify(tmp, reference, cal, metadata, verify_images, precision,
+                                                 dynamic_batch, verify, parity, drop_below_threshold)
             if note:
                 notes.append(note)
         metadata["simplified"] = simplified
@@ -205,7 +205,8 @@ def _numpy_apply(cal, drop_below_threshold: bool = False):
 
 
 def operating_point(cal, drop_below_threshold: bool = False) -> dict[str, Any] | None:
-    """``model.json``'s ``operating_point``: the calibrator's per-class thresholds and whether the graph applies them."""
+    """``model.json``'s ``operating_point``: the calibrator's per-class thresholds, and whether the graph applies
+    them."""
     if cal is None:
         return None
     import math
@@ -282,10 +283,11 @@ def _check(path: Path) -> None:
         raise DetkitError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}", hint="re-run with --debug and report it") from e
 
 
-def _verify(path: Path, reference, cal, metadata, verify_images, precision, drop_below_threshold: bool = False) -> ParityReport:
+def _verify(path: Path, reference, cal, metadata, verify_images, precision,
+            drop_below_threshold: bool = False) -> ParityReport:
     onnx_det = OnnxDetector(path, metadata=metadata, providers=None)
-    return verify_parity(reference, onnx_det, calibrate_numpy=_numpy_apply(cal, drop_below_threshold), real_images=verify_images,
-                         precision=precision)
+    return verify_parity(reference, onnx_det, calibrate_numpy=_numpy_apply(cal, drop_below_threshold),
+                         real_images=verify_images, precision=precision)
 
 
 def batch_dims_dynamic(path: Path) -> bool:
@@ -327,7 +329,8 @@ def _simplify(path: Path, reference, cal, metadata, verify_images, precision, dy
                 problems.append(f"{label} fixed the dynamic batch dimension")
                 continue
             if verify:
-                slim_parity = _verify(slim_tmp, reference, cal, metadata, verify_images, precision, drop_below_threshold)
+                slim_parity = _verify(slim_tmp, reference, cal, metadata, verify_images, precision,
+                                      drop_below_threshold)
                 if not slim_parity.passed:
                     problems.append(f"{label} output disagrees with PyTorch ({slim_parity.summary()})")
                     continue

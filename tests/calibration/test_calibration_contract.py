@@ -123,7 +123,7 @@ def test_format_1_files_are_still_read_and_format_2_files_must_be_strictly_incre
     assert old.format_version == 1
     flat = dict(raw, parameters=legacy["parameters"])
     (tmp_path / "flat.json").write_text(json.dumps(flat))
-    with pytest.raises(DetkitError, match=r"corrupted calibrator file: parameters\.a: x and y must be strictly increasing"):
+    with pytest.raises(DetkitError, match=r"corrupted calibrator file: parameters\.a: x and y must be strictly"):
         load_calibrator(tmp_path / "flat.json", cm)
     platt = fit_calibrator(p, q, rng.integers(0, 2, 500), cm, method="platt")
     doc = json.loads(save_calibrator(platt, tmp_path / "p.json").read_text())

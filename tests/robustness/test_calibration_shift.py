@@ -55,8 +55,8 @@ def _result(with_calibrator: bool):
     return {
         "calibration": {"settings": {"d_ece": "D-ECE protocol", "la_ece_0": "LaECE_0 protocol"},
                         "calibrator": with_calibrator, "clean": entry(0.1)},
-        "coco_o": {"root": "r", "domains": {"sketch": {"AP": 1.0, "AP50": 2.0, "relative_drop": 5.0, "images": 1, "boxes": 1,
-                                                       "calibration": entry(0.3)}},
+        "coco_o": {"root": "r", "domains": {"sketch": {"AP": 1.0, "AP50": 2.0, "relative_drop": 5.0, "images": 1,
+                                                       "boxes": 1, "calibration": entry(0.3)}},
                    "mAP_O": 1.0, "clean_AP": 2.0, "relative_drop": 50.0, "effective_robustness": 0.1, "er_slope": 0.45,
                    "matches_coco_o_totals": False, "missing_coco_o_domains": []},
         "coco_c": None,

@@ -140,7 +140,8 @@ def run_robustness(
     if clean_row:
         result["calibration"]["clean"] = measure(clean_dets, coco)
     if coco_o_root is not None:
-        result["coco_o"] = evaluate_coco_o(detector, coco_o_root, class_map, clean_pct, batch_size=batch_size, calibration=measure)
+        result["coco_o"] = evaluate_coco_o(detector, coco_o_root, class_map, clean_pct, batch_size=batch_size,
+                                           calibration=measure)
     if names:
         result["coco_c"] = evaluate_coco_c(
             detector, coco, images_dir, class_map, clean_pct, corruptions=names, severities=levels, source=source,

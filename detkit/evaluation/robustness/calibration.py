@@ -32,7 +32,8 @@ SETTINGS = {
 }
 
 
-def _errors(dets: DetectionTable, op: DetectionTable, gt: CocoData, class_map: ClassMap, max_dets: int) -> dict[str, float | None]:
+def _errors(dets: DetectionTable, op: DetectionTable, gt: CocoData, class_map: ClassMap,
+            max_dets: int) -> dict[str, float | None]:
     return {
         "d_ece": d_ece(dets, gt, 0.5, 10, D_ECE_SCORE_THRESHOLD, max_dets=max_dets, class_map=class_map)["value"],
         "la_ece_0": la_ece(op, gt, 0.0, 25, None, "kuzucu", max_dets, class_map)["value"],

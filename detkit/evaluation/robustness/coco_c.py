@@ -217,7 +217,8 @@ def evaluate_coco_c(
     for corruption, severity in track(cells, "COCO-C"):
         cache.render(corruption, severity, workers=workers)
         folder = cache.folder(corruption, severity)
-        scores = score_images(detector, cached_coco, folder, class_map, batch_size, source=folder, calibration=calibration)
+        scores = score_images(detector, cached_coco, folder, class_map, batch_size, source=folder,
+                              calibration=calibration)
         if calibration is not None:
             cal[corruption][str(severity)] = scores["calibration"]
         ap[corruption][severity] = scores["AP"]

@@ -14,8 +14,8 @@ from detkit.errors import DetkitError
 Calibration = Callable[[Any, CocoData], dict[str, Any]]
 
 
-def score_images(detector: Any, coco: CocoData, images_dir: Path, class_map: ClassMap, batch_size: int, source: str | Path,
-                 calibration: Calibration | None = None) -> dict[str, Any]:
+def score_images(detector: Any, coco: CocoData, images_dir: Path, class_map: ClassMap, batch_size: int,
+                 source: str | Path, calibration: Calibration | None = None) -> dict[str, Any]:
     """AP and AP50 (percent) of ``detector`` on the images of ``coco`` found in ``images_dir``; with
     ``calibration(detections, coco)`` also its result under ``"calibration"`` (same detections, no second pass).
 
@@ -30,7 +30,8 @@ def score_images(detector: Any, coco: CocoData, images_dir: Path, class_map: Cla
     metrics = evaluate_coco(coco, dets, class_map)
     if metrics["AP"] is None:
         raise DetkitError("no ground-truth boxes to evaluate against (AP is undefined)", hint="every evaluated set needs annotations", path=source)
-    out: dict[str, Any] = {"AP": 100.0 * metrics["AP"], "AP50": 100.0 * (metrics["AP50"] or 0.0), "num_detections": int(len(dets))}
+    out: dict[str, Any] = {"AP": 100.0 * metrics["AP"], "AP50": 100.0 * (metrics["AP50"] or 0.0),
+                           "num_detections": int(len(dets))}
     if calibration is not None:
         out["calibration"] = calibration(dets, coco)
     return out
