@@ -166,24 +166,29 @@ def fit_isotonic(scores: np.ndarray, targets: np.ndarray) -> dict[str, list[floa
 
 
 def temperature_objective(target: str) -> str:
-    return "D-ECE (10 bins, calibrated score >= 0.3, binary targets)" if target == "tp" else \
-        "LaECE (25 bins, IoU targets)"
+    return ("D-ECE (10 bins, binary targets, scores >= 0.3) of the fit detections" if target == "tp" else
+            "LaECE_0 binning (25 bins, IoU targets) of the fit detections")
 
 
-def binned_error(p: np.ndarray, t: np.ndarray, target: str) -> float:
-    """The error temperature scaling minimises, computed as the metric the target is judged by:
-    ``tp``: D-ECE (10 bins, netcal edges) over the scores >= 0.3; ``iou``: LaECE_0's 25 bins (Kuzucu edges).
+def binned_error(p: np.ndarray, t: np.ndarray, target: str, raw_over_cut: bool | None = None) -> float:
+    """The error temperature scaling minimises: the metric the target is judged by, on the fit detections.
 
-    A temperature that leaves no score >= 0.3 has nothing to measure and counts as infinitely bad (otherwise
-    pushing every score under the protocol threshold would look perfect).
+    ``iou``: LaECE_0's 25 bins (Kuzucu edges) with IoU targets. ``tp``: D-ECE (10 bins, netcal edges, binary
+    targets) over the scores >= 0.3, its protocol cut. A temperature that moves every score under the cut, or
+    the first scores over it (``raw_over_cut``: whether the raw scores had any), changes what D-ECE measures
+    rather than making scores right, so it scores infinity; when no raw score reaches the cut, the same 10 bins
+    over every fit detection are used instead.
     """
     from detkit.evaluation.calibration_metrics import D_ECE_SCORE_THRESHOLD, binned_class_error, detection_ece
 
-    if target == "tp":
-        keep = p >= D_ECE_SCORE_THRESHOLD
-        return detection_ece(p[keep], t[keep], 10)[0] if np.any(keep) else float("inf")
-    value = binned_class_error(p, t, np.zeros(len(p), np.int64), 1, 25, "kuzucu")[0][0]
-    return float(value) if np.isfinite(value) else float("inf")
+    if len(p) == 0:
+        return 0.0
+    if target != "tp":
+        return float(binned_class_error(p, t, np.zeros(len(p), np.int64), 1, 25, "kuzucu")[0][0])
+    over = p >= D_ECE_SCORE_THRESHOLD
+    if raw_over_cut is not None and bool(over.any()) != raw_over_cut:
+        return float("inf")
+    return detection_ece(p[over], t[over], 10)[0] if over.any() else detection_ece(p, t, 10)[0]
 
 
 def temperature_map(p: np.ndarray, T: float) -> np.ndarray:
@@ -195,11 +200,14 @@ def fit_temperature(scores: np.ndarray, targets: np.ndarray, target: str = "iou"
     """T in T_RANGE minimising :func:`binned_error` (a grid over log T, then a bounded 1-D refinement)."""
     from scipy.optimize import minimize_scalar
 
+    from detkit.evaluation.calibration_metrics import D_ECE_SCORE_THRESHOLD
+
     p = np.asarray(scores, dtype=np.float64)
     t = np.asarray(targets, dtype=np.float64)
+    raw_over_cut = bool(np.any(p >= D_ECE_SCORE_THRESHOLD))
 
     def err(log_t: float) -> float:
-        return binned_error(temperature_map(p, float(np.exp(log_t))), t, target)
+        return binned_error(temperature_map(p, float(np.exp(log_t))), t, target, raw_over_cut)
 
     lo, hi = np.log(T_RANGE[0]), np.log(T_RANGE[1])
     grid = np.linspace(lo, hi, 121)

@@ -252,18 +252,30 @@ def _fit_split_errors(cal: Calibrator, dets: DetectionTable, kept: DetectionTabl
     return out  # type: ignore[return-value]
 
 
+def _worse(raw: float | None, calibrated: float | None) -> bool:
+    """Calibrated error above the raw one; an error that becomes defined (detections pushed over D-ECE's 0.3 cut)
+    or undefined (all pushed under it) counts as worse: no improvement can be shown."""
+    if raw is None or calibrated is None:
+        return (raw is None) != (calibrated is None)
+    return calibrated > raw + 1e-12
+
+
+def _pct(v: float | None) -> str:
+    return "undefined (no detection scored >= 0.3)" if v is None else f"{100 * v:.2f} %"
+
+
 def _temperature_guard(cal: Calibrator, dets: DetectionTable, kept: DetectionTable, gt: CocoData, cm: ClassMap,
                        max_dets: int, split_name: str) -> dict[str, Any]:
     """Temperature scaling never makes D-ECE (nor, for IoU targets, LaECE_0) worse on its own fit split: if it
     would, every class falls back to the identity and the reason is recorded in ``fallback``."""
     errors = _fit_split_errors(cal, dets, kept, gt, cm, max_dets)
     checked = ("d_ece",) if cal.target == "tp" else ("d_ece", "la_ece_0")
-    worse = [k for k in checked if None not in errors[k] and errors[k][1] > errors[k][0] + 1e-12]
+    worse = [k for k in checked if _worse(*errors[k])]
     guard = {"split": split_name, "checked": list(checked),
              "errors_raw_vs_calibrated": {k: list(v) for k, v in errors.items()}, "identity": bool(worse)}
     if worse:
         names = {"d_ece": "D-ECE", "la_ece_0": "LaECE_0"}
-        why = "; ".join(f"{names[k]} {100 * errors[k][0]:.2f} % -> {100 * errors[k][1]:.2f} %" for k in worse)
+        why = "; ".join(f"{names[k]} {_pct(errors[k][0])} -> {_pct(errors[k][1])}" for k in worse)
         reason = f"identity: temperature scaling would make the '{split_name}' split worse ({why})"
         cal.params = [identity_params("temperature") for _ in cal.params]
         for name in (cm.names if cal.classwise else ("*",)):

@@ -146,3 +146,16 @@ def test_corrupted_calibrator_is_one_clean_line_on_the_cli(cli, tmp_path):
     bad.write_text('{"detkit_calibrator": 2, "method": "isotonic"')
     r = cli("eval", "--predictions", tmp_path / "p.json", "--data", data, "--split", "test", "--calibrator", bad)
     assert_clean_error(r, "calibrator")
+
+
+def test_temperature_does_not_lift_an_untrained_models_scores_over_the_d_ece_cut(detr):
+    """A barely trained model scores everything below 0.3 (D-ECE undefined): temperature must not invent
+    detections for D-ECE to judge by pushing them over the cut."""
+    from detkit.calibration.fit import _worse
+
+    (g1, d1), _ = detr
+    cm = g1.class_map()
+    low = d1.with_scores(0.25 * d1.scores)
+    cal = fit_on_detections(low, g1, cm, method="temperature", target="tp")
+    assert apply_to_table(cal, low, cm).scores.max() < 0.3
+    assert _worse(None, 0.2) and _worse(0.2, None) and not _worse(None, None) and not _worse(0.3, 0.2)
