@@ -102,7 +102,7 @@ class Selector:
         op = (getattr(predictor, "metadata", None) or {}).get("operating_point") or {}
         self.dropped_in_graph = bool(op.get("applied_in_graph"))
         if self.use_thresholds:
-            self.description = "calibrator per-class operating thresholds" + (
+            self.description = "calibrator per-class thresholds" + (
                 " (applied in the graph)" if self.dropped_in_graph else "")
         else:
             self.description = f"score > {conf if conf is not None else DEFAULT_CONF}" + (" (calibrated)" if self.calibrator is not None else "")
