@@ -113,9 +113,9 @@ def plot_calibration_shift(result: dict[str, Any], path: str | Path) -> Path | N
             ax.bar_label(bars, fmt="%.1f", fontsize=6)
             top = max(top, np.nanmax(cal) if np.isfinite(cal).any() else 0.0)
         ax.set_ylabel(label)
-        ax.set_ylim(0, max(top, 1.0) * 1.2)
+        ax.set_ylim(0, max(top, 1.0) * 1.4)  # head room for the legend
         ax.set_xticks(x, names if ax is axes[-1] else [""] * len(names), rotation=30, ha="right", fontsize=8)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
     axes[0].set_title("Calibration under shift: clean split, COCO-O domains, COCO-C corruptions (lower is better)",
                       fontsize=9)
     fig.tight_layout()
