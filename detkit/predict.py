@@ -8,8 +8,11 @@ Writes, into one output folder (assembled in a temporary folder and renamed when
 - annotated copies (``<name>.jpg`` for images, ``<name>.mp4`` for videos) with boxes, class names and scores.
 
 Which detections are kept: ``conf`` when given (score > conf, on calibrated scores when a calibrator is in
-use); otherwise the calibrator's operating point (its per-class thresholds) when there is one; otherwise
-``DEFAULT_CONF``. A calibrator comes from ``calibrator=`` or is embedded in the ONNX graph.
+use); otherwise the calibrator's operating point (raw score >= its pre-threshold and calibrated score >= its
+threshold, per class; recorded in ``model.json`` for exported models) when there is one; otherwise
+``DEFAULT_CONF``. A calibrator comes from ``calibrator=`` or is embedded in the ONNX graph, which keeps every
+detection (calibrated) unless it was exported with ``drop_below_threshold`` (then its score-0 detections are
+the dropped ones and are never kept).
 
 Unreadable images or videos are reported in ``skipped`` and the rest is processed; only when nothing at all
 could be processed is it an error.
@@ -90,8 +93,11 @@ class Selector:
         self.conf = conf
         has_thresholds = self.calibrator is not None and (self.calibrator.thresholds is not None or self.calibrator.pre_thresholds is not None)
         self.use_thresholds = conf is None and has_thresholds
+        op = (getattr(predictor, "metadata", None) or {}).get("operating_point") or {}
+        self.dropped_in_graph = bool(op.get("applied_in_graph"))
         if self.use_thresholds:
-            self.description = "calibrator per-class thresholds"
+            self.description = "calibrator per-class thresholds" + (
+                " (applied in the graph)" if self.dropped_in_graph else "")
         else:
             self.description = f"score > {conf if conf is not None else DEFAULT_CONF}" + (" (calibrated)" if self.calibrator is not None else "")
 
@@ -107,6 +113,8 @@ class Selector:
             keep = keep_mask(self.calibrator, raw, scores, labels)
         else:
             keep = scores > (self.conf if self.conf is not None else DEFAULT_CONF)
+        if self.dropped_in_graph:
+            keep &= scores > 0
         return labels[keep], boxes[keep], scores[keep]
 
 

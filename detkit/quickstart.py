@@ -1,7 +1,8 @@
 """The whole detkit chain on the embedded synthetic data, in one call (``detkit quickstart``).
 
-synth → validate → train (short CPU schedule) → eval with robustness and calibration → calibrate →
-export with the calibrator → predict on a few test images → bench, with every artifact under one folder
+synth → validate → train (short CPU schedule) → calibrate → eval with robustness and calibration (the
+calibrator applied under every shift) → export with the calibrator → eval of the exported model → predict on a
+few test images → bench, with every artifact under one folder
 and a summary of the headline numbers. Each step is the same library function the stage's own command
 calls, so this is also the reference for using detkit from Python (see ``examples/``).
 """
@@ -22,6 +23,7 @@ QUICK_RECIPE = "recipe:rtdetr-r18-cpu"
 # A subset of COCO-C that runs in seconds on a CPU; `detkit eval --robustness` runs all 15 by default.
 QUICK_CORRUPTIONS = ("gaussian_noise", "motion_blur", "fog", "jpeg_compression")
 QUICK_SEVERITIES = (3,)
+STEPS = 9
 
 
 @dataclass
@@ -41,7 +43,7 @@ class QuickstartResult:
 
 
 def _timed(result: QuickstartResult, step: str, log: Callable[[str], None], fn: Callable[[], Any]) -> Any:
-    log(f"[{len(result.timings) + 1}/8] {step}")
+    log(f"[{len(result.timings) + 1}/{STEPS}] {step}")
     t0 = time.perf_counter()
     value = fn()
     result.timings[step] = time.perf_counter() - t0
@@ -101,12 +103,6 @@ def run_quickstart(
     run_dir = trained.run_dir
     result.paths["run"] = run_dir
 
-    evaluated = _timed(result, "evaluate (test split, COCO-O domains, COCO-C subset, calibration)", log, lambda: evaluate(
-        run_dir, data, split="test", robustness=True, coco_o=data / "coco_o", corruptions=list(QUICK_CORRUPTIONS),
-        severities=list(QUICK_SEVERITIES), calibration=True, out=out / "eval", name="test", device=device,
-        cache_dir=out / "cache"))
-    result.paths["eval"] = evaluated.dir
-
     calibrator_path = out / "calibrator.json"
     calibrated = _timed(result, "calibrate (isotonic, fitted on calib, evaluated on test)", log, lambda: calibrate(
         run_dir, data, split="calib", method="isotonic", eval_split="test", device=device))
@@ -114,10 +110,21 @@ def run_quickstart(
     result.paths["calibrator"] = calibrator_path
     result.paths.update({f"calibration_{k}": v for k, v in written.items() if k != "calibrator"})
 
+    evaluated = _timed(result, "evaluate (test split, COCO-O domains, COCO-C subset, raw vs calibrated)", log,
+                       lambda: evaluate(
+        run_dir, data, split="test", robustness=True, coco_o=data / "coco_o", corruptions=list(QUICK_CORRUPTIONS),
+        severities=list(QUICK_SEVERITIES), calibration=True, calibrator=calibrator_path, out=out / "eval", name="test",
+        device=device, cache_dir=out / "cache"))
+    result.paths["eval"] = evaluated.dir
+
     test_images = sorted((data / "images" / "test").glob("*.jpg"))[:4]
     exported = _timed(result, "export ONNX with the calibrator (verified against PyTorch)", log, lambda: export_onnx(
         run_dir, out / "export" / "model.onnx", calibrator=calibrator_path, verify_images=test_images))
     result.paths["onnx"] = exported.model_path
+
+    onnx_eval = _timed(result, "evaluate the exported model (calibrator inside) on the test split", log,
+                       lambda: evaluate(exported.model_path, data, split="test", out=out / "eval", name="onnx"))
+    result.paths["eval_onnx"] = onnx_eval.dir
 
     predicted = _timed(result, "predict on test images (onnxruntime)", log, lambda: predict(
         exported.model_path, test_images, out=out / "predict", calibrator=None, overwrite=True))
@@ -129,6 +136,7 @@ def run_quickstart(
 
     result.timings["total"] = time.perf_counter() - t_start
     result.summary = _summary(trained, evaluated, calibrated, exported, benched)
+    result.summary["onnx_test_AP"] = onnx_eval.metrics.get("AP")
     return result
 
 
@@ -155,6 +163,8 @@ def _summary(trained: Any, evaluated: Any, calibrated: Any, exported: Any, bench
         "D-ECE_after": after.get("d_ece"),
         "LaECE0_before": before.get("la_ece_0"),
         "LaECE0_after": after.get("la_ece_0"),
+        "AP_raw": calibrated.ap_before,
+        "AP_calibrated": calibrated.ap_after,
         "export_max_abs_diff_scores": parity.max_abs_diff_scores if parity else None,
         "export_max_abs_diff_boxes_px": parity.max_abs_diff_boxes_px if parity else None,
         "export_parity_passed": parity.passed if parity else None,
@@ -183,8 +193,10 @@ def summary_rows(result: QuickstartResult) -> list[tuple[str, str]]:
         ("shifted domains mAP (COCO-O style)", num(s.get("coco_o_mAP"), "{:.1f}")),
         ("effective robustness ER", num(s.get("coco_o_ER"), "{:+.1f}")),
         ("corruptions mPC / rPC", f"{num(s.get('coco_c_mPC'), '{:.1f}')} / {num(s.get('coco_c_rPC'), '{:.2f}')}"),
-        ("D-ECE before → after (test)", f"{pct(s.get('D-ECE_before'))} → {pct(s.get('D-ECE_after'))}"),
-        ("LaECE_0 before → after (test)", f"{pct(s.get('LaECE0_before'))} → {pct(s.get('LaECE0_after'))}"),
+        ("test D-ECE raw / calibrated", f"{pct(s.get('D-ECE_before'))} / {pct(s.get('D-ECE_after'))}"),
+        ("test LaECE_0 raw / calibrated", f"{pct(s.get('LaECE0_before'))} / {pct(s.get('LaECE0_after'))}"),
+        ("test AP raw / calibrated", f"{pct(s.get('AP_raw'))} / {pct(s.get('AP_calibrated'))}"),
+        ("test AP of the ONNX model (calibrator inside)", pct(s.get("onnx_test_AP"))),
         ("export parity max |Δ| scores / boxes px", f"{num(s.get('export_max_abs_diff_scores'))} / {num(s.get('export_max_abs_diff_boxes_px'))}"),
         ("ONNX latency, batch 1 (ms)", num(s.get("onnx_latency_ms_b1"), "{:.1f}")),
         ("total wall time (min)", f"{result.timings.get('total', 0) / 60:.1f}"),

@@ -11,6 +11,11 @@ parameters are gathered by label and evaluated with elementwise ops only (no sea
 
 The output is clamped to [0, 1]; arithmetic is float64 inside, the result has the input's dtype.
 :func:`calibrate_scores` (numpy) runs the same module.
+
+Every map is strictly increasing, so no detection is dropped or reordered by default. The operating point
+(raw score >= pre-threshold and calibrated score >= threshold of the label) is applied by ``predict``;
+only ``drop_below_threshold=True`` applies it here, by setting the score of every detection outside it to 0
+(what an ONNX graph exported with ``drop_below_threshold`` outputs).
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ def _threshold_buffer(values: np.ndarray | None, n: int) -> torch.Tensor:
 class CalibrationModule(torch.nn.Module):
     """``forward(scores, labels) -> calibrated scores`` (same shape and dtype as ``scores``)."""
 
-    def __init__(self, cal: Calibrator):
+    def __init__(self, cal: Calibrator, drop_below_threshold: bool = False):
         super().__init__()
+        self.drop_below_threshold = bool(drop_below_threshold)
         self.kind = "isotonic" if cal.method == "isotonic" else "sigmoid"
         params = _per_label(cal)
         n = len(params)
@@ -85,16 +91,20 @@ class CalibrationModule(torch.nn.Module):
         else:
             seg = torch.minimum(torch.relu(p.unsqueeze(-1) - self.x[labels]), self.width[labels])
             out = self.y0[labels] + (self.slope[labels] * seg).sum(-1)
-        return out.clamp(0.0, 1.0).to(scores.dtype)
+        out = out.clamp(0.0, 1.0)
+        if self.drop_below_threshold:
+            out = torch.where(self.keep(scores, out, labels), out, torch.zeros_like(out))
+        return out.to(scores.dtype)
 
     def keep(self, raw_scores: torch.Tensor, calibrated: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Operating point: raw score >= pre-threshold and calibrated score >= threshold of the label."""
         return (raw_scores.to(torch.float64) >= self.pre_thresholds[labels]) & (calibrated.to(torch.float64) >= self.thresholds[labels])
 
 
-def calibrate_scores(cal: Calibrator, scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def calibrate_scores(cal: Calibrator, scores: np.ndarray, labels: np.ndarray,
+                     drop_below_threshold: bool = False) -> np.ndarray:
     """numpy entry point: calibrated scores (float64) for label indices in model order."""
-    module = CalibrationModule(cal)
+    module = CalibrationModule(cal, drop_below_threshold)
     with torch.no_grad():
         out = module(torch.as_tensor(np.asarray(scores, dtype=np.float64)), torch.as_tensor(np.asarray(labels, dtype=np.int64)))
     return out.numpy()

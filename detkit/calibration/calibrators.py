@@ -1,11 +1,18 @@
-"""Post-hoc confidence calibrators: fit one monotone map score -> calibrated score per class (or one for all).
+"""Post-hoc confidence calibrators: one strictly increasing map of [0, 1] onto [0, 1] per class (or one for all).
 
-- ``platt``: p' = sigmoid(a logit(p) + b) with a >= 0 (monotone), fitted from a = 1, b = 0 by L-BFGS on the
-  mean binary cross-entropy with soft targets (IoU or 0/1) in the stable with-logits form; logit uses p
-  clipped to [eps, 1 - eps] (float64 eps).
-- ``temperature``: p' = sigmoid(logit(p) / T), same loss and optimiser (a one-parameter baseline: no bias).
-- ``isotonic``: scikit-learn ``IsotonicRegression(increasing=True, y_min=0, y_max=1, out_of_bounds="clip")``
-  stored as its knots; prediction is linear interpolation between knots, end values outside them.
+Strictly increasing on all of [0, 1] means a calibrator never ties or reorders two detections of a class,
+so per-class ranking, and with it COCO AP, is the raw model's (see docs/calibration.md):
+
+- ``platt``: p' = sigmoid(a logit(p) + b) with a >= A_MIN > 0, fitted from a = 1, b = 0 by a bounded
+  quasi-Newton solver on the mean binary cross-entropy with soft targets (IoU or 0/1), stable with-logits
+  form; logit uses p clipped to [eps, 1 - eps] (float64 eps).
+- ``temperature``: p' = sigmoid(logit(p) / T), T in [T_RANGE]; T is chosen to minimise the calibration error
+  the calibrator is judged by (binned like D-ECE for ``target="tp"``, like LaECE_0 for ``target="iou"``), not a
+  surrogate loss, and is 1 (identity) unless that error goes down.
+- ``isotonic``: scikit-learn ``IsotonicRegression(increasing=True, y_min=0, y_max=1)`` on the fit detections,
+  whose knots are extended to (0, 0) below the first and to (1, 1) above the last, then blended with the
+  identity, y = (1 - ISO_BLEND) y_iso + ISO_BLEND x, which breaks every flat segment by the raw score. The
+  stored knots are the final map: linear interpolation between them, strictly increasing, 0 at 0, 1 at 1.
 
 A :class:`Calibrator` holds plain numbers only (what ``calibrator.json`` stores); applying it lives in
 :mod:`detkit.calibration.apply`, once. Classes with too little data get the identity, with the reason recorded.
@@ -24,6 +31,9 @@ from detkit.errors import DetkitError
 METHODS = ("platt", "isotonic", "temperature")
 TARGETS = ("iou", "tp")
 _EPS64 = float(np.finfo(np.float64).eps)
+A_MIN = 1e-3  # lower bound of Platt's slope a (a > 0: strictly increasing)
+ISO_BLEND = 1e-3  # share of the identity blended into the isotonic map (breaks flat segments)
+T_RANGE = (0.05, 20.0)  # temperatures searched
 
 
 def identity_params(method: str) -> dict[str, Any]:
@@ -58,6 +68,7 @@ class Calibrator:
     threshold_rule: dict[str, Any] = field(default_factory=dict)
     fit_info: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] | None = None
+    format_version: int = 2  # of the calibrator.json it was read from (1: maps may be flat, see io.LEGACY_NOTE)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -91,13 +102,13 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return expit(x)
 
 
-def fit_sigmoid(scores: np.ndarray, targets: np.ndarray, method: str) -> dict[str, float]:
-    """Platt (a, b) or temperature (T) minimising the mean BCE-with-logits against soft targets.
+def fit_sigmoid(scores: np.ndarray, targets: np.ndarray, method: str = "platt") -> dict[str, float]:
+    """Platt (a, b) minimising the mean BCE-with-logits against soft targets (``method="temperature"``: the
+    same loss with b = 0, a = 1/T; kept for comparison, :func:`fit_temperature` is what calibrators use).
 
     The loss is convex in (a, b) (the logits are linear in them), so a bounded quasi-Newton solver
-    (scipy L-BFGS-B with the analytic gradient, a >= 0 as a bound instead of |a|) finds the optimum that
-    the reference's torch L-BFGS approaches; it starts from the identity (a = 1, b = 0). Temperature is
-    fitted as a = 1/T >= 1e-6 with b = 0.
+    (scipy L-BFGS-B with the analytic gradient, a >= A_MIN as a bound instead of |a|) finds the optimum that
+    the reference's torch L-BFGS approaches; it starts from the identity (a = 1, b = 0).
     """
     from scipy.optimize import minimize
 
@@ -115,7 +126,8 @@ def fit_sigmoid(scores: np.ndarray, targets: np.ndarray, method: str) -> dict[st
         return float(_bce_with_logits(x, t).mean()), np.asarray(grad)
 
     x0 = np.array([1.0, 0.0]) if with_bias else np.array([1.0])
-    bounds = [(0.0 if with_bias else 1e-6, None)] + ([(None, None)] if with_bias else [])
+    bounds = [(A_MIN if with_bias else 1.0 / T_RANGE[1], 1.0 / T_RANGE[0] if not with_bias else None)]
+    bounds += [(None, None)] if with_bias else []
     res = minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-10})
     if not np.all(np.isfinite(res.x)):
@@ -125,20 +137,99 @@ def fit_sigmoid(scores: np.ndarray, targets: np.ndarray, method: str) -> dict[st
     return {"T": float(1.0 / res.x[0])}
 
 
+def strict_knots(x: np.ndarray, y: np.ndarray, blend: float = ISO_BLEND) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of a non-decreasing piecewise-linear map -> knots of a strictly increasing map of [0, 1] onto [0, 1].
+
+    Adds (0, 0) below the first knot and (1, 1) above the last (a knot already at 0 or 1 keeps its value
+    there), then blends with the identity: y' = (1 - blend) y + blend x. Since x is strictly increasing and
+    y non-decreasing, y' is strictly increasing, also across formerly flat segments.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.clip(np.asarray(y, dtype=np.float64), 0.0, 1.0)
+    if x[0] > 0.0:
+        x, y = np.r_[0.0, x], np.r_[0.0, y]
+    if x[-1] < 1.0:
+        x, y = np.r_[x, 1.0], np.r_[y, 1.0]
+    y = np.maximum.accumulate(y)
+    return x, (1.0 - blend) * y + blend * x
+
+
 def fit_isotonic(scores: np.ndarray, targets: np.ndarray) -> dict[str, list[float]]:
-    """scikit-learn isotonic regression, stored as its interpolation knots."""
+    """scikit-learn isotonic regression, made strictly increasing on [0, 1] (:func:`strict_knots`), as knots."""
     from sklearn.isotonic import IsotonicRegression
 
+    p = np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0)
     reg = IsotonicRegression(increasing=True, y_min=0.0, y_max=1.0, out_of_bounds="clip")
-    reg.fit(np.asarray(scores, dtype=np.float64), np.asarray(targets, dtype=np.float64))
-    return {"x": [float(v) for v in reg.X_thresholds_], "y": [float(v) for v in reg.y_thresholds_]}
+    reg.fit(p, np.asarray(targets, dtype=np.float64))
+    x, y = strict_knots(reg.X_thresholds_, reg.y_thresholds_)
+    return {"x": [float(v) for v in x], "y": [float(v) for v in y]}
 
 
-def fit_map(method: str, scores: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+def temperature_objective(target: str) -> str:
+    return ("D-ECE (10 bins, binary targets, scores >= 0.3) of the fit detections" if target == "tp" else
+            "LaECE_0 binning (25 bins, IoU targets) of the fit detections")
+
+
+def binned_error(p: np.ndarray, t: np.ndarray, target: str, raw_over_cut: bool | None = None) -> float:
+    """The error temperature scaling minimises: the metric the target is judged by, on the fit detections.
+
+    ``iou``: LaECE_0's 25 bins (Kuzucu edges) with IoU targets. ``tp``: D-ECE (10 bins, netcal edges, binary
+    targets) over the scores >= 0.3, its protocol cut. A temperature that moves every score under the cut, or
+    the first scores over it (``raw_over_cut``: whether the raw scores had any), changes what D-ECE measures
+    rather than making scores right, so it scores infinity; when no raw score reaches the cut, the same 10 bins
+    over every fit detection are used instead.
+    """
+    from detkit.evaluation.calibration_metrics import D_ECE_SCORE_THRESHOLD, binned_class_error, detection_ece
+
+    if len(p) == 0:
+        return 0.0
+    if target != "tp":
+        return float(binned_class_error(p, t, np.zeros(len(p), np.int64), 1, 25, "kuzucu")[0][0])
+    over = p >= D_ECE_SCORE_THRESHOLD
+    if raw_over_cut is not None and bool(over.any()) != raw_over_cut:
+        return float("inf")
+    return detection_ece(p[over], t[over], 10)[0] if over.any() else detection_ece(p, t, 10)[0]
+
+
+def temperature_map(p: np.ndarray, T: float) -> np.ndarray:
+    z = _logit(p)
+    return _sigmoid(z / T)
+
+
+def fit_temperature(scores: np.ndarray, targets: np.ndarray, target: str = "iou") -> dict[str, float]:
+    """T in T_RANGE minimising :func:`binned_error` (a grid over log T, then a bounded 1-D refinement)."""
+    from scipy.optimize import minimize_scalar
+
+    from detkit.evaluation.calibration_metrics import D_ECE_SCORE_THRESHOLD
+
+    p = np.asarray(scores, dtype=np.float64)
+    t = np.asarray(targets, dtype=np.float64)
+    raw_over_cut = bool(np.any(p >= D_ECE_SCORE_THRESHOLD))
+
+    def err(log_t: float) -> float:
+        return binned_error(temperature_map(p, float(np.exp(log_t))), t, target, raw_over_cut)
+
+    lo, hi = np.log(T_RANGE[0]), np.log(T_RANGE[1])
+    grid = np.linspace(lo, hi, 121)
+    values = np.asarray([err(g) for g in grid])
+    k = int(np.argmin(values))
+    best_log, best = float(grid[k]), float(values[k])
+    if not np.isfinite(best):
+        return {"T": 1.0, "objective": best, "objective_identity": err(0.0)}
+    res = minimize_scalar(err, bounds=(grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]), method="bounded",
+                          options={"xatol": 1e-4})
+    if res.success and float(res.fun) < best:
+        best_log, best = float(res.x), float(res.fun)
+    return {"T": float(np.exp(best_log)), "objective": best, "objective_identity": err(0.0)}
+
+
+def fit_map(method: str, scores: np.ndarray, targets: np.ndarray, target: str = "iou") -> dict[str, Any]:
     if method == "isotonic":
         return fit_isotonic(scores, targets)
-    if method in ("platt", "temperature"):
+    if method == "platt":
         return fit_sigmoid(scores, targets, method)
+    if method == "temperature":
+        return fit_temperature(scores, targets, target)
     raise DetkitError(f"unknown calibration method {method!r}", hint=f"use one of: {', '.join(METHODS)}")
 
 
@@ -192,12 +283,24 @@ def fit_calibrator(
                 fallback[name] = why
                 params.append(identity_params(method))
             else:
-                params.append(fit_map(method, scores[mask], targets[mask]))
+                params.append(_checked(method, fit_map(method, scores[mask], targets[mask], target), name, fallback))
     else:
         why = reason(usable)
         if why:
             fallback["*"] = why
             params = [identity_params(method)]
         else:
-            params = [fit_map(method, scores[usable], targets[usable])]
+            params = [_checked(method, fit_map(method, scores[usable], targets[usable], target), "*", fallback)]
     return Calibrator(method, classwise, target, float(iou_threshold), class_map, params, fallback)
+
+
+def _checked(method: str, params: dict[str, Any], name: str, fallback: dict[str, str]) -> dict[str, Any]:
+    """Temperature keeps the identity unless it lowers the error it was fitted on (the reason is recorded)."""
+    if method != "temperature":
+        return params
+    best, ident = params.pop("objective"), params.pop("objective_identity")
+    if not (np.isfinite(best) and best < ident - 1e-12):
+        fallback[name] = (f"identity: no temperature lowers the fit split's error ({100 * ident:.2f} % at T = 1, "
+                          f"best {100 * best:.2f} % at T = {params['T']:.3g})")
+        return identity_params(method)
+    return params

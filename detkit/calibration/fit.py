@@ -1,17 +1,26 @@
-"""Fit a calibrator on one split and measure it on another (the protocol of Kuzucu et al. 2024, spec B.6).
+"""Fit a calibrator on one split and measure it on another (after Kuzucu et al. 2024, with one deliberate change).
 
 FIT on the calibration split (detections V, matched with the shared matcher at IoU tau):
 
-1. u_c: per-class pre-threshold on raw scores (LRP-optimal by default, a fixed value, or none);
+1. u_c: per-class pre-threshold on raw scores: LRP-optimal, a fixed value, or none; ``"auto"`` (default) is
+   none for ``target="tp"`` (D-ECE judges every detection scored >= 0.3) and LRP-optimal for ``"iou"``;
 2. V' = detections with score >= u_c; targets q = IoU for TPs and 0 for FPs (``target="iou"``), or 0/1
    (``target="tp"``); crowd-matched detections and classes without GT take no part;
-3. fit one monotone map per class (or one for all), identity for classes with too little data;
+3. fit one strictly increasing map of [0, 1] per class (or one for all) on V', identity for classes with too
+   little data; temperature keeps the identity unless it lowers the fit split's D-ECE (and, for IoU targets,
+   LaECE_0), with the reason recorded;
 4. v_c: per-class operating threshold on the *calibrated* V' (LRP-optimal, F1-optimal or a target precision).
 
+What the pre-threshold means (the change): u_c only chooses the detections the map is *fitted* on and, with
+v_c, the operating point. It never drops a detection: the map covers all of [0, 1] and is strictly increasing,
+so every detection is kept, calibrated and keeps its rank (AP unchanged). ``predict`` applies the operating
+point (raw >= u_c and calibrated >= v_c); an ONNX graph applies it only when exported with
+``drop_below_threshold``.
+
 EVALUATE on a different split (default ``test``, else ``val``; the fit split only with ``force``):
-"before" is the raw detector at u_c, "after" the calibrated detector at u_c then v_c; both are measured
-with :func:`detkit.evaluation.calibration_metrics.calibration_report`. AP is computed without thresholds
-(calibrators are monotone per class, so AP moves only through ties a flat isotonic segment creates).
+AP of all raw vs all calibrated detections; D-ECE of all detections at its protocol threshold (score >= 0.3,
+raw vs calibrated); the localisation-aware errors and LRP on the detections at the operating point, the same
+detections raw ("before") and calibrated ("after").
 
 tau defaults to 0 for IoU targets (LaECE_0 / LRP setting) and 0.5 for TP targets (D-ECE setting).
 """
@@ -24,14 +33,28 @@ from typing import Any
 
 import numpy as np
 
-from detkit.calibration.apply import apply_to_table
-from detkit.calibration.calibrators import METHODS, TARGETS, Calibrator, fit_calibrator
+from detkit.calibration.apply import apply_to_table, keep_mask
+from detkit.calibration.calibrators import (
+    METHODS,
+    TARGETS,
+    Calibrator,
+    fit_calibrator,
+    identity_params,
+    temperature_objective,
+)
 from detkit.calibration.thresholds import ThresholdRule, Thresholds, choose_thresholds
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, read_coco
 from detkit.data.dataset import DatasetSpec, load_dataset
 from detkit.errors import DetkitError
-from detkit.evaluation.calibration_metrics import calibration_report, select, summary_values
+from detkit.evaluation.calibration_metrics import (
+    D_ECE_SCORE_THRESHOLD,
+    calibration_report,
+    d_ece,
+    la_ece,
+    select,
+    summary_values,
+)
 from detkit.evaluation.detections import DetectionTable
 
 SUMMARY_KEYS = ("d_ece", "la_ece_0", "la_ace_0", "lrp_0", "la_ece")
@@ -118,6 +141,15 @@ def _threshold_iou(rule: ThresholdRule, tau: float) -> float:
     return tau if rule.kind == "lrp" or tau > 0 else 0.5
 
 
+def resolve_pre_threshold(pre: str | float | None, target: str) -> str | float | None:
+    """``"auto"``: the detections the target's metric judges: every detection for ``tp`` (D-ECE looks at every
+    detection scored >= 0.3 after calibration), the raw LRP-optimal region for ``iou`` (LaECE_0 at the
+    operating point)."""
+    if isinstance(pre, str) and pre.strip().lower() == "auto":
+        return "none" if target == "tp" else "lrp"
+    return pre
+
+
 def _pre_thresholds(dets: DetectionTable, gt: CocoData, cm: ClassMap, pre: str | float | None, tau: float) -> Thresholds | None:
     if pre is None or (isinstance(pre, str) and pre.lower() == "none"):
         return None
@@ -126,7 +158,7 @@ def _pre_thresholds(dets: DetectionTable, gt: CocoData, cm: ClassMap, pre: str |
     try:
         value = float(pre)
     except (TypeError, ValueError):
-        raise DetkitError(f"invalid pre-threshold {pre!r}", hint="use lrp, none or a number in [0, 1]") from None
+        raise DetkitError(f"invalid pre-threshold {pre!r}", hint="use auto, lrp, none or a number in [0, 1]") from None
     if not 0.0 <= value <= 1.0:
         raise DetkitError(f"pre-threshold must be in [0, 1], got {value}")
     return Thresholds(np.full(len(cm), value), f"fixed {value:g}", tau)
@@ -153,7 +185,7 @@ def fit_on_detections(
     classwise: bool = True,
     target: str = "iou",
     iou: float | None = None,
-    pre_threshold: str | float | None = "lrp",
+    pre_threshold: str | float | None = "auto",
     threshold: str | ThresholdRule = "lrp",
     min_samples: int = 10,
     max_dets: int = 100,
@@ -172,7 +204,7 @@ def fit_on_detections(
         raise DetkitError(f"no detections on the '{split_name}' split: nothing to calibrate",
                           hint="check the model (or predictions file) and the split")
 
-    pre = _pre_thresholds(dets, gt, class_map, pre_threshold, tau)
+    pre = _pre_thresholds(dets, gt, class_map, resolve_pre_threshold(pre_threshold, target), tau)
     kept = _keep_raw(dets, class_map, pre)
     m = select(kept, gt, tau, None, max_dets)
     labels = class_map.category_ids_to_labels(kept.category_ids[m.rows])
@@ -181,6 +213,9 @@ def fit_on_detections(
     excluded = {k: f"no ground truth of this class in the '{split_name}' split"
                 for k, c in enumerate(class_map.category_ids) if c in no_gt_cats}
     cal = fit_calibrator(m.scores, targets, labels, class_map, method, classwise, target, tau, min_samples, excluded)
+    guard = None
+    if method == "temperature":
+        guard = _temperature_guard(cal, dets, kept, gt, class_map, max_dets, split_name)
 
     calibrated = apply_to_table(cal, kept, class_map)
     post = choose_thresholds(calibrated, gt, class_map, rule, _threshold_iou(rule, tau), max_dets)
@@ -197,21 +232,76 @@ def fit_on_detections(
         "num_matched": int(np.count_nonzero(targets > 0)),
         "min_samples": int(min_samples),
         "max_dets": int(max_dets),
+        "fit_region": "detections with raw score >= pre-threshold (the map covers all of [0, 1]; nothing is dropped)",
     }
+    if method == "temperature":
+        cal.fit_info["objective"] = temperature_objective(target)
+        cal.fit_info["guard"] = guard
     return cal
 
 
+def _fit_split_errors(cal: Calibrator, dets: DetectionTable, kept: DetectionTable, gt: CocoData, cm: ClassMap,
+                      max_dets: int) -> dict[str, tuple[float | None, float | None]]:
+    """(raw, calibrated) D-ECE of every detection and LaECE_0 of the fit detections, on the fit split."""
+    out = {}
+    cal_all, cal_kept = apply_to_table(cal, dets, cm), apply_to_table(cal, kept, cm)
+    out["d_ece"] = tuple(d_ece(t, gt, 0.5, 10, D_ECE_SCORE_THRESHOLD, max_dets=max_dets)["value"]
+                         for t in (dets, cal_all))
+    out["la_ece_0"] = tuple(la_ece(t, gt, 0.0, 25, None, "kuzucu", max_dets)["value"] for t in (kept, cal_kept))
+    return out  # type: ignore[return-value]
+
+
+def _worse(raw: float | None, calibrated: float | None) -> bool:
+    """Calibrated error above the raw one; an error that becomes defined (detections pushed over D-ECE's 0.3 cut)
+    or undefined (all pushed under it) counts as worse: no improvement can be shown."""
+    if raw is None or calibrated is None:
+        return (raw is None) != (calibrated is None)
+    return calibrated > raw + 1e-12
+
+
+def _pct(v: float | None) -> str:
+    return "undefined (no detection scored >= 0.3)" if v is None else f"{100 * v:.2f} %"
+
+
+def _temperature_guard(cal: Calibrator, dets: DetectionTable, kept: DetectionTable, gt: CocoData, cm: ClassMap,
+                       max_dets: int, split_name: str) -> dict[str, Any]:
+    """Temperature scaling never makes D-ECE (nor, for IoU targets, LaECE_0) worse on its own fit split: if it
+    would, every class falls back to the identity and the reason is recorded in ``fallback``."""
+    errors = _fit_split_errors(cal, dets, kept, gt, cm, max_dets)
+    checked = ("d_ece",) if cal.target == "tp" else ("d_ece", "la_ece_0")
+    worse = [k for k in checked if _worse(*errors[k])]
+    guard = {"split": split_name, "checked": list(checked),
+             "errors_raw_vs_calibrated": {k: list(v) for k, v in errors.items()}, "identity": bool(worse)}
+    if worse:
+        names = {"d_ece": "D-ECE", "la_ece_0": "LaECE_0"}
+        why = "; ".join(f"{names[k]} {_pct(errors[k][0])} -> {_pct(errors[k][1])}" for k in worse)
+        reason = f"identity: temperature scaling would make the '{split_name}' split worse ({why})"
+        cal.params = [identity_params("temperature") for _ in cal.params]
+        for name in (cm.names if cal.classwise else ("*",)):
+            cal.fallback[name] = reason
+        guard["reason"] = reason
+    return guard
+
+
+OPERATING_POINT = ("the calibrator's operating point (raw score >= pre-threshold and calibrated score >= threshold "
+                   "of the class), the same detections for raw and calibrated scores")
+
+
 def evaluate_calibrator(cal: Calibrator, dets: DetectionTable, gt: CocoData, class_map: ClassMap,
-                        max_dets: int = 100) -> tuple[dict, dict, float | None, float | None]:
-    """Calibration reports of the raw (before) and calibrated (after) detector on a held-out split, and AP."""
-    keep = np.ones(len(dets), bool)
-    if cal.pre_thresholds is not None and len(dets):
-        keep = ~(dets.scores < cal.pre_thresholds[class_map.category_ids_to_labels(dets.category_ids)])
+                        max_dets: int = 100, ap: bool = True) -> tuple[dict, dict, float | None, float | None]:
+    """Calibration reports of the raw (before) and calibrated (after) detections of a held-out split, and AP.
+
+    Every detection is calibrated (none is dropped); D-ECE sees all of them at its protocol threshold, the
+    localisation-aware errors and LRP the detections at the operating point, the same ones before and after.
+    """
     calibrated_all = apply_to_table(cal, dets, class_map)
-    raw_kept, calibrated_kept = dets.subset(keep), calibrated_all.subset(keep)
-    post = dict(zip(class_map.category_ids, cal.thresholds.tolist())) if cal.thresholds is not None else None
-    before = calibration_report(raw_kept, gt, class_map, None, max_dets)
-    after = calibration_report(calibrated_kept, gt, class_map, post, max_dets)
+    labels = class_map.category_ids_to_labels(dets.category_ids) if len(dets) else np.zeros(0, np.int64)
+    keep = keep_mask(cal, dets.scores, calibrated_all.scores, labels) if len(dets) else np.zeros(0, bool)
+    op = {"keep": keep, "keep_description": OPERATING_POINT}
+    before = calibration_report(dets, gt, class_map, None, max_dets, **op)
+    after = calibration_report(calibrated_all, gt, class_map, None, max_dets, **op)
+    if not ap:
+        return before, after, None, None
     return before, after, _ap(gt, dets, class_map), _ap(gt, calibrated_all, class_map)
 
 
@@ -227,7 +317,7 @@ def calibrate(
     force: bool = False,
     predictions: DetectionTable | str | Path | None = None,
     eval_predictions: DetectionTable | str | Path | None = None,
-    pre_threshold: str | float | None = "lrp",
+    pre_threshold: str | float | None = "auto",
     threshold: str = "lrp",
     min_samples: int = 10,
     max_dets: int = 100,
@@ -271,7 +361,10 @@ def calibrate(
     if split == "train":
         result.warnings.append("fitting on the training split: a detector is over-confident on the images it was trained on, "
                                "so the calibrator will not transfer; use a held-out calib (or val) split")
-    if cal.fallback:
+    guard = cal.fit_info.get("guard") or {}
+    if guard.get("identity"):
+        result.warnings.append(guard["reason"])
+    elif cal.fallback:
         shown = ", ".join(f"{k} ({v})" for k, v in list(cal.fallback.items())[:5])
         result.warnings.append(f"identity calibration for {len(cal.fallback)} class(es): {shown}")
 
@@ -288,16 +381,17 @@ def calibrate(
             ev_from = f"eval detections: model {model_label}"
         before, after, ap_b, ap_a = evaluate_calibrator(cal, ev_dets, ev_gt, ds.class_map, max_dets)
         result.before, result.after, result.ap_before, result.ap_after = before, after, ap_b, ap_a
-        if ap_b is not None and ap_a is not None and ap_a < ap_b - 1e-9:
+        if ap_b is not None and ap_a is not None and abs(ap_a - ap_b) > 1e-3:
             result.warnings.append(
-                f"AP of the calibrated scores is {100 * ap_a:.1f} vs {100 * ap_b:.1f}: the map is monotone, so the loss comes "
-                "only from ties (flat isotonic segments, or scores below the fitted range taking its end value); "
-                "rank by the raw score, or use --method platt, where ranking matters")
+                f"AP of the calibrated scores is {100 * ap_a:.2f} vs {100 * ap_b:.2f} raw: the map is strictly "
+                "increasing per class, so this can only come from scores so close that they round to the same value")
         cal.evaluation = {
             "split": ev_name,
             "source": ev_from,
-            "note": "before: raw scores at the pre-thresholds; after: calibrated scores at pre-thresholds then thresholds; "
-                    "AP without any threshold; fractions in [0, 1]",
+            "note": "every detection kept and calibrated; AP and D-ECE (score >= 0.3) over all detections, raw "
+                    "vs calibrated; LaECE_0, LaACE_0, LRP over the detections at the operating point (raw >= "
+                    "pre-threshold and calibrated >= threshold), the same detections raw and calibrated; "
+                    "fractions in [0, 1]",
             "metrics": {k: {"name": before["metrics"][k]["name"], "before": summary_values(before)[k],
                             "after": summary_values(after)[k]} for k in SUMMARY_KEYS},
             "AP": {"before": ap_b, "after": ap_a},

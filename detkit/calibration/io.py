@@ -1,12 +1,12 @@
 """``calibrator.json``: a fitted calibrator as plain numbers a person can read, written atomically.
 
-Layout (format version 1)::
+Layout (format version 2; version 1 files, whose isotonic maps could be flat, are still read)::
 
-    {"detkit_calibrator": 1,
+    {"detkit_calibrator": 2,
      "method": "platt" | "isotonic" | "temperature", "classwise": true, "target": "iou" | "tp",
      "iou_threshold": 0.0,
      "class_map": {"names": [...], "category_ids": [...]},
-     "map": "<the formula applied>",
+     "map": "<the formula applied and how it was made strictly increasing>",
      "parameters": {"<class name>": {"a": .., "b": ..} | {"T": ..} | {"x": [..], "y": [..]}}   # or {"*": ...}
      "fallback": {"<class name>": "identity: <reason>"},
      "pre_thresholds": {"rule": .., "iou_threshold": .., "values": {"<class name>": float | null}} | null,
@@ -31,12 +31,21 @@ from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_write_json
 from detkit.utils.files import read_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MAP_FORMULA = {
-    "platt": "p' = sigmoid(a * logit(clip(p, eps, 1 - eps)) + b), a >= 0",
-    "temperature": "p' = sigmoid(logit(clip(p, eps, 1 - eps)) / T)",
-    "isotonic": "p' = linear interpolation of (x, y) knots at p, end values outside [x_0, x_n]",
+    "platt": "p' = sigmoid(a * logit(clip(p, eps, 1 - eps)) + b) with a > 0: strictly increasing on [0, 1], "
+             "so detections of a class keep their order",
+    "temperature": "p' = sigmoid(logit(clip(p, eps, 1 - eps)) / T) with T > 0: strictly increasing on [0, 1]; "
+                   "T minimises the binned calibration error of the target on the fit split, T = 1 unless that "
+                   "error goes down",
+    "isotonic": "p' = linear interpolation of the (x, y) knots; the knots are scikit-learn's isotonic fit extended "
+                "to (0, 0) below its first knot and to (1, 1) above its last, blended with the identity "
+                "(y = 0.999 * y_iso + 0.001 * x) so that no segment is flat: strictly increasing on [0, 1], "
+                "so detections of a class keep their order",
 }
+LEGACY_NOTE = ("calibrator file format 1: its isotonic maps may be flat below the first knot and between knots, "
+               "which ties and reorders detections (lower AP); re-fit it with `detkit calibrate`")
 
 
 def _thresholds_json(values: np.ndarray | None, rule: dict[str, Any] | None, class_map: ClassMap) -> dict[str, Any] | None:
@@ -86,11 +95,11 @@ def _finite(v: Any, what: str) -> float:
     return float(v)
 
 
-def _check_params(method: str, p: Any, where: str) -> dict[str, Any]:
+def _check_params(method: str, p: Any, where: str, strict: bool = True) -> dict[str, Any]:
     _require(isinstance(p, dict), f"{where} must be an object")
     if method == "platt":
         a, b = _finite(p.get("a"), f"{where}.a"), _finite(p.get("b"), f"{where}.b")
-        _require(a >= 0, f"{where}.a must be >= 0 (a monotone map)")
+        _require(a > 0 if strict else a >= 0, f"{where}.a must be > 0 (a strictly increasing map)")
         return {"a": a, "b": b}
     if method == "temperature":
         t = _finite(p.get("T"), f"{where}.T")
@@ -104,6 +113,10 @@ def _check_params(method: str, p: Any, where: str) -> dict[str, Any]:
     _require(all(b >= a for a, b in zip(xs, xs[1:])), f"{where}.x must be sorted")
     _require(all(b >= a for a, b in zip(ys, ys[1:])), f"{where}.y must be non-decreasing (a monotone map)")
     _require(all(0.0 <= v <= 1.0 for v in ys), f"{where}.y must lie in [0, 1]")
+    if strict:
+        _require(all(b > a for a, b in zip(xs, xs[1:])) and all(b > a for a, b in zip(ys, ys[1:])),
+                 f"{where}: x and y must be strictly increasing (a map that never ties detections)")
+        _require(xs[0] == 0.0 and xs[-1] == 1.0, f"{where}.x must run from 0 to 1 (a map of all of [0, 1])")
     return {"x": xs, "y": ys}
 
 
@@ -120,7 +133,9 @@ def _read_thresholds(raw: Any, class_map: ClassMap, key: str) -> tuple[np.ndarra
 
 def calibrator_from_dict(raw: Any) -> Calibrator:
     _require(isinstance(raw, dict), "the file must hold a JSON object")
-    _require(raw.get("detkit_calibrator") == FORMAT_VERSION, f"'detkit_calibrator' must be {FORMAT_VERSION} (not a detkit calibrator, or another version)")
+    version = raw.get("detkit_calibrator")
+    _require(version in READABLE_VERSIONS,
+             f"'detkit_calibrator' must be one of {READABLE_VERSIONS} (not a detkit calibrator, or another version)")
     method = raw.get("method")
     _require(method in METHODS, f"'method' must be one of {', '.join(METHODS)}")
     _require(raw.get("target") in TARGETS, "'target' must be 'iou' or 'tp'")
@@ -138,14 +153,16 @@ def calibrator_from_dict(raw: Any) -> Calibrator:
     names = class_map.names if raw["classwise"] else ("*",)
     missing = [n for n in names if n not in params_raw]
     _require(not missing, f"'parameters' has no entry for {missing[:3]}")
-    params = [_check_params(method, params_raw[n], f"parameters.{n}") for n in names]
+    params = [_check_params(method, params_raw[n], f"parameters.{n}", strict=version >= 2) for n in names]
     fallback = raw.get("fallback") or {}
     _require(isinstance(fallback, dict), "'fallback' must be an object")
     pre, pre_rule = _read_thresholds(raw.get("pre_thresholds"), class_map, "pre_thresholds")
     post, post_rule = _read_thresholds(raw.get("thresholds"), class_map, "thresholds")
     rules = {k: v for k, v in (("pre", pre_rule), ("post", post_rule)) if v is not None}
-    return Calibrator(method, raw["classwise"], raw["target"], iou, class_map, params, dict(fallback), pre, post, rules,
-                      raw.get("fit") or {}, raw.get("evaluation"))
+    cal = Calibrator(method, raw["classwise"], raw["target"], iou, class_map, params, dict(fallback), pre, post, rules,
+                     raw.get("fit") or {}, raw.get("evaluation"))
+    cal.format_version = int(version)
+    return cal
 
 
 def load_calibrator(path: str | Path, class_map: ClassMap | None = None) -> Calibrator:

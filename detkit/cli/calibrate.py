@@ -9,7 +9,9 @@ import typer
 from detkit.cli.ui import UI
 from detkit.errors import DetkitError
 
-METHOD_HELP = "platt (sigmoid of a*logit+b), isotonic (monotone piecewise-linear) or temperature (baseline)."
+METHOD_HELP = ("platt (sigmoid of a*logit+b), isotonic (strictly increasing piecewise-linear) or temperature "
+               "(baseline; identity unless it lowers the fit split's error). "
+               "All keep the order of a class's detections.")
 
 
 def _default_out(model: str | None) -> Path:
@@ -31,7 +33,10 @@ def calibrate_command(
     eval_split: str = typer.Option(None, "--eval-split", help="Held-out split for before/after numbers (default: test, else val)."),
     eval_predictions: Path = typer.Option(None, "--eval-predictions", help="COCO results of the evaluation split."),
     threshold: str = typer.Option("lrp", "--threshold", help="Per-class operating threshold after calibration: lrp, f1, precision=0.9 or a fixed number."),
-    pre_threshold: str = typer.Option("lrp", "--pre-threshold", help="Per-class threshold on raw scores before fitting: lrp, none or a number."),
+    pre_threshold: str = typer.Option(
+        "auto", "--pre-threshold",
+        help="Which raw scores the map is fitted on (nothing is dropped): auto (none for --target tp, lrp for iou), "
+             "lrp, none or a number."),
     min_samples: int = typer.Option(10, "--min-samples", min=1, help="Classes with fewer fit detections keep the identity."),
     force: bool = typer.Option(False, "--force", help="Allow evaluating on the split the calibrator was fitted on."),
     batch: int = typer.Option(8, "--batch", min=1, help="Inference batch size."),
@@ -43,8 +48,7 @@ def calibrate_command(
     """Fit a post-hoc calibrator (and per-class thresholds) and show D-ECE / LaECE_0 / LaACE_0 / LRP / AP before and after.
 
     Defaults follow Kuzucu et al. (ECCV 2024): class-wise, IoU targets at IoU 0, LRP-optimal thresholds before
-    and after. Their D-ECE-style setting (Cal-DETR / BPC comparisons): --target tp --iou 0.5 --class-agnostic
-    --pre-threshold 0.3 --threshold 0.3.
+    and after; every detection is kept and calibrated (see docs/calibration.md). For D-ECE use --target tp.
     """
     from detkit.calibration.calibrators import METHODS, TARGETS
     from detkit.calibration.fit import calibrate, write_outputs

@@ -34,6 +34,10 @@ def onnx_command(
     eval_split: str = typer.Option(None, "--eval-split", help="Split on which fp32 and INT8 AP are compared [default: val, else test]."),
     max_ap_drop: float = typer.Option(1.0, "--max-ap-drop", help="Refuse the INT8 file when AP drops by more than this many points."),
     max_float_groups: int = typer.Option(3, "--max-float-groups", help="At most this many node groups kept in float (worst first, by measurement)."),
+    drop_below_threshold: bool = typer.Option(
+        False, "--drop-below-threshold",
+        help="With --calibrator: the graph sets the score of detections outside the calibrator's per-class operating "
+             "point to 0 (default: keep all; predict applies the thresholds)."),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the result on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
@@ -56,7 +60,7 @@ def onnx_command(
     ui.print(f"exporting [bold]{model}[/] to ONNX (opset {opset}{', fp16' if fp16 else ''}) ...")
     result = export_onnx(model, out, calibrator=calibrator, imgsz=size, dynamic_batch=dynamic_batch, opset=opset, fp16=fp16,
                          decoder_layers=decoder_layers, simplify=simplify, verify=verify, verify_images=verify_images or (),
-                         weights=weights, class_map=classes)
+                         weights=weights, class_map=classes, drop_below_threshold=drop_below_threshold)
     for w in result.warnings:
         ui.warn(w)
     meta = result.metadata
@@ -66,6 +70,8 @@ def onnx_command(
         ("opset / precision", f"{meta['opset']} / {meta['precision']}"),
         ("decoder layers", f"{meta['decoder_layers']} of {meta['decoder_layers_trained']}"),
         ("calibrator", meta["calibrator"]["method"] if meta["calibrator"] else "none"),
+        *([("operating point", "applied in the graph" if meta["operating_point"]["applied_in_graph"]
+            else "recorded (predict applies it)")] if meta.get("operating_point") else []),
         ("simplified", "yes" if result.simplified else "no"),
     ]
     if result.parity is not None:

@@ -45,6 +45,7 @@ BIN_CONVENTIONS = {
 }
 
 Thresholds = float | Mapping[int, float] | None
+D_ECE_SCORE_THRESHOLD = 0.3  # the Cal-DETR / BPC D-ECE protocol keeps detections scored >= 0.3
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -239,8 +240,18 @@ def binned_class_error(
         "mean_confidence": _col_nanmean(mean_p[has]),
         "mean_target": _col_nanmean(mean_q[has]),
         "fraction": _col_nanmean(frac[has]),
+        "per_class": [None if not has[c] else {
+            "count": count[c].astype(int).tolist(),
+            "mean_confidence": _nan_to_none(mean_p[c]),
+            "mean_target": _nan_to_none(mean_q[c]),
+            "fraction": _nan_to_none(frac[c]),
+        } for c in range(n_classes)],
     }
     return per_class, reliability
+
+
+def _nan_to_none(a: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else float(v) for v in a.tolist()]
 
 
 def _col_nanmean(a: np.ndarray) -> list[float | None]:
@@ -302,6 +313,7 @@ def d_ece(
     value_classwise, per_class = detection_ece(X, y, nb, sample_threshold, groups=m.cls, n_groups=m.num_classes)
     value = detection_ece(X, y, nb, sample_threshold)[0] if class_agnostic else value_classwise
     _, reliability = binned_class_error(m.scores, y, np.zeros(len(y), np.int64), 1, nb[0], "netcal")
+    reliability.pop("per_class")
     return {
         "name": name,
         "value": None if not np.isfinite(value) else value,
@@ -339,6 +351,9 @@ def la_ece(
     m = matched or select(dets, gt, iou_threshold, score_threshold, max_dets)
     per_class, reliability = binned_class_error(m.scores, m.target_iou, m.cls, m.num_classes, n_bins, convention)
     per_class[~m.evaluated_classes] = np.nan
+    names = _class_names(m.match, class_map)
+    reliability["per_class"] = {n: r for n, r, ok in zip(names, reliability["per_class"], m.evaluated_classes)
+                                if r and ok}
     value = _nanmean(per_class)
     return {
         "name": name,
@@ -513,15 +528,20 @@ def calibration_report(
     class_map: ClassMap | None = None,
     thresholds: Thresholds = None,
     max_dets: int = 100,
+    keep: np.ndarray | None = None,
+    keep_description: str | None = None,
 ) -> dict[str, Any]:
     """Everything that goes into ``calibration.json``: each metric with the settings it was computed with.
 
     ``thresholds`` is the operating point for the localisation-aware metrics and LRP (a float, a mapping
     category id -> threshold, e.g. LRP-optimal thresholds chosen on a validation split, or ``None`` for all
-    detections). The D-ECE variants use their own fixed protocol thresholds (score >= 0.3).
+    detections); ``keep`` (a row mask, described by ``keep_description``) selects the operating point directly,
+    e.g. the same detections for raw and calibrated scores. The D-ECE variants see every detection and use
+    their own fixed protocol threshold (score >= 0.3).
     """
-    m0 = select(dets, gt, 0.0, thresholds, max_dets)
-    m_dece = select(dets, gt, 0.5, 0.3, max_dets)
+    op = dets if keep is None else dets.subset(np.asarray(keep, bool))
+    m0 = select(op, gt, 0.0, thresholds, max_dets)
+    m_dece = select(dets, gt, 0.5, D_ECE_SCORE_THRESHOLD, max_dets)
     metrics = {
         "d_ece": d_ece(dets, gt, 0.5, bins=10, score_threshold=0.3, class_agnostic=True, class_map=class_map,
                        name="D-ECE (Cal-DETR protocol: confidence only, 10 bins, IoU 0.5, score >= 0.3, pooled)",
@@ -530,15 +550,18 @@ def calibration_report(
                                  name="D-ECE (confidence only, 20 bins, IoU 0.5, score >= 0.3, class mean)",
                                  matched=m_dece, max_dets=max_dets),
         "d_ece_box": _box_dece_or_skip(dets, gt, class_map, m_dece, max_dets),
-        "la_ece": la_ece(dets, gt, 0.1, 25, thresholds, "saod", max_dets, class_map, name="LaECE (Oksuz 2023, IoU 0.1)"),
-        "la_ece_0": la_ece(dets, gt, 0.0, 25, thresholds, "kuzucu", max_dets, class_map, name="LaECE_0", matched=m0),
-        "la_ace_0": la_ace(dets, gt, 0.0, thresholds, max_dets, class_map, name="LaACE_0", matched=m0),
-        "lrp_0": lrp_report(dets, gt, 0.0, thresholds, max_dets, class_map, matched=m0),
-        "lrp_50": lrp_report(dets, gt, 0.5, thresholds, max_dets, class_map),
+        "la_ece": la_ece(op, gt, 0.1, 25, thresholds, "saod", max_dets, class_map, name="LaECE (Oksuz 2023, IoU 0.1)"),
+        "la_ece_0": la_ece(op, gt, 0.0, 25, thresholds, "kuzucu", max_dets, class_map, name="LaECE_0", matched=m0),
+        "la_ace_0": la_ace(op, gt, 0.0, thresholds, max_dets, class_map, name="LaACE_0", matched=m0),
+        "lrp_0": lrp_report(op, gt, 0.0, thresholds, max_dets, class_map, matched=m0),
+        "lrp_50": lrp_report(op, gt, 0.5, thresholds, max_dets, class_map),
     }
+    described = _describe_thresholds(thresholds)
+    if keep is not None:
+        described = keep_description or "a given subset of the detections"
     return {
         "scale": "fraction in [0, 1] (papers print x100)",
-        "operating_thresholds": _describe_thresholds(thresholds),
+        "operating_thresholds": described,
         "num_detections": int(len(dets)),
         "classes_skipped_without_gt": [n for n, ok in zip(_class_names(m0.match, class_map), m0.evaluated_classes) if not ok],
         "metrics": metrics,

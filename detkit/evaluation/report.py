@@ -184,11 +184,19 @@ def calibration_section(report: dict[str, Any], diagrams: list[str]) -> list[str
     olrp = report["metrics"].get("lrp_0", {}).get("olrp")
     if olrp is not None:
         lines += ["", f"Optimal LRP (best threshold per class): {pct(olrp, 2)} %."]
+    rc = report.get("raw_vs_calibrated")
+    if rc and rc.get("calibrated"):
+        lines += ["", "The scores above are calibrated. The same detections with the model's raw scores and with the "
+                  "calibrator's (percent; LaECE_0 at the calibrator's operating point, "
+                  f"{rc['num_operating']} of {rc['num_detections']} detections):", ""]
+        lines += md_table(["metric", "raw", "calibrated"],
+                          [[k, pct(rc["raw"][k], 2), pct(rc["calibrated"][k], 2)] for k in ("d_ece", "la_ece_0")])
     skipped = report.get("classes_skipped_without_gt") or []
     if skipped:
         lines += ["", f"Classes without ground truth, left out: {', '.join(skipped)}."]
     lines += ["", "Each metric's bins, IoU rule and score threshold are recorded in `calibration.json`. "
               "Fit a calibrator with `detkit calibrate` and evaluate again with `--calibrator` to compare."]
     for d in diagrams:
-        lines += ["", f"![reliability diagram]({d})"]
+        what = "per-class reliability diagrams" if d.endswith("_per_class.png") else "reliability diagram"
+        lines += ["", f"![{what}]({d})"]
     return lines

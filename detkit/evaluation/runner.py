@@ -163,7 +163,9 @@ def evaluate(
     Writes the eval dir described in the module docstring and returns an :class:`EvalResult`. ``robustness``
     runs the COCO-C corruptions of the split (``corruptions``/``severities`` select a subset) and, with
     ``coco_o``, every COCO-O domain found under that root; both need a model. ``calibration`` measures the
-    calibration metrics of the scores; ``calibrator`` applies a fitted calibrator to every score first.
+    calibration metrics of the scores; ``calibrator`` applies a fitted calibrator to every score first (and then
+    ``calibration.json`` and, with ``robustness``, every domain and corruption also give the raw vs calibrated
+    D-ECE and LaECE_0, the calibrator applied unchanged under shift).
     ``slice_hw`` (tile height, width) runs the model with sliced inference (tiles overlapping by ``overlap``,
     :mod:`detkit.slicing`), also on the robustness images; every image of the split must be at least one tile large.
     """
@@ -198,9 +200,11 @@ def evaluate(
     target = next_eval_dir(out, name)
 
     detector = sliced(_detector(model, device, spec, weights), slice_hw, overlap) if model is not None else None
+    warnings += _calibrator_warnings(detector, cal)
     dets = detections_for(detector, spec, split, gt, predictions, batch_size)
     if len(dets) == 0:
         warnings.append("there are no detections: every AP and AR is 0")
+    raw_dets = dets
     if cal is not None:
         dets = apply_calibrator(cal, dets, class_map)
     # evaluate exactly what predictions.json holds (boxes rounded to 1e-4 px), so re-evaluating it reproduces metrics.json
@@ -210,6 +214,11 @@ def evaluate(
     cm = confusion_matrix(dets, gt, class_map)
 
     calibration_result = calibration_report(dets, gt, class_map) if calibration else None
+    if calibration_result is not None and cal is not None:
+        from detkit.evaluation.robustness.calibration import SETTINGS, shift_calibration
+
+        calibration_result["raw_vs_calibrated"] = {**shift_calibration(raw_dets, gt, class_map, cal),
+                                                   "settings": {k: SETTINGS[k] for k in ("d_ece", "la_ece_0")}}
     provenance = {
         "model": _describe_model(model, predictions),
         "dataset": str(spec.path),
@@ -246,6 +255,7 @@ def evaluate(
             robustness_result = run_robustness(
                 detector, metrics["AP"], spec, coco_o_root=coco_o, corruptions=corruptions, severities=severities,
                 cache_dir=cache_dir, out_dir=tmp, batch_size=batch_size, split=split,
+                calibration=calibration, calibrator=cal, clean_dets=raw_dets if calibration else None,
             )
             atomic_write_json(tmp / "robustness.json", robustness_result)
         calibration_lines = None
@@ -258,6 +268,26 @@ def evaluate(
         robustness_lines = robustness_markdown(robustness_result).splitlines() if robustness_result is not None else None
         write_report(tmp / "report.md", provenance, metrics, cm, class_map, robustness_lines, calibration_lines, warnings)
     return EvalResult(target, metrics, dets, robustness_result, calibration_result, warnings)
+
+
+def _calibrator_warnings(detector: Any, cal: Any) -> list[str]:
+    """Refuse calibrating twice; say when the scores are not the whole model's (legacy calibrator, graph that drops)."""
+    embedded = getattr(detector, "calibrator", None)
+    if cal is not None and embedded is not None:
+        raise DetkitError("the ONNX model already embeds a calibrator; --calibrator would calibrate twice",
+                          hint="drop --calibrator (the embedded one is applied), or evaluate the checkpoint")
+    out = []
+    from detkit.calibration.io import LEGACY_NOTE
+
+    for c in (cal, embedded):
+        if c is not None and getattr(c, "format_version", 2) < 2 and c.method == "isotonic":
+            out.append(LEGACY_NOTE)
+    op = (getattr(detector, "metadata", None) or {}).get("operating_point") or {}
+    if op.get("applied_in_graph"):
+        out.append("this ONNX model drops detections outside its calibrator's per-class operating point inside the "
+                   "graph (exported with drop_below_threshold): AP and every metric cover the kept detections only, "
+                   "so AP is lower than the model's; export without it to evaluate the whole model")
+    return out
 
 
 def summary_rows(result: EvalResult) -> list[tuple[str, list[list[str]]]]:
@@ -278,7 +308,29 @@ def summary_rows(result: EvalResult) -> list[tuple[str, list[list[str]]]]:
     if result.calibration is not None:
         values = summary_values(result.calibration)
         tables.append(("Calibration (lower is better, percent)", [[k, _fmt(None if v is None else 100 * v)] for k, v in values.items()]))
+        rc = result.calibration.get("raw_vs_calibrated")
+        if rc and rc.get("calibrated"):
+            tables.append(("Calibrator: raw → calibrated (percent)",
+                           [[k, f"{_fmt(_pc(rc['raw'][k]))} → {_fmt(_pc(rc['calibrated'][k]))}"]
+                            for k in ("d_ece", "la_ece_0")]))
+    if r is not None and r.get("calibration"):
+        from detkit.evaluation.robustness.calibration import calibration_rows
+
+        rows = []
+        for name, e in calibration_rows(r):
+            c = e.get("calibrated") or {}
+            raw = e["raw"]
+            cell = (lambda k: f"{_fmt(_pc(raw[k]))} → {_fmt(_pc(c.get(k)))}") if c else (lambda k: _fmt(_pc(raw[k])))
+            rows.append([name, cell("d_ece"), cell("la_ece_0")])
+        if rows:
+            unit = ", raw → calibrated)" if r["calibration"].get("calibrator") else ")"
+            tables.append((f"Calibration under shift, D-ECE | LaECE_0 (percent{unit}",
+                           [[n, f"{a} | {b}"] for n, a, b in rows]))
     return tables
+
+
+def _pc(v: Any) -> float | None:
+    return None if v is None else 100.0 * float(v)
 
 
 def _fmt(v: Any) -> str:

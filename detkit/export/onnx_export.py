@@ -8,6 +8,11 @@ Graph contract (also written to the ``model.json`` sidecar and embedded in the O
 - outputs: ``labels`` int64 ``[N,K]``, ``boxes`` float32 ``[N,K,4]`` xyxy in original pixels, ``scores`` float32
   ``[N,K]`` (calibrated when exported with a calibrator), K = top_k (300), ordered by the raw score.
 
+With a calibrator every detection keeps a calibrated score and its rank; ``model.json`` records the
+calibrator's per-class operating thresholds under ``operating_point`` (``predict`` applies them). Only with
+``drop_below_threshold`` does the graph apply them itself (score 0 outside the operating point), and then
+``applied_in_graph`` is true and ``detkit eval`` warns that AP covers the kept detections only.
+
 The file is verified before it is renamed into place: onnx.checker, then PyTorch-vs-onnxruntime parity at
 batch 1 and 3 (see ``detkit.export.verify``). A failing export leaves no model file behind.
 """
@@ -82,6 +87,7 @@ def export_onnx(
     top_k: int = 300,
     weights: str | Path | None = None,
     class_map: Any = None,
+    drop_below_threshold: bool = False,
 ) -> ExportResult:
     """Export ``model_source`` (run dir, checkpoint, ``recipe:NAME`` (+ ``weights``), bare official / Hugging Face
     weights, or a ``TorchDetector``) to ``out``; ``class_map`` (ClassMap, dataset.yaml or names file) names the
@@ -89,7 +95,8 @@ def export_onnx(
 
     ``calibrator`` is a ``calibrator.json`` path or a loaded calibrator; its torch ``apply`` becomes part of the
     graph. ``imgsz`` (H, W) defaults to the model's own input size. ``verify_images`` adds real images (paths or
-    uint8 arrays) to the random and synthetic ones used for the parity check.
+    uint8 arrays) to the random and synthetic ones used for the parity check. ``drop_below_threshold`` makes the
+    graph set the score of every detection outside the calibrator's operating point to 0 (default: keep all).
     """
     import onnx
 
@@ -98,15 +105,20 @@ def export_onnx(
     detector = _load_detector(model_source, weights, class_map)
     size = (int(imgsz[0]), int(imgsz[1])) if imgsz is not None else tuple(int(s) for s in detector.imgsz)
     cal = _load_calibrator(calibrator, detector.class_map)
+    if drop_below_threshold and cal is None:
+        raise DetkitError("drop_below_threshold needs a calibrator: its per-class operating thresholds are what "
+                          "is applied", hint="pass a calibrator.json fitted with `detkit calibrate`")
     run_layers, total_layers = decoder_layers_of(detector.module)
     if decoder_layers is not None and decoder_layers > total_layers:
         raise DetkitError(f"--decoder-layers {decoder_layers} exceeds the model's {total_layers} decoder layers", hint=f"choose 1..{total_layers}")
 
     reference = _reference_detector(detector, size, decoder_layers)
-    graph = DeployGraph(deploy_copy(detector.module, decoder_layers), calibrator=_calibration_module(cal), top_k=top_k).eval()
+    graph = DeployGraph(deploy_copy(detector.module, decoder_layers),
+                        calibrator=_calibration_module(cal, drop_below_threshold), top_k=top_k).eval()
     precision = "fp16" if fp16 else "fp32"
     notes: list[str] = []
     metadata = _metadata(detector, cal, size, dynamic_batch, opset, precision, decoder_layers or run_layers, total_layers, top_k, model_source)
+    metadata["operating_point"] = operating_point(cal, drop_below_threshold)
 
     with atomic_path(out) as tmp:
         _trace(graph, tmp, size, dynamic_batch, opset, calibrated=cal is not None)
@@ -115,12 +127,13 @@ def export_onnx(
         _check(tmp)
         parity = None
         if verify:
-            parity = _verify(tmp, reference, cal, metadata, verify_images, precision)
+            parity = _verify(tmp, reference, cal, metadata, verify_images, precision, drop_below_threshold)
             if not parity.passed:
                 raise parity_error(parity, out)
         simplified = False
         if simplify:
-            simplified, parity, note = _simplify(tmp, reference, cal, metadata, verify_images, precision, dynamic_batch, verify, parity)
+            simplified, parity, note = _simplify(tmp, reference, cal, metadata, verify_images, precision,
+                                                 dynamic_batch, verify, parity, drop_below_threshold)
             if note:
                 notes.append(note)
         metadata["simplified"] = simplified
@@ -180,20 +193,43 @@ def _load_calibrator(calibrator: Any, class_map):
     return calibrator
 
 
-def _calibration_module(cal):
+def _calibration_module(cal, drop_below_threshold: bool = False):
     if cal is None:
         return None
     from detkit.calibration.apply import CalibrationModule
 
-    return CalibrationModule(cal).eval()
+    return CalibrationModule(cal, drop_below_threshold).eval()
 
 
-def _numpy_apply(cal):
+def _numpy_apply(cal, drop_below_threshold: bool = False):
     if cal is None:
         return None
     from detkit.calibration.apply import calibrate_scores
 
-    return lambda scores, labels: calibrate_scores(cal, scores, labels)
+    return lambda scores, labels: calibrate_scores(cal, scores, labels, drop_below_threshold)
+
+
+def operating_point(cal, drop_below_threshold: bool = False) -> dict[str, Any] | None:
+    """``model.json``'s ``operating_point``: the calibrator's per-class thresholds, and whether the graph applies
+    them."""
+    if cal is None:
+        return None
+    import math
+
+    def values(arr):
+        if arr is None:
+            return None
+        return {n: (None if not math.isfinite(v) else float(v)) for n, v in zip(cal.class_map.names, arr.tolist())}
+
+    return {
+        "rule": "keep a detection when raw score >= pre_threshold and calibrated score >= threshold of its class "
+                "(null keeps every detection of the class)",
+        "pre_thresholds": values(cal.pre_thresholds),
+        "thresholds": values(cal.thresholds),
+        "applied_in_graph": bool(drop_below_threshold),
+        "applied_by": ("the graph: scores outside the operating point are 0" if drop_below_threshold
+                       else "detkit predict (the graph keeps every detection, calibrated, in raw-score order)"),
+    }
 
 
 def _trace(graph, path: Path, size: tuple[int, int], dynamic_batch: bool, opset: int, calibrated: bool) -> None:
@@ -252,9 +288,11 @@ def _check(path: Path) -> None:
         raise DetkitError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}", hint="re-run with --debug and report it") from e
 
 
-def _verify(path: Path, reference, cal, metadata, verify_images, precision) -> ParityReport:
+def _verify(path: Path, reference, cal, metadata, verify_images, precision,
+            drop_below_threshold: bool = False) -> ParityReport:
     onnx_det = OnnxDetector(path, metadata=metadata, providers=None)
-    return verify_parity(reference, onnx_det, calibrate_numpy=_numpy_apply(cal), real_images=verify_images, precision=precision)
+    return verify_parity(reference, onnx_det, calibrate_numpy=_numpy_apply(cal, drop_below_threshold),
+                         real_images=verify_images, precision=precision)
 
 
 def batch_dims_dynamic(path: Path) -> bool:
@@ -272,7 +310,8 @@ def batch_dims_dynamic(path: Path) -> bool:
 SLIM_ATTEMPTS = ({}, {"no_shape_infer": True})  # the second was exact where full shape inference was not (environment.md)
 
 
-def _simplify(path: Path, reference, cal, metadata, verify_images, precision, dynamic_batch, verify, parity):
+def _simplify(path: Path, reference, cal, metadata, verify_images, precision, dynamic_batch, verify, parity,
+              drop_below_threshold: bool = False):
     """Slim the graph with onnxslim; keep the result only if the batch dim is still symbolic and, re-verified, it
     still agrees with PyTorch. Tries full slimming, then slimming without shape inference; else keeps the original."""
     import onnx
@@ -295,7 +334,8 @@ def _simplify(path: Path, reference, cal, metadata, verify_images, precision, dy
                 problems.append(f"{label} fixed the dynamic batch dimension")
                 continue
             if verify:
-                slim_parity = _verify(slim_tmp, reference, cal, metadata, verify_images, precision)
+                slim_parity = _verify(slim_tmp, reference, cal, metadata, verify_images, precision,
+                                      drop_below_threshold)
                 if not slim_parity.passed:
                     problems.append(f"{label} output disagrees with PyTorch ({slim_parity.summary()})")
                     continue

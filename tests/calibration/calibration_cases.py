@@ -164,3 +164,58 @@ def write_dataset(root, splits: dict):
         entries[name] = {"images": f"images/{name}", "annotations": f"annotations/{name}.json"}
     (root / "dataset.yaml").write_text(yaml.safe_dump({"detkit_dataset": 1, "name": "toy", "classes": classes, "splits": entries}))
     return root / "dataset.yaml"
+
+
+def detr_shaped_split(seed: int, n_images: int = 80, queries: int = 100, category_ids: tuple[int, ...] = CATEGORY_IDS,
+                      size: int = 256) -> tuple[CocoData, DetectionTable]:
+    """Detections shaped like a DETR's output: ``queries`` per image, most of them low-scoring background.
+
+    Per ground-truth box one "main" query (IoU varies with a random jitter) scored over-confidently,
+    sigmoid(2 logit(quality) + 1); 0-3 duplicates of it (lower IoU, a fraction of its score, sometimes
+    another class); the rest of the queries are background boxes of random classes with scores drawn from
+    Beta(0.6, 12) (mean ~0.05, a thin tail up to ~0.4). Different seeds are independent splits of one "detector".
+    """
+    rng = np.random.default_rng(seed)
+    images, anns = [], []
+    img_col, cat_col, box_col, score_col = [], [], [], []
+
+    def squash(q: np.ndarray, a: float, b: float) -> np.ndarray:
+        q = np.clip(q, 1e-4, 1 - 1e-4)
+        return 1.0 / (1.0 + np.exp(-(a * (np.log(q) - np.log1p(-q)) + b)))
+
+    for i in range(n_images):
+        img_id = seed * 100_000 + i + 1
+        images.append({"id": img_id, "file_name": f"{img_id}.jpg", "width": size, "height": size})
+        n_gt = int(rng.integers(1, 7))
+        wh = rng.uniform(0.08, 0.4, (n_gt, 2)) * size
+        xy = rng.uniform(0, 1, (n_gt, 2)) * (size - wh)
+        gt_boxes = np.concatenate([xy, wh], axis=1)
+        cats = rng.choice(category_ids, n_gt)
+        for b, c in zip(gt_boxes, cats):
+            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": int(c), "bbox": b.tolist(),
+                         "area": float(b[2] * b[3]), "iscrowd": 0})
+        found = rng.random(n_gt) < 0.9
+        sigma = rng.uniform(0.0, 0.3, n_gt)
+        main = gt_boxes + rng.normal(0, 1, (n_gt, 4)) * sigma[:, None] * np.c_[wh, wh]
+        main[:, 2:] = np.maximum(main[:, 2:], 2.0)
+        quality = np.clip(1.0 - 2.0 * sigma + rng.normal(0, 0.1, n_gt), 0.02, 0.98)
+        main_score = squash(quality, 2.0, 1.0)
+        n_dup = rng.integers(0, 4, n_gt)
+        dup_src = np.repeat(np.arange(n_gt), n_dup)
+        dups = gt_boxes[dup_src] + rng.normal(0, 0.35, (len(dup_src), 4)) * np.c_[wh, wh][dup_src]
+        dups[:, 2:] = np.maximum(dups[:, 2:], 2.0)
+        dup_cat = np.where(rng.random(len(dup_src)) < 0.8, cats[dup_src], rng.choice(category_ids, len(dup_src)))
+        dup_score = main_score[dup_src] * rng.uniform(0.15, 0.7, len(dup_src))
+        n_bg = max(queries - int(found.sum()) - len(dup_src), 0)
+        bg_wh = rng.uniform(0.05, 0.5, (n_bg, 2)) * size
+        bg = np.concatenate([rng.uniform(0, 1, (n_bg, 2)) * (size - bg_wh), bg_wh], axis=1)
+        boxes = np.concatenate([main[found], dups, bg])
+        img_col.append(np.full(len(boxes), img_id))
+        cat_col.append(np.concatenate([cats[found], dup_cat, rng.choice(category_ids, n_bg)]))
+        box_col.append(boxes)
+        score_col.append(np.concatenate([main_score[found], dup_score, rng.beta(0.6, 12, n_bg)]))
+    cats_json = [{"id": c, "name": f"class{c}"} for c in category_ids]
+    gt = CocoData(images=images, annotations=anns, categories=cats_json)
+    dets = DetectionTable(np.concatenate(img_col), np.concatenate(cat_col), np.concatenate(box_col),
+                          np.concatenate(score_col))
+    return gt, dets

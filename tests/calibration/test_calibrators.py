@@ -39,24 +39,59 @@ def test_outputs_monotone_in_unit_interval_and_identical_after_round_trip(method
     p, q, labels = _toy_fit_data()
     cal = fit_calibrator(p, q, labels, CM, method=method)
     grid = np.linspace(-0.2, 1.2, 2001)  # outside [0, 1] too: clipped
+    inside = (grid > 1e-3) & (grid < 1 - 1e-3)
     for k in range(3):
         out = calibrate_scores(cal, grid, np.full(len(grid), k))
         assert np.all((out >= 0) & (out <= 1))
         assert np.all(np.diff(out) >= -1e-15)
+        assert np.all(np.diff(out[inside]) > 0), "the map must be strictly increasing: no ties, no reordering"
     path = save_calibrator(cal, tmp_path / "calibrator.json")
     again = load_calibrator(path, CM)
     np.testing.assert_array_equal(calibrate_scores(again, p, labels), calibrate_scores(cal, p, labels))
 
 
-def test_isotonic_equals_scikit_learn_predict():
+def test_isotonic_is_scikit_learn_inside_the_fitted_range_and_anchored_outside():
     from sklearn.isotonic import IsotonicRegression
 
+    from detkit.calibration.calibrators import ISO_BLEND
+
     p, q, labels = _toy_fit_data(1)
+    p = 0.1 + 0.8 * p  # fitted range [0.1, 0.9]: the map must still cover [0, 1]
     cal = fit_calibrator(p, q, labels, CM, method="isotonic")
-    grid = np.linspace(-0.1, 1.1, 777)
+    grid = np.linspace(0, 1, 1001)
     for k in range(3):
         ref = IsotonicRegression(increasing=True, y_min=0, y_max=1, out_of_bounds="clip").fit(p[labels == k], q[labels == k])
-        np.testing.assert_allclose(calibrate_scores(cal, grid, np.full(len(grid), k)), ref.predict(grid), atol=1e-12)
+        out = calibrate_scores(cal, grid, np.full(len(grid), k))
+        lo, hi = p[labels == k].min(), p[labels == k].max()
+        inside = (grid >= lo) & (grid <= hi)
+        np.testing.assert_allclose(out[inside], (1 - ISO_BLEND) * ref.predict(grid[inside]) + ISO_BLEND * grid[inside],
+                                   atol=1e-12)
+        assert out[0] == 0.0 and out[-1] == pytest.approx(1.0)
+        below = grid < lo  # the region the old map flattened to its first knot: now a ramp from (0, 0)
+        assert np.all(np.diff(out[below]) > 0) and out[below].max() < out[inside].min()
+        params = cal.params[k]
+        assert params["x"][0] == 0.0 and params["x"][-1] == 1.0 and np.all(np.diff(params["y"]) > 0)
+
+
+def test_calibration_keeps_the_order_of_a_detr_shaped_split():
+    """The reported failure: 100 queries per image, most low-scoring; the old isotonic map lifted and tied every
+    score below its first knot. Now no map ties or reorders two detections of a class that the raw scores
+    separate, so AP is the raw AP."""
+    from calibration_cases import detr_shaped_split
+
+    (g1, d1), (g2, d2) = detr_shaped_split(1, 40), detr_shaped_split(2, 40)
+    cm = g1.class_map()
+    ap_raw = evaluate_coco(g2, d2, cm)["AP"]
+    for method in ("isotonic", "platt", "temperature"):
+        for target in ("tp", "iou"):
+            cal = fit_on_detections(d1, g1, cm, method=method, target=target)
+            calibrated = apply_to_table(cal, d2, cm)
+            for cid in cm.category_ids:
+                rows = np.flatnonzero(d2.category_ids == cid)
+                order = rows[np.argsort(d2.scores[rows], kind="stable")]
+                raw_gap = np.diff(d2.scores[order]) > 0
+                assert np.all(np.diff(calibrated.scores[order])[raw_gap] > 0), (method, target, cid)
+            assert evaluate_coco(g2, calibrated, cm)["AP"] == pytest.approx(ap_raw, abs=1e-9), (method, target)
 
 
 def test_platt_recovers_a_known_sigmoid_map():
@@ -122,17 +157,13 @@ def test_calibrators_lower_calibration_error_on_held_out_split(splits):
 
 
 @pytest.mark.parametrize("method", ["isotonic", "platt", "temperature"])
-def test_ap_unchanged_by_classwise_monotone_calibration_beyond_ties(splits, method):
+def test_ap_unchanged_by_classwise_calibration(splits, method):
     (g1, d1), (g2, d2) = splits
     cm = g1.class_map()
     cal = fit_on_detections(d1, g1, cm, method=method, target="tp")
     calibrated = apply_to_table(cal, d2, cm)
     ap_raw = evaluate_coco(g2, d2, cm)["AP"]
-    # Break the ties a flat isotonic segment creates by the raw score: the ranking must then be the raw one.
-    tie_broken = calibrated.with_scores(calibrated.scores + 1e-9 * d2.scores)
-    assert evaluate_coco(g2, tie_broken, cm)["AP"] == pytest.approx(ap_raw, abs=1e-12)
-    if method != "isotonic":
-        assert evaluate_coco(g2, calibrated, cm)["AP"] == pytest.approx(ap_raw, abs=1e-12)
+    assert evaluate_coco(g2, calibrated, cm)["AP"] == pytest.approx(ap_raw, abs=1e-12)
 
 
 def test_thresholds_rules(splits):

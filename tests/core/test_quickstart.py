@@ -20,6 +20,10 @@ def test_quickstart_chain_writes_every_artifact(cli, tmp_path):
     assert 0.0 <= s["test_AP"] <= 1.0 and s["coco_o_mAP"] is not None and s["coco_c_mPC"] is not None
     for name in ("metrics.json", "robustness.json", "calibration.json", "report.md"):
         assert (out / "eval" / "test" / name).is_file(), name
+    # calibration never costs AP, also inside the exported graph; the calibrator is measured under every shift
+    assert abs(s["AP_calibrated"] - s["AP_raw"]) <= 1e-3 and abs(s["onnx_test_AP"] - s["test_AP"]) <= 1e-3
+    rob = json.loads((out / "eval" / "test" / "robustness.json").read_text())
+    assert rob["calibration"]["calibrator"] is True and rob["coco_o"]["domains"]["sketch"]["calibration"]["calibrated"]
     assert (out / "data" / "coco_o" / "sketch" / "annotations" / "instances_val2017.json").is_file()
     assert set(doc["timings_s"]) >= {"total"}
     bench = json.loads((out / "bench.json").read_text())

@@ -194,7 +194,8 @@ def test_robustness_and_calibrator_sections(tiny_dataset, tmp_path):
     cal_path = save_calibrator(cal, tmp_path / "calibrator.json")
 
     result = evaluate(det, tiny_dataset, out=tmp_path / "runs", robustness=True, coco_o=tmp_path / "coco_o",
-                      corruptions=["gaussian_noise"], severities=[2], cache_dir=tmp_path / "cache", calibrator=cal_path)
+                      corruptions=["gaussian_noise"], severities=[2], cache_dir=tmp_path / "cache", calibrator=cal_path,
+                      calibration=True)
     d = result.dir
     rob = json.loads((d / "robustness.json").read_text())
     assert rob["coco_c"]["corruptions"] == ["gaussian_noise"] and rob["coco_c"]["severities"] == [2]
@@ -209,6 +210,45 @@ def test_robustness_and_calibrator_sections(tiny_dataset, tmp_path):
     calibrated = json.loads((d / "predictions.json").read_text())
     assert not raw & {round(p["score"], 9) for p in calibrated}  # every score went through the calibrator
     assert read_coco(tiny_dataset.parent / "annotations" / "val.json").images  # dataset untouched
+
+    # calibration under shift: the calibrator inside every domain and corruption, raw and calibrated
+    entries = [rob["calibration"]["clean"], rob["coco_o"]["domains"]["sketch"]["calibration"],
+               rob["coco_c"]["calibration"]["gaussian_noise"]["2"]]
+    for e in entries:
+        for side in ("raw", "calibrated"):
+            assert set(e[side]) == {"d_ece", "la_ece_0"} and all(0 <= v <= 1 for v in e[side].values())
+    # the oracle is perfectly localised with scores 0.5-0.9: platt toward P(TP)*0.5 changes the errors
+    assert entries[0]["calibrated"]["d_ece"] != pytest.approx(entries[0]["raw"]["d_ece"])
+    cal_report = json.loads((d / "calibration.json").read_text())
+    assert cal_report["raw_vs_calibrated"]["raw"] == pytest.approx(entries[0]["raw"])
+    assert rob["plots"]["calibration"] == "plots/robustness_calibration.png"
+    assert (d / "plots" / "reliability_la_ece_0_per_class.png").is_file()
+    assert "### Calibration under shift" in report and "| sketch |" in report and "| gaussian_noise s2 |" in report
+    assert "robustness_calibration.png" in report and "per-class reliability diagrams" in report
+    from detkit.evaluation.runner import summary_rows
+
+    titles = [t for t, _ in summary_rows(result)]
+    assert any(t.startswith("Calibration under shift") for t in titles)
+
+
+def test_calibrating_an_onnx_model_twice_is_refused_and_in_graph_dropping_is_said(tiny_dataset, tmp_path):
+    from detkit.calibration import fit_calibrator
+    from detkit.errors import DetkitError
+
+    from .conftest import CLASS_MAP
+
+    rng = np.random.default_rng(1)
+    scores = rng.uniform(0, 1, 200)
+    cal = fit_calibrator(scores, (rng.uniform(0, 1, 200) < scores).astype(float), rng.integers(0, 3, 200), CLASS_MAP,
+                         method="platt", target="tp")
+    det = OracleDetector(tiny_dataset.parent / "annotations" / "val.json")
+    det.calibrator = cal  # what OnnxDetector exposes when the graph embeds a calibrator
+    with pytest.raises(DetkitError, match="already embeds a calibrator"):
+        evaluate(det, tiny_dataset, out=tmp_path / "runs", calibrator=cal)
+    det.metadata = {"operating_point": {"applied_in_graph": True}}
+    result = evaluate(det, tiny_dataset, out=tmp_path / "runs")
+    assert any("drops detections outside" in w for w in result.warnings)
+    assert "drops detections outside" in (result.dir / "report.md").read_text()
 
 
 def test_bad_robustness_options_fail_before_inference(tiny_dataset, tmp_path, cli):

@@ -41,6 +41,8 @@ def test_640_with_calibrator_and_decoder_truncation(export_640, ckpt, calibrator
     assert meta["source"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert meta["parity"]["max_abs_diff_scores"] == export_640.parity.max_abs_diff_scores
     assert meta["parity"]["max_calibration_error"] <= 1e-4 == export_640.parity.tolerance["scores"]
+    op = meta["operating_point"]  # recorded for predict; the graph keeps every detection
+    assert op["applied_in_graph"] is False and op["thresholds"][class_map.names[0]] == pytest.approx(0.3)
     inputs, outputs = _graph_io(export_640.model_path)
     assert inputs == {"images": ["N", 3, 640, 640], "orig_sizes": ["N", 2]}
     assert list(outputs) == ["labels", "boxes", "scores", "raw_scores"]
@@ -340,3 +342,27 @@ def test_a_corrupted_graph_or_shuffled_boxes_fail_with_a_clear_message(ckpt, exp
     r = cli("export", "onnx", ckpt, "--out", tmp_path / "shuffled" / "m.onnx")
     assert_clean_error(r, "without a twin")
     assert not (tmp_path / "shuffled").exists() or list((tmp_path / "shuffled").iterdir()) == []
+
+
+def test_drop_below_threshold_is_applied_in_the_graph_recorded_and_predict_keeps_only_the_operating_point(
+        ckpt, calibrator_file, class_map, tmp_path):
+    from detkit.calibration.apply import calibrate_scores, keep_mask
+    from detkit.calibration.io import load_calibrator
+    from detkit.export.onnx_export import export_onnx
+    from detkit.export.runtime import OnnxDetector
+    from detkit.predict import Selector
+
+    with pytest.raises(Exception, match="drop_below_threshold needs a calibrator"):
+        export_onnx(ckpt, tmp_path / "none.onnx", drop_below_threshold=True)
+    result = export_onnx(ckpt, tmp_path / "drop.onnx", calibrator=calibrator_file, drop_below_threshold=True)
+    assert result.parity.passed and result.metadata["operating_point"]["applied_in_graph"] is True
+    det = OnnxDetector(result.model_path)
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (120, 150, 3), dtype=np.uint8) for _ in range(2)]
+    cal = load_calibrator(calibrator_file)
+    for labels, boxes, scores, raw in det.infer(images):
+        calibrated = calibrate_scores(cal, raw, labels)
+        keep = keep_mask(cal, raw, calibrated, labels)
+        assert np.all(scores[~keep] == 0) and np.allclose(scores[keep], calibrated[keep], atol=1e-6)
+        kept_labels, _, kept_scores = Selector(det)(labels, boxes, scores, raw)
+        assert len(kept_labels) == int((keep & (scores > 0)).sum()) and np.all(kept_scores > 0)

@@ -118,6 +118,7 @@ def test_selection_of_corruptions_and_severities():
     assert resolve_corruptions(["benchmark"]) == list(BENCHMARK)
     assert resolve_corruptions("motion-blur") == ["motion_blur"]
     assert resolve_corruptions("none") == []  # MMDetection's selector for "no COCO-C"
+    assert resolve_corruptions(["none"]) == []  # as `detkit eval --corruptions none` passes it
     with pytest.raises(DetkitError, match="unknown corruption 'foggy'"):
         resolve_corruptions("foggy")
     with pytest.raises(DetkitError, match="no corruption"):

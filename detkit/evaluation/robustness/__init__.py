@@ -47,6 +47,7 @@ __all__ = [
 
 PLOT_COCO_O = "plots/robustness_coco_o.png"
 PLOT_COCO_C = "plots/robustness_coco_c.png"
+PLOT_CALIBRATION = "plots/robustness_calibration.png"
 
 
 def _split_of(dataset_or_split: DatasetSpec | SplitSpec | str | Path | tuple, split: str) -> tuple[CocoData, Path, Path | str, DatasetSpec | None]:
@@ -76,6 +77,9 @@ def run_robustness(
     seed: int = 0,
     split: str = "val",
     workers: int | None = None,
+    calibration: bool = False,
+    calibrator: Any = None,
+    clean_dets: Any = None,
 ) -> dict[str, Any]:
     """Run COCO-O and/or COCO-C for ``detector`` (anything with ``.predict_table`` and ``.class_map``).
 
@@ -88,6 +92,9 @@ def run_robustness(
       ``"none"`` or an empty list (or ``dataset_or_split=None``) skips COCO-C. ``severities``: subset of 1-5.
     - ``cache_dir``: where corrupted images are cached (default ``~/.cache/detkit/coco_c``).
     - ``out_dir``: plots go to ``out_dir/plots/``; nothing is written there without it.
+    - ``calibration``: also D-ECE and LaECE_0 of every domain and corruption, raw and, with ``calibrator`` (a
+      loaded calibrator, applied unchanged everywhere), calibrated; ``clean_dets`` (the raw detections of the
+      clean split) adds the clean row. See :mod:`detkit.evaluation.robustness.calibration`.
 
     Returns the content of ``robustness.json`` (APs in percent).
     """
@@ -117,16 +124,28 @@ def run_robustness(
         },
         "plots": {},
     }
-    if names:  # check the split before any inference
+    measure = None
+    if calibration or calibrator is not None:
+        from detkit.evaluation.robustness.calibration import SETTINGS, shift_calibration
+
+        def measure(dets: Any, coco: CocoData) -> dict[str, Any]:
+            return shift_calibration(dets, coco, class_map, calibrator)
+
+        result["calibration"] = {"settings": dict(SETTINGS), "calibrator": calibrator is not None, "clean": None}
+    clean_row = measure is not None and clean_dets is not None and dataset_or_split is not None
+    if names or clean_row:  # check the split before any inference
         coco, images_dir, source, dataset = _split_of(dataset_or_split, split)
         if dataset is not None:
             class_map.check_same(dataset.class_map, "the model", f"dataset {dataset.path}", hint="evaluate on a dataset with the model's classes")
+    if clean_row:
+        result["calibration"]["clean"] = measure(clean_dets, coco)
     if coco_o_root is not None:
-        result["coco_o"] = evaluate_coco_o(detector, coco_o_root, class_map, clean_pct, batch_size=batch_size)
+        result["coco_o"] = evaluate_coco_o(detector, coco_o_root, class_map, clean_pct, batch_size=batch_size,
+                                           calibration=measure)
     if names:
         result["coco_c"] = evaluate_coco_c(
             detector, coco, images_dir, class_map, clean_pct, corruptions=names, severities=levels, source=source,
-            cache_dir=cache_dir, batch_size=batch_size, seed=seed, workers=workers,
+            cache_dir=cache_dir, batch_size=batch_size, seed=seed, workers=workers, calibration=measure,
         )
     if out_dir is not None:
         from detkit.evaluation.robustness.plots import plot_coco_c, plot_coco_o
@@ -138,4 +157,9 @@ def run_robustness(
         if result["coco_c"]:
             plot_coco_c(result["coco_c"], out / PLOT_COCO_C)
             result["plots"]["coco_c"] = PLOT_COCO_C
+        if measure is not None:
+            from detkit.evaluation.robustness.plots import plot_calibration_shift
+
+            if plot_calibration_shift(result, out / PLOT_CALIBRATION) is not None:
+                result["plots"]["calibration"] = PLOT_CALIBRATION
     return result

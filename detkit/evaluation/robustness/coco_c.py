@@ -41,7 +41,7 @@ from detkit.data.coco import CocoData, image_file
 from detkit.errors import DetkitError
 from detkit.evaluation.robustness.corruptions import BENCHMARK, CORRUPTIONS_VERSION, SEVERITIES, corrupt
 from detkit.evaluation.robustness.metrics import mean_ap, mean_performance_under_corruption, relative_performance_under_corruption
-from detkit.evaluation.robustness.scoring import score_images
+from detkit.evaluation.robustness.scoring import Calibration, score_images
 from detkit.utils.atomic import atomic_dir, atomic_write_json
 from detkit.utils.progress import ProgressTask, track
 
@@ -192,8 +192,10 @@ def evaluate_coco_c(
     batch_size: int = 8,
     seed: int = 0,
     workers: int | None = None,
+    calibration: Calibration | None = None,
 ) -> dict[str, Any]:
-    """Render (or reuse) every selected (corruption, severity) and score the detector on each.
+    """Render (or reuse) every selected (corruption, severity) and score the detector on each (and, with
+    ``calibration``, measure its calibration errors there: ``"calibration"[corruption][severity]``).
 
     ``clean_ap`` is the clean AP in percent (``None`` leaves rPC out). Returns the ``coco_c`` part of
     ``robustness.json``: AP and AP50 per corruption and severity, the mean per corruption and per severity,
@@ -211,15 +213,21 @@ def evaluate_coco_c(
     cells = [(c, s) for c in corruptions for s in severities]
     ap: dict[str, dict[int, float]] = {c: {} for c in corruptions}
     ap50: dict[str, dict[int, float]] = {c: {} for c in corruptions}
+    cal: dict[str, dict[str, Any]] = {c: {} for c in corruptions}
     for corruption, severity in track(cells, "COCO-C"):
         cache.render(corruption, severity, workers=workers)
         folder = cache.folder(corruption, severity)
-        scores = score_images(detector, cached_coco, folder, class_map, batch_size, source=folder)
+        scores = score_images(detector, cached_coco, folder, class_map, batch_size, source=folder,
+                              calibration=calibration)
+        if calibration is not None:
+            cal[corruption][str(severity)] = scores["calibration"]
         ap[corruption][severity] = scores["AP"]
         ap50[corruption][severity] = scores["AP50"]
 
     mpc = mean_performance_under_corruption(ap)
+    extra = {"calibration": cal} if calibration is not None else {}
     return {
+        **extra,
         "corruptions": list(corruptions),
         "severities": list(severities),
         "clean_AP": clean_ap,

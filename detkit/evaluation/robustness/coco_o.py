@@ -21,7 +21,7 @@ from detkit.data.classmap import ClassMap
 from detkit.data.coco import read_coco
 from detkit.errors import DetkitError
 from detkit.evaluation.robustness.metrics import ER_SLOPE, effective_robustness, mean_ap, relative_drop
-from detkit.evaluation.robustness.scoring import score_images
+from detkit.evaluation.robustness.scoring import Calibration, score_images
 from detkit.utils.progress import track
 
 COCO_O_DOMAINS = ("weather", "painting", "handmake", "cartoon", "tattoo", "sketch")  # paper order
@@ -83,8 +83,10 @@ def _check_categories(domain: Domain, category_ids: set[int], class_map: ClassMa
         )
 
 
-def evaluate_coco_o(detector: Any, root: str | Path, class_map: ClassMap, clean_ap: float | None, batch_size: int = 8) -> dict[str, Any]:
-    """Score ``detector`` on every domain under ``root``; ``clean_ap`` is the clean AP in percent.
+def evaluate_coco_o(detector: Any, root: str | Path, class_map: ClassMap, clean_ap: float | None, batch_size: int = 8,
+                    calibration: Calibration | None = None) -> dict[str, Any]:
+    """Score ``detector`` on every domain under ``root``; ``clean_ap`` is the clean AP in percent; with
+    ``calibration`` each domain also gets its calibration errors (see :mod:`.calibration`).
 
     Returns the ``coco_o`` part of ``robustness.json``: per-domain AP / AP50 / counts / relative drop, mAP_O,
     the relative drop and effective robustness (``None`` without a clean AP), and the image/box totals.
@@ -96,7 +98,8 @@ def evaluate_coco_o(detector: Any, root: str | Path, class_map: ClassMap, clean_
         crowd = sum(1 for a in coco.annotations if a.get("iscrowd", 0))
         ids = {int(c["id"]) for c in coco.categories} | {int(a["category_id"]) for a in coco.annotations}
         _check_categories(domain, ids, class_map)
-        scores = score_images(detector, coco, domain.images, class_map, batch_size, source=domain.annotations)
+        scores = score_images(detector, coco, domain.images, class_map, batch_size, source=domain.annotations,
+                              calibration=calibration)
         per_domain[domain.name] = {
             "AP": scores["AP"],
             "AP50": scores["AP50"],
@@ -106,6 +109,8 @@ def evaluate_coco_o(detector: Any, root: str | Path, class_map: ClassMap, clean_
             "crowd_boxes": crowd,
             "detections": scores["num_detections"],
         }
+        if calibration is not None:
+            per_domain[domain.name]["calibration"] = scores["calibration"]
     map_o = mean_ap(d["AP"] for d in per_domain.values())
     totals = {"images": sum(d["images"] for d in per_domain.values()), "boxes": sum(d["boxes"] for d in per_domain.values())}
     found = list(per_domain)

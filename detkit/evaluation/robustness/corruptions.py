@@ -321,6 +321,8 @@ def resolve_corruptions(selection: str | Iterable[str] | None) -> list[str]:
     if isinstance(selection, str) and selection.strip().lower() == "none":
         return []
     items = selection.split(",") if isinstance(selection, str) else list(selection)
+    if [str(v).strip().lower() for v in items] == ["none"]:  # the CLI's --corruptions none arrives as a list
+        return []
     chosen: set[str] = set()
     for raw in items:
         name = str(raw).strip().lower().replace("-", "_")

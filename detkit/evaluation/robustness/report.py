@@ -65,6 +65,40 @@ def _coco_c_section(c: dict[str, Any], plot: str | None) -> list[str]:
     return lines
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}"
+
+
+def _calibration_section(result: dict[str, Any], plot: str | None) -> list[str]:
+    from detkit.evaluation.robustness.calibration import calibration_rows
+
+    rows = calibration_rows(result)
+    if not rows:
+        return []
+    cal = result["calibration"]
+    settings = cal.get("settings", {})
+    lines = ["### Calibration under shift", ""]
+    if cal.get("calibrator"):
+        lines += ["The calibrator fitted on the clean calibration split is applied unchanged to every domain and "
+                  "corruption: does it still mean what it says when the images change? Errors in percent, lower "
+                  "is better.", "",
+                  "| set | D-ECE raw | D-ECE calibrated | LaECE_0 raw | LaECE_0 calibrated |",
+                  "|---|---:|---:|---:|---:|"]
+        for name, e in rows:
+            c = e.get("calibrated") or {}
+            lines.append(f"| {name} | {_pct(e['raw']['d_ece'])} | {_pct(c.get('d_ece'))} | "
+                         f"{_pct(e['raw']['la_ece_0'])} | {_pct(c.get('la_ece_0'))} |")
+    else:
+        lines += ["Calibration errors of the raw scores on every domain and corruption (percent, lower is better); "
+                  "pass a calibrator (`--calibrator`) to see what it fixes.", "",
+                  "| set | D-ECE | LaECE_0 |", "|---|---:|---:|"]
+        lines += [f"| {name} | {_pct(e['raw']['d_ece'])} | {_pct(e['raw']['la_ece_0'])} |" for name, e in rows]
+    lines += ["", *[f"- {settings[k]}" for k in ("d_ece", "la_ece_0", "calibrator") if k in settings]]
+    if plot:
+        lines += ["", f"![calibration under shift, raw vs calibrated]({plot})"]
+    return lines
+
+
 def robustness_markdown(result: dict[str, Any]) -> str:
     """The ``## Robustness`` section of ``report.md`` for a :func:`run_robustness` result."""
     plots = result.get("plots", {})
@@ -73,6 +107,9 @@ def robustness_markdown(result: dict[str, Any]) -> str:
         lines += [""] + _coco_o_section(result["coco_o"], plots.get("coco_o"))
     if result.get("coco_c"):
         lines += [""] + _coco_c_section(result["coco_c"], plots.get("coco_c"))
+    calibration = _calibration_section(result, plots.get("calibration"))
+    if calibration:
+        lines += [""] + calibration
     if not result.get("coco_o") and not result.get("coco_c"):
         lines += ["", "No robustness suite was run."]
     return "\n".join(lines) + "\n"
