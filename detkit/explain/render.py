@@ -31,14 +31,25 @@ def draw_points(bgr: np.ndarray, xy: np.ndarray, weight: np.ndarray, level: np.n
     return bgr
 
 
+MIN_PICTURE_SIDE = 480  # smaller images are enlarged for drawing, so labels and points stay legible
+
+
 def detection_picture(image_rgb: np.ndarray, saliency: np.ndarray, box: np.ndarray, label: int, score: float,
                       names: Sequence[str], points=None) -> np.ndarray:
-    """BGR picture: heat map, the detection's box and 'class score', and (for sampling maps) the points."""
+    """BGR picture: heat map, the detection's box and 'class score', and (for sampling maps) the points.
+
+    Images whose shorter side is below ``MIN_PICTURE_SIDE`` are drawn enlarged (the picture, not the numbers)."""
     from detkit.predict import draw_detections
 
-    bgr = draw_detections(heat_overlay(image_rgb, saliency), np.array([label]), box[None], np.array([score]), names)
+    h, w = image_rgb.shape[:2]
+    f = max(1.0, MIN_PICTURE_SIDE / min(h, w))
+    if f > 1.0:
+        size = (round(w * f), round(h * f))
+        image_rgb = cv2.resize(image_rgb, size, interpolation=cv2.INTER_NEAREST)
+        saliency = cv2.resize(saliency, size, interpolation=cv2.INTER_LINEAR)
+    bgr = draw_detections(heat_overlay(image_rgb, saliency), np.array([label]), box[None] * f, np.array([score]), names)
     if points is not None:
-        draw_points(bgr, points.xy, points.weight, points.level)
+        draw_points(bgr, points.xy * f, points.weight, points.level)
     return bgr
 
 

@@ -146,6 +146,8 @@ def explain(model: Any, images: Sequence[str | Path], out: str | Path, method: s
     :data:`DEFAULT_METHOD` for PyTorch models and ``drise`` for others. Unreadable images are reported in
     ``skipped``; it is an error only when none could be explained.
     """
+    import cv2
+
     from detkit.explain.render import contact_sheet, detection_picture, write_png
     from detkit.predict import collect_sources, draw_detections, load_predictor
     from detkit.models.preprocess import load_image
@@ -199,7 +201,9 @@ def explain(model: Any, images: Sequence[str | Path], out: str | Path, method: s
                     "peak": [round(float(v), 1) for v in stats["peak"][i]],
                     "mass_inside": _round(stats["mass_inside"][i]), "box_share": _round(stats["box_share"][i]),
                 })
-            annotated = draw_detections(image, t.labels, t.boxes, t.scores, names)
+            f = pictures[0].shape[0] / image.shape[0] if pictures else 1.0
+            big = cv2.resize(image, (pictures[0].shape[1], pictures[0].shape[0]), interpolation=cv2.INTER_NEAREST) if f > 1 else image
+            annotated = draw_detections(big, t.labels, t.boxes * f, t.scores, names)
             write_png(tmp / f"{stem}.png", contact_sheet(annotated, pictures))
             result.images.append({"source": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),
                                   "sheet": f"{stem}.png", "detections": records})

@@ -66,3 +66,32 @@ def masking_drop(detector: Any, image: np.ndarray, box: np.ndarray, label: int, 
         ok = same & (ious >= iou)
         drops.append(score - (float(np.asarray(d.scores)[ok].max()) if ok.any() else 0.0))
     return drops[0], drops[1]
+
+
+def sanity_check(detector: Any, images: list[np.ndarray], method: str, conf: float = 0.3, masks: int = 256,
+                 seed: int = 0) -> dict[str, Any]:
+    """The two sanity measurements of a method over images holding one object each, on each image's top detection
+    (score >= ``conf``): mass inside the box relative to the box's share of the image (> 1: better than uniform),
+    and the mean score drop when the map's peak region vs a random region of the same size is masked
+    (:func:`masking_drop`)."""
+    from detkit.explain.run import explain_image
+
+    rng = np.random.default_rng(seed)
+    ratio, peak_drop, random_drop, scores = [], [], [], []
+    for image in images:
+        ex = explain_image(detector, image, method, top=1, conf=conf, masks=masks, seed=seed)
+        if len(ex.targets) == 0:
+            continue
+        st = ex.stats
+        t = ex.targets
+        ratio.append(float(st["ratio"][0]))
+        p, r = masking_drop(detector, image, t.boxes[0], int(t.labels[0]), float(t.scores[0]), st["peak"][0], rng)
+        peak_drop.append(p)
+        random_drop.append(r)
+        scores.append(float(t.scores[0]))
+    n = len(ratio)
+    mean = (lambda v: float(np.nanmean(v)) if n else float("nan"))
+    return {"method": method, "detections": n, "images": len(images), "mean_score": mean(scores),
+            "mass_ratio_mean": mean(ratio), "mass_ratio_median": float(np.nanmedian(ratio)) if n else float("nan"),
+            "share_ratio_at_least_3": float(np.mean(np.asarray(ratio) >= 3)) if n else float("nan"),
+            "peak_mask_drop": mean(peak_drop), "random_mask_drop": mean(random_drop)}
