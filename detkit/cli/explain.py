@@ -10,16 +10,19 @@ from detkit.cli.ui import UI
 
 
 def explain_command(
-    model: str = typer.Argument(..., help="Run dir or checkpoint (PyTorch) or model.onnx (drise only).", show_default=False),
+    model: str = typer.Argument(..., help="Run dir or checkpoint (PyTorch) or model.onnx (drise only).",
+                                show_default=False),
     images: list[Path] = typer.Argument(..., help="Image files or folders.", show_default=False),
     out: Path = typer.Option(..., "--out", help="Output folder (pictures, contact sheets, explanations.json)."),
-    method: str = typer.Option(None, "--method", help="sampling | gradcam | drise [default: sampling; drise for ONNX]."),
+    method: str = typer.Option(None, "--method",
+                               help="sampling | gradcam | drise [default: sampling; drise for ONNX]."),
     top: int = typer.Option(5, "--top", help="Explain this many of the best detections per image."),
     conf: float = typer.Option(0.3, "--conf", help="Only detections with score >= CONF."),
     masks: int = typer.Option(256, "--masks", help="drise: random masks per image (cost: one inference each)."),
     device: str = typer.Option(None, "--device", help="PyTorch device: cpu, cuda, ..."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
-    json_mode: bool = typer.Option(False, "--json", help="Print one JSON object (per detection: peak, mass inside box) on stdout."),
+    json_mode: bool = typer.Option(False, "--json",
+                                   help="Print one JSON object (per detection: peak, mass inside box) on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
     """Show what each of the top detections of every image rests on: a heat map over the image with its box."""

@@ -198,11 +198,12 @@ def calibration_section(report: dict[str, Any], diagrams: list[str]) -> list[str
 def failure_gallery_section(gallery: Any) -> list[str]:
     """The ``## Failure gallery`` section for a :class:`detkit.explain.gallery.Gallery`."""
     lines = ["## Failure gallery", "",
-             f"At score >= {gallery.score_threshold:g} and IoU {gallery.iou_threshold:g} (same matching as COCO, class-aware): "
-             f"{gallery.num_fp} false positives, {gallery.num_missed} missed objects. The worst of each, as crops "
+             f"At score >= {gallery.score_threshold:g} and IoU {gallery.iou_threshold:g} "
+             f"(same matching as COCO, class-aware): {gallery.num_fp} false positives, {gallery.num_missed} missed objects. The worst of each, as crops "
              "(red: the detection, green: the missed ground truth)"
              + (f", with the map of what the detection rests on (`{gallery.method}` method; `detkit explain` "
-                "draws it for whole images)." if gallery.method else "; no explanation maps (they need a PyTorch model).")]
+                "draws it for whole images)." if gallery.method
+                else "; no explanation maps (they need a PyTorch model).")]
     fps = [it for it in gallery.items if it.kind == "fp"]
     if fps:
         lines += ["", "### Worst false positives (highest-scoring unmatched detections)", ""]
@@ -217,8 +218,8 @@ def failure_gallery_section(gallery: Any) -> list[str]:
         if "missed" in gallery.figures:
             lines += [f"![missed objects]({gallery.figures['missed']})", ""]
         rows = [[i + 1, f"`{it.file_name}`", it.class_name, ", ".join(f"{v:g}" for v in it.box),
-                 f"{it.detection_class} {num(it.score, 2)} (IoU {num(it.detection_iou, 2)})" if it.score is not None else "none"]
-                for i, it in enumerate(missed)]
+                 f"{it.detection_class} {num(it.score, 2)} (IoU {num(it.detection_iou, 2)})"
+                 if it.score is not None else "none"] for i, it in enumerate(missed)]
         lines += md_table(["#", "image", "true class", "box x, y, w, h", "closest detection"], rows)
         lines += ["", "A missed object whose closest detection has the right class but a low score is a confidence "
                   "problem (lower the threshold, calibrate); a wrong class is a confusion; no overlapping detection "

@@ -7,9 +7,15 @@ See docs/explain.md.
 """
 
 from detkit.explain.run import (
-    DEFAULT_METHOD, METHODS, ExplainResult, ImageExplanation, explain, explain_detections, explain_image,
+    DEFAULT_METHOD,
+    METHODS,
+    ExplainResult,
+    ImageExplanation,
+    explain,
+    explain_detections,
+    explain_image,
     resolve_method,
 )
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "ExplainResult", "ImageExplanation", "explain", "explain_detections", "explain_image",
-           "resolve_method"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "ExplainResult", "ImageExplanation", "explain", "explain_detections",
+           "explain_image", "resolve_method"]

@@ -179,7 +179,8 @@ def failure_gallery(detector: Any, dets: Any, gt: Any, images_dir: str | Path, c
                                    mass_inside=mass.get(row))
             else:
                 ann = gt.annotations[g]
-                gt_name = names[cat_to_label[int(ann["category_id"])]] if int(ann["category_id"]) in cat_to_label else "?"
+                gt_label = cat_to_label.get(int(ann["category_id"]))
+                gt_name = names[gt_label] if gt_label is not None else "?"
                 iou = float(pairwise_iou(xyxy[None], _xyxy(dets.boxes[row:row + 1]))[0, 0]) if row >= 0 else None
                 item = GalleryItem("missed", image_id, files[image_id], _r(box), gt_name,
                                    float(dets.scores[row]) if row >= 0 else None, det_name, iou, mass.get(row))
@@ -191,7 +192,8 @@ def failure_gallery(detector: Any, dets: Any, gt: Any, images_dir: str | Path, c
         if item.kind == "fp":
             caption = f"{n} {item.class_name} {item.score:.2f}"
         else:
-            caption = f"{n} {item.class_name}" + (f" ~{item.detection_class} {item.score:.2f}" if item.score is not None else "")
+            closest = f" ~{item.detection_class} {item.score:.2f}" if item.score is not None else ""
+            caption = f"{n} {item.class_name}{closest}"
         gallery.items.append(item)
         tiles[item.kind].append(_tile(crop, caption))
     for kind, ts in tiles.items():
@@ -203,7 +205,8 @@ def failure_gallery(detector: Any, dets: Any, gt: Any, images_dir: str | Path, c
 
 
 def _corners(xyxy: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
-    return (int(round(xyxy[0])), int(round(xyxy[1]))), (int(round(xyxy[2])), int(round(xyxy[3])))
+    x0, y0, x1, y1 = (round(float(v)) for v in xyxy[:4])
+    return (x0, y0), (x1, y1)
 
 
 def _r(box: np.ndarray) -> list[float]:

@@ -53,7 +53,8 @@ def detection_picture(image_rgb: np.ndarray, saliency: np.ndarray, box: np.ndarr
     return bgr
 
 
-def contact_sheet(original_bgr: np.ndarray, pictures: Sequence[np.ndarray], tile: int = 320, cols: int = 3) -> np.ndarray:
+def contact_sheet(original_bgr: np.ndarray, pictures: Sequence[np.ndarray], tile: int = 320,
+                  cols: int = 3) -> np.ndarray:
     """The annotated image followed by the detections' pictures, in a grid of ``tile``-px cells (BGR)."""
     cells = [original_bgr, *pictures]
     h, w = original_bgr.shape[:2]

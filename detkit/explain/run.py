@@ -20,7 +20,14 @@ import numpy as np
 
 from detkit.errors import DetkitError
 from detkit.explain.targets import (
-    TORCH_METHODS, Targets, check_selection, find_queries, model_batch, select, targets_from_outputs, torch_module,
+    TORCH_METHODS,
+    Targets,
+    check_selection,
+    find_queries,
+    model_batch,
+    select,
+    targets_from_outputs,
+    torch_module,
 )
 
 METHODS = ("sampling", "gradcam", "drise")
@@ -64,7 +71,8 @@ def resolve_method(detector: Any, method: str | None) -> str:
         import difflib
 
         close = difflib.get_close_matches(str(method), METHODS, n=1)
-        raise DetkitError(f"unknown explanation method '{method}'" + (f" (did you mean '{close[0]}'?)" if close else ""),
+        guess = f" (did you mean '{close[0]}'?)" if close else ""
+        raise DetkitError(f"unknown explanation method '{method}'{guess}",
                           hint=f"choose one of {', '.join(METHODS)}")
     if method in TORCH_METHODS:
         torch_module(detector, method)
@@ -127,7 +135,7 @@ def explain_image(detector: Any, image: np.ndarray, method: str = DEFAULT_METHOD
         if masks < 1:
             raise DetkitError(f"masks must be >= 1, got {masks}")
         d = detector.predict([image], conf=conf)[0]
-        keep = select(np.asarray(d.boxes), np.asarray(d.scores), np.asarray(d.labels), top, conf)
+        keep = select(np.asarray(d.scores), top, conf)
         return explain_detections(detector, image, np.asarray(d.boxes)[keep], np.asarray(d.labels)[keep],
                                   np.asarray(d.scores)[keep], "drise", masks, seed)
     return _torch_explanation(detector, image, method, lambda out, sizes: targets_from_outputs(out, sizes, top, conf))
@@ -149,8 +157,8 @@ def explain(model: Any, images: Sequence[str | Path], out: str | Path, method: s
     import cv2
 
     from detkit.explain.render import contact_sheet, detection_picture, write_png
-    from detkit.predict import collect_sources, draw_detections, load_predictor
     from detkit.models.preprocess import load_image
+    from detkit.predict import collect_sources, draw_detections, load_predictor
     from detkit.utils.atomic import atomic_dir, atomic_write_json
     from detkit.utils.progress import track
 
@@ -202,7 +210,8 @@ def explain(model: Any, images: Sequence[str | Path], out: str | Path, method: s
                     "mass_inside": _round(stats["mass_inside"][i]), "box_share": _round(stats["box_share"][i]),
                 })
             f = pictures[0].shape[0] / image.shape[0] if pictures else 1.0
-            big = cv2.resize(image, (pictures[0].shape[1], pictures[0].shape[0]), interpolation=cv2.INTER_NEAREST) if f > 1 else image
+            big = image if f <= 1 else cv2.resize(image, (pictures[0].shape[1], pictures[0].shape[0]),
+                                                  interpolation=cv2.INTER_NEAREST)
             annotated = draw_detections(big, t.labels, t.boxes * f, t.scores, names)
             write_png(tmp / f"{stem}.png", contact_sheet(annotated, pictures))
             result.images.append({"source": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),

@@ -33,12 +33,13 @@ class Targets:
 
 def check_selection(top: int, conf: float) -> None:
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise DetkitError(f"top must be a whole number >= 1, got {top!r}", hint="explain at least one detection per image")
+        raise DetkitError(f"top must be a whole number >= 1, got {top!r}",
+                          hint="explain at least one detection per image")
     if not 0.0 <= float(conf) < 1.0:
         raise DetkitError(f"conf must be in [0, 1), got {conf!r}", hint="scores are probabilities")
 
 
-def select(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, top: int, conf: float) -> np.ndarray:
+def select(scores: np.ndarray, top: int, conf: float) -> np.ndarray:
     """Row indices of the ``top`` highest scores with score >= ``conf`` (input need not be sorted)."""
     order = np.argsort(-scores, kind="stable")
     order = order[scores[order] >= conf]
@@ -94,6 +95,6 @@ def targets_from_outputs(out: dict, sizes: Any, top: int, conf: float) -> Target
     with torch.no_grad():
         labels, boxes, scores = (t[0].cpu().numpy() for t in postprocess(out["logits"][:1].detach().float(),
                                                                         out["boxes"][:1].detach().float(), sizes[:1]))
-    keep = select(boxes, scores, labels, top, conf)
+    keep = select(scores, top, conf)
     lab, box, sc = labels[keep].astype(np.int64), boxes[keep].astype(np.float32), scores[keep].astype(np.float32)
     return Targets(box, sc, lab, find_queries(out, sizes, box, lab, sc))

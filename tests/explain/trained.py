@@ -63,7 +63,8 @@ def train_small_detector(steps: int = 300, n_train: int = 48, size: int = 96, ba
     targets = []
     for s in scenes:
         b = torch.as_tensor(s.boxes, dtype=torch.float32) / size
-        targets.append({"labels": torch.as_tensor(s.labels), "boxes": torch.cat([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], 1)})
+        cxcywh = torch.cat([(b[:, :2] + b[:, 2:]) / 2, b[:, 2:] - b[:, :2]], 1)
+        targets.append({"labels": torch.as_tensor(s.labels), "boxes": cxcywh})
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         idx = torch.as_tensor(rng.choice(n_train, batch, replace=False))
