@@ -21,6 +21,7 @@ def trained():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 3 minutes on an idle 2-core CPU; much more on a shared one
 def test_default_maps_pass_the_sanity_bars(trained):
     det, scenes = trained
     report = sanity_check(det, [s.image for s in scenes[:24]], DEFAULT_METHOD, conf=0.0)
