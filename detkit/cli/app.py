@@ -40,7 +40,7 @@ def _root(
 
 def _register() -> None:
     """Attach the stage commands, in the order of the pipeline."""
-    from detkit.cli import bench, calibrate, data, export, predict, quickstart, recipes, train, view
+    from detkit.cli import bench, calibrate, data, explain, export, predict, quickstart, recipes, train, view
     from detkit.cli import eval as eval_cli
 
     app.add_typer(data.app, name="data", help="Convert, validate, inspect, split, augment and synthesise datasets.")
@@ -51,6 +51,7 @@ def _register() -> None:
     app.add_typer(export.app, name="export", help="Export a model: ONNX with built-in parity verification.")
     app.command("predict")(predict.predict_command)
     app.command("bench")(bench.bench_command)
+    app.command("explain")(explain.explain_command)
     app.command("view")(view.view_command)
     app.command("quickstart")(quickstart.quickstart)
 

@@ -138,6 +138,7 @@ def render_report(
     robustness_lines: list[str] | None = None,
     calibration_lines: list[str] | None = None,
     warnings: list[str] | None = None,
+    gallery_lines: list[str] | None = None,
 ) -> str:
     lines = _header(provenance, metrics)
     if warnings:
@@ -145,6 +146,8 @@ def render_report(
     lines += _headline(metrics)
     lines += _per_class(metrics)
     lines += _confusion(cm, class_map)
+    if gallery_lines:
+        lines += ["", *gallery_lines]
     if robustness_lines:
         lines += ["", *robustness_lines]
     if calibration_lines:
@@ -199,4 +202,38 @@ def calibration_section(report: dict[str, Any], diagrams: list[str]) -> list[str
     for d in diagrams:
         what = "per-class reliability diagrams" if d.endswith("_per_class.png") else "reliability diagram"
         lines += ["", f"![{what}]({d})"]
+    return lines
+
+
+def failure_gallery_section(gallery: Any) -> list[str]:
+    """The ``## Failure gallery`` section for a :class:`detkit.explain.gallery.Gallery`."""
+    lines = ["## Failure gallery", "",
+             f"At score >= {gallery.score_threshold:g} and IoU {gallery.iou_threshold:g} "
+             f"(same matching as COCO, class-aware): {gallery.num_fp} false positives, {gallery.num_missed} missed objects. The worst of each, as crops "
+             "(red: the detection, green: the missed ground truth)"
+             + (f", with the map of what the detection rests on (`{gallery.method}` method; `detkit explain` "
+                "draws it for whole images)." if gallery.method
+                else "; no explanation maps (they need a PyTorch model).")]
+    fps = [it for it in gallery.items if it.kind == "fp"]
+    if fps:
+        lines += ["", "### Worst false positives (highest-scoring unmatched detections)", ""]
+        if "fp" in gallery.figures:
+            lines += [f"![worst false positives]({gallery.figures['fp']})", ""]
+        rows = [[i + 1, f"`{it.file_name}`", it.class_name, num(it.score, 2), ", ".join(f"{v:g}" for v in it.box),
+                 pct(it.mass_inside, 0)] for i, it in enumerate(fps)]
+        lines += md_table(["#", "image", "class", "score", "box x, y, w, h", "map % in box"], rows)
+    missed = [it for it in gallery.items if it.kind == "missed"]
+    if missed:
+        lines += ["", "### Missed objects (largest first), with the detection that overlaps each most", ""]
+        if "missed" in gallery.figures:
+            lines += [f"![missed objects]({gallery.figures['missed']})", ""]
+        rows = [[i + 1, f"`{it.file_name}`", it.class_name, ", ".join(f"{v:g}" for v in it.box),
+                 f"{it.detection_class} {num(it.score, 2)} (IoU {num(it.detection_iou, 2)})"
+                 if it.score is not None else "none"] for i, it in enumerate(missed)]
+        lines += md_table(["#", "image", "true class", "box x, y, w, h", "closest detection"], rows)
+        lines += ["", "A missed object whose closest detection has the right class but a low score is a confidence "
+                  "problem (lower the threshold, calibrate); a wrong class is a confusion; no overlapping detection "
+                  "at all means the model never looked there."]
+    if not fps and not missed:
+        lines += ["", "No failures at this operating point."]
     return lines

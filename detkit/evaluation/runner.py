@@ -251,6 +251,7 @@ def evaluate(
         plot_pr_overall(metrics, plots / "pr_overall.png")
         plot_pr_per_class(metrics, class_map, plots / "pr_per_class.png")
         plot_confusion_matrix(cm, class_map, plots / "confusion_matrix.png")
+        gallery_lines = _failure_gallery_lines(detector, dets, gt, split_spec, class_map, plots)
         if robustness:
             robustness_result = run_robustness(
                 detector, metrics["AP"], spec, coco_o_root=coco_o, corruptions=corruptions, severities=severities,
@@ -266,7 +267,8 @@ def evaluate(
             diagrams = save_reliability_diagrams(calibration_result, plots)
             calibration_lines = calibration_section(calibration_result, [p.relative_to(tmp).as_posix() for p in diagrams])
         robustness_lines = robustness_markdown(robustness_result).splitlines() if robustness_result is not None else None
-        write_report(tmp / "report.md", provenance, metrics, cm, class_map, robustness_lines, calibration_lines, warnings)
+        write_report(tmp / "report.md", provenance, metrics, cm, class_map, robustness_lines, calibration_lines, warnings,
+                     gallery_lines=gallery_lines)
     return EvalResult(target, metrics, dets, robustness_result, calibration_result, warnings)
 
 
@@ -288,6 +290,17 @@ def _calibrator_warnings(detector: Any, cal: Any) -> list[str]:
                    "graph (exported with drop_below_threshold): AP and every metric cover the kept detections only, "
                    "so AP is lower than the model's; export without it to evaluate the whole model")
     return out
+
+
+def _failure_gallery_lines(detector: Any, dets: DetectionTable, gt: CocoData, split_spec: Any, class_map: ClassMap,
+                           plots: Path) -> list[str]:
+    """Worst false positives and missed objects as crops with their explanation maps (detkit.explain.gallery)."""
+    from detkit.evaluation.report import failure_gallery_section
+    from detkit.explain.gallery import failure_gallery
+
+    gallery = failure_gallery(detector, dets, gt, split_spec.images, class_map, plots,
+                              annotations_source=split_spec.annotations)
+    return failure_gallery_section(gallery)
 
 
 def summary_rows(result: EvalResult) -> list[tuple[str, list[list[str]]]]:

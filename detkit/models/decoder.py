@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +42,25 @@ def generate_anchors(
     logits = torch.log(anchors / (1 - anchors))
     logits = torch.where(valid, logits, torch.full_like(logits, math.inf))
     return logits, valid
+
+
+@dataclass
+class DecoderTrace:
+    """Intermediates of one inference forward, filled only inside :meth:`RTDETR.record_intermediates`.
+
+    Query ``q`` of image ``b`` started from encoder token ``query_index[b, q]`` (an index into the tokens of all
+    levels, flattened row-major level by level in the order of ``spatial_shapes``). For every decoder layer that
+    ran, ``reference_boxes[i]`` is the box ``[B, Q, 4]`` (cxcywh in [0, 1]) the layer sampled around,
+    ``sampling_locations[i]`` ``[B, Q, heads, levels, points, 2]`` the (x, y) sampling points in [0, 1] of the
+    input image, and ``attention_weights[i]`` ``[B, Q, heads, levels, points]`` their weights (each head's weights
+    sum to 1 over levels × points). All tensors are detached.
+    """
+
+    spatial_shapes: list[tuple[int, int]] = field(default_factory=list)
+    query_index: torch.Tensor | None = None
+    reference_boxes: list[torch.Tensor] = field(default_factory=list)
+    sampling_locations: list[torch.Tensor] = field(default_factory=list)
+    attention_weights: list[torch.Tensor] = field(default_factory=list)
 
 
 class DecoderLayer(nn.Module):
@@ -127,6 +147,7 @@ class RTDETRDecoder(nn.Module):
         self.dec_score_head = nn.ModuleList(nn.Linear(hidden_dim, num_classes) for _ in range(num_layers))
         self.dec_bbox_head = nn.ModuleList(MLP(hidden_dim, hidden_dim, 4, 3) for _ in range(num_layers))
         self._anchor_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.trace: DecoderTrace | None = None  # set only while RTDETR.record_intermediates() is active
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -180,6 +201,9 @@ class RTDETRDecoder(nn.Module):
             all_memory = self.enc_output(memory)
             scores = self.enc_score_head(all_memory).max(-1).values
         topk = scores.topk(self.num_queries, dim=1).indices[..., None]  # [B, Q, 1]
+        if self.trace is not None:
+            self.trace.spatial_shapes = list(spatial_shapes)
+            self.trace.query_index = topk[..., 0].detach()
         if torch.is_grad_enabled():
             output_memory = self.enc_output(memory.gather(1, topk.expand(-1, -1, memory.shape[-1])))
         else:
@@ -206,6 +230,8 @@ class RTDETRDecoder(nn.Module):
         ref = ref_unact.detach().sigmoid()
         if not self.training:
             for i, layer in enumerate(layers[: self.eval_idx + 1]):
+                if self.trace is not None:
+                    self.trace.reference_boxes.append(ref.detach())
                 tgt = layer(tgt, ref, memory, shapes, self.query_pos_head(ref), attn_mask)
                 ref = (self.dec_bbox_head[i](tgt) + inverse_sigmoid(ref)).sigmoid()
             return {"logits": self.dec_score_head[self.eval_idx](tgt), "boxes": ref}

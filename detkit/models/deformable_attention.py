@@ -57,6 +57,7 @@ class MSDeformableAttention(nn.Module):
         self.attention_weights = nn.Linear(dim, samples)
         self.value_proj = nn.Linear(dim, dim)
         self.output_proj = nn.Linear(dim, dim)
+        self.trace = None  # a DecoderTrace while RTDETR.record_intermediates() is active, else None (no cost)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -92,4 +93,7 @@ class MSDeformableAttention(nn.Module):
         weights = weights.reshape(b, q, heads, levels, points)
         ref = reference_boxes[:, :, None, None, None, :]
         locations = ref[..., :2] + offsets * (0.5 / points) * ref[..., 2:]
+        if self.trace is not None:
+            self.trace.sampling_locations.append(locations.detach())
+            self.trace.attention_weights.append(weights.detach())
         return self.output_proj(deformable_attention_core(value, spatial_shapes, locations, weights))

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
 from detkit.models.backbone import PResNet
-from detkit.models.decoder import RTDETRDecoder
+from detkit.models.decoder import DecoderTrace, RTDETRDecoder
 from detkit.models.denoising import build_denoising_group
 from detkit.models.encoder import HybridEncoder, RepVggBlock
 
@@ -53,6 +56,29 @@ class RTDETR(nn.Module):
         if not 1 <= k <= self.decoder.num_layers:
             raise ValueError(f"decoder layers must be in 1..{self.decoder.num_layers}, got {k}")
         self.decoder.eval_idx = k - 1
+
+    @contextmanager
+    def record_intermediates(self) -> Iterator[DecoderTrace]:
+        """Record the decoder's query selection and deformable sampling of the forwards run inside the block.
+
+        >>> with model.record_intermediates() as trace:
+        ...     out = model(images)          # outputs unchanged; trace is a DecoderTrace
+        Off by default: outside the block nothing is recorded and the forward is untouched. Inference only (the
+        module must be in eval mode); one forward per block (a second one would append its layers to the same lists).
+        """
+        if self.training:
+            raise RuntimeError("record_intermediates() needs the model in eval mode (call model.eval() first)")
+        trace = DecoderTrace()
+        attentions = [layer.cross_attn for layer in self.decoder.decoder.layers]
+        self.decoder.trace = trace
+        for attn in attentions:
+            attn.trace = trace
+        try:
+            yield trace
+        finally:
+            self.decoder.trace = None
+            for attn in attentions:
+                attn.trace = None
 
     def fuse(self) -> RTDETR:
         """Fold every RepVGG block into a single 3×3 conv (deployment form; eval only)."""
