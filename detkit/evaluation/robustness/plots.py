@@ -116,7 +116,6 @@ def plot_calibration_shift(result: dict[str, Any], path: str | Path) -> Path | N
         ax.legend(fontsize=7, loc="upper left", ncol=2)
     axes[0].set_title("Calibration under shift: clean split, COCO-O domains, COCO-C corruptions (lower is better)",
                       fontsize=9)
-    fig.tight_layout()
     return save_figure(fig, path, dpi=120)
 
 
