@@ -7,7 +7,7 @@ val AP50 / AP of the EMA model after every epoch,
 against wall-clock minutes. Goal: val AP50 >= 0.5 within 20 minutes on a 2-core CPU.
 
 The recipe follows what the official implementation needed to learn from scratch on such a CPU
-(environment.md): the narrow variant (width 128, FFN 512, 100 queries, 3 decoder layers; backbone still R18),
+(docs/training.md): the narrow variant (width 128, FFN 512, 100 queries, 3 decoder layers; backbone still R18),
 lr 2e-4 on all parameters, a 200-iteration warmup, batch 8, flip + resize only (no zoom-out / IoU crop /
 photometric distort, no multi-scale), a short EMA.
 

@@ -1,6 +1,6 @@
 """Train-time augmentation: the ``augment:`` recipe section and the albumentations pipeline built from it.
 
-The default pipeline is the official RT-DETR one (rtdetr spec §7.3), in this order::
+The default pipeline is the official RT-DETR one (docs/rtdetr.md §6.3), in this order::
 
     photometric_distort (p 0.5) → zoom_out (p 0.5, up to 4×, fill 0) → iou_crop (p 0.8) → sanitize (min 1 px)
     → hflip (p 0.5) → extra albumentations ops (none by default) → stretch resize to imgsz (OpenCV INTER_LINEAR)
@@ -9,7 +9,7 @@ The default pipeline is the official RT-DETR one (rtdetr spec §7.3), in this or
 Sanitizing runs after every op that moves boxes (albumentations ``check_each_transform``): boxes are clipped to
 the image and those narrower or lower than ``min_size`` pixels are dropped with their labels.
 ``stop_epoch`` (an epoch number, or a fraction of the run) switches the three heavy ops off from that epoch on
-(RT-DETRv2's dynamic augmentation, §7.5). Evaluation (``train=False``) only resizes.
+(RT-DETRv2's dynamic augmentation, docs/rtdetr.md §6.5). Evaluation (``train=False``) only resizes.
 
 ``extra`` adds any albumentations transform by class name (``{name: MotionBlur, p: 0.2, kwargs: {blur_limit: 7}}``);
 names are looked up on the albumentations module and must be in its allowlist (pixel-only transforms and those

@@ -95,7 +95,7 @@ class DetectionDataset(Dataset):
         return len(self.records)
 
     def set_epoch(self, epoch: int) -> None:
-        """The augmentation policy depends on the epoch (stop-epoch of the heavy ops, §7.5)."""
+        """The augmentation policy depends on the epoch (stop-epoch of the heavy ops, docs/rtdetr.md §6.5)."""
         self.epoch = int(epoch)
         self._transform = None
 

@@ -1,4 +1,4 @@
-"""RT-DETR training criterion (``rtdetr.md`` §6): varifocal, L1 and GIoU losses over every supervised set.
+"""RT-DETR training criterion (docs/rtdetr.md §5): varifocal, L1 and GIoU losses over every supervised set.
 
 Sets: the final decoder layer and each auxiliary layer (Hungarian-matched, normaliser N), the encoder's
 top-Q selection (Hungarian, N, key suffix ``_enc_0``) and the denoising part of all decoder layers (fixed

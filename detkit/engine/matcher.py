@@ -1,4 +1,4 @@
-"""Hungarian matching of predictions to ground truth (``rtdetr.md`` §6.1).
+"""Hungarian matching of predictions to ground truth (docs/rtdetr.md §5.1).
 
 The cost of every prediction against every ground-truth box of the batch is computed in one vectorised
 pass on the model's device (for several output sets at once), copied to the host once, and split per image

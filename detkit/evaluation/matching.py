@@ -16,7 +16,7 @@ Rules (COCO ``evaluateImg`` with area range "all"), applied per (image, class) g
 
 With tau = 0 every IoU qualifies, so the top detections of a group are paired one-to-one with the
 regular GTs even at IoU 0 (a "TP" with IoU 0), the next fall onto crowd GTs (ignored), and only the rest
-are FPs. This is intended: it is what the calibration papers' code does (spec B.0).
+are FPs. This is intended: it is what the calibration papers' code does (docs/calibration.md).
 
 Vectorisation: IoUs are computed for every (detection, GT) pair of the same group at once; the greedy
 loop then runs over detection *rank* (at most ``max_dets`` steps), handling rank r of every group in one

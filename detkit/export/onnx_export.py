@@ -307,7 +307,7 @@ def batch_dims_dynamic(path: Path) -> bool:
     return True
 
 
-SLIM_ATTEMPTS = ({}, {"no_shape_infer": True})  # the second was exact where full shape inference was not (environment.md)
+SLIM_ATTEMPTS = ({}, {"no_shape_infer": True})  # the second was exact where full shape inference was not (docs/deploy.md)
 
 
 def _simplify(path: Path, reference, cal, metadata, verify_images, precision, dynamic_batch, verify, parity,

@@ -16,7 +16,7 @@ from detkit.evaluation.robustness.metrics import (
 
 def test_er_is_map_o_minus_045_clean_in_percent():
     assert ER_SLOPE == 0.45
-    # DINOv3 Table 10 rows (spec A.5): EVA-02 Cascade 64.1 / 63.6 -> 34.7; DINOv3 Plain-DETR 65.6 / 66.4 -> 36.8
+    # DINOv3 Table 10 rows: EVA-02 Cascade 64.1 / 63.6 -> 34.7; DINOv3 Plain-DETR 65.6 / 66.4 -> 36.8
     assert effective_robustness(63.6, 64.1) == pytest.approx(63.6 - 0.45 * 64.1)
     assert effective_robustness(63.6, 64.1) == pytest.approx(34.755)  # the table prints 34.7
     assert effective_robustness(66.4, 65.6) == pytest.approx(36.88)
