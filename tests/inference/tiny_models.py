@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from detkit_testing import randomise_norm_stats
 
 from detkit.models.config import ModelConfig
 
@@ -20,18 +21,8 @@ def tiny_config(depth: int = 18, **overrides) -> ModelConfig:
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial BN statistics and box heads (fresh models have identity BNs and zero box heads)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.dtype.is_floating_point:
-                continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75)
-            elif name.endswith("running_mean"):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-            elif "bbox_head" in name or "bbox_embed" in name or "attention_weights" in name:
-                t.add_(torch.randn(t.shape, generator=g) * 0.02)
+    """Non-trivial BN statistics and box heads (the shared helper), in eval mode."""
+    randomise_norm_stats(model, seed)
     return model.eval()
 
 

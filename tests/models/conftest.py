@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from detkit.models.config import ModelConfig
+from detkit_testing import randomise_norm_stats
 
 
 def tiny_config(**overrides) -> ModelConfig:
@@ -17,20 +18,6 @@ def tiny_config(**overrides) -> ModelConfig:
     kw.update(overrides)
     return ModelConfig(**kw)
 
-
-def randomise_norm_stats(model: torch.nn.Module, seed: int = 0) -> None:
-    """Non-trivial BN statistics and box-head weights (fresh models have identity BNs and zero box heads)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.dtype.is_floating_point:
-                continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) * 0.5 + 0.75)
-            elif name.endswith("running_mean"):
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1)
-            elif "bbox_head" in name or "bbox_embed" in name or "attention_weights" in name:
-                t.add_(torch.randn(t.shape, generator=g) * 0.02)
 
 
 @pytest.fixture(scope="session")
