@@ -51,6 +51,11 @@ class RTDETR(nn.Module):
         """How many decoder layers run at inference."""
         return self.decoder.eval_idx + 1
 
+    @property
+    def decoder_layers(self) -> int:
+        """How many decoder layers were trained."""
+        return self.decoder.num_layers
+
     def set_eval_layers(self, k: int) -> None:
         """Run only the first ``k`` decoder layers at inference (their own head answers); weights are unchanged."""
         if not 1 <= k <= self.decoder.num_layers:
@@ -80,12 +85,14 @@ class RTDETR(nn.Module):
             for attn in attentions:
                 attn.trace = None
 
-    def fuse(self) -> RTDETR:
+    def deploy(self) -> RTDETR:
         """Fold every RepVGG block into a single 3×3 conv (deployment form; eval only)."""
         for m in self.modules():
             if isinstance(m, RepVggBlock):
                 m.fuse()
         return self
+
+    fuse = deploy
 
     def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None) -> dict:
         if images.dtype == torch.uint8:
