@@ -71,13 +71,13 @@ class Suite:
 
 def detkit_model(arch: str, device):
     from detkit.config.recipe import resolve_recipe
-    from detkit.engine.losses import SetCriterion, total_loss
+    from detkit.models.family import total_loss
     from detkit.engine.optim import build_optimizer
-    from detkit.models.builder import build_model
+    from detkit.models.rtdetr.builder import build_model
 
     recipe = resolve_recipe(RECIPES[arch])
     model = build_model(recipe.model, NUM_CLASSES).to(device).train()
-    criterion = SetCriterion(NUM_CLASSES, recipe.train.loss)
+    criterion = recipe.family.build_criterion(recipe.loss, NUM_CLASSES)
     return (
         model,
         build_optimizer(model, recipe.train),

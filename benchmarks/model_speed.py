@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from detkit.config.recipe import resolve_recipe
-from detkit.models.builder import build_model
+from detkit.models.rtdetr.builder import build_model
 from detkit.models.profile import profile_config
 
 

@@ -61,13 +61,13 @@ def training_step(model, optimizer, loss_of):
 
 def ours(num_classes: int, device: torch.device):
     from detkit.config.recipe import resolve_recipe
-    from detkit.engine.losses import SetCriterion, total_loss
+    from detkit.models.family import total_loss
     from detkit.engine.optim import build_optimizer
-    from detkit.models.builder import build_model
+    from detkit.models.rtdetr.builder import build_model
 
     recipe = resolve_recipe("recipe:rtdetr-r18")
     model = build_model(recipe.model, num_classes).to(device).train()
-    criterion = SetCriterion(num_classes, recipe.train.loss)
+    criterion = recipe.family.build_criterion(recipe.loss, num_classes)
     opt = build_optimizer(model, recipe.train)
     PARAMS["detkit"] = sum(p.numel() for p in model.parameters())
 

@@ -23,11 +23,14 @@ def list_command(
     for name in list_recipes():
         recipe = resolve_recipe(f"recipe:{name}")
         prof = profile_config(recipe.model, imgsz=None)
-        backbone = f"PResNet-{recipe.model.depth}vd"
-        rows.append([name, backbone, recipe.model.decoder_layers, f"{prof.params / 1e6:.2f}M", recipe.description])
-        items.append({"name": name, "backbone": backbone, "decoder_layers": recipe.model.decoder_layers,
+        facts = recipe.family.describe(recipe.model)
+        backbone, layers = facts.get("backbone", ""), facts.get("decoder_layers", "")
+        rows.append([name, recipe.family.name, backbone, layers, f"{prof.params / 1e6:.2f}M", recipe.description])
+        items.append({"name": name, "family": recipe.family.name, "backbone": backbone,
+                      "decoder_layers": int(layers) if layers.isdigit() else layers,
                       "params": prof.params, "description": recipe.description})
-    ui.table("recipes (use as recipe:NAME)", ["name", "backbone", "decoder layers", "params", "description"], rows)
+    ui.table("recipes (use as recipe:NAME)", ["name", "family", "backbone", "decoder layers", "params", "description"],
+             rows)
     ui.print(f"recipe files: {RECIPES_DIR}")
     ui.emit_json({"recipes": items, "dir": str(RECIPES_DIR)})
 

@@ -46,7 +46,7 @@ def train_command(
     json_out: bool = typer.Option(False, "--json", help="print one JSON object with the results on stdout"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings and errors"),
 ) -> None:
-    from detkit.engine.distributed import env_info
+    from detkit.utils.distributed import env_info
     from detkit.engine.run import train
 
     main_process = env_info().is_main  # under torchrun only rank 0 talks

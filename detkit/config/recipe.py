@@ -20,8 +20,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from detkit.config.schema import Recipe
+from detkit.config.schema import Recipe, all_schemas, recipe_schema
 from detkit.errors import DetkitError
+from detkit.models.families import DEFAULT_FAMILY, FAMILIES, get_family
 from detkit.utils.files import pydantic_error_line, read_yaml
 
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
@@ -67,16 +68,34 @@ def _model_class(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def valid_keys(model: type[BaseModel] = Recipe, prefix: str = "") -> list[str]:
-    """Every dotted key a recipe may set (sections and their leaves)."""
+def _keys_of(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, info in model.model_fields.items():
         key = f"{prefix}{name}"
         keys.append(key)
         sub = _model_class(info.annotation)
         if sub is not None:
-            keys.extend(valid_keys(sub, key + "."))
+            keys.extend(_keys_of(sub, key + "."))
     return keys
+
+
+def valid_keys(model: type[BaseModel] | None = None, prefix: str = "") -> list[str]:
+    """Every dotted key a recipe may set (sections and their leaves); without ``model``, those of any family."""
+    if model is not None:
+        return _keys_of(model, prefix)
+    return list(dict.fromkeys(k for schema in all_schemas() for k in _keys_of(schema, prefix)))
+
+
+def _section_class(dotted: str) -> type[BaseModel] | None:
+    """The pydantic section a dotted key names, in any family's recipe (None for a leaf)."""
+    for schema in all_schemas():
+        model: type[BaseModel] | None = schema
+        for part in dotted.split("."):
+            info = model.model_fields.get(part) if model is not None else None
+            model = _model_class(info.annotation) if info is not None else None
+        if model is not None:
+            return model
+    return None
 
 
 def _unknown_key_error(key: str, where: str, path: Path | None = None) -> DetkitError:
@@ -85,15 +104,52 @@ def _unknown_key_error(key: str, where: str, path: Path | None = None) -> Detkit
     return DetkitError(f"unknown recipe key '{key}' {where}", hint=hint, path=path)
 
 
-def _check_keys(data: Mapping, path: Path, model: type[BaseModel] = Recipe, prefix: str = "") -> None:
+def _check_keys(data: Mapping, path: Path, prefix: str = "") -> None:
+    keys = set(valid_keys())
     for key, value in data.items():
         dotted = f"{prefix}{key}"
-        info = model.model_fields.get(str(key))
-        if info is None:
+        if dotted not in keys:
             raise _unknown_key_error(dotted, "in recipe file", path)
-        sub = _model_class(info.annotation)
-        if sub is not None and isinstance(value, Mapping):
-            _check_keys(value, path, sub, dotted + ".")
+        if isinstance(value, Mapping) and _section_class(dotted) is not None:
+            _check_keys(value, path, dotted + ".")
+
+
+def _check_family(data: Mapping, path: Path | None) -> str:
+    """The recipe's model family; a ``model:`` or ``loss:`` key of another family is one error naming both."""
+    model = data.get("model") if isinstance(data.get("model"), Mapping) else {}
+    try:
+        family = get_family(model.get("family", DEFAULT_FAMILY))
+    except DetkitError as e:
+        raise DetkitError(e.message, hint=e.hint, path=path) from None
+    own = recipe_schema(family.name)
+    for section in ("model", "loss"):
+        given = data.get(section)
+        if not isinstance(given, Mapping):
+            continue
+        fields = _model_class(own.model_fields[section].annotation).model_fields
+        for key in given:
+            if key in fields:
+                continue
+            other = [f for f in FAMILIES if f != family.name
+                     and key in _model_class(recipe_schema(f).model_fields[section].annotation).model_fields]
+            if other:
+                raise DetkitError(f"recipe mixes model families: {section}.{key} is an option of the '{other[0]}' "
+                                  f"family, but model.family is '{family.name}'",
+                                  hint=f"remove {section}.{key}, or set model.family={other[0]}", path=path)
+    return family.name
+
+
+def _upgrade(data: dict) -> dict:
+    """Recipes written before model families kept the loss settings under ``train.loss``; they now form the
+    top-level ``loss:`` section (what the family's criterion reads). Old run folders and checkpoints still load."""
+    train = data.get("train")
+    if isinstance(train, Mapping) and "loss" in train:
+        train = dict(train)
+        data = {**data, "train": train}
+        legacy = train.pop("loss")
+        if isinstance(legacy, Mapping) and "loss" not in data:
+            data["loss"] = dict(legacy)
+    return data
 
 
 # -- merging -----------------------------------------------------------------------------------------------------
@@ -118,7 +174,7 @@ def _load(path: Path, chain: tuple[Path, ...]) -> dict:
         data = {}
     if not isinstance(data, Mapping):
         raise DetkitError(f"recipe must be a YAML mapping, got {type(data).__name__}", path=path)
-    data = dict(data)
+    data = _upgrade(dict(data))
     bases = data.pop("base", None)
     if bases is None:
         bases = []
@@ -170,7 +226,7 @@ def resolve_recipe_dict(source: str | Path | Mapping, overrides: Iterable[str] =
     """The merged plain dict (before validation) and the file it came from."""
     if isinstance(source, Mapping):
         path = None
-        data = dict(source)
+        data = _upgrade(dict(source))
         data.pop("base", None)
     else:
         path = recipe_path(source)
@@ -183,8 +239,9 @@ def resolve_recipe(source: str | Path | Mapping, overrides: Iterable[str] = ()) 
     """``recipe:NAME``, a YAML path, or an already resolved dict (e.g. from a checkpoint) → validated Recipe."""
     overrides = list(overrides)
     data, path = resolve_recipe_dict(source, overrides)
+    family = _check_family(data, path)
     try:
-        return Recipe.model_validate(data)
+        return recipe_schema(family).model_validate(data)
     except ValidationError as e:
         where = f" (overrides: {' '.join(overrides)})" if overrides else ""
         raise DetkitError(f"invalid recipe{where}: {pydantic_error_line(e)}", path=path) from None

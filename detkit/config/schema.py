@@ -1,12 +1,19 @@
-"""The typed recipe: one pydantic model per section, unknown keys refused (``extra="forbid"``)."""
+"""The typed recipe: one pydantic model per section, unknown keys refused (``extra="forbid"``).
+
+The ``model:`` and ``loss:`` sections belong to the model family named by ``model.family`` (default ``rtdetr``):
+:func:`recipe_schema` gives the recipe type of one family, whose two sections are that family's config types.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from functools import cache
 
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, create_model
+
+from detkit.config.train import TrainConfig
 from detkit.data.augment import AugmentConfig
-from detkit.engine.config import TrainConfig
-from detkit.models.config import ModelConfig
+from detkit.models.families import DEFAULT_FAMILY, FAMILIES, get_family
+from detkit.models.family import ModelFamily
 
 
 class Recipe(BaseModel):
@@ -16,8 +23,29 @@ class Recipe(BaseModel):
 
     name: str = Field("", description="recipe name (the file name when not given)")
     description: str = Field("", description="one line shown by `detkit recipes list`")
-    model: ModelConfig = Field(default_factory=ModelConfig)
+    model: SerializeAsAny[BaseModel]
+    loss: SerializeAsAny[BaseModel]
 
-    # ---- sections owned by the training side (detkit/engine/config.py, detkit/data/augment.py) ----------------
+    # ---- sections owned by the training side (detkit/config/train.py, detkit/data/augment.py) ----------------
     train: TrainConfig = Field(default_factory=TrainConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+
+    @property
+    def family(self) -> ModelFamily:
+        return get_family(self.model.family)
+
+
+@cache
+def recipe_schema(family: str = DEFAULT_FAMILY) -> type[Recipe]:
+    """The recipe type of one model family: ``model`` and ``loss`` typed by the family."""
+    fam = get_family(family)
+    return create_model(
+        f"Recipe_{fam.name}",
+        __base__=Recipe,
+        model=(fam.config_type, Field(default_factory=fam.config_type, description=f"{fam.name} architecture")),
+        loss=(fam.loss_config_type, Field(default_factory=fam.loss_config_type, description="training criterion")),
+    )
+
+
+def all_schemas() -> list[type[Recipe]]:
+    return [recipe_schema(name) for name in FAMILIES]

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from detkit.engine import distributed
+from detkit.utils import distributed
 
 
 def capture_rng() -> dict[str, Any]:

@@ -11,7 +11,7 @@ import re
 
 import torch
 
-from detkit.engine.config import TrainConfig
+from detkit.config.train import TrainConfig
 
 
 def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:

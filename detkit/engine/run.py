@@ -16,7 +16,7 @@ import torch
 
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import load_dataset
-from detkit.engine import distributed
+from detkit.utils import distributed
 from detkit.engine.run_record import dataset_record, recorded_dataset
 from detkit.engine.trainer import Trainer, TrainResult, next_run_dir, read_history, resolve_device
 from detkit.errors import DetkitError
@@ -82,7 +82,7 @@ def train(
     model: torch.nn.Module | None = None,
     on_start: Any = None,
 ) -> TrainResult:
-    """Train RT-DETR on ``data`` and return where the run went and how it ended.
+    """Train the recipe's detector on ``data`` and return where the run went and how it ended.
 
     ``resume`` continues a run folder from its ``last.pt`` with the run's own ``recipe.yaml`` (``recipe`` is
     ignored; options and ``overrides`` change the run and are written back to ``recipe.yaml``) and, unless
@@ -91,7 +91,6 @@ def train(
     ``on_start(prepared)`` is called once the run is set up (the CLI prints the applied overrides there).
     """
     from detkit.config.recipe import resolve_recipe
-    from detkit.models.builder import build_model
 
     if data is None and resume is None:
         raise DetkitError("no dataset given: data is required to start a run (a resumed run remembers its own)",
@@ -138,7 +137,7 @@ def train(
 
         torch.manual_seed(resolved.train.seed)
         if model is None:
-            model = build_model(resolved.model, len(dataset.class_map))
+            model = resolved.family.build_model(resolved.model, len(dataset.class_map))
         if weights is not None:
             _load_weights(model, weights, resolved, dataset.class_map, reinit_head)
         torch.manual_seed(resolved.train.seed + dist_info.rank)  # per-process randomness (denoising noise)
@@ -155,15 +154,13 @@ def train(
         distributed.cleanup()
 
 
-FEATURE_STRIDES = (8, 16, 32)  # the three maps the encoder hands to the decoder (every RT-DETR backbone)
-
-
 def check_training_sizes(recipe: Any) -> None:
     """Query selection keeps ``model.num_queries`` tokens, so every training size (``train.imgsz`` and each
-    multi-scale size) must give at least that many: (S/8)² + (S/16)² + (S/32)². Checked before any work starts."""
+    multi-scale size) must give at least that many encoder tokens (the family counts them, e.g. (S/8)² + (S/16)² +
+    (S/32)² for three levels). Checked before any work starts."""
     queries = recipe.model.num_queries
     for size in sorted({recipe.train.imgsz, *(recipe.train.scales() or [])}):
-        tokens = sum((size // s) ** 2 for s in FEATURE_STRIDES)
+        tokens = recipe.family.feature_tokens(recipe.model, size)
         if tokens < queries:
             what = "train.imgsz" if size == recipe.train.imgsz else "the multi-scale size"
             raise DetkitError(f"{what} {size} gives {tokens} feature tokens, fewer than the {queries} queries",
@@ -176,7 +173,6 @@ def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, clas
     A checkpoint trained on another class map is refused, naming both, unless ``reinit_head`` is set.
     """
     from detkit.models.checkpoint import read_weights
-    from detkit.models.convert_weights import load_into
 
     path = Path(weights)
     state, weights_map = read_weights(path)  # the class map only when the file is a detkit checkpoint
@@ -186,4 +182,5 @@ def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, clas
             class_map.check_same(weights_map, "the dataset", f"weights {path}",
                                  hint="pass --reinit-head to re-initialise the class heads for the dataset's classes")
         mismatch = f"{path}: class map differs from the dataset's"
-    load_into(model, state, reinit_head=reinit_head, source=str(path), class_mismatch_message=mismatch)
+    recipe.family.load_weights(model, state, reinit_head=reinit_head, source=str(path),
+                               class_mismatch_message=mismatch)

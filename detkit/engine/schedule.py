@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from detkit.engine.config import TrainConfig
+from detkit.config.train import TrainConfig
 
 
 def lr_factor(step: int, total_steps: int, warmup: int, cfg: TrainConfig) -> float:

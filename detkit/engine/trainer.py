@@ -25,19 +25,19 @@ import torch.nn.functional as F
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import DatasetSpec
 from detkit.data.loader import DetectionDataset, EpochLoader, sample_seed
-from detkit.engine import distributed
+from detkit.utils import distributed
 from detkit.engine.checkpointing import capture_rng, restore_rng
-from detkit.engine.config import TrainConfig
+from detkit.config.train import TrainConfig
 from detkit.engine.ema import ModelEMA
-from detkit.engine.losses import SetCriterion, total_loss
+from detkit.models.family import total_loss
 from detkit.engine.optim import build_optimizer
 from detkit.engine.schedule import build_scheduler
 from detkit.errors import DetkitError
+from detkit.inference.torch_detector import TorchDetector
 from detkit.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 from detkit.utils.optional import optional_import
 from detkit.utils.progress import ProgressTask
 
-LOSS_GROUPS = ("loss_vfl", "loss_bbox", "loss_giou")
 
 
 # ------------------------------------------------------------------------------------------- device / AMP
@@ -152,8 +152,9 @@ class TrainingDiverged(DetkitError):
 class Trainer:
     """Holds the training state of one run; ``fit()`` runs the remaining epochs.
 
-    ``model`` is an RT-DETR module honouring the training contract (``forward(images, targets)``); the
-    trainer owns device placement, DDP wrapping, optimiser, schedule, EMA and AMP.
+    ``model`` is a detector of ``recipe.family`` honouring the training contract (``forward(images, targets)``);
+    the family gives the criterion and its loss groups; the trainer owns device placement, DDP wrapping,
+    optimiser, schedule, EMA and AMP.
     """
 
     def __init__(self, model: torch.nn.Module, recipe: Any, dataset: DatasetSpec, run_dir: Path, device: torch.device,
@@ -189,7 +190,8 @@ class Trainer:
         self.ema = ModelEMA(self.base_model, cfg.ema_decay, cfg.ema_warmups) if cfg.ema else None
         sync_bn = cfg.sync_bn and device.type == "cuda"  # SyncBatchNorm needs a GPU process group
         self.model = distributed.wrap_ddp(self.base_model, device, sync_bn, cfg.find_unused_parameters)
-        self.criterion = SetCriterion(len(self.class_map), cfg.loss)
+        self.criterion = recipe.family.build_criterion(recipe.loss, len(self.class_map))
+        self.loss_groups = recipe.family.loss_groups
         self.optimizer = build_optimizer(self.base_model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp.use_scaler)
@@ -315,7 +317,7 @@ class Trainer:
                 losses = self.forward_loss(x, tg)
                 total = total_loss(losses)
                 self.scaler.scale(total / cfg.accumulate).backward()
-            parts = torch.stack([total] + [sum(v for k, v in losses.items() if k.startswith(g)) for g in LOSS_GROUPS])
+            parts = torch.stack([total] + [sum(v for k, v in losses.items() if k.startswith(g)) for g in self.loss_groups])
             pending = parts.detach() if pending is None else pending + parts.detach()
             stats.images += images.shape[0]
             if last_micro:
@@ -333,12 +335,11 @@ class Trainer:
         stats.seconds = time.perf_counter() - t0
         if sums is not None:
             stats.loss = sums[0] / n_steps
-            stats.parts = {g: s / n_steps for g, s in zip(LOSS_GROUPS, sums[1:])}
+            stats.parts = {g: s / n_steps for g, s in zip(self.loss_groups, sums[1:])}
         return stats
 
     # ---- validation ---------------------------------------------------------------------------------------
     def validate(self) -> dict[str, Any]:
-        from detkit.api import Detector
         from detkit.evaluation.coco_metrics import evaluate_coco
         from detkit.evaluation.inference import predict_split
 
@@ -346,7 +347,7 @@ class Trainer:
         was_training = module.training
         module.eval()
         try:
-            detector = Detector(module, self.class_map, (self.cfg.imgsz, self.cfg.imgsz), self.device, recipe=_recipe_dict(self.recipe))
+            detector = TorchDetector(module, self.class_map, (self.cfg.imgsz, self.cfg.imgsz), self.device, recipe=_recipe_dict(self.recipe))
             with torch.no_grad():
                 dets = predict_split(detector, self.val_split, batch_size=self.cfg.val_batch)
             return evaluate_coco(self.val_split.annotations, dets, self.class_map)
@@ -440,7 +441,7 @@ class Trainer:
         }
         atomic_write_json(self.run_dir / "summary.json", _finite(summary))
         if stopped is None:
-            plot_history(self.history, self.run_dir / "plots")
+            plot_history(self.history, self.run_dir / "plots", self.loss_groups)
             self._tensorboard(self.history[-1])
 
     def _open_tensorboard(self) -> None:
@@ -469,12 +470,12 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def plot_history(history: list[dict[str, Any]], out: Path) -> None:
-    """``losses.png`` (total and per-term train loss) and ``map.png`` (val AP, AP50, AP75) per epoch."""
+def plot_history(history: list[dict[str, Any]], out: Path, loss_groups: tuple[str, ...] = ()) -> None:
+    """``losses.png`` (total and per-group train loss) and ``map.png`` (val AP, AP50, AP75) per epoch."""
     from detkit.utils.figures import new_figure, save_figure
 
     epochs = [r["epoch"] for r in history]
-    curves = (("losses.png", ["train_loss", *LOSS_GROUPS], "loss", "Training loss per epoch"),
+    curves = (("losses.png", ["train_loss", *loss_groups], "loss", "Training loss per epoch"),
               ("map.png", ["AP", "AP50", "AP75"], "val mAP (EMA)", "Validation mAP per epoch (EMA weights)"))
     for name, keys, ylabel, title in curves:
         fig = new_figure(6, 4)

@@ -7,7 +7,7 @@ Gaussian of unit mass carrying the sample's attention weight, centred on the sam
 deviation of half the level's stride (the footprint of one bilinear read). So the map's total mass is
 layers × heads, and a region's share of it is the share of attention the query spent there.
 
-The points come from :meth:`detkit.models.rtdetr.RTDETR.record_intermediates` in the same forward that produced
+The points come from :meth:`detkit.models.rtdetr.model.RTDETR.record_intermediates` in the same forward that produced
 the detection, so this method costs one inference plus a few small matrix products.
 """
 

@@ -10,7 +10,7 @@ Every command that takes a MODEL (eval, calibrate, export, predict, bench) and t
 - an exported ``model.onnx`` (onnxruntime);
 - bare foreign weights without a recipe: an official RT-DETR v1/v2 ``.pth``, Hugging Face ``model.safetensors``
   (or ``.bin``/``.pth``), or detkit-layout ``.safetensors``; the architecture is inferred from the tensor shapes
-  (:func:`detkit.models.infer_config.infer_model_config`) and 80-class heads get COCO's class map.
+  (each family's ``read_foreign``, :mod:`detkit.models.families`) and 80-class heads get COCO's class map.
 """
 
 from __future__ import annotations
@@ -136,16 +136,16 @@ def _from_recipe(src, weights, device, requested, label, reinit_head, imgsz, bat
 
 def _from_bare_weights(state, path: Path, device, requested, label, reinit_head, imgsz, batch_size) -> Detector:
     from detkit.config.recipe import resolve_recipe
-    from detkit.models.infer_config import infer_imgsz, infer_model_config
+    from detkit.models.families import read_foreign_weights
 
     try:
-        cfg = infer_model_config(state)
+        _, foreign = read_foreign_weights(state)
     except DetkitError as e:
         raise _with_path(e, path) from None
-    recipe = resolve_recipe(f"recipe:rtdetr-r{cfg.depth}")
-    recipe = recipe.model_copy(update={"model": cfg})
+    recipe = resolve_recipe(f"recipe:{foreign.recipe}")
+    recipe = recipe.model_copy(update={"model": foreign.config})
     if imgsz is None:
-        imgsz = infer_imgsz(state) or DEFAULT_IMGSZ
+        imgsz = foreign.imgsz or DEFAULT_IMGSZ
     return _build(recipe, state, None, path, device, requested, label, reinit_head, imgsz, batch_size, False)
 
 
@@ -158,9 +158,7 @@ def _build(recipe, state: Mapping | None, weights_map: ClassMap | None, origin: 
            requested: ClassMap | None, label: str, reinit_head: bool, imgsz, batch_size: int,
            recipe_given: bool) -> Detector:
     from detkit.inference.torch_detector import TorchDetector, resolve_device
-    from detkit.models.builder import build_model
-    from detkit.models.convert_weights import load_into
-    from detkit.models.infer_config import class_count
+    from detkit.models.families import read_foreign_weights
 
     dev = resolve_device(device)  # a bad device fails before any model is built
     mismatch_message = None
@@ -169,7 +167,7 @@ def _build(recipe, state: Mapping | None, weights_map: ClassMap | None, origin: 
             class_map = weights_map
         elif state is not None:
             try:
-                class_map = default_class_map(class_count(state))
+                class_map = default_class_map(read_foreign_weights(state)[1].num_classes)
             except DetkitError as e:
                 raise _with_path(e, origin) from None
         else:
@@ -181,11 +179,11 @@ def _build(recipe, state: Mapping | None, weights_map: ClassMap | None, origin: 
                 weights_map.check_same(requested, f"weights {origin}", label, hint=REINIT_HINT)
             mismatch_message = f"{origin}: class map differs"
 
-    module = build_model(recipe.model, len(class_map))
+    module = recipe.family.build_model(recipe.model, len(class_map))
     if state is not None:
         try:
-            load_into(module, state, reinit_head=reinit_head, source=str(origin),
-                      class_mismatch_message=mismatch_message)
+            recipe.family.load_weights(module, state, reinit_head=reinit_head, source=str(origin),
+                                       class_mismatch_message=mismatch_message)
         except DetkitError as e:
             raise _fit_error(e, state, origin, recipe_given) from None
     module.eval()
@@ -198,15 +196,14 @@ def _fit_error(e: DetkitError, state: Mapping, origin: Path | None, recipe_given
     e = _with_path(e, origin) if origin is not None else e
     if "class" in e.message:
         return e
-    if not recipe_given:  # the architecture came from these very weights: they are not a whole supported RT-DETR
-        return DetkitError(e.message, hint="detkit reads complete RT-DETR models with a PResNet-vd backbone "
-                                           "(detkit, official v1/v2 or Hugging Face layout)")
-    from detkit.models.infer_config import infer_model_config
+    from detkit.models.families import read_foreign_weights, weights_hint
 
+    if not recipe_given:  # the architecture came from these very weights: they are not a whole supported model
+        return DetkitError(e.message, hint=weights_hint())
     try:
-        cfg = infer_model_config(state)
+        _, foreign = read_foreign_weights(state)
     except DetkitError:
         return e
-    looks = (f"the weights look like RT-DETR-R{cfg.depth} (encoder {cfg.encoder_dim}, decoder {cfg.hidden_dim} × "
-             f"{cfg.decoder_layers} layers); pass the weights file alone as MODEL to build that architecture")
+    looks = (f"the weights look like {foreign.summary}; pass the weights file alone as MODEL to build that "
+             "architecture")
     return DetkitError(e.message, hint=looks)

@@ -4,7 +4,7 @@ Contents: ``format``, ``version``, ``detkit_version``, ``recipe`` (resolved, pla
 (``ClassMap.to_dict()``), ``model`` (state dict), ``ema`` (state dict or None) and, when written by training,
 ``optimizer``, ``scheduler``, ``scaler``, ``epoch``, ``step``, ``rng``. Weights alone can also be stored as
 ``.safetensors``. Foreign weight files (official ``.pth``, Hugging Face safetensors) are read by
-:func:`read_weights` and converted by :mod:`detkit.models.convert_weights`.
+:func:`read_weights` and converted by :mod:`detkit.models.rtdetr.convert_weights`.
 """
 
 from __future__ import annotations
@@ -159,7 +159,7 @@ def read_weights_file(path: str | Path) -> WeightsFile:
 
     ``.safetensors`` → its tensors; a detkit checkpoint → its EMA (else model) weights, class map and recipe;
     official training files → ``ema.module`` / ``model``; a bare state dict (``.pth``/``.bin``) as is. Layout
-    conversion happens later (:mod:`detkit.models.convert_weights`).
+    conversion happens later (:mod:`detkit.models.rtdetr.convert_weights`).
     """
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -185,7 +185,7 @@ def read_weights_file(path: str | Path) -> WeightsFile:
             return WeightsFile(path, state, class_map, dict(obj["recipe"]))
         except (KeyError, TypeError) as e:
             raise DetkitError(f"checkpoint is incomplete (missing or malformed {e})", path=path) from None
-    from detkit.models.convert_weights import unwrap_official
+    from detkit.models.rtdetr.convert_weights import unwrap_official
 
     sd = unwrap_official(obj) if isinstance(obj, Mapping) else None
     if not isinstance(sd, Mapping) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -50,6 +50,22 @@ class DetectionModel(Protocol):
     def __call__(self, images: torch.Tensor, targets: Targets | None = None) -> dict: ...
 
 
+@dataclass(frozen=True)
+class ForeignWeights:
+    """What a family reads from weights that came without a recipe (official or Hugging Face files).
+
+    ``config``: the family's ``model:`` section rebuilt from tensor shapes; ``num_classes``: the class head's size;
+    ``imgsz``: the square input size the file was made for, when it says; ``recipe``: the shipped recipe closest to
+    it (its training settings are used); ``summary``: one line saying what the weights are, for hints.
+    """
+
+    config: Any
+    num_classes: int
+    imgsz: int | None
+    recipe: str
+    summary: str
+
+
 class Criterion(Protocol):
     """``criterion(outputs, targets) -> {term name: weighted scalar}``; the training loss is the plain sum."""
 
@@ -67,9 +83,10 @@ class ModelFamily:
     - ``feature_tokens(model_cfg, size)``: encoder tokens of a square ``size`` input (query selection needs at
       least ``num_queries``).
     - ``describe(model_cfg)``: short facts for listings, e.g. ``{"backbone": ...}``.
-    - ``read_foreign(state_dict)``: a model config read from foreign weights' tensor shapes, or None when the
-      weights are not this family's; ``load_weights(model, state_dict, reinit_head, source, class_mismatch_message)``
-      loads official, Hugging Face or detkit-layout weights into a built model.
+    - ``read_foreign(state_dict) -> ForeignWeights``: the architecture read from foreign weights' tensor shapes
+      (raises ``DetkitError`` when the weights are not a whole model of this family); ``weights_hint``: what the
+      family reads, for errors; ``load_weights(model, state_dict, *, reinit_head, source, class_mismatch_message)``
+      loads detkit, official or Hugging Face layouts into a built model.
     """
 
     name: str
@@ -80,7 +97,12 @@ class ModelFamily:
     loss_groups: tuple[str, ...]
     feature_tokens: Callable[[Any, int], int]
     describe: Callable[[Any], dict[str, str]]
-    read_foreign: Callable[[dict[str, torch.Tensor]], Any] | None = None
-    load_weights: Callable[..., None] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    read_foreign: Callable[[dict[str, torch.Tensor]], ForeignWeights]
+    weights_hint: str
+    load_weights: Callable[..., None]
 
+
+
+def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The training loss of a criterion's terms: their plain sum (terms come weighted)."""
+    return torch.stack(list(losses.values())).sum()

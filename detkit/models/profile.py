@@ -12,13 +12,13 @@ a 256→256→256→4 MLP).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from detkit.models.builder import build_model
-from detkit.models.config import ModelConfig
+from detkit.models.families import build_model
 
 
 @dataclass
@@ -51,8 +51,8 @@ def count_gflops(model: nn.Module, imgsz: tuple[int, int], device: str | torch.d
     return counter.get_total_flops() / 1e9
 
 
-def profile_config(cfg: ModelConfig, num_classes: int = 80, imgsz: tuple[int, int] | None = (640, 640)) -> ModelProfile:
-    """Build ``cfg`` on the meta device and count parameters (and FLOPs unless ``imgsz`` is None)."""
+def profile_config(cfg: Any, num_classes: int = 80, imgsz: tuple[int, int] | None = (640, 640)) -> ModelProfile:
+    """Build ``cfg`` (any family's ``model:`` section) on the meta device and count parameters (and FLOPs unless ``imgsz`` is None)."""
     with torch.device("meta"):
         model = build_model(cfg, num_classes)
     gflops = count_gflops(model, imgsz) if imgsz is not None else None

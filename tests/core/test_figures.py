@@ -133,7 +133,8 @@ def test_dataset_stats_plots(saved, synth_dataset, tmp_path):
 
 
 def test_training_curves(saved, tmp_path):
-    from detkit.engine.trainer import LOSS_GROUPS, plot_history
+    from detkit.engine.trainer import plot_history
+    from detkit.models.rtdetr import LOSS_GROUPS
 
     history = [
         {
@@ -146,7 +147,7 @@ def test_training_curves(saved, tmp_path):
         }
         for e in range(1, 5)
     ]
-    plot_history(history, tmp_path)
+    plot_history(history, tmp_path, LOSS_GROUPS)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["losses.png", "map.png"] and len(saved) == 2
     for fig in saved:
         assert_inside(fig)

@@ -64,7 +64,7 @@ def test_missing_dataset_and_missing_split(cli, tiny_dataset, tmp_path):
 def test_class_map_mismatch_with_weights_is_refused_unless_reinit_head(cli, tiny_dataset, tiny_overrides, tmp_path):
     from detkit.config.recipe import resolve_recipe
     from detkit.data.classmap import ClassMap
-    from detkit.models.builder import build_model
+    from detkit.models.rtdetr.builder import build_model
     from detkit.models.checkpoint import save_checkpoint
 
     recipe = resolve_recipe("recipe:rtdetr-r18", tiny_overrides)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.engine.config import LossConfig, MatcherConfig
-from detkit.engine.losses import SetCriterion, denoising_indices, varifocal_loss
-from detkit.engine.matcher import HungarianMatcher
+from detkit.models.matcher import MatcherConfig
+from detkit.models.rtdetr.config import LossConfig
+from detkit.models.rtdetr.criterion import SetCriterion, denoising_indices, varifocal_loss
+from detkit.models.matcher import HungarianMatcher
 
 
 def _brute_force(cost: np.ndarray) -> float:
@@ -131,7 +132,7 @@ def test_denoising_indices_group_major():
 def test_box_ops_agree_with_torchvision():
     from torchvision.ops import box_convert, generalized_box_iou
 
-    from detkit.engine.box_ops import cxcywh_to_xyxy, paired_iou_giou, pairwise_giou
+    from detkit.models.box_ops import cxcywh_to_xyxy, paired_iou_giou, pairwise_giou
 
     g = torch.Generator().manual_seed(1)
     a = torch.cat([torch.rand(7, 2, generator=g), torch.rand(7, 2, generator=g) * 0.5 + 0.01], 1)

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from detkit.engine.config import TrainConfig
+from detkit.config.train import TrainConfig
 from detkit.engine.ema import ModelEMA
 from detkit.engine.optim import build_optimizer, param_groups
 from detkit.engine.schedule import build_scheduler, lr_factor
-from detkit.models.builder import build_model
-from detkit.models.config import ModelConfig
+from detkit.models.rtdetr.builder import build_model
+from detkit.models.rtdetr.config import ModelConfig
 
 
 @pytest.fixture(scope="module")

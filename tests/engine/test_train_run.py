@@ -10,7 +10,8 @@ import torch
 from detkit_testing import assert_same_state
 
 from detkit.engine import trainer as trainer_mod
-from detkit.engine.losses import SetCriterion, total_loss
+from detkit.models.family import total_loss
+from detkit.models.rtdetr.criterion import SetCriterion
 from detkit.engine.run import train
 from detkit.errors import DetkitError
 
@@ -85,12 +86,12 @@ def test_nan_guard_stops_and_saves_the_batch(tiny_dataset, tiny_overrides, tmp_p
 def test_tiny_model_overfits_one_batch(tiny_overrides):
     from detkit.config.recipe import resolve_recipe
     from detkit.engine.optim import build_optimizer
-    from detkit.models.builder import build_model
+    from detkit.models.rtdetr.builder import build_model
 
     recipe = resolve_recipe("recipe:rtdetr-r18", tiny_overrides + ["train.param_groups=[]", "train.lr=2e-3"])
     torch.manual_seed(0)
     model = build_model(recipe.model, 3).train()
-    crit = SetCriterion(3, recipe.train.loss)
+    crit = recipe.family.build_criterion(recipe.loss, 3)
     opt = build_optimizer(model, recipe.train)
     images = torch.rand(2, 3, 64, 64)
     targets = [{"labels": torch.tensor([0, 2]), "boxes": torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.7, 0.65, 0.3, 0.4]])},

@@ -96,7 +96,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     import torch
 
     from detkit.config.recipe import resolve_recipe
-    from detkit.models.builder import build_model
+    from detkit.models.rtdetr.builder import build_model
     from detkit.models.checkpoint import save_checkpoint
 
     overrides = ["model.encoder_dim=32", "model.encoder_ffn_dim=64", "model.hidden_dim=32", "model.num_heads=4",

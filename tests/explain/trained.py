@@ -44,9 +44,9 @@ def train_small_detector(steps: int = 300, n_train: int = 48, size: int = 96, ba
     from detkit.api import Detector
     from detkit.config.recipe import resolve_recipe
     from detkit.data.synth import synth_class_map
-    from detkit.engine.losses import SetCriterion, total_loss
+    from detkit.models.family import total_loss
     from detkit.engine.optim import build_optimizer
-    from detkit.models.builder import build_model
+    from detkit.models.rtdetr.builder import build_model
     from detkit.models.denoising import build_denoising_group
 
     recipe = resolve_recipe("recipe:rtdetr-r18", [*OVERRIDES, f"train.imgsz={size}"])
@@ -54,7 +54,7 @@ def train_small_detector(steps: int = 300, n_train: int = 48, size: int = 96, ba
     torch.manual_seed(seed)
     model = build_model(recipe.model, len(class_map)).train()
     model.backbone.eval().requires_grad_(False)
-    crit = SetCriterion(len(class_map), recipe.train.loss)
+    crit = recipe.family.build_criterion(recipe.loss, len(class_map))
     opt = build_optimizer(model, recipe.train)
     scenes = large_single_object_scenes(n_train, size, seed=seed + 11)
     images = torch.from_numpy(np.stack([s.image for s in scenes]).transpose(0, 3, 1, 2).copy()).float() / 255.0

@@ -298,7 +298,7 @@ def test_untrained_and_reinitialised_head_models_export_and_verify(ckpt, class_m
 
     from detkit.export.onnx_export import export_onnx
     from detkit.models.checkpoint import load_checkpoint, save_checkpoint
-    from detkit.models.convert_weights import is_class_head_key
+    from detkit.models.rtdetr.convert_weights import is_class_head_key
     from export.tiny import tiny_checkpoint
 
     fresh = tiny_checkpoint(tmp_path / "fresh.pt", class_map, seed=7)

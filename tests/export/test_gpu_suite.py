@@ -34,13 +34,13 @@ def test_without_cuda_everything_is_skipped_and_the_run_completes(capsys):
 
 def _tiny_builder(arch, device):
     from detkit.config.recipe import resolve_recipe
-    from detkit.engine.losses import SetCriterion, total_loss
-    from detkit.models.builder import build_model
+    from detkit.models.family import total_loss
+    from detkit.models.rtdetr.builder import build_model
     from export.tiny import TINY_OVERRIDES
 
     recipe = resolve_recipe("recipe:rtdetr-r18", overrides=TINY_OVERRIDES)
     model = build_model(recipe.model, gpu_suite.NUM_CLASSES).to(device).train()
-    criterion = SetCriterion(gpu_suite.NUM_CLASSES, recipe.train.loss)
+    criterion = recipe.family.build_criterion(recipe.loss, gpu_suite.NUM_CLASSES)
     return model, torch.optim.AdamW(model.parameters(), lr=1e-4), lambda im, t: total_loss(criterion(model(im, t), t))
 
 

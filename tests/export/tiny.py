@@ -18,7 +18,7 @@ def tiny_checkpoint(path: Path, class_map, imgsz: int = 96, seed: int = 0, overr
     import torch
 
     from detkit.config.recipe import resolve_recipe
-    from detkit.models.builder import build_model
+    from detkit.models.rtdetr.builder import build_model
     from detkit.models.checkpoint import save_checkpoint
 
     recipe = resolve_recipe("recipe:rtdetr-r18", overrides=[*TINY_OVERRIDES, f"train.imgsz={imgsz}", *overrides])

@@ -19,7 +19,7 @@ def official_files(tmp_path_factory, r18_5cls):
     """The 5-class tiny model as a bare official v2 ``.pth`` (anchors for 160 px) and the same keys as
     ``.safetensors``: the files a user downloads, with no recipe and no class map."""
     from detkit.models.checkpoint import save_weights
-    from detkit.models.convert_weights import to_official
+    from detkit.models.rtdetr.convert_weights import to_official
 
     _, model = r18_5cls
     root = tmp_path_factory.mktemp("foreign")

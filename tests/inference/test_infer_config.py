@@ -7,8 +7,8 @@ import torch
 from inference.tiny_models import IMGSZ, build_tiny, randomise, tiny_config
 
 from detkit.inference import TorchDetector, open_detector
-from detkit.models.convert_weights import to_official
-from detkit.models.infer_config import class_count, infer_imgsz, infer_model_config
+from detkit.models.rtdetr.convert_weights import to_official
+from detkit.models.rtdetr.infer_config import class_count, infer_imgsz, infer_model_config
 
 
 @pytest.fixture(scope="module", params=[18, 50], ids=["r18", "r50"])

@@ -83,7 +83,7 @@ def _bad_files(root, official_files):
     from safetensors.torch import save_file
 
     from detkit.models.checkpoint import read_weights
-    from detkit.models.convert_weights import to_detkit
+    from detkit.models.rtdetr.convert_weights import to_detkit
 
     resnet = root / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), resnet)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from detkit_testing import randomise_norm_stats
 
-from detkit.models.config import ModelConfig
+from detkit.models.rtdetr.config import ModelConfig
 
 IMGSZ = 160  # ≥ 300 feature tokens (400 + 100 + 25) for the 300 queries bare weights are built with
 
@@ -27,7 +27,7 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
 
 
 def build_tiny(cfg: ModelConfig, num_classes: int, seed: int = 0) -> torch.nn.Module:
-    from detkit.models.builder import build_model
+    from detkit.models.rtdetr.builder import build_model
 
     torch.manual_seed(seed)
     return randomise(build_model(cfg, num_classes), seed)

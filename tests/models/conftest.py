@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detkit.models.config import ModelConfig
+from detkit.models.rtdetr.config import ModelConfig
 from detkit_testing import randomise_norm_stats
 
 
@@ -32,7 +32,7 @@ def randomise():
 
 @pytest.fixture
 def tiny_model():
-    from detkit.models.builder import build_model
+    from detkit.models.rtdetr.builder import build_model
 
     torch.manual_seed(0)
     model = build_model(tiny_config(), num_classes=5)

@@ -14,7 +14,7 @@ import detkit
 from detkit.data.classmap import ClassMap
 from detkit.errors import DetkitError
 from detkit.models.checkpoint import save_checkpoint, save_weights
-from detkit.models.convert_weights import to_official
+from detkit.models.rtdetr.convert_weights import to_official
 
 CLASSES = ClassMap(("a", "b", "c", "d", "e"), (3, 5, 7, 9, 11))
 

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from detkit.config.recipe import resolve_recipe
-from detkit.models.builder import build_model
-from detkit.models.convert_weights import from_hf, load_into
+from detkit.models.rtdetr.builder import build_model
+from detkit.models.rtdetr.convert_weights import from_hf, load_into
 
 transformers = pytest.importorskip("transformers")
 

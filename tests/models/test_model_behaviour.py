@@ -9,7 +9,7 @@ from torch import nn
 from detkit.errors import DetkitError
 
 from detkit.config.recipe import resolve_recipe
-from detkit.models.builder import build_model
+from detkit.models.rtdetr.builder import build_model
 
 
 def _train_with_frozen_stats(model: nn.Module) -> nn.Module:
@@ -108,7 +108,7 @@ def test_no_denoising_when_disabled(make_tiny_config):
 
 
 def test_fused_repvgg_block_trains_through_its_branches():
-    from detkit.models.encoder import RepVggBlock
+    from detkit.models.rtdetr.encoder import RepVggBlock
 
     torch.manual_seed(0)
     block = RepVggBlock(8, 8)

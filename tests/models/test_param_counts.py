@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from detkit.config.recipe import resolve_recipe
-from detkit.models.builder import build_model
+from detkit.models.rtdetr.builder import build_model
 
 OFFICIAL = {"rtdetr-r18": 20_184_464, "rtdetr-r34": 31_441_668, "rtdetr-r50": 42_891_372, "rtdetr-r101": 76_556_268}
 

@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 def test_run_robustness_with_a_real_detector(synth, tmp_path):
     from detkit.api import Detector
     from detkit.evaluation.robustness import robustness_markdown, run_robustness
-    from detkit.models.builder import build_model
-    from detkit.models.config import ModelConfig
+    from detkit.models.rtdetr.builder import build_model
+    from detkit.models.rtdetr.config import ModelConfig
 
     shutil.copytree(synth.root / "coco_o" / "sketch", tmp_path / "ood_coco" / "sketch")  # one domain keeps it fast
     torch.manual_seed(0)

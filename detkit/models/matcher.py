@@ -11,10 +11,22 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict
 from scipy.optimize import linear_sum_assignment
 
-from detkit.engine.box_ops import cxcywh_to_xyxy, pairwise_giou
-from detkit.engine.config import MatcherConfig
+from detkit.models.box_ops import cxcywh_to_xyxy, pairwise_giou
+
+
+class MatcherConfig(BaseModel):
+    """Hungarian matching cost (docs/rtdetr.md §5.1): focal class cost, L1 and GIoU box costs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cost_class: float = 2.0
+    cost_bbox: float = 5.0
+    cost_giou: float = 2.0
+    alpha: float = 0.25
+    gamma: float = 2.0
 
 Indices = list[tuple[torch.Tensor, torch.Tensor]]  # per image: (query indices, target indices), int64
 

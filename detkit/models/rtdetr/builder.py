@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from detkit.models.backbone import PResNet
-from detkit.models.config import ModelConfig
-from detkit.models.decoder import RTDETRDecoder
-from detkit.models.encoder import HybridEncoder
-from detkit.models.rtdetr import RTDETR
+from detkit.models.rtdetr.backbone import PResNet
+from detkit.models.rtdetr.config import ModelConfig
+from detkit.models.rtdetr.decoder import RTDETRDecoder
+from detkit.models.rtdetr.encoder import HybridEncoder
+from detkit.models.rtdetr.model import RTDETR
 
 
 def build_backbone(cfg: ModelConfig) -> PResNet:

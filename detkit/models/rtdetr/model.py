@@ -8,10 +8,10 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from detkit.models.backbone import PResNet
-from detkit.models.decoder import DecoderTrace, RTDETRDecoder
+from detkit.models.rtdetr.backbone import PResNet
+from detkit.models.rtdetr.decoder import DecoderTrace, RTDETRDecoder
 from detkit.models.denoising import build_denoising_group
-from detkit.models.encoder import HybridEncoder, RepVggBlock
+from detkit.models.rtdetr.encoder import HybridEncoder, RepVggBlock
 
 
 class RTDETR(nn.Module):

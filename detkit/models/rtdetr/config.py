@@ -1,4 +1,5 @@
-"""``ModelConfig``: the ``model:`` section of a recipe, everything needed to build one RT-DETR variant."""
+"""The recipe sections of the RT-DETR family: ``model:`` (``ModelConfig``, one RT-DETR variant) and ``loss:``
+(``LossConfig``, the criterion's weights and matching cost)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from detkit.models.matcher import MatcherConfig
+
 
 class ModelConfig(BaseModel):
     """Architecture hyper-parameters (defaults are RT-DETR-R50). Any class count is set at build time."""
 
     model_config = ConfigDict(extra="forbid")
 
+    family: Literal["rtdetr"] = Field("rtdetr", description="model family (detkit/models/<family>/)")
     # backbone (PResNet-vd)
     depth: Literal[18, 34, 50, 101] = Field(50, description="PResNet-vd depth")
     freeze_stem: bool = Field(True, description="no gradients into the three stem convs (official R50/R101)")
@@ -47,3 +51,16 @@ class ModelConfig(BaseModel):
         if self.encoder_dim % 4:
             raise ValueError("encoder_dim must be divisible by 4 (2-D sin-cos position embedding)")
         return self
+
+
+class LossConfig(BaseModel):
+    """Loss weights and the varifocal loss shape (docs/rtdetr.md §5.2), and the matching cost (§5.1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    vfl: float = 1.0
+    bbox: float = 5.0
+    giou: float = 2.0
+    alpha: float = 0.75
+    gamma: float = 2.0
+    matcher: MatcherConfig = Field(default_factory=MatcherConfig)

@@ -1,4 +1,4 @@
-"""``train:`` section of a recipe: optimiser, schedule, EMA, AMP, batches, multi-scale, losses.
+"""``train:`` section of a recipe: optimiser, schedule, EMA, AMP, batches, multi-scale.
 
 Defaults are the official RT-DETR COCO settings (docs/rtdetr.md §5-6). Points in the run can be given either
 as absolute counts (COCO recipes: ``warmup_iters: 2000``) or as fractions of the run (fine-tune recipes:
@@ -35,27 +35,6 @@ class ParamGroupConfig(_Strict):
     pattern: str
     lr: float | None = Field(default=None, gt=0)
     weight_decay: float | None = Field(default=None, ge=0)
-
-
-class MatcherConfig(_Strict):
-    """Hungarian matching cost (docs/rtdetr.md §5.1)."""
-
-    cost_class: float = 2.0
-    cost_bbox: float = 5.0
-    cost_giou: float = 2.0
-    alpha: float = 0.25
-    gamma: float = 2.0
-
-
-class LossConfig(_Strict):
-    """Loss weights and the varifocal loss shape (docs/rtdetr.md §5.2)."""
-
-    vfl: float = 1.0
-    bbox: float = 5.0
-    giou: float = 2.0
-    alpha: float = 0.75
-    gamma: float = 2.0
-    matcher: MatcherConfig = Field(default_factory=MatcherConfig)
 
 
 class TrainConfig(_Strict):
@@ -99,7 +78,6 @@ class TrainConfig(_Strict):
     early_stop_patience: int | None = Field(default=None, ge=1, description="stop after N epochs without a better val mAP")
     nan_guard: bool = True
     time_limit_minutes: float | None = Field(default=None, gt=0, description="end the run (validated and saved) within this wall time; the last epoch may be partial")
-    loss: LossConfig = Field(default_factory=LossConfig)
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

@@ -1,6 +1,6 @@
 """``infer_model_config``: the RT-DETR variant a state dict was built for, read from its tensor shapes.
 
-Works on every layout :mod:`detkit.models.convert_weights` reads (detkit, official v1/v2, Hugging Face), so bare
+Works on every layout :mod:`detkit.models.rtdetr.convert_weights` reads (detkit, official v1/v2, Hugging Face), so bare
 foreign weights need no recipe. What the shapes give: backbone depth (blocks per stage, basic vs bottleneck
 blocks), encoder width, AIFI layers and feed-forward width, CSPRep expansion and blocks (``depth_mult``), decoder
 width, layers and feed-forward width, class count, whether contrastive denoising was trained.
@@ -22,9 +22,9 @@ import torch
 from pydantic import ValidationError
 
 from detkit.errors import DetkitError
-from detkit.models.backbone import BLOCKS_PER_STAGE
-from detkit.models.config import ModelConfig
-from detkit.models.convert_weights import to_detkit, unwrap_official
+from detkit.models.rtdetr.backbone import BLOCKS_PER_STAGE
+from detkit.models.rtdetr.config import ModelConfig
+from detkit.models.rtdetr.convert_weights import to_detkit, unwrap_official
 
 DEFAULT_HEADS = 8
 DEFAULT_QUERIES = 300

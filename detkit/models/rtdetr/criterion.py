@@ -15,10 +15,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from detkit.engine import distributed
-from detkit.engine.box_ops import cxcywh_to_xyxy, paired_iou_giou
-from detkit.engine.config import LossConfig
-from detkit.engine.matcher import HungarianMatcher, Indices
+from detkit.utils import distributed
+from detkit.models.box_ops import cxcywh_to_xyxy, paired_iou_giou
+from detkit.models.matcher import HungarianMatcher, Indices
+from detkit.models.rtdetr.config import LossConfig
 
 Targets = Sequence[dict[str, torch.Tensor]]
 
@@ -109,6 +109,3 @@ def denoising_indices(dn_meta: dict, targets: Targets) -> Indices:
         out.append((pos, tgt))
     return out
 
-
-def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
-    return torch.stack(list(losses.values())).sum()

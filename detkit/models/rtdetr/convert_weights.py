@@ -91,7 +91,7 @@ def to_official(
 ) -> dict[str, torch.Tensor]:
     """detkit → official layout. ``v2`` also writes its derived buffers (anchors and valid mask for ``imgsz``,
     the deformable-attention points scale), as the official v2 code stores them."""
-    from detkit.models.decoder import generate_anchors
+    from detkit.models.rtdetr.decoder import generate_anchors
 
     if version not in ("v1", "v2"):
         raise ValueError(f"official layout version must be 'v1' or 'v2', got {version!r}")

@@ -1,0 +1,53 @@
+"""The registry of model families: ``model.family`` in a recipe → its :class:`~detkit.models.family.ModelFamily`."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from detkit.errors import DetkitError
+from detkit.models.family import ForeignWeights, ModelFamily
+from detkit.models.rtdetr import FAMILY as RTDETR_FAMILY
+
+DEFAULT_FAMILY = "rtdetr"
+FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (RTDETR_FAMILY,)}
+
+
+def get_family(name: str) -> ModelFamily:
+    """The family called ``name``; an unknown name is one error line with a did-you-mean."""
+    family = FAMILIES.get(str(name))
+    if family is None:
+        close = difflib.get_close_matches(str(name), list(FAMILIES), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known families: {', '.join(FAMILIES)}"
+        raise DetkitError(f"unknown model family '{name}'", hint=hint)
+    return family
+
+
+def family_of(model_cfg: Any) -> ModelFamily:
+    """The family of a ``model:`` section (a family config object or its plain dict)."""
+    name = model_cfg.get("family", DEFAULT_FAMILY) if isinstance(model_cfg, dict) else model_cfg.family
+    return get_family(name)
+
+
+def build_model(model_cfg: Any, num_classes: int):
+    """The detector of ``model_cfg``'s family for ``num_classes`` classes, randomly initialised."""
+    return family_of(model_cfg).build_model(model_cfg, num_classes)
+
+
+def read_foreign_weights(state_dict: dict) -> tuple[ModelFamily, ForeignWeights]:
+    """The family and architecture of weights without a recipe: the first family that reads them whole.
+
+    When none does, the default family's error says why (its message names what it expected).
+    """
+    first: DetkitError | None = None
+    for family in FAMILIES.values():
+        try:
+            return family, family.read_foreign(state_dict)
+        except DetkitError as e:
+            first = first or e
+    assert first is not None
+    raise first
+
+
+def weights_hint() -> str:
+    return "detkit reads " + "; or ".join(f.weights_hint for f in FAMILIES.values())
