@@ -14,6 +14,7 @@ Everything runs in fp32 with autocast off; NaN terms become 0. Returned terms ar
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -132,21 +133,26 @@ class DFineCriterion(torch.nn.Module):
 
     @staticmethod
     def _flat(all_indices: Sequence[Indices], sizes: Sequence[int], device: torch.device) -> list[Pairs]:
-        """Matchings (all on one device) as flat tensors on ``device``, with one copy for all of them."""
+        """Matchings (all on one device) as flat tensors on ``device``, with one copy for all of them (from pinned
+        memory without waiting when it goes to a GPU)."""
+        offsets = [0, *itertools.accumulate(sizes)][:-1]
         cols, lengths = [], []
         for indices in all_indices:
-            where = indices[0][0].device
-            offsets = torch.cumsum(torch.tensor([0, *sizes[:-1]], dtype=torch.int64, device=where), 0)
             b = torch.cat([torch.full_like(q, i, dtype=torch.int64) for i, (q, _) in enumerate(indices)])
             q = torch.cat([q.to(torch.int64) for q, _ in indices])
             t = torch.cat([t.to(torch.int64) + offsets[i] for i, (_, t) in enumerate(indices)])
             cols.append(torch.stack([b, q, t]))
             lengths.append(int(q.numel()))
-        packed = torch.cat(cols, 1).to(device)
+        packed = torch.cat(cols, 1)
+        if packed.device != device:
+            pin = packed.device.type == "cpu" and device.type == "cuda"
+            packed = (packed.pin_memory() if pin else packed).to(device, non_blocking=pin)
         return [Pairs(*part.unbind(0)) for part in packed.split(lengths, 1)]
 
-    def _norm(self, count: int, device: torch.device) -> torch.Tensor:
-        n = torch.tensor(float(count), device=device)
+    @staticmethod
+    def _norm(count: int, device: torch.device) -> torch.Tensor:
+        """A box count averaged over processes, at least 1 (created on the device: no copy)."""
+        n = torch.full((), float(count), device=device)
         return distributed.all_reduce_mean(n).clamp(min=1.0)
 
     def _classification(self, out: dict, gt: Batch, pairs: Pairs, norm: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""``loss:`` settings of the D-FINE family (docs/dfine-losses.md §6).
+"""``loss:`` settings of the D-FINE family (docs/dfine-losses.md §7).
 
 Defaults are D-FINE's official COCO weights; DEIM recipes set ``classification: mal``. Only the term named by
 ``classification`` is computed, with its own weight (``vfl`` or ``mal``); the other weight is unused.
