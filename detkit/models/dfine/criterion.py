@@ -201,9 +201,9 @@ class DFineCriterion(torch.nn.Module):
         gt = self._batch(targets, device)
         num_boxes = self._norm(sum(gt.sizes), device)
         corners = outputs["corners"]
-        bins = weighting_function(outputs["up"].to(device), outputs["reg_scale"].to(device),
-                                  corners.shape[-1] // 4 - 1)
-        reg_scale = outputs["reg_scale"].to(device)
+        up = torch.as_tensor(outputs["up"], dtype=torch.float32, device=device).detach()  # targets only
+        reg_scale = torch.as_tensor(outputs["reg_scale"], dtype=torch.float32, device=device).detach()
+        bins = weighting_function(up, reg_scale, corners.shape[-1] // 4 - 1)
 
         # non-denoising sets: (suffix, output, has local terms)
         sets: list[tuple[str, dict, bool]] = [("", outputs, True)]

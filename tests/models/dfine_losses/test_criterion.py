@@ -143,6 +143,7 @@ def test_nan_terms_become_zero(fake):
 def test_fp32_under_autocast(fake):
     make_outputs, make_targets = fake
     outputs = make_outputs([2])
+    outputs["up"], outputs["reg_scale"] = torch.tensor(0.5), torch.tensor(4.0)  # 0-d buffers work too
     for key in ("logits", "boxes", "corners"):
         outputs[key] = outputs[key].detach().to(torch.bfloat16)
     with torch.autocast("cpu", dtype=torch.bfloat16):
