@@ -57,10 +57,18 @@ class TrainConfig(_Strict):
     # schedule: linear warmup per iteration, then constant / step / cosine over the rest of the run
     warmup_iters: int = Field(default=2000, ge=0)
     warmup_fraction: float | None = Field(default=None, ge=0, lt=1, description="if set, warmup = this fraction of all iterations")
-    schedule: Literal["constant", "step", "cosine"] = "constant"
+    warmup_shape: Literal["linear", "quadratic"] = Field(
+        default="linear", description="lr rises linearly or with the square of the warmup progress (DEIM)")
+    schedule: Literal["constant", "step", "cosine", "flat_cosine"] = "constant"
     milestones: list[float] = Field(default_factory=list, description="step schedule: fractions of the run in (0, 1)")
     gamma: float = Field(default=0.1, gt=0, description="step schedule: lr factor at each milestone")
-    min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine schedule: final lr / base lr")
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine, flat_cosine: final lr / base lr")
+    flat_epoch: StrictInt | StrictFloat | None = Field(default=None, description=(
+        "flat_cosine: base lr until this 0-based epoch (int) or fraction of the run (float in (0, 1], floored to an "
+        "epoch), then cosine decay"))
+    cosine_end_epoch: StrictInt | StrictFloat | None = Field(default=None, description=(
+        "flat_cosine: the cosine reaches min_lr_ratio at this epoch (int) or fraction of the run (float) and stays "
+        "there; null = the end of the run"))
 
     clip_grad_norm: float | None = Field(default=0.1, gt=0)
     amp: bool = True
@@ -83,9 +91,16 @@ class TrainConfig(_Strict):
     def _check(self) -> TrainConfig:
         if any(not (0 < m < 1) for m in self.milestones):
             raise ValueError("milestones are fractions of the run and must lie strictly between 0 and 1")
-        stop = self.multiscale_stop_epoch
-        if (isinstance(stop, int) and stop < 0) or (isinstance(stop, float) and not 0 < stop <= 1):
-            raise ValueError("multiscale_stop_epoch is an epoch number >= 0 (int) or a fraction of the run in (0, 1] (float)")
+        for name in ("multiscale_stop_epoch", "flat_epoch", "cosine_end_epoch"):
+            stop = getattr(self, name)
+            if (isinstance(stop, int) and stop < 0) or (isinstance(stop, float) and not 0 < stop <= 1):
+                raise ValueError(f"{name} is an epoch number >= 0 (int) or a fraction of the run in (0, 1] (float)")
+        if self.schedule == "flat_cosine":
+            if self.flat_epoch is None:
+                raise ValueError("schedule flat_cosine needs flat_epoch (the epoch where the cosine decay starts)")
+            flat, end = self.epoch_point(self.flat_epoch), self.epoch_point(self.cosine_end_epoch)
+            if end is not None and end < flat:
+                raise ValueError(f"cosine_end_epoch ({end}) must not come before flat_epoch ({flat})")
         if self.multiscale is not None and (not self.multiscale or any(f <= 0 for f in self.multiscale)):
             raise ValueError("multiscale factors must be a non-empty list of positive numbers (or null)")
         return self
