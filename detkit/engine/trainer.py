@@ -191,7 +191,7 @@ class Trainer:
         sync_bn = cfg.sync_bn and device.type == "cuda"  # SyncBatchNorm needs a GPU process group
         self.model = distributed.wrap_ddp(self.base_model, device, sync_bn, cfg.find_unused_parameters)
         self.criterion = recipe.family.build_criterion(recipe.loss, len(self.class_map))
-        self.loss_groups = recipe.family.loss_groups
+        self.loss_groups = recipe.family.loss_groups(recipe.loss)
         self.optimizer = build_optimizer(self.base_model, cfg)
         self.scheduler = build_scheduler(self.optimizer, cfg, self.total_steps)
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp.use_scaler)

@@ -8,6 +8,7 @@ the matching queries cannot see any denoising query. Everything is built on the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -101,3 +102,17 @@ def build_denoising_group(
     offsets = torch.arange(num_group, device=device)[:, None] * group_size
     positive_idx = [(offsets + torch.arange(n, device=device)[None, :]).reshape(-1) for n in counts]
     return DenoisingGroup(labels, ref_unact, attn_mask, positive_idx, num_group, [num_dn, num_queries])
+
+
+def denoising_indices(dn_meta: dict, targets: Sequence[dict[str, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Positive denoising query ``positive_idx[b][g·n_b + j]`` is matched to ground truth ``j`` (group-major)."""
+    groups = int(dn_meta["num_group"])
+    out: Indices = []
+    for pos, t in zip(dn_meta["positive_idx"], targets):
+        n = int(t["labels"].shape[0])
+        pos = pos.to(torch.int64)
+        tgt = torch.arange(n, dtype=torch.int64, device=pos.device).repeat(groups)
+        if pos.numel() != tgt.numel():  # the dummy DN group of a batch without objects: nothing to supervise
+            pos, tgt = pos[:0], tgt[:0]
+        out.append((pos, tgt))
+    return out

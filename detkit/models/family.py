@@ -79,7 +79,7 @@ class ModelFamily:
     - ``config_type``: the pydantic model of the recipe's ``model:`` section (it has ``family: Literal[name]``).
     - ``loss_config_type``: the pydantic model of the recipe's ``loss:`` section.
     - ``build_model(model_cfg, num_classes)`` / ``build_criterion(loss_cfg, num_classes)``.
-    - ``loss_groups``: term-name prefixes summed per group in logs and the loss plot.
+    - ``loss_groups(loss_cfg)``: term-name prefixes summed per group in logs and the loss plot.
     - ``feature_tokens(model_cfg, size)``: encoder tokens of a square ``size`` input (query selection needs at
       least ``num_queries``).
     - ``describe(model_cfg)``: short facts for listings, e.g. ``{"backbone": ...}``.
@@ -94,7 +94,7 @@ class ModelFamily:
     loss_config_type: type[BaseModel]
     build_model: Callable[[Any, int], torch.nn.Module]
     build_criterion: Callable[[Any, int], Criterion]
-    loss_groups: tuple[str, ...]
+    loss_groups: Callable[[Any], tuple[str, ...]]
     feature_tokens: Callable[[Any, int], int]
     describe: Callable[[Any], dict[str, str]]
     read_foreign: Callable[[dict[str, torch.Tensor]], ForeignWeights]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from detkit.engine.config import TrainConfig
+from detkit.config.train import TrainConfig
 from detkit.engine.schedule import build_scheduler, lr_factor
 
 TOTAL = 1000  # 10 epochs of 100 optimizer steps

@@ -11,7 +11,9 @@ import torch
 
 from detkit.models.matcher import MatcherConfig
 from detkit.models.rtdetr.config import LossConfig
-from detkit.models.rtdetr.criterion import SetCriterion, denoising_indices, varifocal_loss
+from detkit.models.denoising import denoising_indices
+from detkit.models.detr_losses import varifocal_loss
+from detkit.models.rtdetr.criterion import SetCriterion
 from detkit.models.matcher import HungarianMatcher
 
 

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from detkit.engine import distributed
-from detkit.engine.box_ops import cxcywh_to_xyxy, paired_iou_giou
-from detkit.engine.losses import denoising_indices  # shared with RT-DETR; moves with the generic DETR pieces
-from detkit.engine.matcher import HungarianMatcher, Indices
+from detkit.utils import distributed
+from detkit.models.box_ops import cxcywh_to_xyxy, paired_iou_giou
+from detkit.models.denoising import denoising_indices
+from detkit.models.matcher import HungarianMatcher, Indices
 from detkit.models.detr_losses import ClassificationTerm, class_targets
 from detkit.models.dfine.fdr_targets import bbox2distance, distance_bins, weighting_function
 from detkit.models.dfine.loss_config import DFineLossConfig

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from detkit.engine.config import MatcherConfig
+from detkit.models.matcher import MatcherConfig
 
 
 class DFineLossConfig(BaseModel):

@@ -8,7 +8,7 @@ from detkit.models.rtdetr.config import LossConfig, ModelConfig
 
 # the three feature maps the encoder hands to the decoder (every PResNet variant)
 FEATURE_STRIDES = (8, 16, 32)
-LOSS_GROUPS = ("loss_vfl", "loss_bbox", "loss_giou")
+LOSS_GROUPS = ("loss_vfl", "loss_bbox", "loss_giou")  # with the default classification term (vfl)
 
 
 def _build_model(cfg: ModelConfig, num_classes: int):
@@ -21,6 +21,10 @@ def _build_criterion(cfg: LossConfig, num_classes: int):
     from detkit.models.rtdetr.criterion import SetCriterion
 
     return SetCriterion(num_classes, cfg)
+
+
+def _loss_groups(cfg: LossConfig) -> tuple[str, ...]:
+    return (f"loss_{cfg.classification}", "loss_bbox", "loss_giou")
 
 
 def _feature_tokens(cfg: ModelConfig, size: int) -> int:
@@ -52,7 +56,7 @@ FAMILY = ModelFamily(
     loss_config_type=LossConfig,
     build_model=_build_model,
     build_criterion=_build_criterion,
-    loss_groups=LOSS_GROUPS,
+    loss_groups=_loss_groups,
     feature_tokens=_feature_tokens,
     describe=_describe,
     read_foreign=_read_foreign,

@@ -58,9 +58,13 @@ class LossConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    classification: Literal["vfl", "mal"] = Field("vfl", description="vfl (RT-DETR) or mal (DEIM, docs/dfine-losses.md)")
     vfl: float = 1.0
+    mal: float = 1.0
     bbox: float = 5.0
     giou: float = 2.0
     alpha: float = 0.75
     gamma: float = 2.0
+    mal_gamma: float = 1.5
+    mal_alpha: float | None = None
     matcher: MatcherConfig = Field(default_factory=MatcherConfig)

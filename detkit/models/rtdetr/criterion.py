@@ -1,4 +1,5 @@
-"""RT-DETR training criterion (docs/rtdetr.md §5): varifocal, L1 and GIoU losses over every supervised set.
+"""RT-DETR training criterion (docs/rtdetr.md §5): varifocal (or DEIM's MAL), L1 and GIoU losses over every
+supervised set.
 
 Sets: the final decoder layer and each auxiliary layer (Hungarian-matched, normaliser N), the encoder's
 top-Q selection (Hungarian, N, key suffix ``_enc_0``) and the denoising part of all decoder layers (fixed
@@ -13,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from detkit.utils import distributed
 from detkit.models.box_ops import cxcywh_to_xyxy, paired_iou_giou
+from detkit.models.denoising import denoising_indices
+from detkit.models.detr_losses import ClassificationTerm, class_targets
 from detkit.models.matcher import HungarianMatcher, Indices
 from detkit.models.rtdetr.config import LossConfig
 
@@ -31,20 +33,14 @@ def _flat_indices(indices: Indices, device: torch.device) -> tuple[torch.Tensor,
     return batch, query, tgt
 
 
-def varifocal_loss(logits: torch.Tensor, target_score: torch.Tensor, target_onehot: torch.Tensor, alpha: float, gamma: float, num_boxes: torch.Tensor) -> torch.Tensor:
-    """Σ w·BCE(z, s) / N with w = α·σ(z)^γ·(1−t) + s (sigmoid detached in the weight)."""
-    prob = logits.detach().sigmoid()
-    weight = alpha * prob.pow(gamma) * (1 - target_onehot) + target_score
-    loss = F.binary_cross_entropy_with_logits(logits, target_score, weight=weight, reduction="none")
-    return loss.sum() / num_boxes
-
-
 class SetCriterion(torch.nn.Module):
     def __init__(self, num_classes: int, cfg: LossConfig | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.cfg = cfg or LossConfig()
         self.matcher = HungarianMatcher(self.cfg.matcher)
+        c = self.cfg
+        self.classification = ClassificationTerm(c.classification, c.alpha, c.gamma, c.mal_gamma, c.mal_alpha)
 
     def set_loss(self, out: dict[str, torch.Tensor], targets: Targets, indices: Indices, num_boxes: torch.Tensor) -> dict[str, torch.Tensor]:
         """The three weighted terms for one output set and its matching."""
@@ -60,13 +56,11 @@ class SetCriterion(torch.nn.Module):
         src_boxes = boxes[b_idx, q_idx]
 
         iou, giou = paired_iou_giou(cxcywh_to_xyxy(src_boxes), cxcywh_to_xyxy(tgt_boxes))
-        onehot = torch.zeros_like(logits)
-        onehot[b_idx, q_idx, tgt_labels] = 1.0
-        score = torch.zeros_like(logits)
-        score[b_idx, q_idx, tgt_labels] = iou.detach().clamp(min=0)
+        score, onehot = class_targets(logits, b_idx, q_idx, tgt_labels, iou)
         c = self.cfg
+        weight = c.mal if c.classification == "mal" else c.vfl
         return {
-            "loss_vfl": c.vfl * varifocal_loss(logits, score, onehot, c.alpha, c.gamma, num_boxes),
+            self.classification.name: weight * self.classification(logits, score, onehot, num_boxes),
             "loss_bbox": c.bbox * (src_boxes - tgt_boxes).abs().sum() / num_boxes,
             "loss_giou": c.giou * (1 - giou).sum() / num_boxes,
         }
@@ -94,18 +88,3 @@ class SetCriterion(torch.nn.Module):
                 for i, out in enumerate(dn_outputs):
                     losses.update({f"{k}_dn_{i}": v for k, v in self.set_loss(out, targets, dn_indices, dn_norm).items()})
         return losses
-
-
-def denoising_indices(dn_meta: dict, targets: Targets) -> Indices:
-    """Positive denoising query ``positive_idx[b][g·n_b + j]`` is matched to ground truth ``j`` (group-major)."""
-    groups = int(dn_meta["num_group"])
-    out: Indices = []
-    for pos, t in zip(dn_meta["positive_idx"], targets):
-        n = int(t["labels"].shape[0])
-        pos = pos.to(torch.int64)
-        tgt = torch.arange(n, dtype=torch.int64, device=pos.device).repeat(groups)
-        if pos.numel() != tgt.numel():  # the dummy DN group of a batch without objects: nothing to supervise
-            pos, tgt = pos[:0], tgt[:0]
-        out.append((pos, tgt))
-    return out
-

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from detkit.engine.losses import varifocal_loss as rtdetr_varifocal_loss
+from detkit.models.detr_losses import varifocal_loss as rtdetr_varifocal_loss
 from detkit.models.detr_losses import ClassificationTerm, class_targets, mal_loss, varifocal_loss
 
 

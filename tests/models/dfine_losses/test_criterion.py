@@ -6,7 +6,7 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from detkit.engine.matcher import HungarianMatcher
+from detkit.models.matcher import HungarianMatcher
 from detkit.models.dfine.criterion import DFineCriterion, build_criterion, union_matching
 from detkit.models.dfine.loss_config import DFineLossConfig
 
