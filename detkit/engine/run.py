@@ -172,10 +172,13 @@ def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, clas
 
     A checkpoint trained on another class map is refused, naming both, unless ``reinit_head`` is set.
     """
-    from detkit.models.checkpoint import read_weights
+    from detkit.models.checkpoint import read_weights_file
+    from detkit.models.families import check_weights_family
 
     path = Path(weights)
-    state, weights_map = read_weights(path)  # the class map only when the file is a detkit checkpoint
+    wf = read_weights_file(path)
+    state, weights_map = wf.state_dict, wf.class_map  # the class map only when the file is a detkit checkpoint
+    check_weights_family(recipe.family, state, wf.recipe, str(path))
     mismatch = None
     if weights_map is not None and weights_map != class_map:
         if not reinit_head:

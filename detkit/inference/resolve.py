@@ -129,7 +129,10 @@ def _from_recipe(src, weights, device, requested, label, reinit_head, imgsz, bat
         return _build(recipe, None, None, None, device, requested, label, reinit_head, imgsz, batch_size, True)
     from detkit.models.checkpoint import read_weights_file
 
+    from detkit.models.families import check_weights_family
+
     wf = read_weights_file(weights)
+    check_weights_family(recipe.family, wf.state_dict, wf.recipe, str(wf.path))
     return _build(recipe, wf.state_dict, wf.class_map, wf.path, device, requested, label, reinit_head, imgsz,
                   batch_size, recipe_given=True)
 

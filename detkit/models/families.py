@@ -51,3 +51,21 @@ def read_foreign_weights(state_dict: dict) -> tuple[ModelFamily, ForeignWeights]
 
 def weights_hint() -> str:
     return "detkit reads " + "; or ".join(f.weights_hint for f in FAMILIES.values())
+
+
+def check_weights_family(family: ModelFamily, state_dict: dict, weights_recipe: dict | None, source: str) -> None:
+    """Refuse weights of another family in one line: a detkit checkpoint says its family in its recipe; foreign
+    weights are recognised by the family that reads them (weights no family reads whole are left to the loader)."""
+    other = None
+    if weights_recipe is not None:
+        model = weights_recipe.get("model") if isinstance(weights_recipe.get("model"), dict) else {}
+        other = model.get("family", DEFAULT_FAMILY)
+    else:
+        try:
+            other = read_foreign_weights(state_dict)[0].name
+        except DetkitError:
+            return
+    if other != family.name:
+        raise DetkitError(f"{source}: these are weights of a '{other}' model, but the recipe's model.family is "
+                          f"'{family.name}'", hint=f"use a recipe of the '{other}' family, or weights of a "
+                                                    f"'{family.name}' model")
