@@ -34,14 +34,14 @@ def best_by(history: list[dict], minutes: float, key: str) -> float | None:
 
 def comparison_rows(curves: dict[str, list[dict]], marks: list[float]) -> list[str]:
     """One line per recipe: best AP50 / AP by each minute mark (80 columns for up to 4 marks)."""
-    head = f"{'recipe':<22}" + "".join(f"{f'{m:g} min AP50/AP':>15}" for m in marks)
+    head = f"{'recipe':<20}" + "".join(f"{f'{m:g} min AP50/AP':>15}" for m in marks)
     lines = [head, "-" * len(head)]
     for name, history in curves.items():
         cells = []
         for m in marks:
             a50, ap = best_by(history, m, "AP50"), best_by(history, m, "AP")
             cells.append(f"{'-':>15}" if a50 is None else f"{a50:>9.3f}/{ap:.3f}")
-        lines.append(f"{name[:22]:<22}" + "".join(cells))
+        lines.append(f"{name[:20]:<20}" + "".join(cells))
     return lines
 
 
