@@ -1,4 +1,5 @@
-"""``export_onnx``: one verified ONNX graph from raw images to labels, pixel boxes and (calibrated) scores.
+"""The ONNX export target (fp32, fp16): ``export_onnx`` writes one verified ONNX graph from raw images to labels,
+pixel boxes and (calibrated) scores.
 
 Graph contract (also written to the ``model.json`` sidecar and embedded in the ONNX metadata under ``detkit``):
 
@@ -14,33 +15,33 @@ calibrator's per-class operating thresholds under ``operating_point`` (``predict
 ``applied_in_graph`` is true and ``detkit eval`` warns that AP covers the kept detections only.
 
 The file is verified before it is renamed into place: onnx.checker, then PyTorch-vs-onnxruntime parity at
-batch 1 and 3 (see ``detkit.export.verify``). A failing export leaves no model file behind.
+batch 1 and 3 (see ``detkit.export.verify``). A failing export leaves no model file behind. What is not
+ONNX-specific (the detector, deploy graph, calibrator, metadata, verification, atomic writing) is the shared
+export job, ``detkit.export.job``.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 import os
 import tempfile
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from detkit.errors import DetkitError
-from detkit.export.graph import CALIBRATED_OUTPUT_NAMES, INPUT_NAMES, INPUT_SPEC, OUTPUT_NAMES, OUTPUT_SPEC, DeployGraph, decoder_layers_of, deploy_copy, set_decoder_layers
-from detkit.inference.onnx_detector import METADATA_KEY, OnnxDetector, sidecar_path
-from detkit.export.verify import ParityReport, parity_error, verify_parity
-from detkit.utils.atomic import atomic_path, atomic_write_json
+from detkit.export.errors import ExportError
+from detkit.export.graph import CALIBRATED_OUTPUT_NAMES, INPUT_NAMES, OUTPUT_NAMES
+from detkit.export.job import ExportJob, check_decoder_layers, check_imgsz, open_job
+from detkit.export.verify import ParityReport
+from detkit.inference.onnx_detector import METADATA_KEY, OnnxDetector
 
 MIN_OPSET = 16  # GridSample (the deformable attention sampler) exists from opset 16
 MAX_OPSET = 20  # the highest opset of torch's TorchScript-based exporter
 FORMAT = "detkit-onnx"
 FORMAT_VERSION = 1
+TOOLS = ("onnxslim",)  # recorded in the metadata's versions besides detkit, torch, onnx and onnxruntime
 
 
 @dataclass
@@ -53,23 +54,32 @@ class ExportResult:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class OnnxOptions:
+    """What the ONNX target adds to the job: opset, batch dimension, precision and optional slimming."""
+
+    opset: int = 17
+    dynamic_batch: bool = True
+    fp16: bool = False
+    simplify: bool = False
+
+    @property
+    def precision(self) -> str:
+        return "fp16" if self.fp16 else "fp32"
+
+
 def check_export_options(opset: int, imgsz: Sequence[int] | None, out: Path, decoder_layers: int | None) -> None:
     """Refuse bad options before any work is done (each a one-line error)."""
     if not MIN_OPSET <= int(opset) <= MAX_OPSET:
-        raise DetkitError(
+        raise ExportError(
             f"unsupported ONNX opset {opset}: detkit exports opset {MIN_OPSET}..{MAX_OPSET}",
             hint=f"opset >= {MIN_OPSET} is needed for GridSample (deformable attention); the default is 17",
+            params="opset",
         )
-    if imgsz is not None:
-        if len(imgsz) != 2 or any(int(s) <= 0 or int(s) % 32 for s in imgsz):
-            raise DetkitError(
-                f"image size {tuple(imgsz)} must be two positive multiples of 32 (height, width)",
-                hint="the backbone downsamples by 32, e.g. --imgsz 640 640 or --imgsz 480 640",
-            )
-    if out.suffix.lower() != ".onnx":
-        raise DetkitError("output file must end in .onnx", hint="e.g. --out runs/export/model.onnx", path=out)
-    if decoder_layers is not None and int(decoder_layers) < 1:
-        raise DetkitError(f"--decoder-layers must be >= 1, got {decoder_layers}")
+    check_imgsz(imgsz)
+    if Path(out).suffix.lower() != ".onnx":
+        raise ExportError("output file must end in .onnx", hint="e.g. runs/export/model.onnx", path=out, params="out")
+    check_decoder_layers(decoder_layers)
 
 
 def export_onnx(
@@ -98,141 +108,88 @@ def export_onnx(
     uint8 arrays) to the random and synthetic ones used for the parity check. ``drop_below_threshold`` makes the
     graph set the score of every detection outside the calibrator's operating point to 0 (default: keep all).
     """
-    import onnx
+    job, options = prepare(
+        model_source,
+        out,
+        calibrator=calibrator,
+        imgsz=imgsz,
+        dynamic_batch=dynamic_batch,
+        opset=opset,
+        fp16=fp16,
+        decoder_layers=decoder_layers,
+        simplify=simplify,
+        verify=verify,
+        verify_images=verify_images,
+        top_k=top_k,
+        weights=weights,
+        class_map=class_map,
+        drop_below_threshold=drop_below_threshold,
+    )
+    return write_onnx(job, options)
 
+
+def prepare(
+    model_source: Any,
+    out: str | Path,
+    opset: int = 17,
+    dynamic_batch: bool = True,
+    fp16: bool = False,
+    simplify: bool = False,
+    **job_options: Any,
+) -> tuple[ExportJob, OnnxOptions]:
+    """Check ``export_onnx``'s options, then open the job (``detkit.export.job.open_job`` takes the rest)."""
     out = Path(out)
-    check_export_options(opset, imgsz, out, decoder_layers)
-    detector = _load_detector(model_source, weights, class_map)
-    size = (int(imgsz[0]), int(imgsz[1])) if imgsz is not None else tuple(int(s) for s in detector.imgsz)
-    cal = _load_calibrator(calibrator, detector.class_map)
-    if drop_below_threshold and cal is None:
-        raise DetkitError("drop_below_threshold needs a calibrator: its per-class operating thresholds are what "
-                          "is applied", hint="pass a calibrator.json fitted with `detkit calibrate`")
-    run_layers, total_layers = decoder_layers_of(detector.module)
-    if decoder_layers is not None and decoder_layers > total_layers:
-        raise DetkitError(f"--decoder-layers {decoder_layers} exceeds the model's {total_layers} decoder layers", hint=f"choose 1..{total_layers}")
+    check_export_options(opset, job_options.get("imgsz"), out, job_options.get("decoder_layers"))
+    options = OnnxOptions(opset=int(opset), dynamic_batch=bool(dynamic_batch), fp16=bool(fp16), simplify=simplify)
+    return open_job(model_source, out, **job_options), options
 
-    reference = _reference_detector(detector, size, decoder_layers)
-    graph = DeployGraph(deploy_copy(detector.module, decoder_layers),
-                        calibrator=_calibration_module(cal, drop_below_threshold), top_k=top_k).eval()
-    precision = "fp16" if fp16 else "fp32"
-    notes: list[str] = []
-    metadata = _metadata(detector, cal, size, dynamic_batch, opset, precision, decoder_layers or run_layers, total_layers, top_k, model_source)
-    metadata["operating_point"] = operating_point(cal, drop_below_threshold)
 
-    with atomic_path(out) as tmp:
-        _trace(graph, tmp, size, dynamic_batch, opset, calibrated=cal is not None)
-        if fp16:
-            _convert_fp16(tmp)
-        _check(tmp)
-        parity = None
-        if verify:
-            parity = _verify(tmp, reference, cal, metadata, verify_images, precision, drop_below_threshold)
-            if not parity.passed:
-                raise parity_error(parity, out)
-        simplified = False
-        if simplify:
-            simplified, parity, note = _simplify(tmp, reference, cal, metadata, verify_images, precision,
-                                                 dynamic_batch, verify, parity, drop_below_threshold)
+def write_onnx(job: ExportJob, options: OnnxOptions, path: Path | None = None) -> ExportResult:
+    """Trace the job's graph, convert, check, verify and (optionally) slim it, then write it with its metadata to
+    ``path`` (default: the job's ``out``; errors name ``out`` in any case)."""
+    path = job.out if path is None else Path(path)
+    precision = options.precision
+    graph_facts = {"dynamic_batch": options.dynamic_batch, "opset": options.opset, "precision": precision}
+    metadata = job.metadata(FORMAT, FORMAT_VERSION, graph_facts, tools=TOOLS)
+    result: dict[str, Any] = {"parity": None, "simplified": False, "notes": []}
+
+    def produce(tmp: Path) -> dict[str, Any]:
+        trace(job.graph(), tmp, job.imgsz, options.dynamic_batch, options.opset, calibrated=job.calibrator is not None)
+        if options.fp16:
+            convert_fp16(tmp)
+        check_graph(tmp)
+        parity = job.require(job.parity(_runtime(tmp, metadata), precision)) if job.verify else None
+        if options.simplify:
+            simplified, parity, note = _simplify(tmp, job, metadata, precision, options.dynamic_batch, parity)
+            result["simplified"] = simplified
             if note:
-                notes.append(note)
-        metadata["simplified"] = simplified
-        metadata["parity"] = parity.to_dict() if parity is not None else None
-        metadata["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        proto = onnx.load(str(tmp))
-        del proto.metadata_props[:]
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
-        proto.producer_name = "detkit"
-        onnx.save(proto, str(tmp))
-        side = atomic_write_json(sidecar_path(out), metadata)
-    return ExportResult(model_path=out, metadata_path=side, metadata=metadata, parity=parity, simplified=simplified, warnings=notes)
+                result["notes"].append(note)
+        metadata["simplified"] = result["simplified"]
+        result["parity"] = parity
+        embed_metadata(tmp, job.finish(metadata, parity))
+        return metadata
+
+    side, metadata = job.write(path, produce)
+    return ExportResult(
+        model_path=path,
+        metadata_path=side,
+        metadata=metadata,
+        parity=result["parity"],
+        simplified=result["simplified"],
+        warnings=result["notes"],
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # pieces
 
 
-def _load_detector(source: Any, weights: Any = None, class_map: Any = None):
-    from detkit.inference import open_detector
-
-    if isinstance(source, (str, os.PathLike)) and str(source).lower().endswith(".onnx"):
-        raise DetkitError("the model is already an ONNX export", hint="export from the run dir or checkpoint (.pt)", path=source)
-    detector = open_detector(source, weights=weights, class_map=class_map, device="cpu")
-    if not hasattr(detector, "module"):
-        raise DetkitError(f"cannot export a {type(detector).__name__}: export needs a PyTorch model")
-    return detector
+def _runtime(path: Path, metadata: dict[str, Any]) -> OnnxDetector:
+    return OnnxDetector(path, metadata=metadata, providers=None)
 
 
-def _reference_detector(detector, size: tuple[int, int], decoder_layers: int | None):
-    """The PyTorch side of the parity check: the same weights, unfused, fp32 on the CPU, at the export size and depth.
-
-    The caller's module is shared when it already is exactly that (no copy of the weights); otherwise copied."""
-    import torch
-
-    from detkit.api import Detector
-
-    module = detector.module  # Detector.predict switches it to eval mode and back itself
-    on_cpu_fp32 = all(p.device.type == "cpu" and p.dtype == torch.float32 for p in module.parameters())
-    if decoder_layers is not None or not on_cpu_fp32:
-        module = copy.deepcopy(module).cpu().float().eval()
-        if decoder_layers is not None:
-            set_decoder_layers(module, decoder_layers)
-    return Detector(module, detector.class_map, size, "cpu")
-
-
-def _load_calibrator(calibrator: Any, class_map):
-    if calibrator is None:
-        return None
-    if isinstance(calibrator, (str, os.PathLike)):
-        from detkit.calibration import load_calibrator
-
-        return load_calibrator(calibrator, class_map=class_map)
-    if hasattr(calibrator, "class_map"):
-        calibrator.class_map.check_same(class_map, "the calibrator", "the model", hint="calibrate this model with `detkit calibrate`")
-    return calibrator
-
-
-def _calibration_module(cal, drop_below_threshold: bool = False):
-    if cal is None:
-        return None
-    from detkit.calibration.apply import CalibrationModule
-
-    return CalibrationModule(cal, drop_below_threshold).eval()
-
-
-def _numpy_apply(cal, drop_below_threshold: bool = False):
-    if cal is None:
-        return None
-    from detkit.calibration.apply import calibrate_scores
-
-    return lambda scores, labels: calibrate_scores(cal, scores, labels, drop_below_threshold)
-
-
-def operating_point(cal, drop_below_threshold: bool = False) -> dict[str, Any] | None:
-    """``model.json``'s ``operating_point``: the calibrator's per-class thresholds, and whether the graph applies
-    them."""
-    if cal is None:
-        return None
-    import math
-
-    def values(arr):
-        if arr is None:
-            return None
-        return {n: (None if not math.isfinite(v) else float(v)) for n, v in zip(cal.class_map.names, arr.tolist())}
-
-    return {
-        "rule": "keep a detection when raw score >= pre_threshold and calibrated score >= threshold of its class "
-                "(null keeps every detection of the class)",
-        "pre_thresholds": values(cal.pre_thresholds),
-        "thresholds": values(cal.thresholds),
-        "applied_in_graph": bool(drop_below_threshold),
-        "applied_by": ("the graph: scores outside the operating point are 0" if drop_below_threshold
-                       else "detkit predict (the graph keeps every detection, calibrated, in raw-score order)"),
-    }
-
-
-def _trace(graph, path: Path, size: tuple[int, int], dynamic_batch: bool, opset: int, calibrated: bool) -> None:
+def trace(graph, path: Path, size: tuple[int, int], dynamic_batch: bool, opset: int, calibrated: bool) -> None:
+    """``torch.onnx.export`` of the deploy graph (TorchScript exporter), batch dimension symbolic or 1."""
     import torch
 
     outputs = CALIBRATED_OUTPUT_NAMES if calibrated else OUTPUT_NAMES
@@ -243,14 +200,26 @@ def _trace(graph, path: Path, size: tuple[int, int], dynamic_batch: bool, opset:
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(graph, (images, sizes), str(path), input_names=list(INPUT_NAMES), output_names=list(outputs),
-                              dynamic_axes=axes, opset_version=int(opset), do_constant_folding=True, dynamo=False)
+            torch.onnx.export(
+                graph,
+                (images, sizes),
+                str(path),
+                input_names=list(INPUT_NAMES),
+                output_names=list(outputs),
+                dynamic_axes=axes,
+                opset_version=int(opset),
+                do_constant_folding=True,
+                dynamo=False,
+            )
     except Exception as e:  # noqa: BLE001 - the exporter raises many types; the user needs the one line
-        raise DetkitError(f"ONNX export failed at opset {opset}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                          hint="re-run with --debug for the traceback") from e
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise ExportError(
+            f"ONNX export failed at opset {opset}: {type(e).__name__}: {first}",
+            hint="the exporter's own error is chained to this one",
+        ) from e
 
 
-def _convert_fp16(path: Path) -> None:
+def convert_fp16(path: Path) -> None:
     """Half-precision weights and compute; inputs and outputs keep their types (uint8, int64, float32)."""
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
@@ -273,26 +242,37 @@ def _toposort(graph) -> None:
             else:
                 rest.append(node)
         if len(rest) == len(pending):
-            raise DetkitError("fp16 conversion produced a graph with unresolvable inputs", hint="export without --fp16")
+            raise ExportError(
+                "fp16 conversion produced a graph with unresolvable inputs", hint="export without fp16", params="fp16"
+            )
         pending = rest
     del graph.node[:]
     graph.node.extend(ordered)
 
 
-def _check(path: Path) -> None:
+def check_graph(path: Path) -> None:
+    """``onnx.checker`` (full check, with shape inference) of a written graph."""
     import onnx
 
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except Exception as e:  # noqa: BLE001
-        raise DetkitError(f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}", hint="re-run with --debug and report it") from e
+        raise ExportError(
+            f"the exported graph fails onnx.checker: {str(e).splitlines()[0]}",
+            hint="the checker's own error is chained to this one; please report it",
+        ) from e
 
 
-def _verify(path: Path, reference, cal, metadata, verify_images, precision,
-            drop_below_threshold: bool = False) -> ParityReport:
-    onnx_det = OnnxDetector(path, metadata=metadata, providers=None)
-    return verify_parity(reference, onnx_det, calibrate_numpy=_numpy_apply(cal, drop_below_threshold),
-                         real_images=verify_images, precision=precision)
+def embed_metadata(path: Path, metadata: dict[str, Any]) -> None:
+    """Store ``metadata`` in the ONNX file itself (``metadata_props`` under ``detkit``), replacing what was there."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(metadata)
+    proto.producer_name = "detkit"
+    onnx.save(proto, str(path))
 
 
 def batch_dims_dynamic(path: Path) -> bool:
@@ -307,11 +287,11 @@ def batch_dims_dynamic(path: Path) -> bool:
     return True
 
 
-SLIM_ATTEMPTS = ({}, {"no_shape_infer": True})  # the second was exact where full shape inference was not (docs/deploy.md)
+# the second attempt was exact where full shape inference was not (docs/deploy.md)
+SLIM_ATTEMPTS = ({}, {"no_shape_infer": True})
 
 
-def _simplify(path: Path, reference, cal, metadata, verify_images, precision, dynamic_batch, verify, parity,
-              drop_below_threshold: bool = False):
+def _simplify(path: Path, job: ExportJob, metadata, precision: str, dynamic_batch: bool, parity):
     """Slim the graph with onnxslim; keep the result only if the batch dim is still symbolic and, re-verified, it
     still agrees with PyTorch. Tries full slimming, then slimming without shape inference; else keeps the original."""
     import onnx
@@ -333,9 +313,8 @@ def _simplify(path: Path, reference, cal, metadata, verify_images, precision, dy
             if dynamic_batch and not batch_dims_dynamic(slim_tmp):
                 problems.append(f"{label} fixed the dynamic batch dimension")
                 continue
-            if verify:
-                slim_parity = _verify(slim_tmp, reference, cal, metadata, verify_images, precision,
-                                      drop_below_threshold)
+            if job.verify:
+                slim_parity = job.parity(_runtime(slim_tmp, metadata), precision)
                 if not slim_parity.passed:
                     problems.append(f"{label} output disagrees with PyTorch ({slim_parity.summary()})")
                     continue
@@ -345,58 +324,3 @@ def _simplify(path: Path, reference, cal, metadata, verify_images, precision, dy
     finally:
         slim_tmp.unlink(missing_ok=True)
     return False, parity, "; ".join(problems) + "; kept the unsimplified graph"
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _calibrator_dict(cal) -> dict[str, Any] | None:
-    if cal is None:
-        return None
-    from detkit.calibration.io import calibrator_to_dict
-
-    return calibrator_to_dict(cal)
-
-
-def versions(extra: Sequence[str] = ()) -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {}
-    for name in ("detkit", "torch", "onnx", "onnxruntime", *extra):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            continue
-    return out
-
-
-def _metadata(detector, cal, size, dynamic_batch, opset, precision, decoder_layers, total_layers, top_k, source) -> dict[str, Any]:
-    src = getattr(detector, "source", None)  # the file the weights came from (resolved by open_detector)
-    src = Path(src) if src is not None and Path(src).is_file() else None
-    return {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "classes": detector.class_map.to_dict(),
-        "num_classes": len(detector.class_map),
-        "imgsz": list(size),
-        "inputs": INPUT_SPEC,
-        "outputs": OUTPUT_SPEC,
-        "input_dtype": "uint8",
-        "normalisation": "images / 255 inside the graph; no mean/std",
-        "resize": "stretch to imgsz with OpenCV INTER_LINEAR (detkit.models.preprocess.resize_image), no letterbox",
-        "top_k": top_k,
-        "dynamic_batch": bool(dynamic_batch),
-        "opset": int(opset),
-        "precision": precision,
-        "decoder_layers": int(decoder_layers),
-        "decoder_layers_trained": total_layers,
-        "calibrator": _calibrator_dict(cal),
-        "source": {"path": str(src) if src else (str(source) if isinstance(source, (str, os.PathLike)) else None),
-                   "sha256": _file_sha256(src) if src else None},
-        "versions": versions(["onnxslim"]),
-    }
