@@ -230,7 +230,7 @@ def section_deploy(suite: Suite, arch: str, work: Path) -> None:
     import onnxruntime as ort
 
     from detkit.api import Detector, load_model
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
 
     a = suite.args
     print(f"\n[{arch}] eval throughput, batch {a.eval_batch} at {a.imgsz} px, and exported graphs")

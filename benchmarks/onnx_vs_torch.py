@@ -5,7 +5,7 @@
 
 Random initialisation (speed does not depend on the weights); 80 COCO classes, 300 queries, 3 decoder layers as
 the recipe says. The model is exported with detkit's own export (verified for parity first); the INT8 file is the
-fp32 graph quantized by ``detkit.export.int8.quantize_onnx`` (QDQ, per-channel weights) calibrated on synthetic
+fp32 graph quantized by ``detkit.export.targets.int8.quantize_onnx`` (QDQ, per-channel weights) calibrated on synthetic
 scenes rendered at the model size. A random model has no AP to measure, so there is no sensitivity pass here:
 every Conv/MatMul/Gemm group is quantized except ``--float-groups`` (pass the groups a real export kept in float,
 see its model.json, to time that file's layout). All rows of one (threads, batch) pair are timed interleaved, one
@@ -43,7 +43,7 @@ def main() -> None:
     from detkit.api import load_model
     from detkit.bench import benchmark
     from detkit.data.synth import generate_synthetic
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
 
     console = Console(width=max(Console().width, 110))
     torch.manual_seed(0)

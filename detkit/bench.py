@@ -14,7 +14,7 @@ All configurations of one (threads, batch) pair are timed interleaved, one itera
 that other processes put on the machine hits every row alike.
 
 Precision variants (``variants``: fp32, fp16, int8) are ONNX files: the model's own export, or derived from its fp32
-graph (fp16 by conversion, int8 by ``detkit.export.int8.quantize_onnx`` on the dataset's calibration split). With a
+graph (fp16 by conversion, int8 by ``export.targets.int8.quantize_onnx`` on the dataset's calibration split). With a
 dataset, each variant's AP is measured on ``split`` from the very file that is timed.
 """
 
@@ -197,7 +197,7 @@ def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] |
     if detector is not None and imgsz is not None and tuple(imgsz) != tuple(detector.imgsz):
         detector = TorchDetector(detector.module, detector.class_map, imgsz, detector.device, source=detector.source)
     if "onnxruntime" in backends and onnx_path is None:
-        from detkit.export.onnx_export import export_onnx
+        from detkit.export import export_onnx
 
         onnx_path = workdir / "model.onnx"
         export_onnx(detector, onnx_path, imgsz=detector.imgsz, verify=False)
@@ -234,12 +234,12 @@ def variant_files(onnx_path: Path, meta: dict[str, Any], variants: Sequence[str]
         path = workdir / f"model_{v}.onnx"
         vmeta = json.loads(json.dumps(meta)) | {"precision": v}
         if v == "fp16":
-            from detkit.export.onnx_export import _convert_fp16
+            from detkit.export.targets.onnx import convert_fp16
 
             shutil.copyfile(onnx_path, path)
-            _convert_fp16(path)
+            convert_fp16(path)
         else:
-            from detkit.export.int8 import quantize_onnx
+            from detkit.export.targets.int8 import quantize_onnx
 
             if data is None:
                 raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
@@ -282,7 +282,7 @@ def benchmark(
 also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to ``quantize_onnx``."""
     import torch
 
-    from detkit.export.onnx_export import versions
+    from detkit.export.job import versions
     from detkit.inference.onnx_detector import OnnxDetector, read_model_metadata
 
     backends = list(dict.fromkeys(backends))
@@ -361,7 +361,7 @@ def _variant_accuracy(files: dict[str, tuple[Path, dict[str, Any]]], data: Any, 
     if data is None:
         return {}
     from detkit.data.dataset import DatasetSpec, load_dataset
-    from detkit.export.int8 import default_eval_split, evaluate_file
+    from detkit.export.targets.int8 import default_eval_split, evaluate_file
 
     spec = data if isinstance(data, DatasetSpec) else load_dataset(data)
     split = split or default_eval_split(spec)

@@ -74,7 +74,7 @@ def run_quickstart(
     from detkit.data.validate import validate_dataset
     from detkit.engine.run import check_training_sizes, train
     from detkit.evaluation.runner import evaluate
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
     from detkit.predict import predict
 
     out = Path(out)

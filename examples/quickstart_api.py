@@ -14,7 +14,7 @@ from detkit.data.synth import generate_synthetic
 from detkit.data.validate import validate_dataset
 from detkit.engine.run import train
 from detkit.evaluation.runner import evaluate
-from detkit.export.onnx_export import export_onnx
+from detkit.export import export_onnx
 from detkit.predict import predict
 from detkit import load_model
 

@@ -2,13 +2,60 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 
 from detkit.cli.ui import UI
+from detkit.errors import DetkitError
 
 app = typer.Typer(no_args_is_help=True, help="Export a trained model for deployment.")
+
+# the export library's parameters (ExportError.params) as this command spells them
+_FLAGS = {
+    "model_source": "MODEL",
+    "out": "--out",
+    "calibrator": "--calibrator",
+    "imgsz": "--imgsz H W",
+    "dynamic_batch": "--dynamic-batch/--static-batch",
+    "opset": "--opset",
+    "fp16": "--fp16",
+    "decoder_layers": "--decoder-layers",
+    "simplify": "--simplify",
+    "verify": "--verify/--no-verify",
+    "verify_images": "--verify-image",
+    "weights": "--weights",
+    "class_map": "--classes",
+    "drop_below_threshold": "--drop-below-threshold",
+    "calib_data": "--calib-data",
+    "calib_split": "--calib-split",
+    "calib_images": "--calib-images",
+    "method": "--int8-method",
+    "eval_split": "--eval-split",
+    "max_ap_drop": "--max-ap-drop",
+    "max_float_groups": "--max-float-groups",
+}
+
+
+@contextmanager
+def export_flag_hints() -> Iterator[None]:
+    """Re-raise the export library's errors (which name its parameters) with a hint naming this command's flags,
+    and ``--debug`` where a tool's own error lies underneath."""
+    from detkit.export.errors import ExportError
+
+    try:
+        yield
+    except ExportError as e:
+        flags = [_FLAGS[p] for p in e.params if p in _FLAGS]
+        extra = [f"flag{'s' if len(flags) > 1 else ''}: {', '.join(flags)}"] if flags else []
+        if e.__cause__ is not None and not isinstance(e.__cause__, DetkitError):
+            extra.append("re-run with --debug for the traceback")
+        if not extra:
+            raise
+        hint = f"{e.hint} ({'; '.join(extra)})" if e.hint else "; ".join(extra)
+        raise ExportError(e.message, hint=hint, params=e.params) from e
 
 
 @app.command("onnx")
@@ -43,24 +90,29 @@ def onnx_command(
 ) -> None:
     """Export MODEL to ONNX: uint8 images [N,3,H,W] at the model size + orig_sizes [N,2] (w, h) → labels, boxes
     (xyxy, original pixels), scores. Verified against PyTorch; a failing export leaves no model file."""
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export.targets import export_model, export_target
 
     ui = UI(json_mode, quiet)
     size = None if imgsz is None or imgsz[0] is None else imgsz
     if int8 or calib_data is not None:
         from detkit.cli.export_int8 import export_int8_command
 
-        export_int8_command(ui, model, out, int8, dict(calib_data=calib_data, calib_split=calib_split, calib_images=calib_images,
-                            method=int8_method, eval_split=eval_split, max_ap_drop=max_ap_drop, max_float_groups=max_float_groups),
-                            dict(calibrator=calibrator, imgsz=size, dynamic_batch=dynamic_batch, opset=opset, fp16=fp16,
-                                 decoder_layers=decoder_layers, simplify=simplify, verify=verify, verify_images=verify_images or (),
-                                 weights=weights, class_map=classes))
+        int8_options = {"calib_data": calib_data, "calib_split": calib_split, "calib_images": calib_images,
+                        "method": int8_method, "eval_split": eval_split, "max_ap_drop": max_ap_drop,
+                        "max_float_groups": max_float_groups}
+        export_options = {"calibrator": calibrator, "imgsz": size, "dynamic_batch": dynamic_batch, "opset": opset,
+                          "fp16": fp16, "decoder_layers": decoder_layers, "simplify": simplify, "verify": verify,
+                          "verify_images": verify_images or (), "weights": weights, "class_map": classes}
+        with export_flag_hints():
+            export_int8_command(ui, model, out, int8, int8_options, export_options)
         return
-    out = out or Path("model.onnx")
+    out = out or Path(export_target("onnx").default_out)
     ui.print(f"exporting [bold]{model}[/] to ONNX (opset {opset}{', fp16' if fp16 else ''}) ...")
-    result = export_onnx(model, out, calibrator=calibrator, imgsz=size, dynamic_batch=dynamic_batch, opset=opset, fp16=fp16,
-                         decoder_layers=decoder_layers, simplify=simplify, verify=verify, verify_images=verify_images or (),
-                         weights=weights, class_map=classes, drop_below_threshold=drop_below_threshold)
+    with export_flag_hints():
+        result = export_model(model, "onnx", out, calibrator=calibrator, imgsz=size, dynamic_batch=dynamic_batch,
+                              opset=opset, fp16=fp16, decoder_layers=decoder_layers, simplify=simplify, verify=verify,
+                              verify_images=verify_images or (), weights=weights, class_map=classes,
+                              drop_below_threshold=drop_below_threshold)
     for w in result.warnings:
         ui.warn(w)
     meta = result.metadata

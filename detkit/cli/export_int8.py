@@ -1,5 +1,5 @@
 """``detkit export onnx MODEL --int8 --calib-data D``: rendering of the INT8 export target (the work is in
-``detkit.export.int8.export_int8``)."""
+``detkit.export.targets.int8.export_int8``, run through the target table)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from detkit.errors import DetkitError
 def export_int8_command(
     ui: UI, model: str, out: Path | None, int8: bool, int8_options: dict[str, Any], export_options: dict[str, Any]
 ) -> None:
-    from detkit.export.int8 import export_int8
+    from detkit.export.targets import export_model, export_target
 
     if not int8:
         raise DetkitError("--calib-data only applies to an INT8 export", hint="add --int8, or leave --calib-data out")
@@ -21,13 +21,13 @@ def export_int8_command(
         raise DetkitError(
             "--int8 needs calibration images", hint="add --calib-data DATASET (a dataset.yaml with a 'calib' split)"
         )
-    out = out or Path("model_int8.onnx")
+    out = out or Path(export_target("int8").default_out)
     ui.print(
         f"exporting [bold]{model}[/] to INT8 ONNX (fp32 graph verified first, then calibrated on split "
         f"'{int8_options['calib_split']}' with {int8_options['method']}) ..."
     )
     with ui.progress():
-        result = export_int8(model, out, **int8_options, **export_options)
+        result = export_model(model, "int8", out, **int8_options, **export_options)
     for w in result.warnings:
         ui.warn(w)
     acc, rep, meta = result.accuracy, result.report, result.metadata

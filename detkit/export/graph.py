@@ -1,7 +1,7 @@
 """The deployable graph: raw uint8 images and original sizes in, labels, pixel boxes and (calibrated) scores out.
 
 It is nothing but the model's own pieces chained together, so the exported graph cannot drift from PyTorch:
-the RT-DETR module in deploy mode (RepVGG blocks fused), the single post-processor of
+the detector in its deployment form (``module.deploy()``), the single post-processor of
 ``detkit.models.postprocess`` and, when given, the calibrator's torch ``apply`` (the single implementation).
 """
 
@@ -30,9 +30,9 @@ OUTPUT_SPEC = {
 
 
 def deploy_copy(module: nn.Module, decoder_layers: int | None = None) -> nn.Module:
-    """A fused, eval-mode copy of ``module`` (the caller's module is left untouched)."""
+    """A deployment-form (``deploy()``), eval-mode copy of ``module`` (the caller's module is left untouched)."""
     m = copy.deepcopy(module).cpu().float().eval()
-    m.fuse()
+    m.deploy()
     if decoder_layers is not None:
         set_decoder_layers(m, decoder_layers)
     return m.eval()
@@ -45,7 +45,7 @@ def set_decoder_layers(module: nn.Module, k: int) -> None:
 
 def decoder_layers_of(module: nn.Module) -> tuple[int, int]:
     """(layers run at inference, layers trained)."""
-    return int(module.eval_layers), int(module.decoder.num_layers)
+    return int(module.eval_layers), int(module.decoder_layers)
 
 
 class DeployGraph(nn.Module):

@@ -17,7 +17,7 @@ Reported:
 - ``max_abs_diff_boxes_px`` and ``max_abs_diff_boxes`` (the latter divided by the image side, i.e. normalised
   coordinates, which is what the tolerance applies to);
 - ``unpaired``: detections (either side) that needed a twin and have none; ``unpaired_example`` names one;
-- ``query_swaps``: decoder queries whose detections differ because the encoder's query selection had a tie at
+- ``query_swaps``: decoder queries whose detections differ because the model's query selection had a tie at
   its cut (a token scoring within tolerance of the last kept one), which rounding may settle either way;
 - ``top{k}_label_agreement``: fraction of the first k PyTorch detections that have a twin;
 - ``top{k}_order_agreement``: fraction of the first k PyTorch detections whose twin has the same rank
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.errors import DetkitError
+from detkit.export.errors import ExportError
 
 TOLERANCES = {"fp32": {"scores": 1e-4, "boxes": 1e-4}, "fp16": {"scores": 2e-2, "boxes": 2e-2}}
 TOP_K_AGREEMENT = 10
@@ -149,8 +149,8 @@ def compare_detections(
     compared when they have one). Differences are measured over the twins; ``unpaired`` counts the detections
     of both sides that needed a twin and have none, ``unpaired_example`` describes the first of them.
 
-    ``swappable[i]`` is how many of image i's decoder queries sit on a tie at the encoder's query selection (see
-    :func:`encoder_query_ties`): the two runtimes may keep different ones of tied tokens, and every detection of
+    ``swappable[i]`` is how many of image i's decoder queries sit on a tie at the model's query selection (see
+    :func:`query_ties`): the two runtimes may keep different ones of tied tokens, and every detection of
     such a query then differs. Up to that many queries per side (a query's detections share one box) may go
     without twins; they are counted in ``query_swaps``."""
     tol_boxes = tol_scores if tol_boxes is None else tol_boxes
@@ -213,38 +213,43 @@ def compare_detections(
     }
 
 
-def encoder_query_ties(module, tol: float):
-    """A context manager collecting, per image the module runs, how many decoder queries sit on a tie at the
-    encoder's query selection: the encoder keeps the ``num_queries`` tokens with the best class logit, so where
-    kept and dropped tokens score within ``tol`` of the cut, min(kept, dropped) of them can change places under
-    rounding. Yields a list that fills as the module runs; stays empty for modules without that structure."""
-    import contextlib
-
+def query_ties(token_scores, num_queries: int, tol: float) -> list[int]:
+    """Per image, how many decoder queries sit on a tie at the query selection: the model keeps the ``num_queries``
+    tokens with the best score (``token_scores`` ``[B, T]``), so where kept and dropped tokens score within ``tol``
+    of the cut, min(kept, dropped) of them can change places under rounding."""
     import torch
 
-    decoder = getattr(module, "decoder", None)
-    head, queries = getattr(decoder, "enc_score_head", None), getattr(decoder, "num_queries", None)
-    counts: list[int] = []
+    best = token_scores.detach().float().sort(dim=1, descending=True).values
+    cut = best[:, num_queries - 1 : num_queries]
+    kept = ((best[:, :num_queries] - cut) <= tol).sum(1)
+    dropped = ((cut - best[:, num_queries:]) <= tol).sum(1)
+    return torch.minimum(kept, dropped).tolist()
 
-    def hook(_module, _inputs, output):
-        if output.dim() != 3 or output.shape[1] <= queries:  # the second call scores the kept tokens only
-            return
-        best = output.detach().float().max(-1).values.sort(dim=1, descending=True).values
-        cut = best[:, queries - 1 : queries]
-        kept = ((best[:, :queries] - cut) <= tol).sum(1)
-        dropped = ((cut - best[:, queries:]) <= tol).sum(1)
-        counts.extend(torch.minimum(kept, dropped).tolist())
 
-    @contextlib.contextmanager
-    def collecting():
-        handle = head.register_forward_hook(hook) if isinstance(head, torch.nn.Module) and queries else None
-        try:
-            yield counts
-        finally:
-            if handle is not None:
-                handle.remove()
-
-    return collecting()
+def predict_with_ties(reference, images: Sequence[Any], tol: float) -> tuple[list[Any], list[int] | None]:
+    """``reference``'s detections of ``images`` (every score kept) and, per image, its :func:`query_ties`, read
+    from the model's trace (``module.record_intermediates()``, one traced forward per batch of the reference).
+    The ties are None for a model whose trace carries no ``token_scores``."""
+    module = reference.module
+    record = getattr(module, "record_intermediates", None)
+    if record is None:
+        return reference.predict(images, conf=-1.0), None
+    detections: list[Any] = []
+    ties: list[int] | None = []
+    was_training = module.training
+    module.eval()
+    try:
+        for start in range(0, len(images), reference.batch_size):
+            with record() as trace:
+                detections += reference.predict(images[start : start + reference.batch_size], conf=-1.0)
+            scores = getattr(trace, "token_scores", None)
+            if scores is None or ties is None:
+                ties = None
+                continue
+            ties += query_ties(scores, int(module.num_queries), tol)
+    finally:
+        module.train(was_training)
+    return detections, ties
 
 
 def calibration_error(
@@ -279,9 +284,8 @@ def verify_parity(
     images, kinds = verification_images(real_images, seed=seed)
     sizes = [im.shape[:2] for im in images]
     tol = TOLERANCES[precision]
-    with encoder_query_ties(reference.module, tol["scores"]) as ties:
-        ref = reference.predict(images, conf=-1.0)
-    swappable = ties if len(ties) == len(images) else None
+    ref, ties = predict_with_ties(reference, images, tol["scores"])
+    swappable = ties if ties is not None and len(ties) == len(images) else None
     names = [f"{kind} image {i}" for i, kind in enumerate(k for k, n in kinds.items() for _ in range(n))]
     per_batch: dict[str, dict[str, float]] = {}
     example = ""
@@ -336,9 +340,10 @@ def verify_parity(
     )
 
 
-def parity_error(report: ParityReport, path) -> DetkitError:
-    return DetkitError(
+def parity_error(report: ParityReport, path) -> ExportError:
+    return ExportError(
         f"exported graph disagrees with PyTorch: {report.summary()}",
-        hint="no model file was written; try another --opset, drop --fp16/--simplify, or re-run with --debug and report it",
+        hint="no model file was written; try another opset, leave out fp16/simplify, or report it",
         path=path,
+        params=("opset", "fp16", "simplify"),
     )

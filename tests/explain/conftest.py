@@ -39,7 +39,7 @@ def detector(ckpt):
 
 @pytest.fixture(scope="session")
 def onnx_model(tmp_path_factory, ckpt):
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
 
     return export_onnx(ckpt, tmp_path_factory.mktemp("onnx") / "model.onnx", verify=False).model_path
 

@@ -29,7 +29,7 @@ def calibrator_file(tmp_path_factory, class_map):
 @pytest.fixture(scope="session")
 def export_640(tmp_path_factory, ckpt, calibrator_file):
     """640×640, calibrator embedded, decoder truncated to 1 of 2 layers."""
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
 
     return export_onnx(ckpt, tmp_path_factory.mktemp("e640") / "model.onnx", calibrator=calibrator_file, imgsz=(640, 640), decoder_layers=1)
 
@@ -37,7 +37,7 @@ def export_640(tmp_path_factory, ckpt, calibrator_file):
 @pytest.fixture(scope="session")
 def export_480x640(tmp_path_factory, ckpt):
     """Non-square 480×640, no calibrator, all decoder layers."""
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
 
     return export_onnx(ckpt, tmp_path_factory.mktemp("e480") / "model.onnx", imgsz=(480, 640))
 
@@ -45,6 +45,6 @@ def export_480x640(tmp_path_factory, ckpt):
 @pytest.fixture(scope="session")
 def export_small(tmp_path_factory, ckpt):
     """At the checkpoint's own size (96), dynamic batch, no calibrator: for runtime, eval and predict tests."""
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
 
     return export_onnx(ckpt, tmp_path_factory.mktemp("e96") / "model.onnx")

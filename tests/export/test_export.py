@@ -87,7 +87,7 @@ def test_dynamic_batch_gives_the_same_answer_per_image(export_small):
 
 
 def test_cli_export_with_simplify(cli, ckpt, tmp_path):
-    from detkit.export.onnx_export import batch_dims_dynamic
+    from detkit.export.targets.onnx import batch_dims_dynamic
 
     out = tmp_path / "m.onnx"
     r = cli("export", "onnx", ckpt, "--out", out, "--simplify", "--json")
@@ -103,7 +103,7 @@ def test_simplified_graphs_that_lose_the_batch_dim_or_disagree_are_rejected(ckpt
     import onnxslim
     from onnx import numpy_helper
 
-    from detkit.export.onnx_export import batch_dims_dynamic, export_onnx
+    from detkit.export.targets.onnx import batch_dims_dynamic, export_onnx
 
     def broken_slim(model, **kwargs):
         if not kwargs:  # first attempt: pins the batch dimension to 1
@@ -128,7 +128,7 @@ def test_fp16_export_is_verified_with_its_own_tolerance(class_map, tmp_path):
     """fp16 noise (~1e-3) exceeds the score gaps of a random model, so the discrete choices (query selection, the
     top-k boundary) could legitimately flip; here every token is a query (12²+6²+3² = 189 at 96 px) and every
     (query, class) pair is returned, so both runtimes hold the same candidates and the values are what is compared."""
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
     from export.tiny import tiny_checkpoint
 
     ck = tiny_checkpoint(tmp_path / "all_queries.pt", class_map, overrides=["model.num_queries=189"])
@@ -151,23 +151,44 @@ def test_failed_verification_leaves_no_model_file(ckpt, tmp_path, monkeypatch, c
 
 
 @pytest.mark.parametrize(
-    ("args", "needle"),
+    ("args", "needle", "flag"),
     [
-        (["--opset", "13"], "unsupported ONNX opset 13"),
-        (["--opset", "21"], "unsupported ONNX opset 21"),
-        (["--imgsz", "100", "640"], "multiples of 32"),
-        (["--imgsz", "0", "64"], "multiples of 32"),
-        (["--decoder-layers", "5"], "exceeds the model's 2 decoder layers"),
-        (["--decoder-layers", "0"], "--decoder-layers must be >= 1"),
-        (["--out", "model.pt"], "must end in .onnx"),
+        (["--opset", "13"], "unsupported ONNX opset 13", "--opset"),
+        (["--opset", "21"], "unsupported ONNX opset 21", "--opset"),
+        (["--imgsz", "100", "640"], "multiples of 32", "--imgsz"),
+        (["--imgsz", "0", "64"], "multiples of 32", "--imgsz"),
+        (["--decoder-layers", "5"], "decoder_layers 5 exceeds the model's 2 decoder layers", "--decoder-layers"),
+        (["--decoder-layers", "0"], "decoder_layers must be >= 1", "--decoder-layers"),
+        (["--out", "model.pt"], "must end in .onnx", "--out"),
     ],
 )
-def test_bad_options_are_one_line_errors(cli, ckpt, tmp_path, args, needle):
+def test_bad_options_are_one_line_errors(cli, ckpt, tmp_path, args, needle, flag):
+    """The library names the parameter; the CLI's hint adds the flag."""
     if "--out" not in args:
         args = [*args, "--out", str(tmp_path / "m.onnx")]
     r = cli("export", "onnx", ckpt, *args)
-    assert_clean_error(r, needle)
+    assert_clean_error(r, needle, f"flag: {flag}")
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [
+        ({"opset": 13}, "unsupported ONNX opset 13"),
+        ({"imgsz": (100, 640)}, "multiples of 32"),
+        ({"decoder_layers": 0}, "decoder_layers must be >= 1"),
+        ({"decoder_layers": 5}, "decoder_layers 5 exceeds"),
+        ({"drop_below_threshold": True}, "drop_below_threshold needs a calibrator"),
+    ],
+)
+def test_library_errors_name_parameters_not_flags(ckpt, tmp_path, options, needle):
+    from detkit.export import ExportError, export_onnx
+
+    with pytest.raises(ExportError) as err:
+        export_onnx(ckpt, tmp_path / "m.onnx", **options)
+    assert needle in err.value.message and "--" not in err.value.message and "--" not in (err.value.hint or "")
+    assert set(err.value.params) & set(options)  # names the parameter the caller passed
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_model_and_calibrator(cli, ckpt, tmp_path, export_small):
@@ -273,30 +294,36 @@ def test_top_k_cut_and_tied_encoder_queries_are_the_only_excuses():
     assert compare_detections([ref], [two], [(100, 100)], 1e-4, swappable=[1])["unpaired"] > 0
 
 
-def test_encoder_query_ties_counts_tokens_tied_at_the_query_cut(ckpt):
+def test_query_ties_count_tokens_tied_at_the_query_cut(ckpt):
     import torch
 
     from detkit.api import load_model
-    from detkit.export.verify import encoder_query_ties
+    from detkit.export.verify import predict_with_ties, query_ties
+
+    # kept 0.9 0.5 0.5 | dropped 0.5 0.1: two kept and one dropped token tie at the cut; min(2, 1) queries may swap
+    assert query_ties(torch.tensor([[0.5, 0.9, 0.1, 0.5, 0.5]]), 3, 1e-4) == [1]
+    assert query_ties(torch.tensor([[0.5, 0.9, 0.1, 0.4, 0.2]]), 3, 1e-4) == [0]
 
     det = load_model(ckpt, device="cpu")
+    det.batch_size = 1  # one traced forward per image: the counts of every batch are kept
     images = [np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)] * 2
-    with encoder_query_ties(det.module, 1e-4) as ties:
-        det.predict(images)
+    detections, ties = predict_with_ties(det, images, 1e-4)
+    assert len(detections) == 2 and len(detections[0].scores) > 0
     assert len(ties) == 2 and ties[0] == ties[1] < 30  # one count per image; most logits of a random model differ
     with torch.no_grad():
         det.module.decoder.enc_score_head.weight.zero_()  # every token scores the same: all 30 queries could change
-    with encoder_query_ties(det.module, 1e-4) as ties:
-        det.predict(images)
+    _, ties = predict_with_ties(det, images, 1e-4)
     assert ties == [30, 30]
-    assert not det.module.decoder.enc_score_head._forward_hooks  # the hook is removed afterwards
+    det.module.train()
+    predict_with_ties(det, images[:1], 1e-4)
+    assert det.module.training  # the caller's module is left in the mode it was in
 
 
 def test_untrained_and_reinitialised_head_models_export_and_verify(ckpt, class_map, tmp_path):
     """A random model's scores crowd into a narrow band (ties everywhere); its export must verify all the same."""
     import torch
 
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
     from detkit.models.checkpoint import load_checkpoint, save_checkpoint
     from detkit.models.rtdetr.convert_weights import is_class_head_key
     from export.tiny import tiny_checkpoint
@@ -348,7 +375,7 @@ def test_drop_below_threshold_is_applied_in_the_graph_recorded_and_predict_keeps
         ckpt, calibrator_file, class_map, tmp_path):
     from detkit.calibration.apply import calibrate_scores, keep_mask
     from detkit.calibration.io import load_calibrator
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
     from detkit.export.runtime import OnnxDetector
     from detkit.predict import Selector
 

@@ -17,7 +17,7 @@ CONV = ("Conv",)  # the tests quantize convolutions only: fewer groups, a faster
 @pytest.fixture(scope="module")
 def int8_export(tmp_path_factory, ckpt, calibrator_file, synth_dataset):
     """Calibrator embedded, sensitivity pass over the Conv groups, one group forced to stay float."""
-    from detkit.export.int8 import export_int8
+    from detkit.export.targets.int8 import export_int8
 
     out = tmp_path_factory.mktemp("int8") / "model_int8.onnx"
     return export_int8(ckpt, out, calib_data=synth_dataset, calib_images=3, calibrator=calibrator_file, op_types=CONV)
@@ -28,7 +28,7 @@ def _producers(model):
 
 
 def test_int8_file_structure_and_metadata(int8_export, synth_dataset):
-    from detkit.export.int8 import node_group
+    from detkit.export.targets.int8 import node_group
 
     meta = json.loads(int8_export.metadata_path.read_text())
     model = onnx.load(str(int8_export.model_path))
@@ -221,7 +221,7 @@ def test_int8_refused_when_ap_drops_too_much(synth_dataset, class_map, tmp_path)
     from detkit.data.dataset import load_dataset
     from detkit.errors import DetkitError
     from detkit.evaluation.inference import predict_split
-    from detkit.export.int8 import export_int8
+    from detkit.export.targets.int8 import export_int8
     from export.test_runtime import _pseudo_ground_truth
 
     ckpt = _outlier_checkpoint(tmp_path / "outlier.pt", class_map)

@@ -24,7 +24,7 @@ def _check_protocol(det, backend: str) -> None:
 
 
 def test_torch_and_onnx_detectors_satisfy_the_protocol(official_files, tmp_path):
-    from detkit.export.onnx_export import export_onnx
+    from detkit.export import export_onnx
 
     det = open_detector(official_files["pth"], device="cpu", class_map=CLASSES)
     assert isinstance(det, TorchDetector) and det.class_map == CLASSES and det.imgsz == (160, 160)

@@ -53,7 +53,8 @@ class DecoderTrace:
     ran, ``reference_boxes[i]`` is the box ``[B, Q, 4]`` (cxcywh in [0, 1]) the layer sampled around,
     ``sampling_locations[i]`` ``[B, Q, heads, levels, points, 2]`` the (x, y) sampling points in [0, 1] of the
     input image, and ``attention_weights[i]`` ``[B, Q, heads, levels, points]`` their weights (each head's weights
-    sum to 1 over levels × points). All tensors are detached.
+    sum to 1 over levels × points). ``token_scores`` ``[B, T]`` is every token's best class logit, by which the
+    queries were selected. All tensors are detached.
     """
 
     spatial_shapes: list[tuple[int, int]] = field(default_factory=list)
@@ -61,6 +62,7 @@ class DecoderTrace:
     reference_boxes: list[torch.Tensor] = field(default_factory=list)
     sampling_locations: list[torch.Tensor] = field(default_factory=list)
     attention_weights: list[torch.Tensor] = field(default_factory=list)
+    token_scores: torch.Tensor | None = None
 
 
 class DecoderLayer(nn.Module):
@@ -204,6 +206,7 @@ class RTDETRDecoder(nn.Module):
         if self.trace is not None:
             self.trace.spatial_shapes = list(spatial_shapes)
             self.trace.query_index = topk[..., 0].detach()
+            self.trace.token_scores = scores.detach()
         if torch.is_grad_enabled():
             output_memory = self.enc_output(memory.gather(1, topk.expand(-1, -1, memory.shape[-1])))
         else:

@@ -1,7 +1,8 @@
 """INT8 export target: the verified fp32 graph, statically quantized by onnxruntime, with its accuracy cost measured.
 
-``export_int8`` runs the fp32 export job (``export_onnx``: trace, onnx.checker, parity with PyTorch) into a private
-temporary file, then ``quantize_onnx`` turns that file into a QDQ graph:
+``export_int8`` runs the shared export job (``detkit.export.job``) through the fp32 ONNX target (trace,
+onnx.checker, parity with PyTorch) into a private temporary file, then ``quantize_onnx`` turns that file into a
+QDQ graph:
 
 1. ``quant_pre_process`` (ONNX shape inference + onnxruntime graph optimisation; the symbolic shape pass is skipped
    because it cannot follow the post-processor's data-dependent shapes);
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from detkit.errors import DetkitError
+from detkit.export.errors import ExportError
 
 METHODS = ("minmax", "entropy", "percentile")
 DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
@@ -311,18 +313,25 @@ def check_int8_options(
 ) -> None:
     """Refuse bad INT8 options before any work (each a one-line error naming the parameter)."""
     if calib_data is None:
-        raise DetkitError(
+        raise ExportError(
             "INT8 quantization needs calibration images, and calib_data is not given",
             hint="pass a dataset (dataset.yaml) whose calibration split holds real images",
+            params="calib_data",
         )
     if int(calib_images) < 1:
-        raise DetkitError(f"calib_images must be >= 1, got {calib_images}", hint="100 to 300 images are typical")
+        raise ExportError(
+            f"calib_images must be >= 1, got {calib_images}",
+            hint="100 to 300 images are typical",
+            params="calib_images",
+        )
     if method not in METHODS:
-        raise DetkitError(f"unknown INT8 calibration method '{method}'", hint=f"choose from {', '.join(METHODS)}")
+        raise ExportError(
+            f"unknown INT8 calibration method '{method}'", hint=f"choose from {', '.join(METHODS)}", params="method"
+        )
     if max_ap_drop is not None and not float(max_ap_drop) >= 0:
-        raise DetkitError(f"max_ap_drop must be >= 0 AP points, got {max_ap_drop}")
+        raise ExportError(f"max_ap_drop must be >= 0 AP points, got {max_ap_drop}", params="max_ap_drop")
     if int(max_float_groups) < 0:
-        raise DetkitError(f"max_float_groups must be >= 0, got {max_float_groups}")
+        raise ExportError(f"max_float_groups must be >= 0, got {max_float_groups}", params="max_float_groups")
 
 
 def quantize_onnx(
@@ -450,11 +459,12 @@ def default_eval_split(spec) -> str:
     for name in ("val", "test"):
         if spec.has_split(name):
             return name
-    raise DetkitError(
+    raise ExportError(
         "the dataset has neither a 'val' nor a 'test' split to measure the INT8 AP on "
         f"(it has: {', '.join(spec.splits)})",
         hint="name the evaluation split (eval_split)",
         path=spec.path,
+        params="eval_split",
     )
 
 
@@ -491,17 +501,18 @@ def export_int8(
     ``decoder_layers``, ``simplify``, ``verify_images``, ``top_k``). The INT8 file and both APs on ``eval_split``
     (default val, else test) are written only when AP drops by at most ``max_ap_drop`` points.
     """
-    from detkit.export.onnx_export import check_export_options, export_onnx, versions
-    from detkit.export.runtime import METADATA_KEY, sidecar_path
-    from detkit.utils.atomic import atomic_path, atomic_write_json
+    from detkit.export.job import versions
+    from detkit.export.targets.onnx import check_export_options, prepare, write_onnx
 
     out = Path(out)
     check_int8_options(calib_data, calib_images, method, max_ap_drop, max_float_groups)
     if export_options.get("fp16"):
-        raise DetkitError("fp16 and int8 are two different export precisions", hint="choose one")
+        raise ExportError("fp16 and int8 are two different export precisions", hint="choose one", params="fp16")
     if export_options.get("verify") is False:
-        raise DetkitError(
-            "the INT8 export needs the fp32 graph verified first (verify=False)", hint="leave verification on"
+        raise ExportError(
+            "the INT8 export needs the fp32 graph verified first (verify=False)",
+            hint="leave verification on",
+            params="verify",
         )
     check_export_options(
         export_options.get("opset", 17), export_options.get("imgsz"), out, export_options.get("decoder_layers")
@@ -512,13 +523,12 @@ def export_int8(
     sample_split(spec, calib_split, 1, what="calibration")  # an empty or missing split is refused before any work
 
     with tempfile.TemporaryDirectory(prefix="detkit-int8-export-") as work:
-        fp32_path = Path(work) / out.with_suffix(".fp32.onnx").name
-        try:
-            fp32 = export_onnx(model_source, fp32_path, **export_options)
-        except DetkitError as e:  # name the user's output, never the private temporary file
-            raise DetkitError(e.message.replace(str(fp32_path), str(out)), hint=e.hint) from e
-        with atomic_path(out) as tmp:
-            report = quantize_onnx(
+        job, options = prepare(model_source, out, **export_options)  # the shared job: its errors name `out`
+        fp32 = write_onnx(job, options, path=Path(work) / out.with_suffix(".fp32.onnx").name)
+        fp32_path, found = fp32.model_path, {}
+
+        def produce(tmp: Path) -> dict[str, Any]:
+            found["report"] = report = quantize_onnx(
                 fp32_path,
                 tmp,
                 spec,
@@ -532,20 +542,24 @@ def export_int8(
                 seed=seed,
                 metadata=fp32.metadata,
             )
-            accuracy = _accuracy(fp32_path, tmp, fp32.metadata, spec, eval_split, max_ap_drop)
+            found["accuracy"] = accuracy = _accuracy(fp32_path, tmp, fp32.metadata, spec, eval_split, max_ap_drop)
             if accuracy["ap_drop"] > max_ap_drop:
                 worst = "; ".join(s.line() for s in report.worst()) or "no sensitivity pass was run"
-                raise DetkitError(
+                raise ExportError(
                     f"INT8 costs {accuracy['ap_drop']:.2f} AP points on split '{eval_split}' "
                     f"(fp32 {100 * accuracy['fp32']['AP']:.2f}, int8 {100 * accuracy['int8']['AP']:.2f}), "
                     f"more than max_ap_drop {max_ap_drop:g}; worst groups: {worst}",
                     hint="keep more groups in float (max_float_groups), try another calibration method, "
                     "or accept a larger drop",
                     path=out,
+                    params=("max_float_groups", "method", "max_ap_drop"),
                 )
             metadata = _int8_metadata(fp32.metadata, report, accuracy, versions)
-            _embed(tmp, metadata, METADATA_KEY)
-        side = atomic_write_json(sidecar_path(out), metadata)
+            _embed(tmp, metadata)
+            return metadata
+
+        side, metadata = job.write(out, produce)
+    report, accuracy = found["report"], found["accuracy"]
     return Int8ExportResult(out, side, metadata, report, accuracy, fp32.parity, [*fp32.warnings, *report.notes])
 
 
@@ -584,19 +598,16 @@ def _int8_metadata(fp32_meta: dict[str, Any], report: Int8Report, accuracy: dict
     return meta
 
 
-def _embed(path: Path, metadata: dict[str, Any], key: str) -> None:
+def _embed(path: Path, metadata: dict[str, Any]) -> None:
     import onnx
 
-    proto = onnx.load(str(path))
-    del proto.metadata_props[:]
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = key, json.dumps(metadata)
-    proto.producer_name = "detkit"
-    onnx.save(proto, str(path))
+    from detkit.export.targets.onnx import embed_metadata
+
+    embed_metadata(path, metadata)
     try:
         onnx.checker.check_model(str(path), full_check=False)
     except Exception as e:  # noqa: BLE001
-        raise DetkitError(
+        raise ExportError(
             f"the quantized graph fails onnx.checker: {str(e).splitlines()[0]}",
-            hint="re-run with --debug and report it",
+            hint="the checker's own error is chained to this one; please report it",
         ) from e
