@@ -32,6 +32,7 @@ from detkit.errors import DetkitError
 from detkit.slicing import DEFAULT_OVERLAP, check_fits, check_slicing, sliced, slicing_source
 from detkit.utils.atomic import atomic_dir
 from detkit.utils.progress import ProgressTask, track
+from detkit.utils.run_dirs import next_run_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -196,17 +197,6 @@ def draw_detections(image_rgb: np.ndarray, labels: np.ndarray, boxes: np.ndarray
 # the run
 
 
-def next_predict_dir(out: str | Path | None, name: str | None = None) -> Path:
-    """``<out>/<name>`` (default runs/predict/predict), ``<name>2``... when taken."""
-    root = Path(out) if out is not None else DEFAULT_OUT
-    base = name or "predict"
-    candidate, n = root / base, 1
-    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
-        n += 1
-        candidate = root / f"{base}{n}"
-    return candidate
-
-
 def predict(
     model: Any,
     sources: Sequence[str | Path],
@@ -244,7 +234,7 @@ def predict(
                                         weights=weights, class_map=class_map)
     predictor = sliced(predictor, slice_hw, overlap)
     select = Selector(predictor, calibrator=calibrator, conf=conf)
-    out_dir = Path(out) if out is not None else next_predict_dir(None)
+    out_dir = Path(out) if out is not None else next_run_dir(DEFAULT_OUT, "predict")
     result = PredictResult(out_dir=out_dir, predictions_path=out_dir / "predictions.jsonl", backend=backend, selection=select.description, skipped=skipped)
     names = predictor.class_map.names
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:

@@ -18,9 +18,11 @@ from detkit.data.classmap import ClassMap
 from detkit.data.dataset import load_dataset
 from detkit.engine import distributed
 from detkit.engine.run_record import dataset_record, recorded_dataset
-from detkit.engine.trainer import Trainer, TrainResult, next_run_dir, read_history, resolve_device
+from detkit.engine.trainer import Trainer, TrainResult, read_history
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_write_text
+from detkit.utils.device import resolve_device
+from detkit.utils.run_dirs import in_use, next_run_dir
 
 # typer options -> recipe fields
 OPTION_FIELDS = {"epochs": "train.epochs", "batch": "train.batch", "imgsz": "train.imgsz", "device": "train.device",
@@ -39,6 +41,15 @@ class PreparedRun:
 def option_overrides(**options: Any) -> list[str]:
     """``--epochs 3`` etc. as ``train.epochs=3`` overrides (None = not given)."""
     return [f"{OPTION_FIELDS[k]}={v}" for k, v in options.items() if v is not None]
+
+
+def _new_run_dir(out: Path, name: str | None) -> Path:
+    """``out/exp``, ``exp2``, ... (:func:`detkit.utils.run_dirs.next_run_dir`); a chosen ``name`` in use is refused,
+    since continuing that run is what ``resume`` does."""
+    if name and in_use(out / name):
+        raise DetkitError(f"run folder {out / name} already exists",
+                          hint=f"choose another name, or continue it with resume={out / name}")
+    return next_run_dir(out, name or "exp")
 
 
 def _resume_paths(resume: str | Path) -> tuple[Path, Path]:
@@ -125,7 +136,7 @@ def train(
     dist_info = distributed.init_distributed(dev)
     try:
         if run_dir is None:
-            run_dir = distributed.broadcast_object(next_run_dir(Path(out), name) if dist_info.is_main else None)
+            run_dir = distributed.broadcast_object(_new_run_dir(Path(out), name) if dist_info.is_main else None)
         run_dir = Path(run_dir)
         if dist_info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)

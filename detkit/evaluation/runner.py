@@ -35,6 +35,7 @@ from detkit.evaluation.predictions import read_predictions, write_predictions
 from detkit.evaluation.report import calibration_section, write_report
 from detkit.slicing import DEFAULT_OVERLAP, SlicingError, check_slicing, check_split_fits, sliced
 from detkit.utils.atomic import atomic_dir, atomic_write_json
+from detkit.utils.run_dirs import next_run_dir
 
 DEFAULT_OUT = Path("runs") / "eval"
 
@@ -72,19 +73,6 @@ class EvalResult:
             out["calibration"] = summary_values(self.calibration)
         out["warnings"] = self.warnings
         return out
-
-
-def next_eval_dir(out: str | Path | None, name: str | None) -> Path:
-    """``<out>/<name>``, or ``<name>2``, ``<name>3``... when taken (``out`` defaults to runs/eval, name to 'eval')."""
-    root = Path(out) if out is not None else DEFAULT_OUT
-    base = name or "eval"
-    if "/" in base or "\\" in base or base in (".", ".."):
-        raise DetkitError(f"--name must be a plain folder name, got {base!r}")
-    candidate, n = root / base, 1
-    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
-        n += 1
-        candidate = root / f"{base}{n}"
-    return candidate
 
 
 def _dataset(dataset: str | Path | DatasetSpec) -> DatasetSpec:
@@ -197,7 +185,7 @@ def evaluate(
         resolve_corruptions(corruptions)
         resolve_severities(severities)
     cal = load_calibrator_for(calibrator, class_map) if calibrator is not None else None
-    target = next_eval_dir(out, name)
+    target = next_run_dir(out if out is not None else DEFAULT_OUT, name or "eval")
 
     detector = sliced(_detector(model, device, spec, weights), slice_hw, overlap) if model is not None else None
     warnings += _calibrator_warnings(detector, cal)
