@@ -31,6 +31,7 @@ import numpy as np
 from detkit.errors import DetkitError
 from detkit.slicing import DEFAULT_OVERLAP, check_fits, check_slicing, sliced, slicing_source
 from detkit.utils.atomic import atomic_dir
+from detkit.utils.draw import draw_boxes
 from detkit.utils.progress import ProgressTask, track
 from detkit.utils.run_dirs import next_run_dir
 
@@ -160,40 +161,6 @@ def _kind(path: Path) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# drawing
-
-
-def _palette(n: int) -> np.ndarray:
-    """Distinct BGR colours per class (evenly spaced hues)."""
-    import cv2
-
-    hues = (np.arange(n) * (180 / max(n, 1)) + 17).astype(np.uint8) % 180
-    hsv = np.stack([hues, np.full(n, 220, np.uint8), np.full(n, 255, np.uint8)], -1)[None]
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0]
-
-
-def draw_detections(image_rgb: np.ndarray, labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """A BGR copy of the image with each box, its class name and score."""
-    import cv2
-
-    img = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
-    h, w = img.shape[:2]
-    thick = max(1, round(min(h, w) / 320))
-    scale = max(0.4, min(h, w) / 900)
-    colours = _palette(len(names))
-    pts = np.round(np.clip(boxes, 0, [w - 1, h - 1, w - 1, h - 1])).astype(int)
-    for (x1, y1, x2, y2), lab, sc in zip(pts.tolist(), labels.tolist(), scores.tolist()):
-        colour = tuple(int(c) for c in colours[lab])
-        cv2.rectangle(img, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
-        text = f"{names[lab]} {sc:.2f}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + base + 2
-        cv2.rectangle(img, (x1, ty - th - base), (x1 + tw + 2, ty + 1), colour, -1)
-        cv2.putText(img, text, (x1 + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return img
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # the run
 
 
@@ -252,7 +219,7 @@ def predict(
                 for (path, img), raw in zip(loaded, outputs):
                     labels, boxes, scores = select(*raw)
                     _write_line(jsonl, str(path), None, img, labels, boxes, scores, predictor.class_map)
-                    writer.image(path, draw_detections(img, labels, boxes, scores, names) if save_media else None)
+                    writer.image(path, draw_boxes(img, boxes, labels, names, scores, to_bgr=True) if save_media else None)
                     result.images += 1
                     result.detections += len(labels)
             for path in [p for p, k in items if k == "video"]:
@@ -350,7 +317,7 @@ def _predict_video(path: Path, predictor, select: Selector, batch_size: int, jso
                     if video_writer is None:
                         out_path = writer.unique(path.stem, ".mp4")
                         video_writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (img.shape[1], img.shape[0]))
-                    video_writer.write(draw_detections(img, labels, boxes, scores, predictor.class_map.names))
+                    video_writer.write(draw_boxes(img, boxes, labels, predictor.class_map.names, scores, to_bgr=True))
                 frame_idx += 1
             task.advance(len(batch))
     finally:

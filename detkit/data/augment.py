@@ -44,6 +44,7 @@ from detkit.data.dataset import DatasetSpec, SplitSpec, load_dataset
 from detkit.data.writer import DatasetWriter
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_write_bytes
+from detkit.utils.draw import draw_boxes
 from detkit.utils.files import read_yaml
 from detkit.utils.progress import track
 
@@ -381,25 +382,6 @@ def _load_rgb(path: Path) -> np.ndarray:
     from detkit.models.preprocess import load_image
 
     return load_image(path)
-
-
-def draw_boxes(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """A copy of ``image`` (uint8 RGB) with each box and its class name drawn in a per-class colour."""
-    import cv2
-
-    out = np.ascontiguousarray(image.copy())
-    hues = (np.arange(max(len(names), 1)) * 180 // max(len(names), 1)).astype(np.uint8)
-    palette = cv2.cvtColor(np.stack([hues, np.full_like(hues, 220), np.full_like(hues, 255)], axis=1)[None], cv2.COLOR_HSV2RGB)[0]
-    scale = max(0.3, min(image.shape[:2]) / 900)
-    for (x0, y0, x1, y1), lab in zip(np.round(boxes).astype(int), labels):
-        colour = tuple(int(c) for c in palette[int(lab) % len(palette)])
-        cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), colour, 1 if scale < 0.5 else 2)
-        text = names[int(lab)] if 0 <= int(lab) < len(names) else str(int(lab))
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        ty = max(th + base, y0)
-        cv2.rectangle(out, (x0, ty - th - base), (x0 + tw, ty), colour, -1)
-        cv2.putText(out, text, (x0, ty - base), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return out
 
 
 def preview_augmentations(
