@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from detkit.data.augment import AugmentConfig
+from detkit.data.augment_config import AugmentConfig
 from detkit.engine.config import TrainConfig
 from detkit.models.config import ModelConfig
 
@@ -18,6 +18,6 @@ class Recipe(BaseModel):
     description: str = Field("", description="one line shown by `detkit recipes list`")
     model: ModelConfig = Field(default_factory=ModelConfig)
 
-    # ---- sections owned by the training side (detkit/engine/config.py, detkit/data/augment.py) ----------------
+    # ---- sections owned by the training side (detkit/engine/config.py, detkit/data/augment_config.py) --------
     train: TrainConfig = Field(default_factory=TrainConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
