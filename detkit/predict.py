@@ -82,8 +82,9 @@ class Selector:
     def __init__(self, predictor: Any, calibrator: Any = None, conf: float | None = None):
         embedded = getattr(predictor, "calibrator", None)
         if calibrator is not None and embedded is not None:
-            raise DetkitError("the ONNX model already embeds a calibrator; --calibrator would calibrate twice",
-                              hint="drop --calibrator (the embedded one is used), or export without one")
+            raise DetkitError("the ONNX model already embeds a calibrator; calibrator would calibrate twice",
+                              hint="leave calibrator out (the embedded one is used), or export without one",
+                              params="calibrator")
         if calibrator is not None and not hasattr(calibrator, "method"):
             from detkit.calibration import load_calibrator
 
@@ -191,12 +192,13 @@ def predict(
     if slice_hw is not None:
         slice_hw, overlap = check_slicing(slice_hw, overlap)
     if conf is not None and not 0.0 <= conf < 1.0:
-        raise DetkitError(f"--conf must be in [0, 1), got {conf}")
+        raise DetkitError(f"conf must be in [0, 1), got {conf}", params="conf")
     if batch_size < 1:
-        raise DetkitError(f"--batch must be >= 1, got {batch_size}")
+        raise DetkitError(f"batch_size must be >= 1, got {batch_size}", params="batch_size")
     items, skipped = collect_sources(sources)
     if not items:
-        raise DetkitError(_nothing_message(skipped), hint="pass image files (.jpg, .png, ...), videos (.mp4, ...) or folders holding them")
+        raise DetkitError(_nothing_message(skipped),
+                          hint="pass image files (.jpg, .png, ...), videos (.mp4, ...) or folders holding them")
     predictor, backend = load_predictor(model, device=device, threads=threads, batch_size=batch_size,
                                         weights=weights, class_map=class_map)
     predictor = sliced(predictor, slice_hw, overlap)
@@ -229,7 +231,8 @@ def predict(
                     result.videos += 1
                     result.frames += frames
         if result.images + result.frames == 0:
-            raise DetkitError(_nothing_message(result.skipped), hint="check that the files are readable images or videos")
+            raise DetkitError(_nothing_message(result.skipped),
+                              hint="check that the files are readable images or videos")
         result.outputs = [str(out_dir / name) for name in writer.names]
     return result
 

@@ -70,7 +70,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except DetkitError as e:
         if debug:
             raise
-        print_error(e.message, e.hint)
+        from detkit.cli.flags import with_flags
+
+        print_error(e.message, with_flags(e.hint, typer.main.get_command(app), args, e.params))
         return 1
     except KeyboardInterrupt:
         print_error("interrupted")

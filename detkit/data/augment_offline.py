@@ -45,7 +45,8 @@ def _read_samples(split: SplitSpec, class_map: ClassMap) -> list[_Sample]:
         try:
             labels = class_map.category_ids_to_labels(cids) if len(cids) else np.zeros(0, np.int64)
         except DetkitError as e:
-            raise DetkitError(f"image id {iid}: {e.message}", hint="run `detkit data validate`", path=split.annotations) from None
+            raise DetkitError(f"image id {iid}: {e.message}",
+                              hint="run `detkit data validate`", path=split.annotations) from None
         crowd = np.asarray([int(a.get("iscrowd", 0)) for a in anns], dtype=np.int64)
         path = image_file(split.images, img["file_name"], split.annotations)
         samples.append(_Sample(iid, path, xyxy, labels * 2 + crowd, (int(img.get("width") or 0), int(img.get("height") or 0)),
@@ -78,7 +79,7 @@ def preview_augmentations(
     import cv2
 
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise DetkitError(f"--preview must be a positive number of samples, got {n!r}")
+        raise DetkitError(f"n must be a positive number of samples, got {n!r}", params="n")
     ds = dataset if isinstance(dataset, DatasetSpec) else load_dataset(dataset)
     samples = _read_samples(ds.split(split), ds.class_map)
     if not samples:
@@ -128,7 +129,8 @@ def write_augmented_dataset(
     import cv2
 
     if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 1:
-        raise DetkitError(f"--copies must be a positive number of augmented copies per image, got {copies!r}")
+        raise DetkitError(f"copies must be a positive number of augmented copies per image, got {copies!r}",
+                          params="copies")
     ds = dataset if isinstance(dataset, DatasetSpec) else load_dataset(dataset)
     samples = _read_samples(ds.split(split), ds.class_map)
     if not samples:

@@ -48,7 +48,8 @@ def _new_run_dir(out: Path, name: str | None) -> Path:
     since continuing that run is what ``resume`` does."""
     if name and in_use(out / name):
         raise DetkitError(f"run folder {out / name} already exists",
-                          hint=f"choose another name, or continue it with resume={out / name}")
+                          hint=f"choose another name, or continue it with resume={out / name}",
+                          params=("name", "resume"))
     return next_run_dir(out, name or "exp")
 
 
@@ -60,7 +61,8 @@ def _resume_paths(resume: str | Path) -> tuple[Path, Path]:
     elif p.is_file():
         ckpt, run_dir = p, p.parent.parent
     else:
-        raise DetkitError(f"nothing to resume at {p}", hint="pass a run folder (runs/train/exp) or its checkpoints/last.pt")
+        raise DetkitError(f"nothing to resume at {p}", params="resume",
+                          hint="pass a run folder (runs/train/exp) or its checkpoints/last.pt")
     if not ckpt.is_file():
         raise DetkitError(f"run {run_dir} has no checkpoints/last.pt to resume from", path=run_dir)
     if not (run_dir / "recipe.yaml").is_file():
@@ -106,13 +108,14 @@ def train(
 
     if data is None and resume is None:
         raise DetkitError("no dataset given: data is required to start a run (a resumed run remembers its own)",
-                          hint="pass data=path/to/dataset.yaml (--data on the command line)")
+                          hint="pass data=path/to/dataset.yaml", params="data")
     all_overrides = option_overrides(epochs=epochs, batch=batch, imgsz=imgsz, device=device, workers=workers, seed=seed) + list(overrides)
 
     ckpt = None
     if resume is not None:
         if weights is not None:
-            raise DetkitError("resume and weights cannot be combined", hint="resume continues the run's own weights")
+            raise DetkitError("resume and weights cannot be combined", hint="resume continues the run's own weights",
+                              params=("resume", "weights"))
         run_dir, ckpt_path = _resume_paths(resume)
         dataset, given = (load_dataset(data), str(data)) if data is not None else recorded_dataset(run_dir)
         resolved = resolve_recipe(run_dir / "recipe.yaml", overrides=all_overrides)
@@ -158,7 +161,7 @@ def train(
             trainer.load_state(ckpt.model, ckpt.ema, ckpt.training, read_history(run_dir / "metrics.csv"))
             if trainer.epoch >= resolved.train.epochs:
                 raise DetkitError(f"run {run_dir} already finished its {resolved.train.epochs} epochs",
-                                  hint="raise the epoch count (epochs=N, --epochs N on the command line)")
+                                  hint="raise the epoch count (epochs=N)", params="epochs")
             if all_overrides and dist_info.is_main:  # the next resume continues with what this one changed
                 _save_recipe(resolved, run_dir / "recipe.yaml")
         return trainer.fit()
@@ -195,6 +198,7 @@ def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, clas
     if weights_map is not None and weights_map != class_map:
         if not reinit_head:
             class_map.check_same(weights_map, "the dataset", f"weights {path}",
-                                 hint="pass --reinit-head to re-initialise the class heads for the dataset's classes")
+                                 hint="set reinit_head to re-initialise the class heads for the dataset's classes",
+                                 params="reinit_head")
         mismatch = f"{path}: class map differs from the dataset's"
     load_into(model, state, reinit_head=reinit_head, source=str(path), class_mismatch_message=mismatch)

@@ -152,7 +152,8 @@ class Trainer:
         self.loader = EpochLoader(self.train_set, per_rank, shuffle=True, workers=cfg.workers, drop_last=len(self.train_set) >= cfg.batch,
                                   seed=cfg.seed, rank=self.dist.rank, world_size=self.dist.world_size)
         if len(self.loader) == 0:
-            raise DetkitError(f"the train split has {len(self.train_set)} images, fewer than one batch per process", hint="lower --batch")
+            raise DetkitError(f"the train split has {len(self.train_set)} images, fewer than one batch per process",
+                              hint="lower the batch size", params="batch")
         self.steps_per_epoch = math.ceil(len(self.loader) / cfg.accumulate)
         self.total_steps = self.steps_per_epoch * cfg.epochs
 

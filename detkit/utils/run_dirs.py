@@ -19,7 +19,7 @@ def in_use(path: str | Path) -> bool:
 
 def check_folder_name(name: str) -> str:
     if not name or "/" in name or "\\" in name or name in (".", ".."):
-        raise DetkitError(f"name must be a plain folder name, got {name!r}")
+        raise DetkitError(f"name must be a plain folder name, got {name!r}", params="name")
     return name
 
 

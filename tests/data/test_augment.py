@@ -268,7 +268,8 @@ def test_cli_augment_bad_input(cli, synth_dataset, tmp_path):
     good = tmp_path / "g.yaml"
     good.write_text("hflip: {p: 1.0}\n")
     assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good), "nothing to do")
-    assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 0), "--preview must be a positive")
+    assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 0), "n must be a positive",
+                       "on the command line: --preview")
     assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--out", tmp_path / "o", "--copies", -1), "--copies")
     assert not (tmp_path / "o").exists()
     assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 2, "--split", "holdout"), "no split 'holdout'")

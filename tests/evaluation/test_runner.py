@@ -125,10 +125,11 @@ def test_cli_human_output_names_the_artifacts(tiny_dataset, oracle_predictions, 
     [
         ([], "nothing to evaluate"),
         (["--split", "train"], "no split 'train'"),
-        (["--robustness"], "--robustness needs a MODEL"),
-        (["--corruptions", "fog"], "only apply with --robustness"),
+        (["--robustness"], "robustness needs a model"),  # the library names its parameters, the CLI adds the flags:
+        (["--corruptions", "fog"], "on the command line: --robustness"),
         (["--severities", "1,x"], "comma-separated list of integers"),
         (["--name", "a/b"], "plain folder name"),
+        (["--name", "a/b"], "on the command line: --name"),
     ],
 )
 def test_cli_bad_invocations(tiny_dataset, oracle_predictions, tmp_path, cli, args, needle):
@@ -222,7 +223,7 @@ def test_robustness_and_calibrator_sections(tiny_dataset, tmp_path):
     assert (d / "plots" / "reliability_la_ece_0_per_class.png").is_file()
     assert "### Calibration under shift" in report and "| sketch |" in report and "| gaussian_noise s2 |" in report
     assert "robustness_calibration.png" in report and "per-class reliability diagrams" in report
-    from detkit.evaluation.runner import summary_rows
+    from detkit.cli.eval import summary_rows  # the terminal tables are the CLI's
 
     titles = [t for t, _ in summary_rows(result)]
     assert any(t.startswith("Calibration under shift") for t in titles)
