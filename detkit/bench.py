@@ -213,7 +213,7 @@ def check_variants(variants: Sequence[str] | None) -> list[str] | None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         raise DetkitError(f"unknown precision variant(s) {unknown or variants}",
-                          hint=f"choose from {', '.join(VARIANTS)}")
+                          hint=f"choose from {', '.join(VARIANTS)}", params="variants")
     return variants
 
 
@@ -245,7 +245,8 @@ def variant_files(onnx_path: Path, meta: dict[str, Any], variants: Sequence[str]
 
             if data is None:
                 raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
-                                  hint="pass the dataset whose calibration split calibrates the INT8 ranges")
+                                  hint="pass the dataset whose calibration split calibrates the INT8 ranges",
+                                  params="data")
             report = quantize_onnx(onnx_path, path, data, calib_split, metadata=meta, **(int8_options or {}))
             vmeta["int8"] = report.to_dict()
             notes.append(f"int8 variant: {report.quantized_nodes} nodes quantized, float groups: {', '.join(report.float_groups) or 'none'} "
@@ -290,28 +291,29 @@ also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to
     backends = list(dict.fromkeys(backends))
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
-        raise DetkitError(f"unknown backend(s) {unknown or backends}", hint=f"choose from {', '.join(BACKENDS)}")
+        raise DetkitError(f"unknown backend(s) {unknown or backends}", hint=f"choose from {', '.join(BACKENDS)}",
+                          params="backends")
     if iters < 1 or warmup < 3:
         raise DetkitError(f"need iters >= 1 and warmup >= 3 (got {iters}, {warmup})",
-                          hint="warm-up iterations hide one-time allocation and JIT costs")
+                          hint="warm-up iterations hide one-time allocation and JIT costs", params=("iters", "warmup"))
     if any(int(b) < 1 for b in batch_sizes):
-        raise DetkitError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+        raise DetkitError(f"batch sizes must be >= 1, got {list(batch_sizes)}", params="batch_sizes")
     size = None
     if imgsz is not None:
         size = (int(imgsz[0]), int(imgsz[-1]))
         if size[0] % 32 or size[1] % 32 or min(size) <= 0:
-            raise DetkitError(f"image size {size[0]}×{size[1]} must be positive multiples of 32")
+            raise DetkitError(f"image size {size[0]}×{size[1]} must be positive multiples of 32", params="imgsz")
     variants = check_variants(variants)
     if variants and "onnxruntime" not in backends:
         raise DetkitError("precision variants are ONNX files: they need the onnxruntime backend",
-                          hint="add onnxruntime to the backends")
+                          hint="add onnxruntime to the backends", params="backends")
     calib_data = data if calib_data is None else calib_data
     if variants and "int8" in variants and calib_data is None and _onnx_precision(model) != "int8":
         raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
-                          hint="pass the dataset whose calibration split calibrates the INT8 ranges")
+                          hint="pass the dataset whose calibration split calibrates the INT8 ranges", params="data")
     thread_counts = [int(t) for t in (threads or [torch.get_num_threads()])]
     if any(t < 1 for t in thread_counts):
-        raise DetkitError(f"thread counts must be >= 1, got {thread_counts}")
+        raise DetkitError(f"thread counts must be >= 1, got {thread_counts}", params="threads")
 
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="detkit-bench-") as work:
