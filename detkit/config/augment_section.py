@@ -35,8 +35,8 @@ def load_augment_config(source: str | Path) -> tuple[AugmentConfig, int | None]:
         return augment_config_from_dict(raw, source=str(path)), None
     if isinstance(raw, dict) and raw and set(raw) & {"base", "model", "train"}:
         return _from_recipe(path)
-    raise DetkitError("no 'augment' section found", hint="give a recipe with an augment: section, the section itself, or recipe:NAME",
-                      path=path)
+    raise DetkitError("no 'augment' section found",
+                      hint="give a recipe with an augment: section, the section itself, or recipe:NAME", path=path)
 
 
 def _from_recipe(source: str | Path) -> tuple[AugmentConfig, int | None]:

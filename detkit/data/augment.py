@@ -20,8 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from detkit.data.augment_config import HEAVY_OPS, AugmentConfig, augment_config_from_dict, heavy_ops_active, make_extra_op
+from detkit.data.augment_config import (
+    HEAVY_OPS,
+    AugmentConfig,
+    augment_config_from_dict,
+    heavy_ops_active,
+    make_extra_op,
+)
 from detkit.errors import DetkitError
+
 
 class DetectionTransform:
     """``(uint8 HxWx3 RGB, boxes xyxy px [n, 4], int labels [n]) -> (uint8 image at imgsz, boxes, int64 labels)``.
@@ -41,7 +48,8 @@ class DetectionTransform:
         for i, t in enumerate(self.compose.transforms):
             t.set_random_seed(int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]))
 
-    def __call__(self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, image: np.ndarray, boxes: np.ndarray,
+                 labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise DetkitError(f"augmentation expects a uint8 HxWx3 RGB image, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
@@ -89,7 +97,8 @@ def build_transform(
             ops += [
                 PhotometricDistort(pd.brightness, pd.contrast, pd.saturation, pd.hue, p_each=pd.p_each, p=pd.p),
                 ZoomOut(zo.side_range, fill=zo.fill, p=zo.p),
-                IoUCrop(ic.min_scale, ic.max_scale, ic.min_aspect, ic.max_aspect, ic.min_iou_options, ic.trials, p=ic.p),
+                IoUCrop(ic.min_scale, ic.max_scale, ic.min_aspect, ic.max_aspect, ic.min_iou_options, ic.trials,
+                        p=ic.p),
             ]
             names += list(HEAVY_OPS)
         ops.append(A.HorizontalFlip(p=cfg.hflip.p))
@@ -102,7 +111,7 @@ def build_transform(
             names.append(op.name)
     ops.append(Stretch(hw[0], hw[1]))
     names.append(f"resize {hw[0]}x{hw[1]}")
-    bbox_params = A.BboxParams(format="pascal_voc", label_fields=["labels"], min_width=cfg.min_size, min_height=cfg.min_size,
-                               check_each_transform=True, clip=True)
+    bbox_params = A.BboxParams(format="pascal_voc", label_fields=["labels"], min_width=cfg.min_size,
+                               min_height=cfg.min_size, check_each_transform=True, clip=True)
     compose = A.Compose(ops, bbox_params=bbox_params, seed=0)
     return DetectionTransform(compose, hw, names)

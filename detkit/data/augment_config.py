@@ -25,7 +25,16 @@ import difflib
 import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from detkit.errors import DetkitError
 from detkit.utils.files import pydantic_error_line
@@ -123,7 +132,8 @@ class AugmentConfig(BaseModel):
     extra: list[ExtraOp] = Field(default_factory=list, description="albumentations ops applied after the flip")
     min_size: float = Field(1.0, ge=0.0, description="boxes narrower or lower than this (pixels) are dropped")
     stop_epoch: StrictInt | StrictFloat | None = Field(
-        None, description="epoch (int, 0-based) or fraction of the run (float in (0, 1], floored to an epoch) from which the heavy ops stop"
+        None, description="epoch (int, 0-based) or fraction of the run (float in (0, 1], floored to an epoch) "
+        "from which the heavy ops stop"
     )
 
     @field_validator("stop_epoch")

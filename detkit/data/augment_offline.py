@@ -49,8 +49,8 @@ def _read_samples(split: SplitSpec, class_map: ClassMap) -> list[_Sample]:
                               hint="run `detkit data validate`", path=split.annotations) from None
         crowd = np.asarray([int(a.get("iscrowd", 0)) for a in anns], dtype=np.int64)
         path = image_file(split.images, img["file_name"], split.annotations)
-        samples.append(_Sample(iid, path, xyxy, labels * 2 + crowd, (int(img.get("width") or 0), int(img.get("height") or 0)),
-                               img["file_name"]))
+        size = (int(img.get("width") or 0), int(img.get("height") or 0))
+        samples.append(_Sample(iid, path, xyxy, labels * 2 + crowd, size, img["file_name"]))
     return samples
 
 
@@ -159,13 +159,14 @@ def write_augmented_dataset(
                     raise DetkitError("could not encode an augmented image", path=s.path)
                 writer.image_path(split, file_name).write_bytes(buf.tobytes())
                 image_id = len(coco.images) + 1
-                coco.images.append({"id": image_id, "file_name": file_name, "width": int(aug.shape[1]), "height": int(aug.shape[0]),
-                                    "source_image_id": s.image_id, "augment_copy": k})
+                coco.images.append({"id": image_id, "file_name": file_name, "width": int(aug.shape[1]),
+                                    "height": int(aug.shape[0]), "source_image_id": s.image_id, "augment_copy": k})
                 xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64)
                 for box, code in zip(xywh, codes):
                     coco.annotations.append({"id": len(coco.annotations) + 1, "image_id": image_id,
-                                             "category_id": int(cat_ids[int(code) // 2]), "bbox": [float(v) for v in box],
-                                             "area": float(box[2] * box[3]), "iscrowd": int(code) % 2})
+                                             "category_id": int(cat_ids[int(code) // 2]),
+                                             "bbox": [float(v) for v in box], "area": float(box[2] * box[3]),
+                                             "iscrowd": int(code) % 2})
         writer.write_split(split, coco)
     return {"dataset": str(Path(out) / "dataset.yaml"), "split": split, "images": len(coco.images),
             "boxes": len(coco.annotations), "source_images": len(samples), "copies": copies}

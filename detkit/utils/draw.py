@@ -29,7 +29,8 @@ def draw_boxes(image_rgb: np.ndarray, boxes: np.ndarray, labels: np.ndarray, nam
     thick = max(1, round(min(h, w) / 320))
     scale = max(0.4, min(h, w) / 900)
     colours = palette_rgb(len(names))
-    pts = np.round(np.clip(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), 0, [w - 1, h - 1, w - 1, h - 1])).astype(int)
+    xyxy = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    pts = np.round(np.clip(xyxy, 0, [w - 1, h - 1, w - 1, h - 1])).astype(int)
     labels = np.asarray(labels).reshape(-1).astype(int)
     texts = [names[lab] if 0 <= lab < len(names) else str(lab) for lab in labels.tolist()]
     if scores is not None:
