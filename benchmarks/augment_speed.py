@@ -12,7 +12,8 @@ import time
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 
-from detkit.data.augment import AugmentConfig, build_transform  # noqa: E402
+from detkit.data.augment import build_transform  # noqa: E402
+from detkit.data.augment_config import AugmentConfig  # noqa: E402
 from detkit.data.synth import render_scene, scene_rng  # noqa: E402
 
 

@@ -19,9 +19,10 @@ from typing import Any
 from detkit.data.classmap import ClassMap
 from detkit.inference.classes import COCO80_IDS, COCO80_NAMES, coco80_class_map
 from detkit.inference.resolve import find_run_checkpoint
-from detkit.inference.torch_detector import TorchDetector, resolve_device
+from detkit.inference.torch_detector import TorchDetector
 from detkit.inference.types import DEFAULT_IMGSZ, Detections, ImageLike
 from detkit.inference.types import size_hw as _size_hw
+from detkit.utils.device import resolve_device
 
 Detector = TorchDetector
 

@@ -182,15 +182,16 @@ def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] |
         onnx_path = Path(opened.source)
         meta = opened.metadata
         if imgsz is not None and tuple(imgsz) != tuple(meta["imgsz"]):
-            raise DetkitError(f"--imgsz {imgsz[0]} {imgsz[1]} differs from the size the ONNX graph was exported at ({meta['imgsz'][0]}×{meta['imgsz'][1]})",
-                              hint="leave --imgsz out, or re-export at that size", path=onnx_path)
+            raise DetkitError(f"imgsz {imgsz[0]}×{imgsz[1]} differs from the size the ONNX graph was exported at "
+                              f"({meta['imgsz'][0]}×{meta['imgsz'][1]})",
+                              hint="leave imgsz out, or re-export at that size", path=onnx_path, params="imgsz")
         imgsz = tuple(meta["imgsz"])
         if "torch" in backends:
             src = (meta.get("source") or {}).get("path")
             if not src or not Path(src).exists():
                 raise DetkitError("the torch backend needs the PyTorch model, and this export's source checkpoint is not available",
-                                  hint="benchmark the run dir / checkpoint instead (the ONNX side is exported on the fly), or --backends onnxruntime",
-                                  path=onnx_path)
+                                  hint="benchmark the run dir / checkpoint instead (the ONNX side is exported on the "
+                                       "fly), or the onnxruntime backend alone", path=onnx_path, params="backends")
             detector = open_detector(src, device=device, class_map=opened.class_map)
     else:
         detector = opened
@@ -211,7 +212,8 @@ def check_variants(variants: Sequence[str] | None) -> list[str] | None:
     variants = list(dict.fromkeys(variants))
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
-        raise DetkitError(f"unknown precision variant(s) {unknown or variants}", hint=f"choose from {', '.join(VARIANTS)}")
+        raise DetkitError(f"unknown precision variant(s) {unknown or variants}",
+                          hint=f"choose from {', '.join(VARIANTS)}", params="variants")
     return variants
 
 
@@ -243,7 +245,8 @@ def variant_files(onnx_path: Path, meta: dict[str, Any], variants: Sequence[str]
 
             if data is None:
                 raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
-                                  hint="pass the dataset whose calibration split calibrates the INT8 ranges")
+                                  hint="pass the dataset whose calibration split calibrates the INT8 ranges",
+                                  params="data")
             report = quantize_onnx(onnx_path, path, data, calib_split, metadata=meta, **(int8_options or {}))
             vmeta["int8"] = report.to_dict()
             notes.append(f"int8 variant: {report.quantized_nodes} nodes quantized, float groups: {', '.join(report.float_groups) or 'none'} "
@@ -288,26 +291,29 @@ also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to
     backends = list(dict.fromkeys(backends))
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
-        raise DetkitError(f"unknown backend(s) {unknown or backends}", hint=f"choose from {', '.join(BACKENDS)}")
+        raise DetkitError(f"unknown backend(s) {unknown or backends}", hint=f"choose from {', '.join(BACKENDS)}",
+                          params="backends")
     if iters < 1 or warmup < 3:
-        raise DetkitError(f"need iters >= 1 and warmup >= 3 (got {iters}, {warmup})", hint="warm-up iterations hide one-time allocation and JIT costs")
+        raise DetkitError(f"need iters >= 1 and warmup >= 3 (got {iters}, {warmup})",
+                          hint="warm-up iterations hide one-time allocation and JIT costs", params=("iters", "warmup"))
     if any(int(b) < 1 for b in batch_sizes):
-        raise DetkitError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+        raise DetkitError(f"batch sizes must be >= 1, got {list(batch_sizes)}", params="batch_sizes")
     size = None
     if imgsz is not None:
         size = (int(imgsz[0]), int(imgsz[-1]))
         if size[0] % 32 or size[1] % 32 or min(size) <= 0:
-            raise DetkitError(f"image size {size[0]}×{size[1]} must be positive multiples of 32")
+            raise DetkitError(f"image size {size[0]}×{size[1]} must be positive multiples of 32", params="imgsz")
     variants = check_variants(variants)
     if variants and "onnxruntime" not in backends:
-        raise DetkitError("precision variants are ONNX files: they need the onnxruntime backend", hint="add onnxruntime to the backends")
+        raise DetkitError("precision variants are ONNX files: they need the onnxruntime backend",
+                          hint="add onnxruntime to the backends", params="backends")
     calib_data = data if calib_data is None else calib_data
     if variants and "int8" in variants and calib_data is None and _onnx_precision(model) != "int8":
         raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
-                          hint="pass the dataset whose calibration split calibrates the INT8 ranges")
+                          hint="pass the dataset whose calibration split calibrates the INT8 ranges", params="data")
     thread_counts = [int(t) for t in (threads or [torch.get_num_threads()])]
     if any(t < 1 for t in thread_counts):
-        raise DetkitError(f"thread counts must be >= 1, got {thread_counts}")
+        raise DetkitError(f"thread counts must be >= 1, got {thread_counts}", params="threads")
 
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory(prefix="detkit-bench-") as work:

@@ -31,7 +31,9 @@ import numpy as np
 from detkit.errors import DetkitError
 from detkit.slicing import DEFAULT_OVERLAP, check_fits, check_slicing, sliced, slicing_source
 from detkit.utils.atomic import atomic_dir
+from detkit.utils.draw import draw_boxes
 from detkit.utils.progress import ProgressTask, track
+from detkit.utils.run_dirs import next_run_dir
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"}
@@ -80,8 +82,9 @@ class Selector:
     def __init__(self, predictor: Any, calibrator: Any = None, conf: float | None = None):
         embedded = getattr(predictor, "calibrator", None)
         if calibrator is not None and embedded is not None:
-            raise DetkitError("the ONNX model already embeds a calibrator; --calibrator would calibrate twice",
-                              hint="drop --calibrator (the embedded one is used), or export without one")
+            raise DetkitError("the ONNX model already embeds a calibrator; calibrator would calibrate twice",
+                              hint="leave calibrator out (the embedded one is used), or export without one",
+                              params="calibrator")
         if calibrator is not None and not hasattr(calibrator, "method"):
             from detkit.calibration import load_calibrator
 
@@ -159,52 +162,7 @@ def _kind(path: Path) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# drawing
-
-
-def _palette(n: int) -> np.ndarray:
-    """Distinct BGR colours per class (evenly spaced hues)."""
-    import cv2
-
-    hues = (np.arange(n) * (180 / max(n, 1)) + 17).astype(np.uint8) % 180
-    hsv = np.stack([hues, np.full(n, 220, np.uint8), np.full(n, 255, np.uint8)], -1)[None]
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0]
-
-
-def draw_detections(image_rgb: np.ndarray, labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """A BGR copy of the image with each box, its class name and score."""
-    import cv2
-
-    img = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
-    h, w = img.shape[:2]
-    thick = max(1, round(min(h, w) / 320))
-    scale = max(0.4, min(h, w) / 900)
-    colours = _palette(len(names))
-    pts = np.round(np.clip(boxes, 0, [w - 1, h - 1, w - 1, h - 1])).astype(int)
-    for (x1, y1, x2, y2), lab, sc in zip(pts.tolist(), labels.tolist(), scores.tolist()):
-        colour = tuple(int(c) for c in colours[lab])
-        cv2.rectangle(img, (x1, y1), (x2, y2), colour, thick, cv2.LINE_AA)
-        text = f"{names[lab]} {sc:.2f}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-        ty = y1 - 2 if y1 - th - base - 2 >= 0 else y1 + th + base + 2
-        cv2.rectangle(img, (x1, ty - th - base), (x1 + tw + 2, ty + 1), colour, -1)
-        cv2.putText(img, text, (x1 + 1, ty - base + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return img
-
-
-# ---------------------------------------------------------------------------------------------------------------------
 # the run
-
-
-def next_predict_dir(out: str | Path | None, name: str | None = None) -> Path:
-    """``<out>/<name>`` (default runs/predict/predict), ``<name>2``... when taken."""
-    root = Path(out) if out is not None else DEFAULT_OUT
-    base = name or "predict"
-    candidate, n = root / base, 1
-    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
-        n += 1
-        candidate = root / f"{base}{n}"
-    return candidate
 
 
 def predict(
@@ -234,17 +192,18 @@ def predict(
     if slice_hw is not None:
         slice_hw, overlap = check_slicing(slice_hw, overlap)
     if conf is not None and not 0.0 <= conf < 1.0:
-        raise DetkitError(f"--conf must be in [0, 1), got {conf}")
+        raise DetkitError(f"conf must be in [0, 1), got {conf}", params="conf")
     if batch_size < 1:
-        raise DetkitError(f"--batch must be >= 1, got {batch_size}")
+        raise DetkitError(f"batch_size must be >= 1, got {batch_size}", params="batch_size")
     items, skipped = collect_sources(sources)
     if not items:
-        raise DetkitError(_nothing_message(skipped), hint="pass image files (.jpg, .png, ...), videos (.mp4, ...) or folders holding them")
+        raise DetkitError(_nothing_message(skipped),
+                          hint="pass image files (.jpg, .png, ...), videos (.mp4, ...) or folders holding them")
     predictor, backend = load_predictor(model, device=device, threads=threads, batch_size=batch_size,
                                         weights=weights, class_map=class_map)
     predictor = sliced(predictor, slice_hw, overlap)
     select = Selector(predictor, calibrator=calibrator, conf=conf)
-    out_dir = Path(out) if out is not None else next_predict_dir(None)
+    out_dir = Path(out) if out is not None else next_run_dir(DEFAULT_OUT, "predict")
     result = PredictResult(out_dir=out_dir, predictions_path=out_dir / "predictions.jsonl", backend=backend, selection=select.description, skipped=skipped)
     names = predictor.class_map.names
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
@@ -262,7 +221,7 @@ def predict(
                 for (path, img), raw in zip(loaded, outputs):
                     labels, boxes, scores = select(*raw)
                     _write_line(jsonl, str(path), None, img, labels, boxes, scores, predictor.class_map)
-                    writer.image(path, draw_detections(img, labels, boxes, scores, names) if save_media else None)
+                    writer.image(path, draw_boxes(img, boxes, labels, names, scores, to_bgr=True) if save_media else None)
                     result.images += 1
                     result.detections += len(labels)
             for path in [p for p, k in items if k == "video"]:
@@ -272,7 +231,8 @@ def predict(
                     result.videos += 1
                     result.frames += frames
         if result.images + result.frames == 0:
-            raise DetkitError(_nothing_message(result.skipped), hint="check that the files are readable images or videos")
+            raise DetkitError(_nothing_message(result.skipped),
+                              hint="check that the files are readable images or videos")
         result.outputs = [str(out_dir / name) for name in writer.names]
     return result
 
@@ -360,7 +320,7 @@ def _predict_video(path: Path, predictor, select: Selector, batch_size: int, jso
                     if video_writer is None:
                         out_path = writer.unique(path.stem, ".mp4")
                         video_writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (img.shape[1], img.shape[0]))
-                    video_writer.write(draw_detections(img, labels, boxes, scores, predictor.class_map.names))
+                    video_writer.write(draw_boxes(img, boxes, labels, predictor.class_map.names, scores, to_bgr=True))
                 frame_idx += 1
             task.advance(len(batch))
     finally:

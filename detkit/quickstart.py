@@ -79,9 +79,12 @@ def run_quickstart(
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DetkitError("output folder exists and is not empty", hint="choose another folder or pass --overwrite", path=out)
+        raise DetkitError("output folder exists and is not empty",
+                          hint="choose another folder or set overwrite", path=out,
+                          params="overwrite")
     if train_minutes <= 0 or train_images < 8 or eval_images < 4:
-        raise DetkitError("train_minutes must be > 0, train_images >= 8 and eval_images >= 4")
+        raise DetkitError("train_minutes must be > 0, train_images >= 8 and eval_images >= 4",
+                          params=("train_minutes", "train_images", "eval_images"))
     train_overrides = [f"train.time_limit_minutes={train_minutes}", f"train.imgsz={imgsz}", *extra_overrides]
     check_training_sizes(resolve_recipe(QUICK_RECIPE, overrides=train_overrides))  # fail before any work is done
     out.mkdir(parents=True, exist_ok=True)
@@ -175,29 +178,3 @@ def _summary(trained: Any, evaluated: Any, calibrated: Any, exported: Any, bench
 def _best(history: list[dict[str, Any]], key: str) -> float | None:
     values = [r.get(key) for r in history if r.get(key) is not None]
     return max(values) if values else None
-
-
-def summary_rows(result: QuickstartResult) -> list[tuple[str, str]]:
-    """(what, value) rows for the final table; AP-style metrics are shown in percent."""
-    s = result.summary
-
-    def pct(v: Any) -> str:
-        return "—" if v is None else f"{100 * v:.1f}"
-
-    def num(v: Any, fmt: str = "{:.3g}") -> str:
-        return "—" if v is None else fmt.format(v)
-
-    return [
-        ("val AP50 (best epoch, EMA)", pct(s.get("val_AP50_best"))),
-        ("test AP / AP50", f"{pct(s.get('test_AP'))} / {pct(s.get('test_AP50'))}"),
-        ("shifted domains mAP (COCO-O style)", num(s.get("coco_o_mAP"), "{:.1f}")),
-        ("effective robustness ER", num(s.get("coco_o_ER"), "{:+.1f}")),
-        ("corruptions mPC / rPC", f"{num(s.get('coco_c_mPC'), '{:.1f}')} / {num(s.get('coco_c_rPC'), '{:.2f}')}"),
-        ("test D-ECE raw / calibrated", f"{pct(s.get('D-ECE_before'))} / {pct(s.get('D-ECE_after'))}"),
-        ("test LaECE_0 raw / calibrated", f"{pct(s.get('LaECE0_before'))} / {pct(s.get('LaECE0_after'))}"),
-        ("test AP raw / calibrated", f"{pct(s.get('AP_raw'))} / {pct(s.get('AP_calibrated'))}"),
-        ("test AP of the ONNX model (calibrator inside)", pct(s.get("onnx_test_AP"))),
-        ("export parity max |Δ| scores / boxes px", f"{num(s.get('export_max_abs_diff_scores'))} / {num(s.get('export_max_abs_diff_boxes_px'))}"),
-        ("ONNX latency, batch 1 (ms)", num(s.get("onnx_latency_ms_b1"), "{:.1f}")),
-        ("total wall time (min)", f"{result.timings.get('total', 0) / 60:.1f}"),
-    ]

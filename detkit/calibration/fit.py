@@ -131,7 +131,7 @@ def resolve_eval_split(ds: DatasetSpec, fit_split: str, eval_split: str | None, 
     if eval_split == fit_split and not force:
         raise DetkitError(
             f"refusing to evaluate the calibrator on '{eval_split}', the split it was fitted on: the numbers would be optimistic",
-            hint="choose another --eval-split (test or val), or pass --force to do it anyway",
+            hint="choose another eval_split (test or val), or force it anyway", params=("eval_split", "force"),
         )
     return eval_split
 
@@ -332,13 +332,13 @@ def calibrate(
     files) replace running a model on the fit / evaluation split.
     """
     if dataset is None:
-        raise DetkitError("calibration needs a dataset", hint="pass --data dataset.yaml")
+        raise DetkitError("calibration needs a dataset", hint="pass dataset (a dataset.yaml)", params="dataset")
     ds = _dataset(dataset)
     if not ds.has_split(split):
         raise DetkitError(
             f"dataset has no split '{split}' to fit the calibrator on (it has: {', '.join(ds.splits)})",
-            hint="pick one with --split (never the training split), or add a calib split with `detkit data split`",
-            path=ds.path,
+            hint="pick one with split (never the training split), or add a calib split with `detkit data split`",
+            path=ds.path, params="split",
         )
     fit_spec = ds.split(split)
     ev_name = resolve_eval_split(ds, split, eval_split, force)
@@ -349,7 +349,8 @@ def calibrate(
     fit_source = predictions if predictions is not None else source
     if fit_source is None:
         raise DetkitError("nothing to calibrate: give a model or a predictions file of the fit split",
-                          hint="detkit calibrate MODEL --data D, or --predictions predictions.json")
+                          hint="pass a model (source) with the dataset, or predictions (a COCO results file)",
+                          params="predictions")
     fit_dets, fit_from = _load_detections(fit_source, ds, split, fit_gt, batch_size, "fit detections")
 
     cal = fit_on_detections(fit_dets, fit_gt, ds.class_map, method, classwise, target, iou, pre_threshold,
@@ -372,7 +373,8 @@ def calibrate(
     if ev_name is None:
         result.warnings.append(f"no held-out split to evaluate on (the dataset has no test or val split besides '{split}')")
     elif eval_source is None:
-        result.warnings.append("evaluation skipped: no model and no predictions of the evaluation split (--eval-predictions)")
+        result.warnings.append("evaluation skipped: no model and no predictions of the evaluation split "
+                               "(eval_predictions)")
         result.eval_split = None
     else:
         ev_gt = read_coco(ds.split(ev_name).annotations)

@@ -55,7 +55,7 @@ class ThresholdRule:
                 target = float("nan")
             if not 0.0 < target <= 1.0:
                 raise DetkitError(f"invalid threshold rule {text!r}: the precision target must be in (0, 1]",
-                                  hint="e.g. --threshold precision=0.9")
+                                  hint="e.g. precision=0.9", params="threshold")
             return cls("precision", target)
         raise DetkitError(f"unknown threshold rule {text!r}", hint="use lrp, f1, precision=<target> or a number")
 

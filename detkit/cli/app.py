@@ -21,9 +21,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_state = {"debug": False}
-
-
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"detkit {__version__}")
@@ -35,7 +32,7 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.", envvar="DETKIT_DEBUG"),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
-    _state["debug"] = debug
+    del debug, version  # --debug is read by run() before typer parses, --version by its callback
 
 
 def _register() -> None:
@@ -63,7 +60,6 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return the exit code (never raises for user errors). Used by ``main`` and the tests."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("DETKIT_DEBUG", "") not in ("", "0", "false")
-    _state["debug"] = debug
     try:
         app(args=args, prog_name="detkit", standalone_mode=True)
     except SystemExit as e:
@@ -74,7 +70,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except DetkitError as e:
         if debug:
             raise
-        print_error(e.message, e.hint)
+        from detkit.cli.flags import with_flags
+
+        print_error(e.message, with_flags(e.hint, typer.main.get_command(app), args, e.params))
         return 1
     except KeyboardInterrupt:
         print_error("interrupted")

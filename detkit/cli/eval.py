@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -20,7 +21,8 @@ def _csv(value: str | None, what: str, cast: type = str) -> list | None:
     try:
         return [cast(v) for v in items]
     except ValueError:
-        raise DetkitError(f"{what} must be a comma-separated list of integers, got {value!r}", hint=f"e.g. {what} 1,3,5") from None
+        raise DetkitError(f"{what} must be a comma-separated list of integers, got {value!r}",
+                          hint=f"e.g. {what} 1,3,5") from None
 
 
 def eval_command(
@@ -83,7 +85,7 @@ def eval_command(
     if len(m["per_class"]) <= 30:
         ui.table("Per class", ["class", "GT boxes", "AP", "AP50"],
                  [[c["name"], c["num_gt"], _pct(c["AP"]), _pct(c["AP50"])] for c in m["per_class"]])
-    for label, rows in _extra_rows(result):
+    for label, rows in summary_rows(result):
         ui.table(label, ["metric", "value"], rows)
     ui.artifacts("eval dir", result.dir)
     ui.artifacts("report", result.dir / "report.md")
@@ -94,7 +96,53 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}"
 
 
-def _extra_rows(result) -> list[tuple[str, list[list[str]]]]:
-    from detkit.evaluation.runner import summary_rows
 
-    return summary_rows(result)
+def summary_rows(result: Any) -> list[tuple[str, list[list[str]]]]:
+    """(title, [[metric, value]]) tables of the robustness and calibration headline numbers for the terminal."""
+    from detkit.evaluation.calibration_metrics import summary_values
+    from detkit.evaluation.robustness.calibration import calibration_rows
+
+    tables = []
+    r = result.robustness
+    if r is not None:
+        rows = []
+        if r.get("coco_o"):
+            o = r["coco_o"]
+            rows += [[f"COCO-O AP {d}", _fmt(v["AP"])] for d, v in o["domains"].items()]
+            rows += [["COCO-O mAP_O", _fmt(o["mAP_O"])], ["relative drop %", _fmt(o["relative_drop"])],
+                     ["effective robustness", _fmt(o["effective_robustness"])]]
+        if r.get("coco_c"):
+            c = r["coco_c"]
+            rows += [["COCO-C mPC", _fmt(c["mPC"])], ["COCO-C rPC %", _fmt(c["rPC"])]]
+        tables.append(("Robustness (AP in percent)", rows))
+    if result.calibration is not None:
+        values = summary_values(result.calibration)
+        tables.append(("Calibration (lower is better, percent)",
+                       [[k, _fmt(None if v is None else 100 * v)] for k, v in values.items()]))
+        rc = result.calibration.get("raw_vs_calibrated")
+        if rc and rc.get("calibrated"):
+            tables.append(("Calibrator: raw → calibrated (percent)",
+                           [[k, f"{_fmt(_pc(rc['raw'][k]))} → {_fmt(_pc(rc['calibrated'][k]))}"]
+                            for k in ("d_ece", "la_ece_0")]))
+    if r is not None and r.get("calibration"):
+        rows = []
+        for name, e in calibration_rows(r):
+            c = e.get("calibrated") or {}
+            raw = e["raw"]
+            cell = (lambda k: f"{_fmt(_pc(raw[k]))} → {_fmt(_pc(c.get(k)))}") if c else (lambda k: _fmt(_pc(raw[k])))
+            rows.append([name, cell("d_ece"), cell("la_ece_0")])
+        if rows:
+            unit = ", raw → calibrated)" if r["calibration"].get("calibrator") else ")"
+            tables.append((f"Calibration under shift, D-ECE | LaECE_0 (percent{unit}",
+                           [[n, f"{a} | {b}"] for n, a, b in rows]))
+    return tables
+
+
+def _pc(v: Any) -> float | None:
+    return None if v is None else 100.0 * float(v)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "n/a"
+    return f"{v:.2f}" if isinstance(v, float) else str(v)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -22,7 +23,7 @@ def quickstart(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """synth → validate → train → eval (robustness, calibration) → calibrate → export → predict → bench."""
-    from detkit.quickstart import run_quickstart, summary_rows
+    from detkit.quickstart import run_quickstart
 
     ui = UI(json_mode=json_out, quiet=quiet)
     with ui.progress():
@@ -32,3 +33,30 @@ def quickstart(
     for label, path in result.paths.items():
         ui.artifacts(label, path)
     ui.emit_json(result.to_dict())
+
+
+def summary_rows(result: Any) -> list[tuple[str, str]]:
+    """(what, value) rows for the final table; AP-style metrics are shown in percent."""
+    s = result.summary
+
+    def pct(v: Any) -> str:
+        return "—" if v is None else f"{100 * v:.1f}"
+
+    def num(v: Any, fmt: str = "{:.3g}") -> str:
+        return "—" if v is None else fmt.format(v)
+
+    return [
+        ("val AP50 (best epoch, EMA)", pct(s.get("val_AP50_best"))),
+        ("test AP / AP50", f"{pct(s.get('test_AP'))} / {pct(s.get('test_AP50'))}"),
+        ("shifted domains mAP (COCO-O style)", num(s.get("coco_o_mAP"), "{:.1f}")),
+        ("effective robustness ER", num(s.get("coco_o_ER"), "{:+.1f}")),
+        ("corruptions mPC / rPC", f"{num(s.get('coco_c_mPC'), '{:.1f}')} / {num(s.get('coco_c_rPC'), '{:.2f}')}"),
+        ("test D-ECE raw / calibrated", f"{pct(s.get('D-ECE_before'))} / {pct(s.get('D-ECE_after'))}"),
+        ("test LaECE_0 raw / calibrated", f"{pct(s.get('LaECE0_before'))} / {pct(s.get('LaECE0_after'))}"),
+        ("test AP raw / calibrated", f"{pct(s.get('AP_raw'))} / {pct(s.get('AP_calibrated'))}"),
+        ("test AP of the ONNX model (calibrator inside)", pct(s.get("onnx_test_AP"))),
+        ("export parity max |Δ| scores / boxes px",
+         f"{num(s.get('export_max_abs_diff_scores'))} / {num(s.get('export_max_abs_diff_boxes_px'))}"),
+        ("ONNX latency, batch 1 (ms)", num(s.get("onnx_latency_ms_b1"), "{:.1f}")),
+        ("total wall time (min)", f"{result.timings.get('total', 0) / 60:.1f}"),
+    ]

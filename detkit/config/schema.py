@@ -11,7 +11,7 @@ from functools import cache
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, create_model
 
 from detkit.config.train import TrainConfig
-from detkit.data.augment import AugmentConfig
+from detkit.data.augment_config import AugmentConfig
 from detkit.models.families import DEFAULT_FAMILY, FAMILIES, get_family
 from detkit.models.family import ModelFamily
 
@@ -26,7 +26,7 @@ class Recipe(BaseModel):
     model: SerializeAsAny[BaseModel]
     loss: SerializeAsAny[BaseModel]
 
-    # ---- sections owned by the training side (detkit/config/train.py, detkit/data/augment.py) ----------------
+    # ---- sections owned by the training side (detkit/config/train.py, detkit/data/augment_config.py) ----------------
     train: TrainConfig = Field(default_factory=TrainConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
 

@@ -84,11 +84,13 @@ class ClassMap:
         shown = ", ".join(f"{i}:{n}(id {c})" for i, (n, c) in enumerate(zip(self.names, self.category_ids)))
         return f"{len(self)} classes [{shown}]" if len(self) <= 12 else f"{len(self)} classes [{shown[:200]}...]"
 
-    def check_same(self, other: ClassMap, mine: str, theirs: str, hint: str | None = None) -> None:
-        """Raise a clear error naming both class maps unless they are identical."""
+    def check_same(self, other: ClassMap, mine: str, theirs: str, hint: str | None = None,
+                   params: str | Sequence[str] = ()) -> None:
+        """Raise a clear error naming both class maps unless they are identical (``params``: see DetkitError)."""
         if self == other:
             return
         raise DetkitError(
             f"class map mismatch: {mine} has {self.describe()} but {theirs} has {other.describe()}",
             hint=hint,
+            params=params,
         )

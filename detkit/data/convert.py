@@ -82,7 +82,8 @@ def _refusal(report: ValidationReport) -> DetkitError:
     return DetkitError(
         f"{first.line()} ({first.check}){more}",
         hint=f"nothing was written; see them all with 'detkit data validate {report.source}', "
-        "or leave them out with --skip-invalid (skip_invalid=True)",
+        "or leave them out with skip_invalid",
+        params="skip_invalid",
     )
 
 
@@ -110,7 +111,7 @@ def write_dataset(
     link: bool = False,
     extra_files: dict[str, bytes] | None = None,
 ) -> Path:
-    to = check_format(to, "--to", allow_auto=False)
+    to = check_format(to, "to", allow_auto=False)
     if to == "coco":
         return write_detkit_dataset(data, out, overwrite=overwrite, link=link, extra_files=extra_files)
     if to == "yolo":
@@ -146,16 +147,19 @@ def convert_dataset(
     ``ConvertResult.warnings``).
     """
     src, out = Path(src), Path(out)
-    check_format(to, "--to", allow_auto=False)
+    check_format(to, "to", allow_auto=False)
     src_root, out_abs = (src if src.is_dir() else src.parent).resolve(), out.resolve()
     if out_abs == src_root or out_abs in src_root.parents:
-        raise DetkitError("the output folder may not be the source folder or contain it", hint="choose another OUT", path=out)
+        raise DetkitError("the output folder may not be the source folder or contain it",
+                          hint="choose another OUT", path=out)
     if src_root in out_abs.parents and out.exists():
         raise DetkitError("the output folder may not replace part of the source", hint="choose another OUT", path=out)
     if out.exists() and not out.is_dir():
         raise DetkitError("exists and is not a folder", hint="choose another output path", path=out)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DetkitError("output folder exists and is not empty", hint="remove it, choose another path or pass --overwrite", path=out)
+        raise DetkitError("output folder exists and is not empty",
+                          hint="remove it, choose another path or set overwrite",
+                          path=out, params="overwrite")
     data, fmt, report = read_dataset(src, src_format, images=images, classes=classes)
     if report.errors and not skip_invalid:
         raise _refusal(report)

@@ -101,7 +101,8 @@ class DetectionDataset(Dataset):
 
     def _get_transform(self):
         if self._transform is None:
-            from detkit.data.augment import AugmentConfig, build_transform
+            from detkit.data.augment import build_transform
+            from detkit.data.augment_config import AugmentConfig
 
             cfg = self.augment if self.augment is not None else AugmentConfig()
             self._transform = build_transform(cfg, imgsz=self.imgsz, train=self.train, epoch=self.epoch, total_epochs=self.total_epochs)

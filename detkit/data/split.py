@@ -36,7 +36,7 @@ def _check_split_name(name: str, option: str) -> None:
     if name not in KNOWN_SPLITS:
         close = difflib.get_close_matches(name, KNOWN_SPLITS, n=1)
         hint = f"did you mean '{close[0]}'?" if close else f"split names are {', '.join(KNOWN_SPLITS)}"
-        raise DetkitError(f"{option}: unknown split name '{name}'", hint=hint)
+        raise DetkitError(f"{option}: unknown split name '{name}'", hint=hint, params=option)
 
 
 def _parse_pairs(spec: str | Mapping[str, Any], option: str) -> dict[str, Any]:
@@ -48,13 +48,14 @@ def _parse_pairs(spec: str | Mapping[str, Any], option: str) -> dict[str, Any]:
             if not item:
                 continue
             if "=" not in item:
-                raise DetkitError(f"{option}: expected name=value pairs like 'train=0.8,val=0.2', got '{item}'")
+                raise DetkitError(f"{option}: expected name=value pairs like 'train=0.8,val=0.2', got '{item}'",
+                                  params=option)
             name, value = (s.strip() for s in item.split("=", 1))
             if name in pairs:
-                raise DetkitError(f"{option}: split '{name}' is given twice")
+                raise DetkitError(f"{option}: split '{name}' is given twice", params=option)
             pairs[name] = value
     if not pairs:
-        raise DetkitError(f"{option}: no splits given")
+        raise DetkitError(f"{option}: no splits given", params=option)
     for name in pairs:
         _check_split_name(name, option)
     return pairs
@@ -63,24 +64,26 @@ def _parse_pairs(spec: str | Mapping[str, Any], option: str) -> dict[str, Any]:
 def parse_ratios(spec: str | Mapping[str, Any]) -> dict[str, float]:
     """``"train=0.8,val=0.1,calib=0.05,test=0.05"`` (or a dict) → fractions that must sum to 1."""
     out: dict[str, float] = {}
-    for name, value in _parse_pairs(spec, "--ratios").items():
+    for name, value in _parse_pairs(spec, "ratios").items():
         try:
             v = float(value)
         except (TypeError, ValueError):
-            raise DetkitError(f"--ratios: '{name}={value}' is not a number") from None
+            raise DetkitError(f"ratios: '{name}={value}' is not a number", params="ratios") from None
         if not np.isfinite(v) or v < 0:
-            raise DetkitError(f"--ratios: '{name}={value}' must be a finite number >= 0")
+            raise DetkitError(f"ratios: '{name}={value}' must be a finite number >= 0", params="ratios")
         out[name] = v
     total = sum(out.values())
     if abs(total - 1.0) > 1e-6:
-        raise DetkitError(f"--ratios must sum to 1, they sum to {total:g}", hint="e.g. train=0.8,val=0.1,calib=0.05,test=0.05")
+        raise DetkitError(f"ratios must sum to 1, they sum to {total:g}",
+                          hint="e.g. train=0.8,val=0.1,calib=0.05,test=0.05",
+                          params="ratios")
     return out
 
 
 def parse_counts(spec: str | Mapping[str, Any]) -> dict[str, int | str]:
     """``"val=100,calib=50,test=50,train=rest"`` (or a dict) → image counts; at most one split may be ``rest``."""
     out: dict[str, int | str] = {}
-    for name, value in _parse_pairs(spec, "--counts").items():
+    for name, value in _parse_pairs(spec, "counts").items():
         if isinstance(value, str) and value.strip().lower() == REST:
             out[name] = REST
             continue
@@ -89,12 +92,12 @@ def parse_counts(spec: str | Mapping[str, Any]) -> dict[str, int | str]:
                 raise ValueError
             v = int(value)
         except (TypeError, ValueError):
-            raise DetkitError(f"--counts: '{name}={value}' is not a whole number (or 'rest')") from None
+            raise DetkitError(f"counts: '{name}={value}' is not a whole number (or 'rest')", params="counts") from None
         if v < 0:
-            raise DetkitError(f"--counts: '{name}={value}' must be >= 0")
+            raise DetkitError(f"counts: '{name}={value}' must be >= 0", params="counts")
         out[name] = v
     if sum(1 for v in out.values() if v == REST) > 1:
-        raise DetkitError("--counts: only one split can take the 'rest' of the images")
+        raise DetkitError("counts: only one split can take the 'rest' of the images", params="counts")
     return out
 
 
@@ -114,7 +117,7 @@ def target_sizes(n_images: int, ratios: Mapping[str, float] | None = None, count
     assert counts is not None
     fixed = sum(v for v in counts.values() if v != REST)
     if fixed > n_images:
-        raise DetkitError(f"--counts ask for {fixed} images but the dataset has only {n_images}")
+        raise DetkitError(f"counts ask for {fixed} images but the dataset has only {n_images}", params="counts")
     sizes = {n: (n_images - fixed if v == REST else int(v)) for n, v in counts.items()}
     return {n: sizes[n] for n in KNOWN_SPLITS if n in sizes}
 
@@ -204,7 +207,7 @@ def split_dataset(
     Returns a summary: the output ``dataset.yaml``, and images, boxes and images per class for each split.
     """
     if ratios is not None and counts is not None:
-        raise DetkitError("give either --ratios or --counts, not both")
+        raise DetkitError("give either ratios or counts, not both", params=("ratios", "counts"))
     ratio_map = parse_ratios(ratios) if ratios is not None else (None if counts is not None else dict(DEFAULT_RATIOS))
     count_map = parse_counts(counts) if counts is not None else None
     ds = dataset if isinstance(dataset, DatasetSpec) else load_dataset(dataset)

@@ -395,14 +395,16 @@ def generate_synthetic(
     counts = {"train": train, "val": val, "calib": calib, "test": test}
     for name, n in counts.items():
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-            raise DetkitError(f"--{name} must be a non-negative integer number of images, got {n!r}")
+            raise DetkitError(f"{name} must be a non-negative integer number of images, got {n!r}", params=name)
     if sum(counts.values()) == 0:
-        raise DetkitError("nothing to generate: every split has 0 images", hint="pass e.g. --train 100 --val 20")
+        raise DetkitError("nothing to generate: every split has 0 images", hint="e.g. train=100, val=20",
+                          params=("train", "val"))
     if not isinstance(imgsz, (int, np.integer)) or isinstance(imgsz, bool) or not 32 <= imgsz <= 4096:
-        raise DetkitError(f"--imgsz must be an integer between 32 and 4096, got {imgsz!r}")
+        raise DetkitError(f"imgsz must be an integer between 32 and 4096, got {imgsz!r}", params="imgsz")
     if variant.size_px is not None and imgsz < 2 * variant.size_px[1]:
-        raise DetkitError(f"--imgsz {imgsz} is too small for the small-object variant (objects up to "
-                          f"{variant.size_px[1]:g} px)", hint=f"use --imgsz {int(2 * variant.size_px[1])} or more")
+        raise DetkitError(f"imgsz {imgsz} is too small for the small-object variant (objects up to "
+                          f"{variant.size_px[1]:g} px)", hint=f"use imgsz {int(2 * variant.size_px[1])} or more",
+                          params="imgsz")
     if not 0 <= min_objects <= max_objects:
         raise DetkitError(f"object counts must satisfy 0 <= min_objects <= max_objects, got {min_objects}..{max_objects}")
     if not 0.0 <= empty_fraction <= 1.0:
@@ -410,9 +412,10 @@ def generate_synthetic(
     if not 1 <= jpeg_quality <= 100:
         raise DetkitError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
     if domains and test == 0:
-        raise DetkitError("--domains renders the test split in six styles, but --test is 0", hint="pass --test N with N > 0")
+        raise DetkitError("domains renders the test split in six styles, but test is 0", hint="give test N > 0 images",
+                          params=("domains", "test"))
     if workers < 0:
-        raise DetkitError(f"--workers must be >= 0 (0 = automatic), got {workers}")
+        raise DetkitError(f"workers must be >= 0 (0 = automatic), got {workers}", params="workers")
 
     hw = (int(imgsz), int(imgsz))
     class_map = synth_class_map()

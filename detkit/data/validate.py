@@ -169,7 +169,7 @@ def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, 
     # a detkit dataset.yaml (fmt None: a YAML file that does not parse; load_dataset names the problem)
     if fmt in ("coco", None) and (is_detkit_dataset(path) or path.suffix in (".yaml", ".yml")):
         if images is not None:
-            raise DetkitError("--images applies to a plain COCO JSON, not to a dataset.yaml", path=path)
+            raise DetkitError("images applies to a plain COCO JSON, not to a dataset.yaml", path=path, params="images")
         spec = load_dataset(path)
         splits: dict[str, SplitSource] = {}
         for name, s in spec.splits.items():
@@ -437,9 +437,9 @@ def _check_classes(class_map: ClassMap, splits: dict[str, SplitSource], imbalanc
 
 def _check_settings(max_boxes: int, imbalance_ratio: float) -> None:
     if not isinstance(max_boxes, int) or max_boxes < 1:
-        raise DetkitError(f"--max-boxes must be a positive integer, got {max_boxes!r}")
+        raise DetkitError(f"max_boxes must be a positive integer, got {max_boxes!r}", params="max_boxes")
     if not imbalance_ratio >= 1:
-        raise DetkitError(f"--imbalance-ratio must be at least 1, got {imbalance_ratio!r}")
+        raise DetkitError(f"imbalance_ratio must be at least 1, got {imbalance_ratio!r}", params="imbalance_ratio")
 
 
 def _run_checks(
@@ -613,7 +613,8 @@ def fix_dataset(report: ValidationReport, out: str | Path, overwrite: bool = Fal
     changes: list[dict[str, Any]] = []
     missing_folder = [s for s, src in report.splits.items() if src.images_dir is None]
     if missing_folder:
-        raise DetkitError(f"cannot write a fixed copy without the image folder of split(s) {missing_folder}", hint="pass --images DIR", path=report.source)
+        raise DetkitError(f"cannot write a fixed copy without the image folder of split(s) {missing_folder}",
+                          hint="validate with the image folder given (images)", path=report.source, params="images")
     fixed = {name: _fixed_split(src, report.findings, changes) for name, src in report.splits.items()}
     with DatasetWriter(out, report.class_map, name=report.source.parent.name if report.source.is_file() else report.source.name, overwrite=overwrite) as w:
         for name, coco in fixed.items():

@@ -18,9 +18,11 @@ from detkit.data.classmap import ClassMap
 from detkit.data.dataset import load_dataset
 from detkit.utils import distributed
 from detkit.engine.run_record import dataset_record, recorded_dataset
-from detkit.engine.trainer import Trainer, TrainResult, next_run_dir, read_history, resolve_device
+from detkit.engine.trainer import Trainer, TrainResult, read_history
 from detkit.errors import DetkitError
 from detkit.utils.atomic import atomic_write_text
+from detkit.utils.device import resolve_device
+from detkit.utils.run_dirs import in_use, next_run_dir
 
 # typer options -> recipe fields
 OPTION_FIELDS = {"epochs": "train.epochs", "batch": "train.batch", "imgsz": "train.imgsz", "device": "train.device",
@@ -41,6 +43,16 @@ def option_overrides(**options: Any) -> list[str]:
     return [f"{OPTION_FIELDS[k]}={v}" for k, v in options.items() if v is not None]
 
 
+def _new_run_dir(out: Path, name: str | None) -> Path:
+    """``out/exp``, ``exp2``, ... (:func:`detkit.utils.run_dirs.next_run_dir`); a chosen ``name`` in use is refused,
+    since continuing that run is what ``resume`` does."""
+    if name and in_use(out / name):
+        raise DetkitError(f"run folder {out / name} already exists",
+                          hint=f"choose another name, or continue it with resume={out / name}",
+                          params=("name", "resume"))
+    return next_run_dir(out, name or "exp")
+
+
 def _resume_paths(resume: str | Path) -> tuple[Path, Path]:
     p = Path(resume)
     if p.is_dir():
@@ -49,7 +61,8 @@ def _resume_paths(resume: str | Path) -> tuple[Path, Path]:
     elif p.is_file():
         ckpt, run_dir = p, p.parent.parent
     else:
-        raise DetkitError(f"nothing to resume at {p}", hint="pass a run folder (runs/train/exp) or its checkpoints/last.pt")
+        raise DetkitError(f"nothing to resume at {p}", params="resume",
+                          hint="pass a run folder (runs/train/exp) or its checkpoints/last.pt")
     if not ckpt.is_file():
         raise DetkitError(f"run {run_dir} has no checkpoints/last.pt to resume from", path=run_dir)
     if not (run_dir / "recipe.yaml").is_file():
@@ -94,13 +107,14 @@ def train(
 
     if data is None and resume is None:
         raise DetkitError("no dataset given: data is required to start a run (a resumed run remembers its own)",
-                          hint="pass data=path/to/dataset.yaml (--data on the command line)")
+                          hint="pass data=path/to/dataset.yaml", params="data")
     all_overrides = option_overrides(epochs=epochs, batch=batch, imgsz=imgsz, device=device, workers=workers, seed=seed) + list(overrides)
 
     ckpt = None
     if resume is not None:
         if weights is not None:
-            raise DetkitError("resume and weights cannot be combined", hint="resume continues the run's own weights")
+            raise DetkitError("resume and weights cannot be combined", hint="resume continues the run's own weights",
+                              params=("resume", "weights"))
         run_dir, ckpt_path = _resume_paths(resume)
         dataset, given = (load_dataset(data), str(data)) if data is not None else recorded_dataset(run_dir)
         resolved = resolve_recipe(run_dir / "recipe.yaml", overrides=all_overrides)
@@ -124,7 +138,7 @@ def train(
     dist_info = distributed.init_distributed(dev)
     try:
         if run_dir is None:
-            run_dir = distributed.broadcast_object(next_run_dir(Path(out), name) if dist_info.is_main else None)
+            run_dir = distributed.broadcast_object(_new_run_dir(Path(out), name) if dist_info.is_main else None)
         run_dir = Path(run_dir)
         if dist_info.is_main:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +160,7 @@ def train(
             trainer.load_state(ckpt.model, ckpt.ema, ckpt.training, read_history(run_dir / "metrics.csv"))
             if trainer.epoch >= resolved.train.epochs:
                 raise DetkitError(f"run {run_dir} already finished its {resolved.train.epochs} epochs",
-                                  hint="raise the epoch count (epochs=N, --epochs N on the command line)")
+                                  hint="raise the epoch count (epochs=N)", params="epochs")
             if all_overrides and dist_info.is_main:  # the next resume continues with what this one changed
                 _save_recipe(resolved, run_dir / "recipe.yaml")
         return trainer.fit()
@@ -183,7 +197,8 @@ def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, clas
     if weights_map is not None and weights_map != class_map:
         if not reinit_head:
             class_map.check_same(weights_map, "the dataset", f"weights {path}",
-                                 hint="pass --reinit-head to re-initialise the class heads for the dataset's classes")
+                                 hint="set reinit_head to re-initialise the class heads for the dataset's classes",
+                                 params="reinit_head")
         mismatch = f"{path}: class map differs from the dataset's"
     recipe.family.load_weights(model, state, reinit_head=reinit_head, source=str(path),
                                class_mismatch_message=mismatch)

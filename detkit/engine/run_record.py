@@ -19,7 +19,7 @@ from detkit.errors import DetkitError
 from detkit.utils.files import read_json
 
 SUMMARY_FILE = "summary.json"
-DATA_HINT = "pass the dataset's current location as data (--data PATH on the command line)"
+DATA_HINT = "pass the dataset's current location as data"
 
 
 def dataset_record(spec: DatasetSpec, given: str | Path, run_dir: Path) -> dict[str, str]:
@@ -44,15 +44,17 @@ def recorded_dataset(run_dir: Path) -> tuple[DatasetSpec, str]:
     the path as it was first given (kept in the record the resumed run writes)."""
     summary_path = Path(run_dir) / SUMMARY_FILE
     if not summary_path.is_file():
-        raise DetkitError(f"run {run_dir} has no {SUMMARY_FILE} recording its dataset", hint=DATA_HINT)
+        raise DetkitError(f"run {run_dir} has no {SUMMARY_FILE} recording its dataset", hint=DATA_HINT, params="data")
     summary = read_json(summary_path, what="run summary")
     record = summary.get("dataset") if isinstance(summary, dict) else None
     if not isinstance(record, dict) or not _candidates(Path(run_dir), record):
-        raise DetkitError(f"run {run_dir} does not record its dataset (written by an older detkit)", hint=DATA_HINT)
+        raise DetkitError(f"run {run_dir} does not record its dataset (written by an older detkit)", hint=DATA_HINT,
+                          params="data")
     candidates = _candidates(Path(run_dir), record)
     for p in candidates:
         if p.exists():
             return load_dataset(p), str(record.get("given") or p)
     shown = list(dict.fromkeys(os.path.normpath(p) for p in candidates[:2]))  # relative to the run, absolute
     looked = " or ".join(shown)
-    raise DetkitError(f"cannot resume run {run_dir}: its dataset is no longer at {looked}", hint=DATA_HINT)
+    raise DetkitError(f"cannot resume run {run_dir}: its dataset is no longer at {looked}", hint=DATA_HINT,
+                      params="data")

@@ -40,21 +40,7 @@ from detkit.utils.progress import ProgressTask
 
 
 
-# ------------------------------------------------------------------------------------------- device / AMP
-def resolve_device(spec: str, local_rank: int = 0) -> torch.device:
-    if spec in ("auto", ""):
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(spec)
-    except RuntimeError:
-        raise DetkitError(f"unknown device {spec!r}", hint="use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DetkitError(f"device {spec!r} requested but CUDA is not available", hint="use --device cpu")
-    if device.type == "cuda" and device.index is None:
-        device = torch.device(f"cuda:{local_rank}")
-    return device
-
-
+# ------------------------------------------------------------------------------------------- AMP
 @dataclass(frozen=True)
 class AmpPolicy:
     enabled: bool
@@ -100,21 +86,6 @@ def prepare_images(images: torch.Tensor, device: torch.device, size: int | None)
 
 def targets_to(targets: list[dict[str, torch.Tensor]], device: torch.device) -> list[dict[str, torch.Tensor]]:
     return [{"labels": t["labels"].to(device, non_blocking=True), "boxes": t["boxes"].to(device, non_blocking=True)} for t in targets]
-
-
-def next_run_dir(out: Path, name: str | None) -> Path:
-    """``out/name`` (must not hold a run yet), or the first free ``exp``, ``exp2``, ``exp3``, ..."""
-    if name:
-        run = out / name
-        if run.exists() and any(run.iterdir()):
-            raise DetkitError(f"run folder {run} already exists", hint="choose another --name, or continue it with --resume " + str(run))
-        return run
-    i = 1
-    while True:
-        run = out / ("exp" if i == 1 else f"exp{i}")
-        if not run.exists() or not any(run.iterdir()):
-            return run
-        i += 1
 
 
 @dataclass
@@ -182,7 +153,8 @@ class Trainer:
         self.loader = EpochLoader(self.train_set, per_rank, shuffle=True, workers=cfg.workers, drop_last=len(self.train_set) >= cfg.batch,
                                   seed=cfg.seed, rank=self.dist.rank, world_size=self.dist.world_size)
         if len(self.loader) == 0:
-            raise DetkitError(f"the train split has {len(self.train_set)} images, fewer than one batch per process", hint="lower --batch")
+            raise DetkitError(f"the train split has {len(self.train_set)} images, fewer than one batch per process",
+                              hint="lower the batch size", params="batch")
         self.steps_per_epoch = math.ceil(len(self.loader) / cfg.accumulate)
         self.total_steps = self.steps_per_epoch * cfg.epochs
 

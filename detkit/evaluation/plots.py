@@ -7,7 +7,6 @@ and written atomically.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +142,3 @@ def plot_confusion_matrix(cm: np.ndarray, class_map: ClassMap, path: Path,
         for i, j in zip(r.tolist(), c.tolist()):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if share[i, j] > 0.5 else "black")
     return save_figure(fig, path)
-
-
-def safe_name(name: str) -> str:
-    """A class name as a file-name fragment."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "class"

@@ -98,7 +98,7 @@ def parse_predictions(raw: Any, gt: CocoData, class_map: ClassMap, path: str | P
     if bad.any():
         i = _first(bad)
         raise _fail(path, i, f"image_id {image_ids[i]} is not an image of the evaluated split ({len(known_images)} images)",
-                    hint="predictions must come from the same split (and its image ids) as --data/--split")
+                    hint="predictions must come from the same split (and its image ids) as dataset/split")
 
     known_cats = np.asarray(class_map.category_ids, dtype=np.int64)
     bad = ~np.isin(category_ids, known_cats)

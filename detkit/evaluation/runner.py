@@ -35,6 +35,7 @@ from detkit.evaluation.predictions import read_predictions, write_predictions
 from detkit.evaluation.report import calibration_section, write_report
 from detkit.slicing import DEFAULT_OVERLAP, SlicingError, check_slicing, check_split_fits, sliced
 from detkit.utils.atomic import atomic_dir, atomic_write_json
+from detkit.utils.run_dirs import next_run_dir
 
 DEFAULT_OUT = Path("runs") / "eval"
 
@@ -56,7 +57,7 @@ class EvalResult:
         return {n: self.dir / n for n in names if (self.dir / n).exists()}
 
     def summary(self) -> dict[str, Any]:
-        """Headline numbers and artifact paths (what ``--json`` prints)."""
+        """Headline numbers and artifact paths (what the CLI prints with ``--json``)."""
         keys = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")
         out: dict[str, Any] = {"eval_dir": str(self.dir), **{k: self.metrics.get(k) for k in keys}}
         out["num_images"] = self.metrics["num_images"]
@@ -72,19 +73,6 @@ class EvalResult:
             out["calibration"] = summary_values(self.calibration)
         out["warnings"] = self.warnings
         return out
-
-
-def next_eval_dir(out: str | Path | None, name: str | None) -> Path:
-    """``<out>/<name>``, or ``<name>2``, ``<name>3``... when taken (``out`` defaults to runs/eval, name to 'eval')."""
-    root = Path(out) if out is not None else DEFAULT_OUT
-    base = name or "eval"
-    if "/" in base or "\\" in base or base in (".", ".."):
-        raise DetkitError(f"--name must be a plain folder name, got {base!r}")
-    candidate, n = root / base, 1
-    while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
-        n += 1
-        candidate = root / f"{base}{n}"
-    return candidate
 
 
 def _dataset(dataset: str | Path | DatasetSpec) -> DatasetSpec:
@@ -176,14 +164,17 @@ def evaluate(
     warnings: list[str] = []
 
     if robustness and model is None:
-        raise DetkitError("--robustness needs a MODEL: it runs the model on corrupted images and COCO-O domains",
-                          hint="drop --robustness to evaluate a predictions file alone")
+        raise DetkitError("robustness needs a model: it runs the model on corrupted images and COCO-O domains",
+                          hint="leave robustness off to evaluate a predictions file alone", params="robustness")
     if not robustness and (coco_o is not None or corruptions or severities):
-        raise DetkitError("--coco-o, --corruptions and --severities only apply with --robustness", hint="add --robustness")
+        raise DetkitError("coco_o, corruptions and severities only apply with robustness", hint="turn robustness on",
+                          params=("robustness",))
     if predictions is not None and model is not None:
-        raise DetkitError("give either a MODEL or --predictions, not both", hint="--predictions evaluates a file of detections without a model")
+        raise DetkitError("give either a model or predictions, not both",
+                          hint="predictions evaluates a file of detections without a model", params="predictions")
     if predictions is None and model is None:
-        raise DetkitError("nothing to evaluate: give a MODEL (run dir, checkpoint, ONNX file) or --predictions FILE")
+        raise DetkitError("nothing to evaluate: give a model (run dir, checkpoint, ONNX file) or a predictions file",
+                          params="predictions")
     if slice_hw is not None:
         if model is None:
             raise SlicingError("slice_hw applies to running a model, not to a predictions file", "slice_hw")
@@ -197,7 +188,7 @@ def evaluate(
         resolve_corruptions(corruptions)
         resolve_severities(severities)
     cal = load_calibrator_for(calibrator, class_map) if calibrator is not None else None
-    target = next_eval_dir(out, name)
+    target = next_run_dir(out if out is not None else DEFAULT_OUT, name or "eval")
 
     detector = sliced(_detector(model, device, spec, weights), slice_hw, overlap) if model is not None else None
     warnings += _calibrator_warnings(detector, cal)
@@ -276,8 +267,9 @@ def _calibrator_warnings(detector: Any, cal: Any) -> list[str]:
     """Refuse calibrating twice; say when the scores are not the whole model's (legacy calibrator, graph that drops)."""
     embedded = getattr(detector, "calibrator", None)
     if cal is not None and embedded is not None:
-        raise DetkitError("the ONNX model already embeds a calibrator; --calibrator would calibrate twice",
-                          hint="drop --calibrator (the embedded one is applied), or evaluate the checkpoint")
+        raise DetkitError("the ONNX model already embeds a calibrator; calibrator would calibrate twice",
+                          hint="leave calibrator out (the embedded one is applied), or evaluate the checkpoint",
+                          params="calibrator")
     out = []
     from detkit.calibration.io import LEGACY_NOTE
 
@@ -301,52 +293,3 @@ def _failure_gallery_lines(detector: Any, dets: DetectionTable, gt: CocoData, sp
     gallery = failure_gallery(detector, dets, gt, split_spec.images, class_map, plots,
                               annotations_source=split_spec.annotations)
     return failure_gallery_section(gallery)
-
-
-def summary_rows(result: EvalResult) -> list[tuple[str, list[list[str]]]]:
-    """(title, [[metric, value]]) tables of the robustness and calibration headline numbers for the terminal."""
-    tables = []
-    r = result.robustness
-    if r is not None:
-        rows = []
-        if r.get("coco_o"):
-            o = r["coco_o"]
-            rows += [[f"COCO-O AP {d}", _fmt(v["AP"])] for d, v in o["domains"].items()]
-            rows += [["COCO-O mAP_O", _fmt(o["mAP_O"])], ["relative drop %", _fmt(o["relative_drop"])],
-                     ["effective robustness", _fmt(o["effective_robustness"])]]
-        if r.get("coco_c"):
-            c = r["coco_c"]
-            rows += [["COCO-C mPC", _fmt(c["mPC"])], ["COCO-C rPC %", _fmt(c["rPC"])]]
-        tables.append(("Robustness (AP in percent)", rows))
-    if result.calibration is not None:
-        values = summary_values(result.calibration)
-        tables.append(("Calibration (lower is better, percent)", [[k, _fmt(None if v is None else 100 * v)] for k, v in values.items()]))
-        rc = result.calibration.get("raw_vs_calibrated")
-        if rc and rc.get("calibrated"):
-            tables.append(("Calibrator: raw → calibrated (percent)",
-                           [[k, f"{_fmt(_pc(rc['raw'][k]))} → {_fmt(_pc(rc['calibrated'][k]))}"]
-                            for k in ("d_ece", "la_ece_0")]))
-    if r is not None and r.get("calibration"):
-        from detkit.evaluation.robustness.calibration import calibration_rows
-
-        rows = []
-        for name, e in calibration_rows(r):
-            c = e.get("calibrated") or {}
-            raw = e["raw"]
-            cell = (lambda k: f"{_fmt(_pc(raw[k]))} → {_fmt(_pc(c.get(k)))}") if c else (lambda k: _fmt(_pc(raw[k])))
-            rows.append([name, cell("d_ece"), cell("la_ece_0")])
-        if rows:
-            unit = ", raw → calibrated)" if r["calibration"].get("calibrator") else ")"
-            tables.append((f"Calibration under shift, D-ECE | LaECE_0 (percent{unit}",
-                           [[n, f"{a} | {b}"] for n, a, b in rows]))
-    return tables
-
-
-def _pc(v: Any) -> float | None:
-    return None if v is None else 100.0 * float(v)
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "n/a"
-    return f"{v:.2f}" if isinstance(v, float) else str(v)

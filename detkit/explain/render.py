@@ -39,7 +39,7 @@ def detection_picture(image_rgb: np.ndarray, saliency: np.ndarray, box: np.ndarr
     """BGR picture: heat map, the detection's box and 'class score', and (for sampling maps) the points.
 
     Images whose shorter side is below ``MIN_PICTURE_SIDE`` are drawn enlarged (the picture, not the numbers)."""
-    from detkit.predict import draw_detections
+    from detkit.utils.draw import draw_boxes
 
     h, w = image_rgb.shape[:2]
     f = max(1.0, MIN_PICTURE_SIDE / min(h, w))
@@ -47,7 +47,8 @@ def detection_picture(image_rgb: np.ndarray, saliency: np.ndarray, box: np.ndarr
         size = (round(w * f), round(h * f))
         image_rgb = cv2.resize(image_rgb, size, interpolation=cv2.INTER_NEAREST)
         saliency = cv2.resize(saliency, size, interpolation=cv2.INTER_LINEAR)
-    bgr = draw_detections(heat_overlay(image_rgb, saliency), np.array([label]), box[None] * f, np.array([score]), names)
+    bgr = draw_boxes(heat_overlay(image_rgb, saliency), box[None] * f, np.array([label]), names, np.array([score]),
+                     to_bgr=True)
     if points is not None:
         draw_points(bgr, points.xy * f, points.weight, points.level)
     return bgr

@@ -158,8 +158,9 @@ def explain(model: Any, images: Sequence[str | Path], out: str | Path, method: s
 
     from detkit.explain.render import contact_sheet, detection_picture, write_png
     from detkit.models.preprocess import load_image
-    from detkit.predict import collect_sources, draw_detections, load_predictor
+    from detkit.predict import collect_sources, load_predictor
     from detkit.utils.atomic import atomic_dir, atomic_write_json
+    from detkit.utils.draw import draw_boxes
     from detkit.utils.progress import track
 
     check_selection(top, conf)
@@ -212,7 +213,7 @@ def explain(model: Any, images: Sequence[str | Path], out: str | Path, method: s
             f = pictures[0].shape[0] / image.shape[0] if pictures else 1.0
             big = image if f <= 1 else cv2.resize(image, (pictures[0].shape[1], pictures[0].shape[0]),
                                                   interpolation=cv2.INTER_NEAREST)
-            annotated = draw_detections(big, t.labels, t.boxes * f, t.scores, names)
+            annotated = draw_boxes(big, t.boxes * f, t.labels, names, t.scores, to_bgr=True)
             write_png(tmp / f"{stem}.png", contact_sheet(annotated, pictures))
             result.images.append({"source": str(path), "width": int(image.shape[1]), "height": int(image.shape[0]),
                                   "sheet": f"{stem}.png", "detections": records})

@@ -98,15 +98,6 @@ def broadcast_object(obj):
     return box[0]
 
 
-def barrier() -> None:
-    if is_dist():
-        dist.barrier()
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
-
-
 def wrap_ddp(model: torch.nn.Module, device: torch.device, sync_bn: bool, find_unused_parameters: bool) -> torch.nn.Module:
     """SyncBN (per recipe) + DistributedDataParallel; the model as is in a single process."""
     if not is_dist():

@@ -163,7 +163,8 @@ def test_calibrate_tables(cli, tables, tmp_path):
 
 def test_quickstart_summary_table(tables, capsys):
     from detkit.cli.ui import UI
-    from detkit.quickstart import QuickstartResult, summary_rows
+    from detkit.cli.quickstart import summary_rows
+    from detkit.quickstart import QuickstartResult
 
     result = QuickstartResult(
         out=None,

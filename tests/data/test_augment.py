@@ -11,7 +11,9 @@ import pytest
 from detkit_testing import assert_clean_error
 
 from detkit.data import load_dataset
-from detkit.data.augment import AugmentConfig, augment_config_from_dict, build_transform, heavy_ops_active, load_augment_config
+from detkit.config.augment_section import load_augment_config
+from detkit.data.augment import build_transform
+from detkit.data.augment_config import AugmentConfig, augment_config_from_dict, heavy_ops_active
 from detkit.data.augment_ops import IoUCrop, PhotometricDistort
 from detkit.data.coco import read_coco
 from detkit.errors import DetkitError
@@ -266,7 +268,8 @@ def test_cli_augment_bad_input(cli, synth_dataset, tmp_path):
     good = tmp_path / "g.yaml"
     good.write_text("hflip: {p: 1.0}\n")
     assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good), "nothing to do")
-    assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 0), "--preview must be a positive")
+    assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 0), "n must be a positive",
+                       "on the command line: --preview")
     assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--out", tmp_path / "o", "--copies", -1), "--copies")
     assert not (tmp_path / "o").exists()
     assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 2, "--split", "holdout"), "no split 'holdout'")
@@ -286,7 +289,7 @@ def test_cli_augment_bad_input(cli, synth_dataset, tmp_path):
 
 
 def test_recipe_sources_use_the_recipe_resolver(monkeypatch):
-    import detkit.config.recipe as recipe_mod
+    import detkit.config.augment_section as recipe_mod  # the resolver as the section loader imports it
 
     class _Train:
         imgsz = 320

@@ -207,9 +207,9 @@ def test_symlink_escaping_the_root(cli, tmp_path):
 
 def test_bad_format_options(cli, tmp_path):
     src = _yolo(tmp_path / "y")
-    _convert_fails(cli, src, tmp_path, "--to must be one of", args=("--to", "pascal"))
-    _convert_fails(cli, src, tmp_path, "--from must be one of", args=("--from", "darknet"))
-    _convert_fails(cli, src, tmp_path, "--classes only applies to VOC", args=("--classes", "a,b"))
+    _convert_fails(cli, src, tmp_path, "to must be one of", "on the command line: --to", args=("--to", "pascal"))
+    _convert_fails(cli, src, tmp_path, "src_format must be one of", "--from", args=("--from", "darknet"))
+    _convert_fails(cli, src, tmp_path, "classes only applies to VOC", "--classes", args=("--classes", "a,b"))
 
 
 def test_existing_output_is_refused_and_kept(cli, tmp_path):

@@ -131,10 +131,10 @@ def test_sketch_is_grey_and_every_style_keeps_shape_and_dtype():
 @pytest.mark.parametrize(
     "kwargs, needle",
     [
-        ({"train": -1}, "--train must be a non-negative"),
+        ({"train": -1}, "train must be a non-negative"),
         ({"train": 0, "val": 0, "calib": 0, "test": 0}, "nothing to generate"),
-        ({"imgsz": 16}, "--imgsz"),
-        ({"test": 0, "domains": True}, "--test is 0"),
+        ({"imgsz": 16}, "imgsz must be an integer between 32 and 4096"),
+        ({"test": 0, "domains": True}, "test is 0"),
         ({"min_objects": 5, "max_objects": 2}, "min_objects"),
     ],
 )
@@ -163,7 +163,10 @@ def test_cli_writes_dataset_and_prints_json(cli, tmp_path):
 
 
 def test_cli_bad_counts_are_clean_errors(cli, tmp_path):
-    assert_clean_error(cli("data", "synth", tmp_path / "x", "--val", "-3"), "--val must be a non-negative")
-    assert_clean_error(cli("data", "synth", tmp_path / "x", "--test", "0", "--domains"), "--test is 0")
-    assert_clean_error(cli("data", "synth", tmp_path / "x", "--workers", "-1"), "--workers must be >= 0")
+    # the library names its parameters, the CLI adds the flags that set them
+    assert_clean_error(cli("data", "synth", tmp_path / "x", "--val", "-3"), "val must be a non-negative",
+                       "on the command line: --val")
+    assert_clean_error(cli("data", "synth", tmp_path / "x", "--test", "0", "--domains"), "test is 0",
+                       "--domains, --test")
+    assert_clean_error(cli("data", "synth", tmp_path / "x", "--workers", "-1"), "workers must be >= 0", "--workers")
     assert not (tmp_path / "x").exists()

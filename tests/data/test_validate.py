@@ -186,7 +186,7 @@ def test_cli_bad_inputs(cli, tmp_path, synth_dataset):
     bad = tmp_path / "bad.json"
     bad.write_text("{\n  \"images\": [}\n")
     assert_clean_error(cli("data", "validate", bad), "bad.json", "malformed JSON (line 2")
-    assert_clean_error(cli("data", "validate", synth_dataset, "--max-boxes", "0"), "--max-boxes must be a positive integer")
+    assert_clean_error(cli("data", "validate", synth_dataset, "--max-boxes", "0"), "max_boxes must be a positive integer", "--max-boxes")
     out = tmp_path / "taken"
     out.mkdir()
     (out / "x").write_text("x")

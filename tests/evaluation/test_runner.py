@@ -9,7 +9,6 @@ import pytest
 
 from detkit.data.dataset import load_dataset
 from detkit.evaluation import evaluate, predict_split  # the public Python API
-from detkit.evaluation.runner import next_eval_dir
 from detkit_testing import assert_clean_error
 
 from .conftest import OracleDetector
@@ -48,15 +47,13 @@ def test_predictions_only_writes_every_artifact(shared_eval_dir, oracle_predicti
     assert not list(d.parent.glob(".*tmp"))  # nothing half-written left beside it
 
 
-def test_eval_dirs_auto_increment(tmp_path):
-    assert next_eval_dir(tmp_path, "exp") == tmp_path / "exp"
-    (tmp_path / "exp").mkdir()
-    assert next_eval_dir(tmp_path, "exp") == tmp_path / "exp"  # an empty folder is reused
-    (tmp_path / "exp" / "metrics.json").write_text("{}")
-    (tmp_path / "exp2").mkdir()
-    (tmp_path / "exp2" / "x").write_text("")
-    assert next_eval_dir(tmp_path, "exp") == tmp_path / "exp3"
-    assert next_eval_dir(None, None).parts[-3:] == ("runs", "eval", "eval")
+def test_eval_dirs_auto_increment(tmp_path, tiny_dataset, shared_eval_dir):
+    """eval follows the one run-folder rule (tests/core/test_run_dirs_device.py): a taken name is numbered."""
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "metrics.json").write_text("{}")
+    gt = shared_eval_dir / "predictions.json"
+    result = evaluate(None, tiny_dataset, predictions=gt, out=tmp_path)
+    assert result.dir == tmp_path / "eval2"
 
 
 def test_model_path_runs_batched_inference_and_calibration(tiny_dataset, shared_eval_dir, tmp_path):
@@ -128,10 +125,11 @@ def test_cli_human_output_names_the_artifacts(tiny_dataset, oracle_predictions, 
     [
         ([], "nothing to evaluate"),
         (["--split", "train"], "no split 'train'"),
-        (["--robustness"], "--robustness needs a MODEL"),
-        (["--corruptions", "fog"], "only apply with --robustness"),
+        (["--robustness"], "robustness needs a model"),  # the library names its parameters, the CLI adds the flags:
+        (["--corruptions", "fog"], "on the command line: --robustness"),
         (["--severities", "1,x"], "comma-separated list of integers"),
         (["--name", "a/b"], "plain folder name"),
+        (["--name", "a/b"], "on the command line: --name"),
     ],
 )
 def test_cli_bad_invocations(tiny_dataset, oracle_predictions, tmp_path, cli, args, needle):
@@ -225,7 +223,7 @@ def test_robustness_and_calibrator_sections(tiny_dataset, tmp_path):
     assert (d / "plots" / "reliability_la_ece_0_per_class.png").is_file()
     assert "### Calibration under shift" in report and "| sketch |" in report and "| gaussian_noise s2 |" in report
     assert "robustness_calibration.png" in report and "per-class reliability diagrams" in report
-    from detkit.evaluation.runner import summary_rows
+    from detkit.cli.eval import summary_rows  # the terminal tables are the CLI's
 
     titles = [t for t, _ in summary_rows(result)]
     assert any(t.startswith("Calibration under shift") for t in titles)

@@ -82,7 +82,7 @@ def test_nothing_readable_is_an_error_and_leaves_no_output(cli, ckpt, tmp_path):
     [
         (["{missing}"], "not found"),
         (["{media}/notes.txt"], "unsupported file type .txt"),
-        (["{media}", "--conf", "1.5"], "--conf must be in [0, 1)"),
+        (["{media}", "--conf", "1.5"], "conf must be in [0, 1)"),
     ],
 )
 def test_bad_inputs(cli, ckpt, media, tmp_path, args, needle):

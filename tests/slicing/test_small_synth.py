@@ -33,5 +33,6 @@ def test_cli_small_defaults_and_refusal(cli, tmp_path):
     coco = json.loads((tmp_path / "s" / "annotations" / "test.json").read_text())
     assert coco["images"][0]["width"] == 1024 and 20 <= len(coco["annotations"]) <= 60
     r = cli("data", "synth", tmp_path / "t", "--small", "--imgsz", 48, "--test", 1)
-    assert r.code == 1 and "too small for the small-object variant" in r.err and "--imgsz 64" in r.err
+    assert r.code == 1 and "too small for the small-object variant" in r.err
+    assert "use imgsz 64 or more" in r.err and "on the command line: --imgsz" in r.err
     assert "Traceback" not in r.text and not (tmp_path / "t").exists()

@@ -29,7 +29,9 @@ def augment_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only warnings and errors."),
 ) -> None:
     """Show what the training augmentation does (--preview N) or write augmented copies (--out DIR --copies K)."""
-    from detkit.data.augment import build_transform, load_augment_config, preview_augmentations, write_augmented_dataset
+    from detkit.config.augment_section import load_augment_config
+    from detkit.data.augment import build_transform
+    from detkit.data.augment_offline import preview_augmentations, write_augmented_dataset
 
     if preview is None and out is None:
         raise DetkitError("nothing to do: pass --preview N and/or --out DIR", hint="e.g. --preview 16")

@@ -41,7 +41,8 @@ def guess_images_dir(json_path: Path, split: str) -> Path:
             return cand
     raise DetkitError(
         f"cannot find the image folder for this COCO file (looked for images/{stem}, {stem}, {core}, images/{split}, {split}, images under {root})",
-        hint="pass the image folder with --images",
+        hint="pass the image folder (images)",
+        params="images",
         path=json_path,
     )
 
@@ -96,7 +97,9 @@ def read_coco_source(src: str | Path, images: str | Path | None = None) -> Datas
         raise DetkitError("source not found", path=src)
     if is_detkit_dataset(src) or (src.is_file() and src.suffix in (".yaml", ".yml")):
         if images is not None:
-            raise DetkitError("--images applies to plain COCO JSON, not to a dataset.yaml (which names its image folders)", path=src)
+            raise DetkitError("images applies to plain COCO JSON, not to a dataset.yaml (which names its image "
+                              "folders)",
+                              path=src, params="images")
         return _read_detkit(src)
     if src.is_file():
         if src.suffix.lower() != ".json":
@@ -105,7 +108,10 @@ def read_coco_source(src: str | Path, images: str | Path | None = None) -> Datas
     ann_dir = src / "annotations"
     json_files = sorted(ann_dir.glob("*.json")) if ann_dir.is_dir() else []
     if not json_files:
-        raise DetkitError("no dataset.yaml and no annotations/*.json in this folder", hint="point to a COCO JSON file or a detkit dataset", path=src)
+        raise DetkitError("no dataset.yaml and no annotations/*.json in this folder",
+                          hint="point to a COCO JSON file or a detkit dataset", path=src)
     if images is not None and len(json_files) > 1:
-        raise DetkitError(f"--images is ambiguous with {len(json_files)} annotation files", hint="convert one JSON file at a time", path=ann_dir)
+        raise DetkitError(f"images is ambiguous with {len(json_files)} annotation files",
+                          hint="convert one JSON file at a time",
+                          path=ann_dir, params="images")
     return _read_plain(json_files, images, src.name)

@@ -116,7 +116,9 @@ def _detections_field(ds: Any, src: Path) -> str:
 
     fields = list(ds.get_field_schema(embedded_doc_type=fo.Detections))
     if not fields:
-        raise DetkitError("FiftyOne found no detection labels in this dataset", hint="is it the right --from type?", path=src)
+        raise DetkitError("FiftyOne found no detection labels in this dataset",
+                          hint="is it the right source format (src_format)?", path=src,
+                          params="src_format")
     return LABEL_FIELD if LABEL_FIELD in fields else sorted(fields)[0]
 
 
@@ -189,7 +191,8 @@ def _read_one(src: Path, type_name: str, split: str | None = None, missing_ok: b
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             if missing_ok:
                 return None
-            raise DetkitError(f"FiftyOne could not read it as {type_name} ({type(e).__name__}: {e})", path=src) from None
+            raise DetkitError(f"FiftyOne could not read it as {type_name} ({type(e).__name__}: {e})",
+                              path=src) from None
         if len(ds) == 0:
             if missing_ok:
                 return None
@@ -293,7 +296,8 @@ def write_fiftyone(
                 try:
                     ds.export(export_dir=str(tmp if shared else tmp / split_name), dataset_type=dtype, label_field=LABEL_FIELD, **kwargs)
                 except (ValueError, TypeError, AttributeError, NotImplementedError) as e:
-                    raise DetkitError(f"FiftyOne cannot export detections as {type_name} ({type(e).__name__}: {e})", path=out) from None
+                    raise DetkitError(f"FiftyOne cannot export detections as {type_name} ({type(e).__name__}: {e})",
+                                      path=out) from None
             finally:
                 ds.delete()
         _drop_absolute_root(tmp)

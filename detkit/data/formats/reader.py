@@ -27,7 +27,7 @@ def check_format(value: str, option: str, allow_auto: bool) -> str:
     allowed = (("auto",) if allow_auto else ()) + FORMATS
     if value not in allowed:
         choices = "|".join(allowed) + "|fiftyone:<TYPE>"
-        raise DetkitError(f"{option} must be one of {choices}, got {value!r}")
+        raise DetkitError(f"{option} must be one of {choices}, got {value!r}", params=option)
     return value
 
 
@@ -36,13 +36,14 @@ def read_source(
 ) -> tuple[DatasetData, str]:
     """Read ``src`` as ``src_format`` (``"auto"``: detected); returns the data and the format it was read as."""
     src = Path(src)
-    fmt = check_format(src_format, "--from", allow_auto=True)
+    fmt = check_format(src_format, "src_format", allow_auto=True)
     if fmt == "auto":
         fmt = detect_format(src)
     if images is not None and fmt != "coco":
-        raise DetkitError(f"--images only applies to COCO sources, not {fmt}")
+        raise DetkitError(f"images only applies to COCO sources, not {fmt}", params="images")
     if classes and fmt != "voc":
-        raise DetkitError(f"--classes only applies to VOC sources, not {fmt} (which carry their class list)")
+        raise DetkitError(f"classes only applies to VOC sources, not {fmt} (which carry their class list)",
+                          params="classes")
     if not src.exists():
         raise DetkitError("source not found", path=src)
     if fmt == "coco":

@@ -57,7 +57,8 @@ def _parse_xml(path: Path) -> ET.Element:
     try:
         return DET.parse(path, forbid_dtd=True).getroot()
     except defusedxml.DefusedXmlException as e:
-        raise DetkitError(f"XML with a DTD or entities is refused ({type(e).__name__})", hint="VOC files need no DTD", path=path) from None
+        raise DetkitError(f"XML with a DTD or entities is refused ({type(e).__name__})",
+                          hint="VOC files need no DTD", path=path) from None
     except ET.ParseError as e:
         line, col = e.position
         raise DetkitError(f"malformed XML (line {line}, column {col + 1})", path=path) from None
@@ -154,7 +155,9 @@ def read_voc(src: str | Path, classes: Sequence[str] | None = None) -> DatasetDa
     else:
         names = {(_text(o, "name") or "") for rows in parsed.values() for *_, el in rows for o in el.findall("object")}
         if not names:
-            raise DetkitError("no objects in any XML file, so no class list", hint="pass the classes explicitly (--classes a,b,c)", path=root)
+            raise DetkitError("no objects in any XML file, so no class list",
+                              hint="pass the classes explicitly (classes, e.g. a,b,c)",
+                              path=root, params="classes")
         class_map = ClassMap.from_names(sorted(names))
     label_of = {n: i for i, n in enumerate(class_map.names)}
     splits: dict[str, SplitData] = {}
@@ -169,7 +172,8 @@ def read_voc(src: str | Path, classes: Sequence[str] | None = None) -> DatasetDa
             for k, obj in enumerate(el.findall("object")):
                 name = _text(obj, "name")
                 if name not in label_of:
-                    raise DetkitError(f"object {k}: unknown class {name!r} (classes: {', '.join(class_map.names)})", hint="add the class or fix the name", path=xml_path)
+                    raise DetkitError(f"object {k}: unknown class {name!r} (classes: {', '.join(class_map.names)})",
+                                      hint="add the class or fix the name", path=xml_path)
                 bb = obj.find("bndbox")
                 if bb is None:
                     raise DetkitError(f"object {k} ({name}) has no <bndbox>", path=xml_path)

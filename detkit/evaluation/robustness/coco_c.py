@@ -65,7 +65,8 @@ def split_fingerprint(coco: CocoData, images_dir: Path, source: str | Path) -> s
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise DetkitError(f"image file not found: {path}", hint="check the split's images folder", path=source) from None
+            raise DetkitError(f"image file not found: {path}",
+                              hint="check the split's images folder", path=source) from None
         h.update(f"{im['file_name']}\0{size}\n".encode())
     return h.hexdigest()
 
@@ -106,7 +107,8 @@ class CorruptionCache:
         out = corrupt(src, corruption, severity, image_seed(self.seed, corruption, severity, image["id"]))
         ok = cv2.imwrite(str(out_dir / f"{int(image['id'])}.png"), cv2.cvtColor(out, cv2.COLOR_RGB2BGR), PNG_PARAMS)
         if not ok:
-            raise DetkitError(f"could not write a corrupted image under {out_dir}", hint="check free disk space and permissions")
+            raise DetkitError(f"could not write a corrupted image under {out_dir}",
+                              hint="check free disk space and permissions")
 
     def render(self, corruption: str, severity: int, workers: int = 1) -> None:
         """Render one (corruption, severity) folder unless it is complete already.
@@ -165,7 +167,9 @@ def open_cache(coco: CocoData, images_dir: Path, source: str | Path, seed: int, 
     try:
         key_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DetkitError(f"cannot create the COCO-C cache folder: {e.strerror}", hint="pass --cache-dir with a writable folder", path=key_dir) from None
+        raise DetkitError(f"cannot create the COCO-C cache folder: {e.strerror}",
+                          hint="give cache_dir a writable folder",
+                          path=key_dir, params="cache_dir") from None
     info = key_dir / "cache_info.json"
     if not info.is_file():
         atomic_write_json(
@@ -205,7 +209,8 @@ def evaluate_coco_c(
     if not coco.images:
         raise DetkitError("the split has no images to corrupt", path=source)
     if not any(not a.get("iscrowd", 0) for a in coco.annotations):
-        raise DetkitError("the split has no ground-truth boxes, so COCO-C AP is undefined", hint="evaluate a split with annotations", path=source)
+        raise DetkitError("the split has no ground-truth boxes, so COCO-C AP is undefined",
+                          hint="evaluate a split with annotations", path=source)
     cache = open_cache(coco, images_dir, source, seed, cache_dir)
     cached_coco = cache.cached_coco()
     workers = default_workers() if workers is None else workers
