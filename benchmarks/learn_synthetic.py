@@ -60,7 +60,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from detkit.engine.run import train
+    from detkit.stages.train import train
     from detkit.utils.progress import progress_display
 
     if args.threads:

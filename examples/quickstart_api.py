@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 from detkit.bench import benchmark
-from detkit.calibration.fit import calibrate, write_outputs
+from detkit.stages.calibrate import calibrate, write_outputs
 from detkit.data.synth import generate_synthetic
 from detkit.data.validate import validate_dataset
-from detkit.engine.run import train
+from detkit.stages.train import train
 from detkit.evaluation.runner import evaluate
 from detkit.export import export_onnx
 from detkit.predict import predict

@@ -3,7 +3,7 @@ implementation), per-class operating thresholds and ``calibrator.json`` I/O."""
 
 from detkit.calibration.apply import CalibrationModule, apply_to_table, calibrate_scores
 from detkit.calibration.calibrators import Calibrator, fit_calibrator
-from detkit.calibration.fit import CalibrationResult, calibrate, evaluate_calibrator, fit_on_detections
+from detkit.calibration.fit import CalibrationResult, evaluate_calibrator, fit_on_detections
 from detkit.calibration.io import load_calibrator, save_calibrator
 
 __all__ = [
@@ -11,7 +11,6 @@ __all__ = [
     "CalibrationResult",
     "Calibrator",
     "apply_to_table",
-    "calibrate",
     "calibrate_scores",
     "evaluate_calibrator",
     "fit_calibrator",

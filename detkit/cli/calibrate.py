@@ -51,7 +51,7 @@ def calibrate_command(
     and after; every detection is kept and calibrated (see docs/calibration.md). For D-ECE use --target tp.
     """
     from detkit.calibration.calibrators import METHODS, TARGETS
-    from detkit.calibration.fit import calibrate, write_outputs
+    from detkit.stages.calibrate import calibrate, write_outputs
 
     if method not in METHODS:
         raise DetkitError(f"unknown --method {method!r}", hint=f"use one of: {', '.join(METHODS)}")

@@ -23,7 +23,7 @@ def quickstart(
     quiet: bool = typer.Option(False, "--quiet"),
 ) -> None:
     """synth → validate → train → eval (robustness, calibration) → calibrate → export → predict → bench."""
-    from detkit.quickstart import run_quickstart
+    from detkit.stages.quickstart import run_quickstart
 
     ui = UI(json_mode=json_out, quiet=quiet)
     with ui.progress():

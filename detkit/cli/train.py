@@ -47,7 +47,7 @@ def train_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings and errors"),
 ) -> None:
     from detkit.utils.distributed import env_info
-    from detkit.engine.run import train
+    from detkit.stages.train import train
 
     main_process = env_info().is_main  # under torchrun only rank 0 talks
     ui = UI(json_mode=json_out and main_process, quiet=quiet or not main_process)

@@ -9,7 +9,7 @@ import pytest
 from calibration_cases import overconfident_split, write_dataset
 from detkit_testing import assert_clean_error
 
-from detkit.calibration.fit import calibrate
+from detkit.stages.calibrate import calibrate
 from detkit.calibration.io import load_calibrator
 from detkit.evaluation.predictions import write_predictions
 

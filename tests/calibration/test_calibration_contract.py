@@ -56,7 +56,7 @@ def test_temperature_never_worsens_d_ece_on_its_fit_split_and_says_why_it_falls_
 def test_temperature_fallback_is_recorded_in_the_file_and_printed(detr, tmp_path):
     from calibration_cases import write_dataset
 
-    from detkit.calibration.fit import calibrate
+    from detkit.stages.calibrate import calibrate
 
     (g1, d1), (g2, d2) = detr
     data = write_dataset(tmp_path / "data", {"calib": g1, "test": g2})

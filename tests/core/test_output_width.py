@@ -164,7 +164,7 @@ def test_calibrate_tables(cli, tables, tmp_path):
 def test_quickstart_summary_table(tables, capsys):
     from detkit.cli.ui import UI
     from detkit.cli.quickstart import summary_rows
-    from detkit.quickstart import QuickstartResult
+    from detkit.stages.quickstart import QuickstartResult
 
     result = QuickstartResult(
         out=None,

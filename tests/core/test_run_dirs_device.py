@@ -30,7 +30,7 @@ def test_next_run_dir_refuses_names_that_are_not_plain_folder_names(tmp_path, ba
 
 def test_every_stage_follows_the_rule(tmp_path, monkeypatch):
     """train numbers its default name (a chosen one in use is refused: resume continues it); eval numbers both."""
-    from detkit.engine.run import _new_run_dir
+    from detkit.stages.train import _new_run_dir
 
     (tmp_path / "exp").mkdir()
     (tmp_path / "exp" / "x").write_text("")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from detkit_testing import assert_clean_error
 
-from detkit.engine.run import train
+from detkit.stages.train import train
 from detkit.errors import DetkitError
 
 

@@ -12,7 +12,7 @@ from detkit_testing import assert_same_state
 from detkit.engine import trainer as trainer_mod
 from detkit.models.family import total_loss
 from detkit.models.rtdetr.criterion import SetCriterion
-from detkit.engine.run import train
+from detkit.stages.train import train
 from detkit.errors import DetkitError
 
 

@@ -68,11 +68,11 @@ def run_quickstart(
     ``extra_overrides`` are ``key=value`` recipe overrides for the training step.
     """
     from detkit.bench import benchmark
-    from detkit.calibration.fit import calibrate, write_outputs
+    from detkit.stages.calibrate import calibrate, write_outputs
     from detkit.config.recipe import resolve_recipe
     from detkit.data.synth import generate_synthetic
     from detkit.data.validate import validate_dataset
-    from detkit.engine.run import check_training_sizes, train
+    from detkit.stages.train import check_training_sizes, train
     from detkit.evaluation.runner import evaluate
     from detkit.export import export_onnx
     from detkit.predict import predict
