@@ -41,7 +41,7 @@ def main() -> None:
     from rich.table import Table
 
     from detkit.api import load_model
-    from detkit.bench import benchmark
+    from detkit.stages.bench import benchmark
     from detkit.data.synth import generate_synthetic
     from detkit.export import export_onnx
 

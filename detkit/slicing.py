@@ -211,7 +211,7 @@ class SlicedDetector:
         return self._run(images, conf=None)
 
     def _run(self, images: Sequence[Any], conf: float | None) -> list[Outputs]:
-        from detkit.models.preprocess import as_image
+        from detkit.data.images import as_image
 
         arrays = [as_image(im, i) for i, im in enumerate(images)]
         crops, windows, owners = [], [], []

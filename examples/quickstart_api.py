@@ -8,14 +8,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from detkit.bench import benchmark
+from detkit.stages.bench import benchmark
 from detkit.stages.calibrate import calibrate, write_outputs
 from detkit.data.synth import generate_synthetic
 from detkit.data.validate import validate_dataset
 from detkit.stages.train import train
-from detkit.evaluation.runner import evaluate
+from detkit.stages.evaluate import evaluate
 from detkit.export import export_onnx
-from detkit.predict import predict
+from detkit.stages.predict import predict
 from detkit import load_model
 
 

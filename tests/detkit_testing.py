@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
 
 def assert_clean_error(result, *needles: str) -> None:
     """A user error: non-zero exit, an 'error:' line naming the problem, and no traceback."""

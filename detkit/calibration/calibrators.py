@@ -82,6 +82,17 @@ class Calibrator:
             if thr is not None and len(thr) != len(self.class_map):
                 raise DetkitError(f"calibrator thresholds have {len(thr)} entries for {len(self.class_map)} classes")
 
+    def operate(self, dets: Any, class_map: ClassMap) -> tuple[Any, np.ndarray]:
+        """(the table with calibrated scores, mask of the detections at the operating point: raw >= pre-threshold
+        and calibrated >= threshold of the class); every detection is kept in the table."""
+        from detkit.calibration.apply import apply_to_table, keep_mask
+
+        calibrated = apply_to_table(self, dets, class_map)
+        if not len(dets):
+            return calibrated, np.zeros(0, bool)
+        labels = class_map.category_ids_to_labels(dets.category_ids)
+        return calibrated, keep_mask(self, dets.scores, calibrated.scores, labels)
+
     def params_for_label(self, label: int) -> dict[str, Any]:
         return self.params[label if self.classwise else 0]
 

@@ -31,7 +31,6 @@ The stage function that runs a model over the splits and writes ``calibrator.jso
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,8 +46,8 @@ from detkit.calibration.calibrators import (
 )
 from detkit.calibration.thresholds import ThresholdRule, Thresholds, choose_thresholds
 from detkit.data.classmap import ClassMap
-from detkit.data.coco import CocoData, read_coco
-from detkit.data.dataset import DatasetSpec, load_dataset
+from detkit.data.coco import CocoData
+from detkit.data.dataset import DatasetSpec
 from detkit.errors import DetkitError
 from detkit.evaluation.calibration_metrics import (
     D_ECE_SCORE_THRESHOLD,

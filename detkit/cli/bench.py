@@ -61,7 +61,7 @@ def bench_command(
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
     """Measure end-to-end latency (pre-processing, inference, post-processing; median and p90) of a model."""
-    from detkit.bench import benchmark
+    from detkit.stages.bench import benchmark
     from detkit.utils.atomic import atomic_write_json
 
     ui = UI(json_mode, quiet)

@@ -48,7 +48,7 @@ def eval_command(
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
     """Evaluate a model (or a predictions file) on a dataset split: COCO metrics, PR curves, confusion matrix, report.md."""
-    from detkit.evaluation.runner import evaluate
+    from detkit.stages.evaluate import evaluate
 
     ui = UI(json_mode, quiet)
     if slice_hw is not None and predictions is not None:

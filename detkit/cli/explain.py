@@ -26,7 +26,7 @@ def explain_command(
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
     """Show what each of the top detections of every image rests on: a heat map over the image with its box."""
-    from detkit.explain import explain
+    from detkit.stages.explain import explain
 
     ui = UI(json_mode, quiet)
     with ui.progress():

@@ -29,7 +29,7 @@ def predict_command(
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
     """Detect objects in images, folders and videos; unreadable files are reported and skipped."""
-    from detkit.predict import predict
+    from detkit.stages.predict import predict
 
     ui = UI(json_mode, quiet)
     slicing = slicing_kwargs(slice_hw, overlap)

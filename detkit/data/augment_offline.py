@@ -59,7 +59,7 @@ def _seed_of(*parts: int) -> int:
 
 
 def _load_rgb(path: Path) -> np.ndarray:
-    from detkit.models.preprocess import load_image
+    from detkit.data.images import load_image
 
     return load_image(path)
 

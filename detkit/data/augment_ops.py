@@ -8,7 +8,7 @@ They follow the torchvision ``transforms.v2`` semantics the reference training u
 - :class:`IoUCrop`: SSD crop: draw a minimum IoU from ``min_iou_options`` (1.0 = no crop), try ``trials`` crops of
   scale U(min_scale, max_scale) per side with aspect in [min_aspect, max_aspect] that contain at least one box
   centre and overlap some box with IoU >= the minimum; boxes whose centre falls outside the crop are removed.
-- :class:`Stretch`: the final non-aspect-preserving resize, through :func:`detkit.models.preprocess.resize_image`
+- :class:`Stretch`: the final non-aspect-preserving resize, through :func:`detkit.data.images.resize_image`
   so training sees exactly the resize that evaluation, prediction and export use.
 
 Boxes are albumentations' internal format (normalised xyxy, extra columns carry the labels), so dropping a row
@@ -212,7 +212,7 @@ class Stretch(A.DualTransform):
         self.height, self.width = height, width
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
-        from detkit.models.preprocess import resize_image
+        from detkit.data.images import resize_image
 
         return resize_image(img, (self.height, self.width))
 

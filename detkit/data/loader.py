@@ -109,7 +109,7 @@ class DetectionDataset(Dataset):
         return self._transform
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        from detkit.models.preprocess import load_image
+        from detkit.data.images import load_image
 
         rec = self.records[index]
         try:

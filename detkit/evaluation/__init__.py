@@ -10,8 +10,8 @@ from typing import Any
 
 _EXPORTS = {
     "DetectionTable": "detkit.evaluation.detections",
-    "EvalResult": "detkit.evaluation.runner",
-    "evaluate": "detkit.evaluation.runner",
+    "EvalResult": "detkit.stages.evaluate",
+    "evaluate": "detkit.stages.evaluate",
     "evaluate_coco": "detkit.evaluation.coco_metrics",
     "predict_split": "detkit.evaluation.inference",
     "read_predictions": "detkit.evaluation.predictions",

@@ -1,7 +1,7 @@
 """Batched inference over a dataset split with any detector that has ``.predict_table(images, image_ids)``.
 
 Works for the PyTorch :class:`detkit.api.Detector` and for exported (ONNX) detectors alike. Images are decoded
-with the one pre-processing implementation (:func:`detkit.models.preprocess.load_image`); the next batch is
+with the one pre-processing implementation (:func:`detkit.data.images.load_image`); the next batch is
 decoded in a background thread while the detector runs on the current one.
 """
 
@@ -52,7 +52,7 @@ def image_paths(coco: CocoData, images_dir: Path, source: Path | str) -> tuple[l
 
 
 def _load_batch(paths: Sequence[Path]) -> list[np.ndarray]:
-    from detkit.models.preprocess import load_image
+    from detkit.data.images import load_image
 
     return [load_image(p) for p in paths]
 

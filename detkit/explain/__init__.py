@@ -11,11 +11,10 @@ from detkit.explain.run import (
     METHODS,
     ExplainResult,
     ImageExplanation,
-    explain,
     explain_detections,
     explain_image,
     resolve_method,
 )
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "ExplainResult", "ImageExplanation", "explain", "explain_detections",
+__all__ = ["DEFAULT_METHOD", "METHODS", "ExplainResult", "ImageExplanation", "explain_detections",
            "explain_image", "resolve_method"]

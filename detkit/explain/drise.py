@@ -60,7 +60,7 @@ def drise_maps(detector: Any, image: np.ndarray, targets: Targets, masks: int = 
     """Maps ``[k, H, W]`` (float32, original image size) for ``targets`` (boxes in original pixels)."""
     import cv2
 
-    from detkit.models.preprocess import resize_image
+    from detkit.data.images import resize_image
 
     h, w = image.shape[:2]
     k = len(targets)

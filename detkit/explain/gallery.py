@@ -117,7 +117,7 @@ def failure_gallery(detector: Any, dets: Any, gt: Any, images_dir: str | Path, c
     from detkit.evaluation.matching import match_detections
     from detkit.explain.drise import pairwise_iou
     from detkit.explain.render import heat_overlay, write_png
-    from detkit.models.preprocess import load_image
+    from detkit.data.images import load_image
 
     above = np.flatnonzero(dets.scores >= score_threshold)
     sub = DetectionTable(dets.image_ids[above], dets.category_ids[above], dets.boxes[above], dets.scores[above])

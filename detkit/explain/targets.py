@@ -58,7 +58,7 @@ def torch_module(detector: Any, method: str) -> Any:
 
 def model_batch(detector: Any, image: np.ndarray) -> tuple[Any, Any]:
     """(uint8 batch [1,3,H,W] on the module's device, orig size [1,2] (w, h)) for one uint8 HWC RGB image."""
-    from detkit.models.preprocess import to_batch
+    from detkit.data.images import to_batch
 
     batch, sizes = to_batch([image], tuple(detector.imgsz))
     device = next(detector.module.parameters()).device

@@ -121,7 +121,7 @@ class ExportJob:
             "outputs": OUTPUT_SPEC,
             "input_dtype": "uint8",
             "normalisation": "images / 255 inside the graph; no mean/std",
-            "resize": "stretch to imgsz with OpenCV INTER_LINEAR (detkit.models.preprocess.resize_image), no letterbox",
+            "resize": "stretch to imgsz with OpenCV INTER_LINEAR (detkit.data.images.resize_image), no letterbox",
             "top_k": self.top_k,
             **graph,
             "decoder_layers": int(run),

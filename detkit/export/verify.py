@@ -84,7 +84,7 @@ def verification_images(real: Sequence[Any] = (), seed: int = 0) -> tuple[list[n
 
     The sizes differ from each other and from the model input so the resize and the box scaling are exercised.
     """
-    from detkit.models.preprocess import as_image
+    from detkit.data.images import as_image
 
     rng = np.random.default_rng(seed)
     noise = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((480, 640), (640, 427))]

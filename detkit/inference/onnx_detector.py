@@ -1,6 +1,6 @@
 """``OnnxDetector``: an exported ``model.onnx`` behind the same interface as the PyTorch ``TorchDetector``.
 
-Images go through the very same pre-processing (``detkit.models.preprocess``); the graph itself contains the
+Images go through the very same pre-processing (``detkit.data.images``); the graph itself contains the
 model, the post-processor and (when exported with one) the calibrator, so the outputs need no further work
 beyond the confidence filter and the label → category id map.
 """
@@ -157,7 +157,7 @@ class OnnxDetector:
         self, images: Sequence[Any], batch_size: int | None = None
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """All top-k detections per image as (labels, boxes xyxy px, scores, raw scores), nothing filtered."""
-        from detkit.models.preprocess import as_image, to_batch
+        from detkit.data.images import as_image, to_batch
 
         step = max(1, int(batch_size or self.batch_size))
         results = []

@@ -1,6 +1,6 @@
 """``TorchDetector``: any RT-DETR module (a loaded model or training's EMA model) with pre- and post-processing.
 
-Inference is pre-processing (:mod:`detkit.models.preprocess`) → module → post-processing
+Inference is pre-processing (:mod:`detkit.data.images`) → module → post-processing
 (:mod:`detkit.models.postprocess`): the same code the evaluation and the ONNX export use.
 """
 
@@ -19,7 +19,7 @@ from detkit.errors import DetkitError
 from detkit.evaluation.detections import DetectionTable
 from detkit.inference.types import DEFAULT_IMGSZ, Detections, ImageLike, size_hw
 from detkit.models.postprocess import COCO_TOP_K, postprocess
-from detkit.models.preprocess import as_image, to_batch
+from detkit.data.images import as_image, to_batch
 
 
 def resolve_device(device: str | torch.device | None = None, local_rank: int = 0) -> torch.device:

@@ -107,7 +107,7 @@ def build_denoising_group(
 def denoising_indices(dn_meta: dict, targets: Sequence[dict[str, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Positive denoising query ``positive_idx[b][g·n_b + j]`` is matched to ground truth ``j`` (group-major)."""
     groups = int(dn_meta["num_group"])
-    out: Indices = []
+    out: list[tuple[torch.Tensor, torch.Tensor]] = []
     for pos, t in zip(dn_meta["positive_idx"], targets):
         n = int(t["labels"].shape[0])
         pos = pos.to(torch.int64)

@@ -67,15 +67,15 @@ def run_quickstart(
     ``train_minutes`` bounds the training wall time (the trainer stops before an epoch that would end later);
     ``extra_overrides`` are ``key=value`` recipe overrides for the training step.
     """
-    from detkit.bench import benchmark
+    from detkit.stages.bench import benchmark
     from detkit.stages.calibrate import calibrate, write_outputs
     from detkit.config.recipe import resolve_recipe
     from detkit.data.synth import generate_synthetic
     from detkit.data.validate import validate_dataset
     from detkit.stages.train import check_training_sizes, train
-    from detkit.evaluation.runner import evaluate
+    from detkit.stages.evaluate import evaluate
     from detkit.export import export_onnx
-    from detkit.predict import predict
+    from detkit.stages.predict import predict
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:

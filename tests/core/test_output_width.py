@@ -56,7 +56,7 @@ def assert_readable(result, seen, expected_tables):
 
 
 def _bench_result(threads, precisions):
-    from detkit.bench import BenchResult, BenchRow
+    from detkit.stages.bench import BenchResult, BenchRow
 
     rows = []
     for i, (backend, batch) in enumerate([("torch", 1), ("onnxruntime", 1), ("torch", 4), ("onnxruntime", 4)]):
@@ -83,9 +83,9 @@ def _bench_result(threads, precisions):
 
 @pytest.mark.parametrize(("threads", "precisions"), [((2,), ("fp32",)), ((1, 2, 4, 8), ("fp32", "fp16"))])
 def test_bench_table(cli, tables, monkeypatch, tmp_path, threads, precisions):
-    import detkit.bench
+    import detkit.stages.bench
 
-    monkeypatch.setattr(detkit.bench, "benchmark", lambda *a, **k: _bench_result(threads, precisions))
+    monkeypatch.setattr(detkit.stages.bench, "benchmark", lambda *a, **k: _bench_result(threads, precisions))
     r = cli("bench", "tiny.pt", "--out", tmp_path / "b.json")
     assert_readable(r, tables, 1)
     title, narrow, _ = tables[0]

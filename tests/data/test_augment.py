@@ -17,7 +17,7 @@ from detkit.data.augment_config import AugmentConfig, augment_config_from_dict, 
 from detkit.data.augment_ops import IoUCrop, PhotometricDistort
 from detkit.data.coco import read_coco
 from detkit.errors import DetkitError
-from detkit.models.preprocess import resize_image
+from detkit.data.images import resize_image
 
 OFF = {"photometric_distort": {"p": 0}, "zoom_out": {"p": 0}, "iou_crop": {"p": 0}, "hflip": {"p": 0}}
 

@@ -57,7 +57,7 @@ def oracle_predictions(tiny_dataset) -> Path:
 @pytest.fixture(scope="session")
 def shared_eval_dir(tiny_dataset, oracle_predictions) -> Path:
     """One eval dir of the oracle predictions (read-only; copy it to modify it)."""
-    from detkit.evaluation.runner import evaluate
+    from detkit.stages.evaluate import evaluate
 
     return evaluate(None, tiny_dataset, predictions=oracle_predictions, out=tiny_dataset.parent / "runs").dir
 

@@ -81,7 +81,7 @@ def test_unreadable_or_missing_images_only_are_one_line(cli, ckpt, tmp_path):
 
 
 def test_eval_report_has_a_failure_gallery_with_maps(ckpt, synth_dataset, tmp_path):
-    from detkit.evaluation.runner import evaluate
+    from detkit.stages.evaluate import evaluate
     from detkit.explain.gallery import MAX_ITEMS
 
     result = evaluate(ckpt, synth_dataset, split="test", out=tmp_path, name="ev", batch_size=8)

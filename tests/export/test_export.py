@@ -377,7 +377,7 @@ def test_drop_below_threshold_is_applied_in_the_graph_recorded_and_predict_keeps
     from detkit.calibration.io import load_calibrator
     from detkit.export import export_onnx
     from detkit.export.runtime import OnnxDetector
-    from detkit.predict import Selector
+    from detkit.stages.predict import Selector
 
     with pytest.raises(Exception, match="drop_below_threshold needs a calibrator"):
         export_onnx(ckpt, tmp_path / "none.onnx", drop_below_threshold=True)

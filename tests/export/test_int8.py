@@ -113,7 +113,7 @@ def test_eval_and_predict_take_the_int8_file(cli, int8_export, synth_dataset, tm
 
 
 def test_bench_reports_ap_and_latency_per_variant(export_small, synth_dataset):
-    from detkit.bench import benchmark
+    from detkit.stages.bench import benchmark
 
     result = benchmark(
         export_small.model_path,

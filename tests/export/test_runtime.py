@@ -118,7 +118,7 @@ def test_predict_with_the_onnx_backend(cli, export_small, tmp_path):
 
 
 def test_embedded_calibrator_is_used_and_not_applied_twice(cli, export_640, calibrator_file, tmp_path):
-    from detkit.predict import Selector, load_predictor
+    from detkit.stages.predict import Selector, load_predictor
 
     predictor, backend = load_predictor(export_640.model_path)
     select = Selector(predictor)
@@ -152,7 +152,7 @@ def test_bench_cli_both_backends(cli, export_small, tmp_path):
 
 
 def test_bench_exports_a_checkpoint_on_the_fly(ckpt):
-    from detkit.bench import benchmark
+    from detkit.stages.bench import benchmark
 
     result = benchmark(ckpt, backends=["onnxruntime"], iters=1, threads=[1])
     assert [r.backend for r in result.rows] == ["onnxruntime"] and "exported for this benchmark" in result.notes[0]

@@ -69,7 +69,7 @@ def test_run_dir_prefers_best_and_predicts_in_pixels(run_dir, tiny_model, tmp_pa
     np.testing.assert_allclose(dets[0].boxes, dets[1].boxes, atol=1e-4)
     # the same numbers as module + postprocess by hand, scaled to the 200×90 original
     from detkit.models.postprocess import postprocess
-    from detkit.models.preprocess import to_batch
+    from detkit.data.images import to_batch
 
     batch, sizes = to_batch([img], (128, 128))
     with torch.no_grad():

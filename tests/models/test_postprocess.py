@@ -10,7 +10,7 @@ import torch
 
 from detkit.errors import DetkitError
 from detkit.models.postprocess import postprocess
-from detkit.models.preprocess import load_image, resize_image, to_batch
+from detkit.data.images import load_image, resize_image, to_batch
 
 
 def _logit(p):

@@ -40,7 +40,7 @@ def test_folder_with_broken_files_is_processed_and_reported(cli, ckpt, media, tm
 
 
 def test_conf_filters_and_single_image_source(ckpt, media, tmp_path):
-    from detkit.predict import predict
+    from detkit.stages.predict import predict
 
     low = predict(ckpt, [media / "a.jpg"], out=tmp_path / "low", conf=0.0, save_media=False)
     high = predict(ckpt, [media / "a.jpg"], out=tmp_path / "high", conf=0.999, save_media=False)
@@ -52,8 +52,8 @@ def test_calibrator_thresholds_are_the_default_operating_point(ckpt, calibrator_
     from detkit.api import load_model
     from detkit.calibration.apply import calibrate_scores
     from detkit.calibration.io import load_calibrator
-    from detkit.models.preprocess import load_image
-    from detkit.predict import predict
+    from detkit.data.images import load_image
+    from detkit.stages.predict import predict
 
     result = predict(ckpt, [media / "a.jpg"], out=tmp_path / "p", calibrator=calibrator_file, save_media=False)
     assert result.selection == "calibrator per-class thresholds"

@@ -156,7 +156,7 @@ def _files(root):
 
 
 def test_eval_with_slicing_writes_the_same_layout_and_finds_the_small_objects(tmp_path):
-    from detkit.evaluation.runner import evaluate
+    from detkit.stages.evaluate import evaluate
 
     data = _write_squares_dataset(tmp_path / "squares")
     plain = evaluate(BlobDetector(imgsz=64, min_px=4), data, out=tmp_path / "eval", name="plain")
@@ -171,7 +171,7 @@ def test_eval_with_slicing_writes_the_same_layout_and_finds_the_small_objects(tm
 
 
 def test_eval_refuses_a_slice_larger_than_an_image_before_running(tmp_path):
-    from detkit.evaluation.runner import evaluate
+    from detkit.stages.evaluate import evaluate
 
     data = _write_squares_dataset(tmp_path / "squares", n=1)
     det = BlobDetector()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData
@@ -42,15 +41,14 @@ def _errors(dets: DetectionTable, op: DetectionTable, gt: CocoData, class_map: C
 
 def shift_calibration(dets: DetectionTable, gt: CocoData, class_map: ClassMap, calibrator: Any = None,
                       max_dets: int = 100) -> dict[str, Any]:
-    """``{"raw": {d_ece, la_ece_0}, "calibrated": {...} | None, "num_detections", "num_operating"}`` of raw ``dets``."""
+    """``{"raw": {d_ece, la_ece_0}, "calibrated": {...} | None, "num_detections", "num_operating"}`` of raw ``dets``.
+
+    ``calibrator`` is a :class:`detkit.calibration.Calibrator` (anything with its ``operate(dets, class_map)``).
+    """
     if calibrator is None:
         return {"raw": _errors(dets, dets, gt, class_map, max_dets), "calibrated": None,
                 "num_detections": int(len(dets)), "num_operating": int(len(dets))}
-    from detkit.calibration.apply import apply_to_table, keep_mask
-
-    calibrated = apply_to_table(calibrator, dets, class_map)
-    labels = class_map.category_ids_to_labels(dets.category_ids) if len(dets) else np.zeros(0, np.int64)
-    keep = keep_mask(calibrator, dets.scores, calibrated.scores, labels) if len(dets) else np.zeros(0, bool)
+    calibrated, keep = calibrator.operate(dets, class_map)
     return {
         "raw": _errors(dets, dets.subset(keep), gt, class_map, max_dets),
         "calibrated": _errors(calibrated, calibrated.subset(keep), gt, class_map, max_dets),

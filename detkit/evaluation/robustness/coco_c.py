@@ -101,7 +101,7 @@ class CorruptionCache:
         return CocoData(images=images, annotations=self.coco.annotations, categories=self.coco.categories)
 
     def _render_one(self, out_dir: Path, corruption: str, severity: int, image: dict[str, Any]) -> None:
-        from detkit.models.preprocess import load_image
+        from detkit.data.images import load_image
 
         src = load_image(image_file(self.images_dir, image["file_name"], self.source))
         out = corrupt(src, corruption, severity, image_seed(self.seed, corruption, severity, image["id"]))

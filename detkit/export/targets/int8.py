@@ -7,7 +7,7 @@ QDQ graph:
 1. ``quant_pre_process`` (ONNX shape inference + onnxruntime graph optimisation; the symbolic shape pass is skipped
    because it cannot follow the post-processor's data-dependent shapes);
 2. calibration: ``calib_images`` images of the calibration split, decoded and resized by the very pre-processing
-   the model uses (``detkit.models.preprocess``), fed one by one; activation ranges are computed once
+   the model uses (``detkit.data.images``), fed one by one; activation ranges are computed once
    (``minmax``, ``entropy`` or ``percentile``) and cached for every quantization below;
 3. a **sensitivity pass**: the candidate nodes (Conv, MatMul, Gemm inside the model; never the post-processor or an
    embedded calibrator) are grouped by model scope (``backbone.res_layers.2``, ``decoder.layers.0``, ...); each
@@ -75,7 +75,7 @@ def sample_split(dataset: Any, split: str, limit: int, seed: int = 0, what: str 
     """Up to ``limit`` images of ``split`` (seeded choice, dataset order kept), decoded; refuses an empty split."""
     from detkit.data.coco import CocoData, read_coco
     from detkit.evaluation.inference import image_paths
-    from detkit.models.preprocess import load_image
+    from detkit.data.images import load_image
 
     spec = _dataset(dataset)
     split_spec = spec.split(split)
@@ -103,7 +103,7 @@ def sample_split(dataset: Any, split: str, limit: int, seed: int = 0, what: str 
 
 def image_sample(images: Sequence[Any], limit: int) -> ImageSample:
     """Plain images (paths or uint8 HWC arrays) as a calibration sample without labels."""
-    from detkit.models.preprocess import as_image
+    from detkit.data.images import as_image
 
     if not len(images):
         raise DetkitError("calib_data is an empty list of images", hint="give at least one calibration image")
@@ -118,7 +118,7 @@ def _reader(sample: ImageSample, imgsz: tuple[int, int]):
     """An onnxruntime ``CalibrationDataReader`` feeding the graph's own inputs, one image at a time."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    from detkit.models.preprocess import to_batch
+    from detkit.data.images import to_batch
 
     class Reader(CalibrationDataReader):
         def __init__(self):

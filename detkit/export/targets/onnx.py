@@ -4,7 +4,7 @@ pixel boxes and (calibrated) scores.
 Graph contract (also written to the ``model.json`` sidecar and embedded in the ONNX metadata under ``detkit``):
 
 - inputs: ``images`` uint8 ``[N,3,H,W]`` RGB already stretch-resized to the model input size ``(H, W)`` with
-  ``detkit.models.preprocess.resize_image``/``to_batch`` (the graph divides by 255 itself; no mean/std);
+  ``detkit.data.images.resize_image``/``to_batch`` (the graph divides by 255 itself; no mean/std);
   ``orig_sizes`` int64 ``[N,2]`` as (width, height) of the original images;
 - outputs: ``labels`` int64 ``[N,K]``, ``boxes`` float32 ``[N,K,4]`` xyxy in original pixels, ``scores`` float32
   ``[N,K]`` (calibrated when exported with a calibrator), K = top_k (300), ordered by the raw score.

@@ -2,7 +2,7 @@
 
 Each measured iteration has three timed stages, the same for both backends:
 
-- ``pre``: stretch-resize + batching of in-memory uint8 frames (``detkit.models.preprocess.to_batch``);
+- ``pre``: stretch-resize + batching of in-memory uint8 frames (``detkit.data.images.to_batch``);
 - ``infer``: the graph from the uint8 batch to top-k (labels, boxes, scores): for PyTorch eager the module's
   forward plus the post-processor (``torch.inference_mode``), for onnxruntime ``session.run`` (the exported graph
   holds both);
@@ -117,7 +117,7 @@ def _torch_step(detector, frames: list[np.ndarray], conf: float):
     import torch
 
     from detkit.models.postprocess import postprocess
-    from detkit.models.preprocess import to_batch
+    from detkit.data.images import to_batch
 
     module, device, size = detector.module.eval(), detector.device, detector.imgsz
     cuda = device.type == "cuda"
@@ -144,7 +144,7 @@ def _torch_step(detector, frames: list[np.ndarray], conf: float):
 
 
 def _onnx_step(onnx_det, frames: list[np.ndarray], conf: float):
-    from detkit.models.preprocess import to_batch
+    from detkit.data.images import to_batch
 
     def step() -> tuple[float, float, float]:
         t0 = time.perf_counter()

@@ -249,7 +249,7 @@ def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
 
 
 def _load_images(paths: Sequence[Path], skipped: list[dict[str, str]]) -> list[tuple[Path, np.ndarray]]:
-    from detkit.models.preprocess import load_image
+    from detkit.data.images import load_image
 
     loaded = []
     for p in paths:
