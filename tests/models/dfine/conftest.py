@@ -94,3 +94,13 @@ def hf_dfine_config(size: str, num_labels: int = 80):
     c.reg_scale = ours.reg_scale
     c.freeze_backbone_batch_norms = ours.frozen_bn
     return c
+
+
+@pytest.fixture(scope="session")
+def hf_config():
+    return hf_dfine_config
+
+
+@pytest.fixture(scope="session")
+def randomise_dfine():
+    return randomise_zero_inits
