@@ -16,6 +16,11 @@ def tiny_dfine(size: str = "n", **overrides) -> DFineConfig:
     return DFineConfig(**kw)
 
 
+@pytest.fixture(scope="session")
+def make_dfine_config():
+    return tiny_dfine
+
+
 @pytest.fixture(scope="module")
 def tiny_n():
     """D-FINE-N (3 classes, 20 queries) with random BN statistics and non-zero box heads, in eval mode."""
