@@ -41,6 +41,16 @@ def deployed_parameter_count(model: DFine) -> int:
     return total + sum(p.numel() for p in model.parameters() if id(p) not in dropped)
 
 
+def deployed_gflops(cfg: DFineConfig, num_classes: int = 80, imgsz: tuple[int, int] = (640, 640)) -> float:
+    """GFLOPs of one deployment-form forward at ``imgsz`` (2 × multiply-accumulates of convs and matrix products,
+    attention-score products included; sampling, norms and activations not counted), on the meta device."""
+    from detkit.models.profile import count_gflops
+
+    with torch.device("meta"):
+        model = build_dfine(cfg, num_classes).eval().deploy()
+    return count_gflops(model, imgsz)
+
+
 def parameter_counts(cfg: DFineConfig, num_classes: int = 80) -> tuple[int, int]:
     """(training form, deployment form) parameter counts of ``cfg``, built on the meta device."""
     with torch.device("meta"):

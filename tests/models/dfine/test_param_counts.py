@@ -70,3 +70,23 @@ def test_presets_fill_fields_and_explicit_fields_override():
 def test_bad_configs_name_the_field(bad, needle):
     with pytest.raises(ValidationError, match=needle):
         DFineConfig(**bad)
+
+
+# official README figures at 640 (rounded to whole GFLOPs; ours also counts the attention-score products)
+README_GFLOPS = {"n": 7, "s": 25, "m": 57, "l": 91, "x": 202}
+
+
+@pytest.mark.parametrize("size", README_GFLOPS)
+def test_deployed_gflops_match_the_readme_figures(size):
+    from detkit.models.dfine.profile import deployed_gflops
+
+    gflops = deployed_gflops(DFineConfig(size=size))
+    assert README_GFLOPS[size] <= gflops < README_GFLOPS[size] * 1.05
+
+
+def test_registry_helpers():
+    from detkit.models.dfine import describe, feature_tokens
+
+    assert feature_tokens(DFineConfig(size="n"), 640) == 40 * 40 + 20 * 20  # strides 16 and 32 only
+    assert feature_tokens(DFineConfig(size="s"), 640) == 8400
+    assert describe(DFineConfig(size="x"))["backbone"] == "HGNetv2-B5"
