@@ -14,34 +14,37 @@ Size = Literal["n", "s", "m", "l", "x"]
 
 # HGNetv2 variants: stem [in, mid, out]; per stage (in, mid, out, blocks, layers per block, kernel, light, downsample)
 HGNETV2 = {
-    "B0": dict(stem=(3, 16, 16), stages=((16, 16, 64, 1, 3, 3, False, False), (64, 32, 256, 1, 3, 3, False, True),
-                                         (256, 64, 512, 2, 3, 5, True, True), (512, 128, 1024, 1, 3, 5, True, True))),
-    "B2": dict(stem=(3, 24, 32), stages=((32, 32, 96, 1, 4, 3, False, False), (96, 64, 384, 1, 4, 3, False, True),
-                                         (384, 128, 768, 3, 4, 5, True, True), (768, 256, 1536, 1, 4, 5, True, True))),
-    "B4": dict(stem=(3, 32, 48), stages=((48, 48, 128, 1, 6, 3, False, False), (128, 96, 512, 1, 6, 3, False, True),
-                                         (512, 192, 1024, 3, 6, 5, True, True),
-                                         (1024, 384, 2048, 1, 6, 5, True, True))),
-    "B5": dict(stem=(3, 32, 64), stages=((64, 64, 128, 1, 6, 3, False, False), (128, 128, 512, 2, 6, 3, False, True),
-                                         (512, 256, 1024, 5, 6, 5, True, True),
-                                         (1024, 512, 2048, 2, 6, 5, True, True))),
+    "B0": {"stem": (3, 16, 16), "stages": (
+        (16, 16, 64, 1, 3, 3, False, False), (64, 32, 256, 1, 3, 3, False, True),
+        (256, 64, 512, 2, 3, 5, True, True), (512, 128, 1024, 1, 3, 5, True, True))},
+    "B2": {"stem": (3, 24, 32), "stages": (
+        (32, 32, 96, 1, 4, 3, False, False), (96, 64, 384, 1, 4, 3, False, True),
+        (384, 128, 768, 3, 4, 5, True, True), (768, 256, 1536, 1, 4, 5, True, True))},
+    "B4": {"stem": (3, 32, 48), "stages": (
+        (48, 48, 128, 1, 6, 3, False, False), (128, 96, 512, 1, 6, 3, False, True),
+        (512, 192, 1024, 3, 6, 5, True, True), (1024, 384, 2048, 1, 6, 5, True, True))},
+    "B5": {"stem": (3, 32, 64), "stages": (
+        (64, 64, 128, 1, 6, 3, False, False), (128, 128, 512, 2, 6, 3, False, True),
+        (512, 256, 1024, 5, 6, 5, True, True), (1024, 512, 2048, 2, 6, 5, True, True))},
 }
 
+
+def _preset(backbone, lab, stages, frozen, enc, enc_ffn, expansion, depth, layers, points, reg_scale):
+    small = enc == 128  # N: decoder width 128 and FFN 512
+    return {"backbone": backbone, "use_lab": lab, "return_stages": stages, "freeze_stem": frozen,
+            "frozen_bn": frozen, "encoder_dim": enc, "encoder_ffn_dim": enc_ffn, "expansion": expansion,
+            "depth_mult": depth, "hidden_dim": 128 if small else 256, "decoder_ffn_dim": 512 if small else 1024,
+            "decoder_layers": layers, "num_points": points, "reg_scale": reg_scale}
+
+
+# per size (docs/dfine.md §2, §3, §7): backbone, LAB, stages, frozen stem+BN, encoder width/FFN, expansion, depth_mult,
+# decoder layers, points per level, reg_scale (decoder width 128 / FFN 512 for N, else 256 / 1024)
 PRESETS: dict[str, dict[str, Any]] = {
-    "n": dict(backbone="B0", use_lab=True, return_stages=[3, 4], freeze_stem=False, frozen_bn=False,
-              encoder_dim=128, encoder_ffn_dim=512, expansion=0.34, depth_mult=0.5,
-              hidden_dim=128, decoder_ffn_dim=512, decoder_layers=3, num_points=[6, 6], reg_scale=4.0),
-    "s": dict(backbone="B0", use_lab=True, return_stages=[2, 3, 4], freeze_stem=False, frozen_bn=False,
-              encoder_dim=256, encoder_ffn_dim=1024, expansion=0.5, depth_mult=0.34,
-              hidden_dim=256, decoder_ffn_dim=1024, decoder_layers=3, num_points=[3, 6, 3], reg_scale=4.0),
-    "m": dict(backbone="B2", use_lab=True, return_stages=[2, 3, 4], freeze_stem=False, frozen_bn=False,
-              encoder_dim=256, encoder_ffn_dim=1024, expansion=1.0, depth_mult=0.67,
-              hidden_dim=256, decoder_ffn_dim=1024, decoder_layers=4, num_points=[3, 6, 3], reg_scale=4.0),
-    "l": dict(backbone="B4", use_lab=False, return_stages=[2, 3, 4], freeze_stem=True, frozen_bn=True,
-              encoder_dim=256, encoder_ffn_dim=1024, expansion=1.0, depth_mult=1.0,
-              hidden_dim=256, decoder_ffn_dim=1024, decoder_layers=6, num_points=[3, 6, 3], reg_scale=4.0),
-    "x": dict(backbone="B5", use_lab=False, return_stages=[2, 3, 4], freeze_stem=True, frozen_bn=True,
-              encoder_dim=384, encoder_ffn_dim=2048, expansion=1.0, depth_mult=1.0,
-              hidden_dim=256, decoder_ffn_dim=1024, decoder_layers=6, num_points=[3, 6, 3], reg_scale=8.0),
+    "n": _preset("B0", True, [3, 4], False, 128, 512, 0.34, 0.5, 3, [6, 6], 4.0),
+    "s": _preset("B0", True, [2, 3, 4], False, 256, 1024, 0.5, 0.34, 3, [3, 6, 3], 4.0),
+    "m": _preset("B2", True, [2, 3, 4], False, 256, 1024, 1.0, 0.67, 4, [3, 6, 3], 4.0),
+    "l": _preset("B4", False, [2, 3, 4], True, 256, 1024, 1.0, 1.0, 6, [3, 6, 3], 4.0),
+    "x": _preset("B5", False, [2, 3, 4], True, 384, 2048, 1.0, 1.0, 6, [3, 6, 3], 8.0),
 }
 
 

@@ -205,7 +205,8 @@ def load_dfine_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
     unknown = sorted(set(src) - set(target))
     missing = sorted(k for k in set(target) - set(src) if not k.endswith("num_batches_tracked"))
     if unknown or missing:
-        parts = ([f"unexpected {_some(unknown)}"] if unknown else []) + ([f"missing {_some(missing)}"] if missing else [])
+        parts = [f"unexpected {_some(unknown)}"] if unknown else []
+        parts += [f"missing {_some(missing)}"] if missing else []
         raise DetkitError(f"{source}: weights do not fit this D-FINE architecture: " + "; ".join(parts),
                           hint="check that the recipe's model size (and decoder layers, widths) matches the weights")
     mismatched = [k for k in src if tuple(src[k].shape) != tuple(target[k].shape)]

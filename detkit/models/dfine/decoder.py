@@ -9,6 +9,7 @@ Key names follow the official checkpoints: ``input_proj`` (X only), ``decoder.la
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 
@@ -29,7 +30,7 @@ class MLP(nn.Module):
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, act: str = "relu"):
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
         self.act = make_activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -361,8 +362,10 @@ class DFineDecoder(nn.Module):
         n = dn.num_split[0] if dn is not None else 0
 
         def layers(part: slice) -> list[dict]:
-            outs = [{"logits": lg[:, part], "boxes": bx[:, part], "corners": cr[:, part], "ref_points": initial[:, part]}
-                    for lg, bx, cr in zip(logits, boxes, corners)]
+            outs = [
+                {"logits": lg[:, part], "boxes": bx[:, part], "corners": cr[:, part], "ref_points": initial[:, part]}
+                for lg, bx, cr in zip(logits, boxes, corners)
+            ]
             for o in outs:
                 o["teacher_corners"], o["teacher_logits"] = outs[-1]["corners"], outs[-1]["logits"]
             return outs

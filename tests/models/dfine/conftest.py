@@ -11,7 +11,7 @@ from detkit.models.dfine.model import build_dfine
 
 def tiny_dfine(size: str = "n", **overrides) -> DFineConfig:
     """A preset with few queries and denoising queries, so 128-px inputs suffice."""
-    kw = dict(size=size, num_queries=20, num_denoising=10)
+    kw = {"size": size, "num_queries": 20, "num_denoising": 10}
     kw.update(overrides)
     return DFineConfig(**kw)
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detkit.models.dfine.fdr import bbox2distance, distance2bbox, integral, weighting_function
+from detkit.models.dfine.fdr import (
+    bbox2distance,
+    distance2bbox,
+    integral,
+    weighting_function,
+)
 from detkit.models.layers import box_cxcywh_to_xyxy
 
 UP, C = torch.tensor([0.5]), torch.tensor([4.0])

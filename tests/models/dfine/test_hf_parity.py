@@ -14,7 +14,11 @@ import pytest
 import torch
 
 from detkit.models.dfine.config import DFineConfig
-from detkit.models.dfine.convert_weights import from_hf, load_dfine_weights, read_dfine_config
+from detkit.models.dfine.convert_weights import (
+    from_hf,
+    load_dfine_weights,
+    read_dfine_config,
+)
 from detkit.models.dfine.model import build_dfine
 
 transformers = pytest.importorskip("transformers")

@@ -60,12 +60,12 @@ def test_presets_fill_fields_and_explicit_fields_override():
 
 
 @pytest.mark.parametrize("bad, needle", [
-    (dict(size="n", num_points=[3, 6, 3]), "one count per feature level"),
-    (dict(size="s", eval_idx=3), "eval_idx"),
-    (dict(size="s", return_stages=[3, 2]), "return_stages"),
-    (dict(size="s", hidden_dim=100), "divisible by num_heads"),
-    (dict(size="s", reg_max=31), "reg_max must be even"),
-    (dict(size="s", depth=18), "Extra inputs"),
+    ({"size": "n", "num_points": [3, 6, 3]}, "one count per feature level"),
+    ({"size": "s", "eval_idx": 3}, "eval_idx"),
+    ({"size": "s", "return_stages": [3, 2]}, "return_stages"),
+    ({"size": "s", "hidden_dim": 100}, "divisible by num_heads"),
+    ({"size": "s", "reg_max": 31}, "reg_max must be even"),
+    ({"size": "s", "depth": 18}, "Extra inputs"),
 ])
 def test_bad_configs_name_the_field(bad, needle):
     with pytest.raises(ValidationError, match=needle):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from detkit_testing import assert_same_state
 
 from detkit.errors import DetkitError
 from detkit.models.dfine.config import DFineConfig
-from detkit.models.dfine.convert_weights import load_dfine_weights, read_dfine_config, to_official
+from detkit.models.dfine.convert_weights import (
+    load_dfine_weights,
+    read_dfine_config,
+    to_official,
+)
 from detkit.models.dfine.model import build_dfine
-
-from detkit_testing import assert_same_state
 
 
 def _image(h=128, w=96, seed=0):
@@ -23,7 +26,8 @@ def test_official_layout_round_trip_reproduces_outputs_exactly(tiny_n, make_dfin
     official = to_official(tiny_n.state_dict(), num_points=[6, 6])
     assert "decoder.decoder.layers.0.cross_attn.num_points_scale" in official
     assert "decoder.decoder.up" in official and "decoder.decoder.reg_scale" in official
-    assert "backbone.stem.stem1.lab.scale" in official and "encoder.fpn_blocks.0.cv2.0.bottlenecks.1.conv1.conv.weight" in official
+    assert "backbone.stem.stem1.lab.scale" in official
+    assert "encoder.fpn_blocks.0.cv2.0.bottlenecks.1.conv1.conv.weight" in official
     torch.manual_seed(1)
     fresh = build_dfine(make_dfine_config(), num_classes=3)
     load_dfine_weights(fresh, {"ema": {"module": official}, "model": {}}, source="dfine_n_coco.pth")
