@@ -44,10 +44,11 @@ def unwrap(obj: Mapping) -> Mapping:
 def detect_layout(sd: Mapping[str, torch.Tensor]) -> str | None:
     """``"hf"``, ``"official"`` (incl. detkit's own) or None when ``sd`` is not a D-FINE state dict."""
     keys = set(sd)
-    if "model.backbone.model.embedder.stem1.convolution.weight" in keys and any(
-        k.startswith("model.decoder.lqe_layers.") for k in keys
-    ):
-        return "hf"
+    for prefix in ("model.", ""):  # DFineForObjectDetection / DFineModel
+        if f"{prefix}backbone.model.embedder.stem1.convolution.weight" in keys and any(
+            k.startswith(f"{prefix}decoder.lqe_layers.") for k in keys
+        ):
+            return "hf"
     if "backbone.stem.stem1.conv.weight" in keys and any(k.startswith("decoder.decoder.lqe_layers.") for k in keys):
         return "official"
     return None
@@ -109,7 +110,7 @@ def from_hf(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], li
     Separate q/k/v projections are packed into ``in_proj_weight``/``in_proj_bias``; the top-level tied copies
     ``class_embed``/``bbox_embed`` are used only when the ``model.decoder.*`` ones are absent.
     """
-    if not any(k.startswith("model.") for k in sd):  # DFineModel state dict
+    if not any(k.startswith("model.backbone.") for k in sd):  # DFineModel state dict
         sd = {f"model.{k}": v for k, v in sd.items()}
     out: dict[str, torch.Tensor] = {}
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}

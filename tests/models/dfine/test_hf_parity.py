@@ -24,7 +24,7 @@ from detkit.models.dfine.model import build_dfine
 transformers = pytest.importorskip("transformers")
 
 TOL = 1e-4
-SIZES = {"n": [(320, 320), (256, 384)], "s": [(256, 256), (192, 320)]}
+SIZES = {"n": [(288, 288), (224, 352)], "s": [(192, 192), (160, 224)]}
 
 
 @pytest.fixture(scope="module", params=list(SIZES))
@@ -147,3 +147,26 @@ def test_hf_key_map_and_config_for_every_size(size, hf_config):
     expected = {k: tuple(v.shape) for k, v in ours.state_dict().items() if not k.endswith("num_batches_tracked")}
     assert mapped == expected
     assert read_dfine_config(hf.state_dict()) == DFineConfig(size=size)
+
+
+def test_hub_file_names_and_bare_model_load_too(hf_config):
+    """Files on the Hub keep the names before HF 5's load-time renames (``encoder.encoder``, ``out_proj``,
+    ``fc1``/``fc2``), and a ``DFineModel`` state dict has no ``model.`` prefix and no top-level head copies."""
+    import re
+
+    from transformers import DFineForObjectDetection
+
+    with torch.device("meta"):
+        hf = DFineForObjectDetection(hf_config("n"))
+    current, _ = from_hf(hf.state_dict())
+    hub = {}
+    for k, v in hf.state_dict().items():
+        k = k.replace("encoder.aifi.", "encoder.encoder.").replace("o_proj", "out_proj")
+        hub[re.sub(r"layers\.(\d+)\.mlp\.layers\.([01])\.", lambda m: f"layers.{m[1]}.fc{int(m[2]) + 1}.", k)] = v
+    assert any(".fc1." in k for k in hub) and any("encoder.encoder.0" in k for k in hub)
+    converted, unmapped = from_hf(hub)
+    assert unmapped == [] and converted.keys() == current.keys()
+    bare = {k.removeprefix("model."): v for k, v in hf.state_dict().items() if k.startswith("model.")}
+    converted, unmapped = from_hf(bare)
+    assert unmapped == [] and converted.keys() == current.keys()
+    assert read_dfine_config(bare) == DFineConfig(size="n")
