@@ -42,13 +42,13 @@ class _Logits(nn.Module):
 
 
 def target_layers(module: nn.Module) -> list[nn.Module]:
-    """The backbone stages whose outputs feed the encoder (PResNet res3, res4, res5)."""
-    stages = getattr(getattr(module, "backbone", None), "res_layers", None)
-    if stages is None:
+    """The backbone stages whose outputs feed the encoder (the model's ``feature_layers()``)."""
+    layers = getattr(module, "feature_layers", None)
+    if layers is None:
         from detkit.errors import DetkitError
 
-        raise DetkitError(f"gradcam needs a PResNet backbone, got {type(getattr(module, 'backbone', module)).__name__}")
-    return list(stages)[1:]
+        raise DetkitError(f"gradcam needs a detkit model with feature_layers(), got {type(module).__name__}")
+    return list(layers())
 
 
 def gradcam_maps(module: nn.Module, batch: torch.Tensor, queries: np.ndarray, labels: np.ndarray,

@@ -7,10 +7,11 @@ from typing import Any
 
 from detkit.errors import DetkitError
 from detkit.models.family import ForeignWeights, ModelFamily
+from detkit.models.dfine import FAMILY as DFINE_FAMILY
 from detkit.models.rtdetr import FAMILY as RTDETR_FAMILY
 
 DEFAULT_FAMILY = "rtdetr"
-FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (RTDETR_FAMILY,)}
+FAMILIES: dict[str, ModelFamily] = {f.name: f for f in (RTDETR_FAMILY, DFINE_FAMILY)}
 
 
 def get_family(name: str) -> ModelFamily:
@@ -35,18 +36,18 @@ def build_model(model_cfg: Any, num_classes: int):
 
 
 def read_foreign_weights(state_dict: dict) -> tuple[ModelFamily, ForeignWeights]:
-    """The family and architecture of weights without a recipe: the first family that reads them whole.
+    """The family and architecture of weights without a recipe: the first family that reads them whole (the most
+    specific first: an official D-FINE file also looks like an official RT-DETR v2 layout to RT-DETR's reader).
 
     When none does, the default family's error says why (its message names what it expected).
     """
-    first: DetkitError | None = None
-    for family in FAMILIES.values():
+    errors: dict[str, DetkitError] = {}
+    for name in sorted(FAMILIES, key=lambda n: n == DEFAULT_FAMILY):
         try:
-            return family, family.read_foreign(state_dict)
+            return FAMILIES[name], FAMILIES[name].read_foreign(state_dict)
         except DetkitError as e:
-            first = first or e
-    assert first is not None
-    raise first
+            errors[name] = e
+    raise errors[DEFAULT_FAMILY]
 
 
 def weights_hint() -> str:

@@ -26,6 +26,7 @@ class DetectionModel(Protocol):
     - ``forward(images)`` in eval mode → ``{"logits": [B,Q,K], "boxes": [B,Q,4]}`` (raw logits, normalised cxcywh);
       ``forward(images, targets)`` in train mode → whatever the family's criterion reads.
     - ``eval_layers`` / ``decoder_layers`` / ``set_eval_layers(k)``: run a prefix of the decoder at inference.
+    - ``feature_layers()``: the backbone modules whose outputs feed the encoder (explanation maps hook them).
     - ``deploy()``: fold training-only structure (re-parameterised convolutions) in place, eval only.
     - ``record_intermediates()``: a context manager yielding the family's trace of the forwards run inside it.
     """
@@ -42,6 +43,8 @@ class DetectionModel(Protocol):
     def decoder_layers(self) -> int: ...
 
     def set_eval_layers(self, k: int) -> None: ...
+
+    def feature_layers(self) -> list[torch.nn.Module]: ...
 
     def deploy(self) -> Any: ...
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from detkit.errors import DetkitError
-from detkit.models.decoder import DecoderTrace, generate_anchors
+from detkit.models.rtdetr.decoder import DecoderTrace, generate_anchors
 from detkit.models.denoising import DenoisingGroup
 from detkit.models.dfine.fdr import distance2bbox, integral, weighting_function
 from detkit.models.layers import inverse_sigmoid, make_activation

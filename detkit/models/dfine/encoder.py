@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detkit.models.encoder import AIFI, RepVggBlock, sincos_position_embedding
+from detkit.models.rtdetr.encoder import AIFI, RepVggBlock, sincos_position_embedding
 from detkit.models.layers import make_activation
 
 

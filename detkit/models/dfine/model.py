@@ -8,13 +8,13 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from detkit.models.decoder import DecoderTrace
+from detkit.models.rtdetr.decoder import DecoderTrace
 from detkit.models.denoising import build_denoising_group
 from detkit.models.dfine.config import HGNETV2, DFineConfig
 from detkit.models.dfine.decoder import DFineDecoder
 from detkit.models.dfine.encoder import ConvNorm, DFineHybridEncoder
 from detkit.models.dfine.hgnetv2 import HGNetv2
-from detkit.models.encoder import RepVggBlock
+from detkit.models.rtdetr.encoder import RepVggBlock
 
 
 class DFine(nn.Module):

@@ -14,7 +14,7 @@ from torch import nn
 from detkit.models.dfine.config import DFineConfig
 from detkit.models.dfine.encoder import ConvNorm
 from detkit.models.dfine.model import DFine, build_dfine
-from detkit.models.encoder import RepVggBlock
+from detkit.models.rtdetr.encoder import RepVggBlock
 
 
 def count_parameters(model: nn.Module) -> int:

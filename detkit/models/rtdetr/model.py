@@ -56,6 +56,10 @@ class RTDETR(nn.Module):
         """How many decoder layers were trained."""
         return self.decoder.num_layers
 
+    def feature_layers(self) -> list[nn.Module]:
+        """The backbone stages whose outputs feed the encoder (res3, res4, res5: strides 8, 16, 32)."""
+        return list(self.backbone.res_layers)[1:]
+
     def set_eval_layers(self, k: int) -> None:
         """Run only the first ``k`` decoder layers at inference (their own head answers); weights are unchanged."""
         if not 1 <= k <= self.decoder.num_layers:

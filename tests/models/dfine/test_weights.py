@@ -59,8 +59,8 @@ def test_config_read_keeps_non_preset_values(tiny_n):
 
 
 def test_rtdetr_weights_are_not_dfine():
-    from detkit.models.builder import build_model
-    from detkit.models.config import ModelConfig
+    from detkit.models.rtdetr.builder import build_model
+    from detkit.models.rtdetr.config import ModelConfig
 
     with torch.device("meta"):
         rtdetr = build_model(ModelConfig(depth=18, frozen_bn=False, freeze_stem=False), num_classes=80).state_dict()
