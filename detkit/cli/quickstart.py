@@ -17,6 +17,7 @@ def quickstart(
     eval_images: int = typer.Option(200, "--eval-images", help="Images in each of val, calib and test."),
     imgsz: int = typer.Option(256, "--imgsz", help="Image size of the synthetic data and the model input."),
     seed: int = typer.Option(0, "--seed"),
+    recipe: str = typer.Option("rtdetr-r18-cpu", "--recipe", help="Recipe to train (any family), e.g. dfine-n-cpu."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1 … (default: cuda when available)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Reuse a non-empty output folder."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object with paths and numbers."),
@@ -28,7 +29,8 @@ def quickstart(
     ui = UI(json_mode=json_out, quiet=quiet)
     with ui.progress():
         result = run_quickstart(out, train_minutes=train_minutes, train_images=train_images, eval_images=eval_images,
-                                imgsz=imgsz, seed=seed, device=device, overwrite=overwrite, log=lambda m: ui.print(f"[bold cyan]{m}[/]"))
+                                imgsz=imgsz, seed=seed, device=device, overwrite=overwrite, recipe=recipe,
+                                log=lambda m: ui.print(f"[bold cyan]{m}[/]"))
     ui.table("detkit quickstart", ["", "value"], summary_rows(result))
     for label, path in result.paths.items():
         ui.artifacts(label, path)

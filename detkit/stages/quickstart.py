@@ -61,11 +61,13 @@ def run_quickstart(
     overwrite: bool = False,
     extra_overrides: Sequence[str] = (),
     log: Callable[[str], None] = print,
+    recipe: str = QUICK_RECIPE,
 ) -> QuickstartResult:
     """Run the full chain into ``out`` and return the artifact paths and headline numbers.
 
     ``train_minutes`` bounds the training wall time (the trainer stops before an epoch that would end later);
-    ``extra_overrides`` are ``key=value`` recipe overrides for the training step.
+    ``extra_overrides`` are ``key=value`` recipe overrides for the training step; ``recipe`` is the recipe trained
+    (default the CPU profile ``rtdetr-r18-cpu``; any family's recipe works).
     """
     from detkit.stages.bench import benchmark
     from detkit.stages.calibrate import calibrate, write_outputs
@@ -86,7 +88,8 @@ def run_quickstart(
         raise DetkitError("train_minutes must be > 0, train_images >= 8 and eval_images >= 4",
                           params=("train_minutes", "train_images", "eval_images"))
     train_overrides = [f"train.time_limit_minutes={train_minutes}", f"train.imgsz={imgsz}", *extra_overrides]
-    check_training_sizes(resolve_recipe(QUICK_RECIPE, overrides=train_overrides))  # fail before any work is done
+    recipe = recipe if recipe.startswith("recipe:") or recipe.endswith((".yaml", ".yml")) else f"recipe:{recipe}"
+    check_training_sizes(resolve_recipe(recipe, overrides=train_overrides))  # fail before any work is done
     out.mkdir(parents=True, exist_ok=True)
     result = QuickstartResult(out=out)
     t_start = time.perf_counter()
@@ -100,8 +103,8 @@ def run_quickstart(
     if report.errors:
         raise DetkitError(f"the generated dataset has {len(report.errors)} validation errors", path=data)
 
-    trained = _timed(result, f"train {QUICK_RECIPE} ({train_minutes:g} min budget)", log, lambda: train(
-        QUICK_RECIPE, data, out=out / "train", name="run", device=device, seed=seed,
+    trained = _timed(result, f"train {recipe} ({train_minutes:g} min budget)", log, lambda: train(
+        recipe, data, out=out / "train", name="run", device=device, seed=seed,
         overrides=train_overrides))
     run_dir = trained.run_dir
     result.paths["run"] = run_dir
