@@ -241,7 +241,7 @@ class AugmentConfig(BaseModel):
         stop = info.data.get("stop_epoch")
         if stop is not None and (type(stop) is not type(v[2]) or stop != v[2]):
             raise ValueError(f"stop_epoch ({stop}) and the last policy epoch ({v[2]}) disagree: e3 is the stop "
-                             "epoch of the heavy ops; leave stop_epoch out or set it to e3")
+                             "epoch of the heavy ops; set stop_epoch to e3 or to null")
         return v
 
     @field_validator("extra")

@@ -4,6 +4,7 @@ that a recipe without them trains exactly as before."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -370,3 +371,20 @@ def test_preview_and_cli_show_mosaic_samples(shapes, cli, tmp_path):
     r = cli("data", "augment", shapes.root, "--recipe", section, "--preview", 2, "--preview-file", tmp_path / "g.png",
             "--imgsz", 64, "--epoch", 0, "--json")
     assert json.loads(r.out)["pipeline"] == ["hflip", "resize 64x64"]  # before e1: flip and resize only
+
+
+def test_augmented_copies_can_be_mosaics(shapes, tmp_path):
+    from detkit.data.augment_offline import write_augmented_dataset
+    from detkit.data.coco import read_coco
+
+    section = {**NO_HEAVY, "mosaic": {"p": 1.0}}
+    result = write_augmented_dataset(shapes, section, tmp_path / "mosaics", copies=1, seed=1)
+    coco = read_coco(load_dataset(result["dataset"]).split("train").annotations)
+    source = read_coco(shapes.split("train").annotations)
+    assert len(coco.images) == len(source.images)
+    assert len(coco.annotations) > 2 * len(source.annotations)  # four images' objects per copy, fewer off-canvas
+    boxes = coco.boxes_array()
+    assert np.all(boxes[:, 2:] >= 1) and np.all(boxes[:, :2] >= 0) and np.all(boxes[:, :2] + boxes[:, 2:] <= 96 + 1e-4)
+    again = write_augmented_dataset(shapes, section, tmp_path / "again", copies=1, seed=1)
+    assert Path(again["dataset"]).with_name("annotations").joinpath("train.json").read_bytes() == \
+        Path(result["dataset"]).with_name("annotations").joinpath("train.json").read_bytes()
