@@ -171,7 +171,7 @@ class EpochAugmentation:
         self.imgsz = self.plain.imgsz
         self.policy = epoch_policy(cfg, epoch, total_epochs) if train else None
         self.mosaic: DetectionTransform | None = None
-        self.tile_size = cfg.mosaic.tile_size or max(1, int(round(min(self.imgsz) / 2)))
+        self.tile_size = cfg.mosaic.tile_size or max(1, round(min(self.imgsz) / 2))
         if self.policy is not None and self.policy.mosaic:
             self.mosaic = build_transform(cfg, imgsz=imgsz, train=True, epoch=epoch, total_epochs=total_epochs,
                                           mosaic=True)

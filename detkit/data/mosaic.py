@@ -53,7 +53,7 @@ def paste_mosaic(
     for image, _, _ in tiles:
         h, w = image.shape[:2]
         s = tile_size / min(h, w)
-        sizes.append((max(1, int(round(h * s))), max(1, int(round(w * s)))))
+        sizes.append((max(1, round(h * s)), max(1, round(w * s))))
     cell_h, cell_w = max(s[0] for s in sizes), max(s[1] for s in sizes)
     canvas = np.empty((2 * cell_h, 2 * cell_w, 3), np.uint8)
     canvas[:] = np.asarray(fill, dtype=np.uint8)

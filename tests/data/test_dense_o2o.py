@@ -14,9 +14,19 @@ import torch
 from detkit.config.augment_section import load_augment_config
 from detkit.data import load_dataset
 from detkit.data.augment import EpochAugmentation, build_transform
-from detkit.data.augment_config import AugmentConfig, augment_config_from_dict, epoch_policy
+from detkit.data.augment_config import (
+    AugmentConfig,
+    augment_config_from_dict,
+    epoch_policy,
+)
 from detkit.data.augment_offline import preview_augmentations
-from detkit.data.loader import Collate, DetectionDataset, EpochLoader, mixup_batch, sample_seed
+from detkit.data.loader import (
+    Collate,
+    DetectionDataset,
+    EpochLoader,
+    mixup_batch,
+    sample_seed,
+)
 from detkit.data.mosaic import mosaic_picks, paste_mosaic
 from detkit.errors import DetkitError
 from detkit.models.preprocess import resize_image
@@ -142,6 +152,7 @@ def test_mosaic_affine_follows_the_settings():
     image, boxes, labels = aug(0, 4, 11, load)
     picks = mosaic_picks(11, 0, 4, 1.0)
     canvas, b, lab = paste_mosaic([load(i) for i in picks], 80, 0)  # identity affine: only the final resize
+    np.testing.assert_array_equal(image, resize_image(canvas, (160, 160)))
     sx, sy = 160 / canvas.shape[1], 160 / canvas.shape[0]
     np.testing.assert_allclose(boxes, b * [sx, sy, sx, sy], atol=1e-3)
     assert labels.tolist() == lab.tolist()
@@ -178,7 +189,7 @@ def test_without_mosaic_the_samples_are_those_of_the_plain_pipeline(shapes, augm
         assert ds.mixup_now() is None
         for i in range(len(ds)):
             image, target = ds[i]
-            old_image, old_boxes, old_labels = _old_dataset_sample(ds, AugmentConfig() if augment is None else cfg, i)
+            old_image, _, old_labels = _old_dataset_sample(ds, AugmentConfig() if augment is None else cfg, i)
             assert torch.equal(image, torch.from_numpy(old_image.transpose(2, 0, 1).copy()))
             assert target["labels"].tolist() == old_labels.tolist()
     # whole batches (collate included) equal those of a section without the new keys
