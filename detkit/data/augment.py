@@ -10,12 +10,20 @@ The default pipeline is the official RT-DETR one (docs/rtdetr.md §6.3), in this
 Sanitizing runs after every op that moves boxes (albumentations ``check_each_transform``): boxes are clipped to
 the image and those narrower or lower than ``min_size`` pixels are dropped with their labels. From
 ``stop_epoch`` on the three heavy ops are left out. Evaluation (``train=False``) only resizes.
+
+A mosaic sample (``augment.mosaic``, DEIM's dense one-to-one matching) is the 2x2 grid of
+:func:`detkit.data.mosaic.paste_mosaic` through its own pipeline, without zoom-out and IoU crop::
+
+    random affine (rotation, translation, scale; fill) → sanitize → photometric_distort → hflip → extra → resize
+
+:class:`EpochAugmentation` picks, per sample, which of the two pipelines runs; ``epoch_policy`` says which ops an
+epoch has (``stop_epoch`` / ``policy_epochs``).
 Previews and augmented copies of a dataset are in :mod:`detkit.data.augment_offline`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +32,7 @@ from detkit.data.augment_config import (
     HEAVY_OPS,
     AugmentConfig,
     augment_config_from_dict,
-    heavy_ops_active,
+    epoch_policy,
     make_extra_op,
 )
 from detkit.errors import DetkitError
@@ -74,8 +82,12 @@ def build_transform(
     train: bool = True,
     epoch: int | None = None,
     total_epochs: int | None = None,
+    mosaic: bool = False,
 ) -> DetectionTransform:
-    """The train pipeline for ``epoch`` (heavy ops dropped from ``stop_epoch`` on), or resize only for eval."""
+    """The train pipeline for ``epoch`` (heavy ops dropped from ``stop_epoch`` on), or resize only for eval.
+
+    ``mosaic=True``: the pipeline of a mosaic canvas (affine first, no zoom-out or IoU crop).
+    """
     import albumentations as A
 
     from detkit.data.augment_ops import IoUCrop, PhotometricDistort, Stretch, ZoomOut
@@ -89,18 +101,26 @@ def build_transform(
         raise DetkitError(f"imgsz must be positive, got {imgsz}")
     ops: list[Any] = []
     names: list[str] = []
+    if mosaic and not train:
+        raise DetkitError("the mosaic pipeline is a train pipeline", params="mosaic")
     if train:
-        if heavy_ops_active(cfg, epoch, total_epochs):
-            pd = cfg.photometric_distort
+        heavy = epoch_policy(cfg, epoch, total_epochs).heavy
+        if mosaic:
+            ops.append(_mosaic_affine(cfg))
+            names.append("mosaic affine")
+        pd = cfg.photometric_distort
+        if heavy:
+            ops.append(PhotometricDistort(pd.brightness, pd.contrast, pd.saturation, pd.hue, p_each=pd.p_each, p=pd.p))
+            names.append(HEAVY_OPS[0])
+        if heavy and not mosaic:
             zo = cfg.zoom_out
             ic = cfg.iou_crop
             ops += [
-                PhotometricDistort(pd.brightness, pd.contrast, pd.saturation, pd.hue, p_each=pd.p_each, p=pd.p),
                 ZoomOut(zo.side_range, fill=zo.fill, p=zo.p),
                 IoUCrop(ic.min_scale, ic.max_scale, ic.min_aspect, ic.max_aspect, ic.min_iou_options, ic.trials,
                         p=ic.p),
             ]
-            names += list(HEAVY_OPS)
+            names += list(HEAVY_OPS[1:])
         ops.append(A.HorizontalFlip(p=cfg.hflip.p))
         names.append("hflip")
         for i, op in enumerate(cfg.extra):
@@ -115,3 +135,62 @@ def build_transform(
                                min_height=cfg.min_size, check_each_transform=True, clip=True)
     compose = A.Compose(ops, bbox_params=bbox_params, seed=0)
     return DetectionTransform(compose, hw, names)
+
+
+def _mosaic_affine(cfg: AugmentConfig) -> Any:
+    """albumentations Affine on the whole canvas: rotation about the centre, independent x/y shifts, one scale."""
+    import albumentations as A
+    import cv2
+
+    af = cfg.mosaic.affine
+    fill = cfg.mosaic.fill if isinstance(cfg.mosaic.fill, int) else tuple(cfg.mosaic.fill)
+    return A.Affine(rotate=(-af.degrees, af.degrees), translate_percent={"x": (-af.translate, af.translate),
+                    "y": (-af.translate, af.translate)}, scale=tuple(af.scale), keep_ratio=True,
+                    interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=fill,
+                    rotate_method="largest_box", p=1.0)
+
+
+Loader = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class EpochAugmentation:
+    """The augmentation of one epoch over a whole split, one sample at a time.
+
+    Call with a sample's index, the number of images ``n``, the sample's seed and ``load(i) -> (uint8 HxWx3 RGB,
+    boxes xyxy px, labels)``. While the epoch's policy allows mosaic, a sample becomes a mosaic with probability
+    ``mosaic.p`` (with three other images drawn from the seed, :func:`detkit.data.mosaic.mosaic_picks`) and goes
+    through the mosaic pipeline; otherwise it goes through the plain one exactly as :func:`build_transform` builds
+    it. Everything is a pure function of the seed.
+    """
+
+    def __init__(self, cfg: AugmentConfig | dict | None, imgsz: int | tuple[int, int] = (640, 640), train: bool = True,
+                 epoch: int | None = None, total_epochs: int | None = None):
+        cfg = AugmentConfig() if cfg is None else augment_config_from_dict(cfg) if isinstance(cfg, dict) else cfg
+        self.cfg = cfg
+        self.plain = build_transform(cfg, imgsz=imgsz, train=train, epoch=epoch, total_epochs=total_epochs)
+        self.imgsz = self.plain.imgsz
+        self.policy = epoch_policy(cfg, epoch, total_epochs) if train else None
+        self.mosaic: DetectionTransform | None = None
+        self.tile_size = cfg.mosaic.tile_size or max(1, round(min(self.imgsz) / 2))
+        if self.policy is not None and self.policy.mosaic:
+            self.mosaic = build_transform(cfg, imgsz=imgsz, train=True, epoch=epoch, total_epochs=total_epochs,
+                                          mosaic=True)
+
+    @property
+    def op_names(self) -> tuple[str, ...]:
+        """The plain pipeline's op names, preceded by the mosaic pipeline's when this epoch has mosaic."""
+        if self.mosaic is None:
+            return self.plain.op_names
+        first = f"mosaic p={self.cfg.mosaic.p:g}: {', '.join(self.mosaic.op_names)}; else: {self.plain.op_names[0]}"
+        return (first, *self.plain.op_names[1:])
+
+    def __call__(self, index: int, n: int, seed: int, load: Loader) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from detkit.data.mosaic import mosaic_picks, paste_mosaic
+
+        picks = None if self.mosaic is None else mosaic_picks(seed, index, n, self.cfg.mosaic.p)
+        if picks is None:
+            self.plain.set_random_seed(seed)
+            return self.plain(*load(index))
+        canvas, boxes, labels = paste_mosaic([load(i) for i in picks], self.tile_size, self.cfg.mosaic.fill)
+        self.mosaic.set_random_seed(seed)
+        return self.mosaic(canvas, boxes, labels)

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from detkit.data.augment import DetectionTransform, build_transform
+from detkit.data.augment import EpochAugmentation
 from detkit.data.augment_config import AugmentConfig, augment_config_from_dict
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, image_file, read_coco
@@ -64,6 +64,17 @@ def _load_rgb(path: Path) -> np.ndarray:
     return load_image(path)
 
 
+def _loader(samples: list[_Sample], cached: tuple[int, np.ndarray] | None = None):
+    """``load(i) -> (image, boxes, codes)`` over the samples (a mosaic loads three more images)."""
+
+    def load(i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = samples[i]
+        image = cached[1] if cached is not None and cached[0] == i else _load_rgb(s.path)
+        return image, s.boxes, s.codes
+
+    return load
+
+
 def preview_augmentations(
     dataset: str | Path | DatasetSpec,
     cfg: AugmentConfig | dict | None,
@@ -84,14 +95,12 @@ def preview_augmentations(
     samples = _read_samples(ds.split(split), ds.class_map)
     if not samples:
         raise DetkitError(f"split '{split}' has no images to augment", path=ds.split(split).annotations)
-    transform = build_transform(cfg, imgsz=imgsz, train=True, epoch=epoch, total_epochs=total_epochs)
+    augment = EpochAugmentation(cfg, imgsz=imgsz, train=True, epoch=epoch, total_epochs=total_epochs)
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(samples), size=n, replace=n > len(samples))
     tiles = []
     for k, idx in enumerate(track(picks, "augmenting")):
-        s = samples[int(idx)]
-        transform.set_random_seed(_seed_of(seed, k, int(idx)))
-        image, boxes, codes = transform(_load_rgb(s.path), s.boxes, s.codes)
+        image, boxes, codes = augment(int(idx), len(samples), _seed_of(seed, k, int(idx)), _loader(samples))
         tiles.append(draw_boxes(image, boxes, codes // 2, ds.class_map.names))
     cols = int(math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / cols))
@@ -136,7 +145,7 @@ def write_augmented_dataset(
     if not samples:
         raise DetkitError(f"split '{split}' has no images to augment", path=ds.split(split).annotations)
     cfg = augment_config_from_dict(cfg) if not isinstance(cfg, AugmentConfig) else cfg
-    transforms: dict[tuple[int, int], DetectionTransform] = {}
+    transforms: dict[tuple[int, int], EpochAugmentation] = {}
     coco = CocoData(info={"description": f"{ds.name}: {copies} augmented copies of split '{split}' (seed {seed})"})
     cat_ids = np.asarray(ds.class_map.category_ids, dtype=np.int64)
     with DatasetWriter(out, ds.class_map, name=f"{ds.name}-augmented", overwrite=overwrite) as writer:
@@ -145,12 +154,12 @@ def write_augmented_dataset(
             hw = (image.shape[0], image.shape[1]) if imgsz is None else (
                 (int(imgsz), int(imgsz)) if isinstance(imgsz, (int, np.integer)) else tuple(imgsz))
             if hw not in transforms:
-                transforms[hw] = build_transform(cfg, imgsz=hw, train=True)
+                transforms[hw] = EpochAugmentation(cfg, imgsz=hw, train=True)
             transform = transforms[hw]
             stem = Path(s.file_name).with_suffix("")
+            load = _loader(samples, cached=(idx, image))
             for k in range(copies):
-                transform.set_random_seed(_seed_of(seed, idx, k))
-                aug, boxes, codes = transform(image, s.boxes, s.codes)
+                aug, boxes, codes = transform(idx, len(samples), _seed_of(seed, idx, k), load)
                 suffix = ".png" if s.path.suffix.lower() == ".png" else ".jpg"
                 file_name = f"{stem.as_posix()}_aug{k}{suffix}"
                 params = [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if suffix == ".jpg" else []

@@ -7,8 +7,11 @@ pipeline of :mod:`detkit.data.augment` (resized to ``imgsz``) and come out as ui
 labels and normalised cxcywh boxes, the model's training contract.
 
 Randomness is a pure function of ``(seed, epoch, index)``: the sampler order is seeded per epoch and every
-sample's augmentation is seeded from its own index, so a resumed run sees exactly the same batches whatever
-the number of workers.
+sample's augmentation (including which images join a mosaic) is seeded from its own index, and a batch's mixup from
+its images' ids, so a resumed run sees exactly the same batches whatever the number of workers or processes.
+
+MixUp (``augment.mixup``, DEIM's dense one-to-one matching) runs in :class:`Collate`, on the collated uint8 batch,
+so it comes before the trainer's multi-scale resize.
 """
 
 from __future__ import annotations
@@ -95,20 +98,27 @@ class DetectionDataset(Dataset):
         return len(self.records)
 
     def set_epoch(self, epoch: int) -> None:
-        """The augmentation policy depends on the epoch (stop-epoch of the heavy ops, docs/rtdetr.md §6.5)."""
+        """The augmentation policy depends on the epoch (stop epoch of the heavy ops, docs/rtdetr.md §6.5; DEIM's
+        policy epochs, docs/training.md)."""
         self.epoch = int(epoch)
         self._transform = None
 
     def _get_transform(self):
         if self._transform is None:
-            from detkit.data.augment import build_transform
-            from detkit.data.augment_config import AugmentConfig
+            from detkit.data.augment import EpochAugmentation
 
-            cfg = self.augment if self.augment is not None else AugmentConfig()
-            self._transform = build_transform(cfg, imgsz=self.imgsz, train=self.train, epoch=self.epoch, total_epochs=self.total_epochs)
+            self._transform = EpochAugmentation(self.augment, imgsz=self.imgsz, train=self.train, epoch=self.epoch,
+                                                total_epochs=self.total_epochs)
         return self._transform
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def mixup_now(self) -> Any:
+        """The ``augment.mixup`` settings when this epoch's batches are mixed, else None."""
+        if not self.train:
+            return None
+        transform = self._get_transform()
+        return transform.cfg.mixup if transform.policy is not None and transform.policy.mixup else None
+
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from detkit.data.images import load_image
 
         rec = self.records[index]
@@ -118,10 +128,13 @@ class DetectionDataset(Dataset):
             raise
         except Exception as e:  # noqa: BLE001 - an unreadable image is a data error, named
             raise DetkitError(f"cannot read image id {rec.image_id}: {e}", path=rec.path) from None
+        return image, rec.boxes.copy(), rec.labels.copy()
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rec = self.records[index]
         transform = self._get_transform()
-        if hasattr(transform, "set_random_seed"):
-            transform.set_random_seed(sample_seed(self.seed, self.epoch, index))
-        image, boxes, labels = transform(image, rec.boxes.copy(), rec.labels.copy())
+        seed = sample_seed(self.seed, self.epoch, index)
+        image, boxes, labels = transform(index, len(self.records), seed, self._load)
         h, w = image.shape[:2]
         boxes = torch.as_tensor(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
         scale = torch.tensor([w, h, w, h], dtype=torch.float32)
@@ -141,6 +154,41 @@ def collate(batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tu
     return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
 
 
+def mixup_batch(images: torch.Tensor, targets: list[dict[str, torch.Tensor]], p: float, beta: tuple[float, float],
+                seed: int) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    """With probability ``p``: ``image_i = round(b * image_i + (1 - b) * image_{i-1})`` for every image (the first
+    with the last), ``b ~ U(beta)`` once per batch, uint8 in and out, and each target gets the labels and boxes of
+    both images. A batch of one image is left as it is."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x6D6978])
+    if len(targets) < 2 or rng.random() >= p:
+        return images, targets
+    b = float(rng.uniform(*beta))
+    mixed = images.float().mul_(b).add_(images.roll(1, dims=0).float().mul_(1.0 - b)).round_().clamp_(0, 255)
+    out = []
+    for t, prev in zip(targets, targets[-1:] + targets[:-1]):
+        out.append({**t, "labels": torch.cat([t["labels"], prev["labels"]]),
+                    "boxes": torch.cat([t["boxes"], prev["boxes"]])})
+    return mixed.to(torch.uint8), out
+
+
+class Collate:
+    """:func:`collate`, then the batch's mixup when the dataset's epoch has one (seeded by the epoch and the batch's
+    image ids, so it does not depend on workers or processes)."""
+
+    def __init__(self, dataset: DetectionDataset):
+        self.dataset = dataset
+
+    def __call__(self, batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]],
+                 ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+        images, targets = collate(batch)
+        mix = self.dataset.mixup_now()
+        if mix is None:
+            return images, targets
+        ids = [int(t["image_id"]) for t in targets]
+        seed = sample_seed(self.dataset.seed, self.dataset.epoch, -2, *ids)
+        return mixup_batch(images, targets, mix.p, mix.beta, seed)
+
+
 class EpochLoader:
     """A DataLoader whose order and augmentation are seeded per epoch: call ``set_epoch`` before iterating."""
 
@@ -152,8 +200,9 @@ class EpochLoader:
             self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
         else:
             self.sampler = _SeededRandomSampler(dataset, seed) if shuffle else SequentialSampler(dataset)
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers, collate_fn=collate,
-                                 drop_last=drop_last, persistent_workers=False, pin_memory=torch.cuda.is_available())
+        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
+                                 collate_fn=Collate(dataset), drop_last=drop_last, persistent_workers=False,
+                                 pin_memory=torch.cuda.is_available())
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)

@@ -38,7 +38,7 @@ def explain(model: Any, images: Sequence[str | Path], out: str | Path, method: s
     import cv2
 
     from detkit.explain.render import contact_sheet, detection_picture, write_png
-    from detkit.models.preprocess import load_image
+    from detkit.data.images import load_image
     from detkit.stages.predict import collect_sources, load_predictor
     from detkit.utils.atomic import atomic_dir, atomic_write_json
     from detkit.utils.draw import draw_boxes

@@ -30,7 +30,7 @@ def augment_command(
 ) -> None:
     """Show what the training augmentation does (--preview N) or write augmented copies (--out DIR --copies K)."""
     from detkit.config.augment_section import load_augment_config
-    from detkit.data.augment import build_transform
+    from detkit.data.augment import EpochAugmentation
     from detkit.data.augment_offline import preview_augmentations, write_augmented_dataset
 
     if preview is None and out is None:
@@ -39,7 +39,7 @@ def augment_command(
     cfg, recipe_imgsz = load_augment_config(recipe)
     result: dict = {"recipe": recipe, "split": split, "seed": seed}
     size = imgsz or recipe_imgsz or 640
-    result["pipeline"] = list(build_transform(cfg, imgsz=size, train=True, epoch=epoch, total_epochs=epochs).op_names)
+    result["pipeline"] = list(EpochAugmentation(cfg, imgsz=size, train=True, epoch=epoch, total_epochs=epochs).op_names)
     ui.print(f"pipeline: {' → '.join(result['pipeline'])}")
     with ui.progress():
         if preview is not None:
