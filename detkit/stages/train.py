@@ -133,6 +133,13 @@ def train(
         resumed_from = None
     check_training_sizes(resolved)
 
+    # the model and its starting weights before any folder is written: bad weights leave nothing behind
+    torch.manual_seed(resolved.train.seed)
+    if model is None:
+        model = resolved.family.build_model(resolved.model, len(dataset.class_map))
+    if weights is not None:
+        _load_weights(model, weights, resolved, dataset.class_map, reinit_head)
+
     dist_info = distributed.env_info()
     dev = resolve_device(resolved.train.device, dist_info.local_rank)
     dist_info = distributed.init_distributed(dev)
@@ -149,11 +156,6 @@ def train(
         if on_start is not None and dist_info.is_main:
             on_start(prepared)
 
-        torch.manual_seed(resolved.train.seed)
-        if model is None:
-            model = resolved.family.build_model(resolved.model, len(dataset.class_map))
-        if weights is not None:
-            _load_weights(model, weights, resolved, dataset.class_map, reinit_head)
         torch.manual_seed(resolved.train.seed + dist_info.rank)  # per-process randomness (denoising noise)
         trainer = Trainer(model, resolved, dataset, run_dir, dev, dist_info=dist_info, run_info={"dataset": record})
         if ckpt is not None:
