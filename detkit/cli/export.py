@@ -13,32 +13,6 @@ from detkit.errors import DetkitError
 
 app = typer.Typer(no_args_is_help=True, help="Export a trained model for deployment.")
 
-# the export library's parameters (ExportError.params) as this command spells them
-_FLAGS = {
-    "model_source": "MODEL",
-    "out": "--out",
-    "calibrator": "--calibrator",
-    "imgsz": "--imgsz H W",
-    "dynamic_batch": "--dynamic-batch/--static-batch",
-    "opset": "--opset",
-    "fp16": "--fp16",
-    "decoder_layers": "--decoder-layers",
-    "simplify": "--simplify",
-    "verify": "--verify/--no-verify",
-    "verify_images": "--verify-image",
-    "weights": "--weights",
-    "class_map": "--classes",
-    "drop_below_threshold": "--drop-below-threshold",
-    "calib_data": "--calib-data",
-    "calib_split": "--calib-split",
-    "calib_images": "--calib-images",
-    "method": "--int8-method",
-    "eval_split": "--eval-split",
-    "max_ap_drop": "--max-ap-drop",
-    "max_float_groups": "--max-float-groups",
-}
-
-
 @contextmanager
 def export_flag_hints() -> Iterator[None]:
     """Re-raise the export library's errors (which name its parameters) with a hint naming this command's flags,
@@ -48,8 +22,7 @@ def export_flag_hints() -> Iterator[None]:
     try:
         yield
     except ExportError as e:
-        flags = [_FLAGS[p] for p in e.params if p in _FLAGS]
-        extra = [f"flag{'s' if len(flags) > 1 else ''}: {', '.join(flags)}"] if flags else []
+        extra = []  # the flags that set e.params are added by the app's error handler (detkit/cli/flags.py)
         if e.__cause__ is not None and not isinstance(e.__cause__, DetkitError):
             extra.append("re-run with --debug for the traceback")
         if not extra:

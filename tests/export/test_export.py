@@ -167,7 +167,7 @@ def test_bad_options_are_one_line_errors(cli, ckpt, tmp_path, args, needle, flag
     if "--out" not in args:
         args = [*args, "--out", str(tmp_path / "m.onnx")]
     r = cli("export", "onnx", ckpt, *args)
-    assert_clean_error(r, needle, f"flag: {flag}")
+    assert_clean_error(r, needle, f"on the command line: {flag}")
     assert not (tmp_path / "m.onnx").exists()
 
 

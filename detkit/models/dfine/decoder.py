@@ -309,6 +309,7 @@ class DFineDecoder(nn.Module):
         if self.trace is not None:
             self.trace.spatial_shapes = list(spatial_shapes)
             self.trace.query_index = topk[..., 0].detach()
+            self.trace.token_scores = scores.detach()
         if torch.is_grad_enabled():
             output_memory = self.enc_output(memory.gather(1, topk.expand(-1, -1, memory.shape[-1])))
         else:

@@ -51,6 +51,10 @@ class DFine(nn.Module):
         """How many decoder layers were trained."""
         return self.decoder.num_layers
 
+    def feature_layers(self) -> list[nn.Module]:
+        """The backbone stages whose outputs feed the encoder (``return_stages``)."""
+        return [self.backbone.stages[s - 1] for s in self.backbone.return_stages]
+
     def set_eval_layers(self, k: int) -> None:
         """Run only the first ``k`` decoder layers at inference (layer k's own class head and LQE answer)."""
         if not 1 <= k <= self.decoder.num_layers:
