@@ -246,6 +246,9 @@ def hf_model(case: str, seed: int):
             if isinstance(m, torch.nn.BatchNorm2d):  # random affine values, so no feature region is constant
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) * 0.5 + 0.75)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, torch.nn.Conv2d):  # HF's 0.01-std encoder convs leave whole levels constant
+                fan_in = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
         for layer in hf.model.decoder.layers:  # offsets that depend on the query
             layer.encoder_attn.sampling_offsets.weight.copy_(
                 torch.randn(layer.encoder_attn.sampling_offsets.weight.shape, generator=g) * 0.05)
