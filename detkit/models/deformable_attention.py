@@ -35,7 +35,8 @@ def points_per_level(num_points: int | Sequence[int], levels: int) -> list[int]:
 
 
 def _discrete_samples(value_l: torch.Tensor, locations_l: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Nearest-cell values: value_l ``[N, d, h·w]``, locations_l ``[N, Q, P, 2]`` (x, y in [0, 1]) → ``[N, d, Q, P]``."""
+    """Nearest-cell values: value_l ``[N, d, h·w]``, locations_l ``[N, Q, P, 2]`` (x, y in [0, 1]) →
+    ``[N, d, Q, P]``."""
     n, d, _ = value_l.shape
     q, p = locations_l.shape[1:3]
     size = torch.tensor([w, h], dtype=locations_l.dtype, device=locations_l.device)

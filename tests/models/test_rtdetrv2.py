@@ -18,14 +18,21 @@ from detkit.errors import DetkitError
 from detkit.models.checkpoint import read_weights
 from detkit.models.rtdetr.builder import build_model
 from detkit.models.rtdetr.config import ModelConfig
-from detkit.models.rtdetr.convert_weights import from_hf, load_into, points_from_scale, to_detkit, to_official
+from detkit.models.rtdetr.convert_weights import (
+    from_hf,
+    load_into,
+    points_from_scale,
+    to_detkit,
+    to_official,
+)
 from detkit.models.rtdetr.infer_config import infer_model_config
 
-TINY = dict(
-    depth=18, freeze_stem=False, frozen_bn=False, encoder_dim=64, encoder_ffn_dim=128, expansion=0.5,
-    hidden_dim=64, num_heads=4, num_queries=30, decoder_layers=2, decoder_ffn_dim=128, num_denoising=20,
-)
-DEIM = dict(activation="silu", query_pos_method="as_reg")
+TINY = {
+    "depth": 18, "freeze_stem": False, "frozen_bn": False, "encoder_dim": 64, "encoder_ffn_dim": 128,
+    "expansion": 0.5, "hidden_dim": 64, "num_heads": 4, "num_queries": 30, "decoder_layers": 2,
+    "decoder_ffn_dim": 128, "num_denoising": 20,
+}
+DEIM = {"activation": "silu", "query_pos_method": "as_reg"}
 ALL_OPTIONS = dict(num_points=[2, 6, 4], cross_attn_method="discrete", **DEIM)
 
 
@@ -91,7 +98,8 @@ def test_discrete_sampling_reads_nearest_cells_and_freezes_the_offsets():
     attn = model.decoder.decoder.layers[0].cross_attn
     assert not attn.sampling_offsets.weight.requires_grad and not attn.sampling_offsets.bias.requires_grad
     assert attn.attention_weights.weight.requires_grad
-    out = model(torch.rand(1, 3, 64, 64), [{"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3]])}])
+    targets = [{"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3]])}]
+    out = model(torch.rand(1, 3, 64, 64), targets)
     (out["logits"].sum() + out["boxes"].sum()).backward()
     assert attn.sampling_offsets.weight.grad is None and attn.attention_weights.weight.grad is not None
 
@@ -338,4 +346,11 @@ def test_discrete_sampling_exports_to_onnx_without_grid_sample(tmp_path):
     result = export_onnx(ckpt, tmp_path / "model.onnx")  # verified against PyTorch with onnxruntime
     ops = {node.op_type for node in onnx.load(str(result.model_path)).graph.node}
     assert "GridSample" not in ops and "GatherElements" in ops
-    assert result.parity is not None
+    assert result.parity is not None and result.parity.passed  # onnxruntime against PyTorch
+    ort = pytest.importorskip("onnxruntime")
+    session = ort.InferenceSession(str(result.model_path), providers=["CPUExecutionProvider"])
+    image = (textured((64, 64), 4) * 255).to(torch.uint8).numpy()
+    labels, boxes, scores = session.run(["labels", "boxes", "scores"], {
+        "images": image, "orig_sizes": torch.tensor([[640, 480]]).numpy()})
+    assert boxes.shape[:2] == scores.shape == labels.shape and scores.shape[1] > 0
+    assert bool((boxes[..., 2:] >= boxes[..., :2]).all()) and float(scores.max()) <= 1.0  # xyxy pixels, scores
