@@ -304,6 +304,9 @@ def test_matches_huggingface_rtdetrv2(case, size):
     ours = build_model(cfg, num_classes=5).eval()
     conv = load_into(ours, hf.state_dict(), source="hf")
     assert conv.layout == "hf" and conv.points == ([2, 6, 4] if case == "points" else [4, 4, 4])
+    inferred = infer_model_config(hf.state_dict())  # bare HF v2 weights need no recipe (discrete aside)
+    assert (inferred.points_per_level(), inferred.num_heads, inferred.hidden_dim) == (cfg.points_per_level(), 4, 64)
+    assert (inferred.query_pos_method, inferred.activation) == (cfg.query_pos_method, cfg.activation)
     scores = []
     hook = ours.decoder.enc_score_head.register_forward_hook(lambda m, i, o: scores.append(o))
     try:
