@@ -72,19 +72,20 @@ class ConvNormLayer(nn.Module):
 
 
 class MLP(nn.Module):
-    """``num_layers`` Linear layers with ReLU between them. Keys: ``layers.{i}``."""
+    """``num_layers`` Linear layers with ``act`` (ReLU by default) between them. Keys: ``layers.{i}``."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int):
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int, act: str = "relu"):
         super().__init__()
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.act = make_activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < last:
-                x = F.relu(x)
+                x = self.act(x)
         return x
 
 

@@ -36,10 +36,13 @@ def build_decoder(cfg: ModelConfig, num_classes: int, in_channels: list[int]) ->
         num_layers=cfg.decoder_layers,
         num_heads=cfg.num_heads,
         ffn_dim=cfg.decoder_ffn_dim,
-        num_points=cfg.num_points,
+        num_points=cfg.points_per_level(),
         dropout=cfg.dropout,
         eval_idx=cfg.eval_idx,
         num_denoising=cfg.num_denoising,
+        cross_attn_method=cfg.cross_attn_method,
+        activation=cfg.activation,
+        query_pos_method=cfg.query_pos_method,
     )
 
 

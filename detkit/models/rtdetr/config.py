@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from detkit.models.matcher import MatcherConfig
+
+FEATURE_LEVELS = 3  # the encoder hands the decoder strides 8, 16 and 32
 
 
 class ModelConfig(BaseModel):
@@ -34,12 +36,38 @@ class ModelConfig(BaseModel):
     decoder_layers: int = Field(6, ge=1, description="decoder layers (each with its own heads)")
     eval_idx: int = Field(-1, description="decoder layer whose head answers at inference (−1 = last)")
     decoder_ffn_dim: int = Field(1024, gt=0, description="decoder feed-forward width")
-    num_points: int = Field(4, ge=1, description="deformable-attention sampling points per level and head")
+    num_points: int | list[int] = Field(
+        4, description="deformable sampling points per head: one count for every level, or one per level (v2)"
+    )
+    cross_attn_method: Literal["default", "discrete"] = Field(
+        "default", description="deformable sampling: bilinear (default) or nearest cell by gather (discrete, v2)"
+    )
+    activation: Literal["relu", "silu"] = Field("relu", description="decoder FFN and MLP heads (DEIM: silu)")
+    query_pos_method: Literal["default", "as_reg"] = Field(
+        "default", description="query position head: 4→2d→d (default) or 4→d→d→d (as_reg, DEIM's RT-DETRv2)"
+    )
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout in encoder and decoder layers")
     # contrastive denoising (training only)
     num_denoising: int = Field(100, ge=0, description="denoising queries per image (0 disables CDN)")
     label_noise_ratio: float = Field(0.5, ge=0, le=1, description="label flip probability is half this")
     box_noise_scale: float = Field(1.0, ge=0, description="box jitter in units of half the box size")
+
+    @field_validator("num_points", mode="before")
+    @classmethod
+    def _points(cls, value):
+        """One positive count, or one positive count per feature level (docs/rtdetr.md §8.1)."""
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        if (isinstance(value, (list, tuple)) and len(value) == FEATURE_LEVELS
+                and all(isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in value)):
+            return list(value)
+        raise ValueError(f"must be a positive integer or a list of {FEATURE_LEVELS} positive integers "
+                         f"(one per feature level), got {value!r}")
+
+    def points_per_level(self) -> list[int]:
+        """``num_points`` as one count per feature level."""
+        p = self.num_points
+        return [p] * FEATURE_LEVELS if isinstance(p, int) else list(p)
 
     @model_validator(mode="after")
     def _check(self) -> ModelConfig:

@@ -1,16 +1,20 @@
 """Key maps between detkit's state-dict layout and foreign ones: official RT-DETR v1/v2 ``.pth`` and Hugging Face
-``RTDetrForObjectDetection``.
+``RTDetrForObjectDetection`` / ``RTDetrV2ForObjectDetection``.
 
 detkit's own layout is the official one with the v2 spellings ``encoder.input_proj.{i}.conv/norm`` and
 ``decoder.enc_output.proj/norm`` and without the derived v2 buffers (anchors, valid mask, points scale), which
 are recomputed for the actual input size. Every conversion returns a :class:`Conversion` that lists what could not
 be mapped; :func:`load_into` refuses unknown, missing or mis-shaped keys with a message naming them.
+
+The v2 points-scale buffers (official ``cross_attn.num_points_scale``, Hugging Face ``encoder_attn.n_points_scale``)
+hold 1/P_l for each sampling point of level l, so they give the points per level, which no weight shape shows
+(docs/rtdetr.md §8.5); a conversion reports them in :attr:`Conversion.points`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -28,6 +32,8 @@ CLASS_HEAD_PATTERNS = (
 )
 # buffers the official v2 code stores although they are derived from the input size / config
 _OFFICIAL_V2_DERIVED = re.compile(r"^decoder\.(anchors|valid_mask|decoder\.layers\.\d+\.cross_attn\.num_points_scale)$")
+_OFFICIAL_POINTS_SCALE = re.compile(r"^decoder\.decoder\.layers\.(\d+)\.cross_attn\.num_points_scale$")
+_HF_POINTS_SCALE = re.compile(r"^model\.decoder\.layers\.(\d+)\.encoder_attn\.n_points_scale$")
 
 
 @dataclass
@@ -36,10 +42,39 @@ class Conversion:
     layout: Layout
     unmapped: list[str] = field(default_factory=list)  # source keys no rule knows
     ignored: list[str] = field(default_factory=list)  # source keys knowingly skipped (derived buffers, duplicates)
+    points: list[int] | None = None  # sampling points per level, read from a v2 points-scale buffer (else None)
 
 
 def is_class_head_key(key: str) -> bool:
     return any(p.match(key) for p in CLASS_HEAD_PATTERNS)
+
+
+def points_from_scale(scale: torch.Tensor) -> list[int] | None:
+    """Points per level from a v2 points-scale buffer (P_l copies of 1/P_l, level by level); None if malformed."""
+    values = [float(v) for v in scale.detach().float().reshape(-1)]
+    points, i = [], 0
+    while i < len(values):
+        if not values[i] > 0:
+            return None
+        p = round(1.0 / values[i])
+        if p < 1 or i + p > len(values) or any(abs(v * p - 1.0) > 1e-3 for v in values[i:i + p]):
+            return None
+        points.append(p)
+        i += p
+    return points or None
+
+
+def _scale_points(found: dict[int, torch.Tensor], source: str) -> list[int] | None:
+    """The points per level all layers' scale buffers agree on (a DetkitError if they disagree or are malformed)."""
+    decoded = {layer: points_from_scale(t) for layer, t in found.items() if not t.is_meta}
+    if not decoded:
+        return None
+    distinct = {tuple(p) if p else None for p in decoded.values()}
+    if None in distinct or len(distinct) > 1:
+        raise DetkitError(
+            f"{source} weights: the decoder layers' points-scale buffers do not describe one count of sampling "
+            "points per level", hint="expected 1/P repeated P times for each level in every layer")
+    return list(next(iter(distinct)))
 
 
 # -- layout detection --------------------------------------------------------------------------------------------
@@ -73,9 +108,11 @@ def from_official(sd: Mapping[str, torch.Tensor]) -> Conversion:
     """Official v1 or v2 → detkit (v1 ``input_proj.{i}.0/1`` and ``enc_output.0/1`` renamed; v2 buffers skipped)."""
     sd = unwrap_official(sd)
     layout = detect_layout(sd)
-    out, ignored = {}, []
+    out, ignored, scales = {}, [], {}
     for k, v in sd.items():
         if _OFFICIAL_V2_DERIVED.match(k):
+            if m := _OFFICIAL_POINTS_SCALE.match(k):
+                scales[int(m[1])] = v
             ignored.append(k)
             continue
         k2 = re.sub(r"^encoder\.input_proj\.(\d+)\.0\.", r"encoder.input_proj.\1.conv.", k)
@@ -83,14 +120,20 @@ def from_official(sd: Mapping[str, torch.Tensor]) -> Conversion:
         k2 = re.sub(r"^decoder\.enc_output\.0\.", "decoder.enc_output.proj.", k2)
         k2 = re.sub(r"^decoder\.enc_output\.1\.", "decoder.enc_output.norm.", k2)
         out[k2] = v
-    return Conversion(out, layout if layout != "detkit" else "official-v2", ignored=ignored)
+    layout = layout if layout != "detkit" else "official-v2"
+    return Conversion(out, layout, ignored=ignored, points=_scale_points(scales, layout))
 
 
 def to_official(
-    sd: Mapping[str, torch.Tensor], version: str = "v1", imgsz: tuple[int, int] = (640, 640), num_points: int = 4
+    sd: Mapping[str, torch.Tensor],
+    version: str = "v1",
+    imgsz: tuple[int, int] = (640, 640),
+    num_points: int | Sequence[int] = 4,
 ) -> dict[str, torch.Tensor]:
     """detkit → official layout. ``v2`` also writes its derived buffers (anchors and valid mask for ``imgsz``,
-    the deformable-attention points scale), as the official v2 code stores them."""
+    the deformable-attention points scale for ``num_points``: one count, or one per level), as the official v2
+    code stores them."""
+    from detkit.models.deformable_attention import points_per_level
     from detkit.models.rtdetr.decoder import generate_anchors
 
     if version not in ("v1", "v2"):
@@ -107,10 +150,9 @@ def to_official(
         shapes = [(imgsz[0] // s, imgsz[1] // s) for s in (8, 16, 32)]
         out["decoder.anchors"], out["decoder.valid_mask"] = generate_anchors(shapes)
         layers = sorted({int(m[1]) for k in sd if (m := re.match(r"^decoder\.decoder\.layers\.(\d+)\.", k))})
+        scale = torch.cat([torch.full((p,), 1.0 / p) for p in points_per_level(num_points, len(shapes))])
         for i in layers:
-            out[f"decoder.decoder.layers.{i}.cross_attn.num_points_scale"] = torch.full(
-                (len(shapes) * num_points,), 1.0 / num_points
-            )
+            out[f"decoder.decoder.layers.{i}.cross_attn.num_points_scale"] = scale.clone()
     return out
 
 
@@ -165,7 +207,10 @@ _QKV = re.compile(r"^(.*\.self_attn)\.([qkv])_proj\.(weight|bias)$")
 
 
 def from_hf(sd: Mapping[str, torch.Tensor]) -> Conversion:
-    """Hugging Face ``RTDetrForObjectDetection`` (or ``RTDetrModel``) → detkit.
+    """Hugging Face ``RTDetrForObjectDetection`` / ``RTDetrV2ForObjectDetection`` (or their ``*Model``) → detkit.
+
+    The v2 naming is v1's plus one derived buffer per decoder layer, ``encoder_attn.n_points_scale`` (skipped; it
+    gives :attr:`Conversion.points`).
 
     Separate q/k/v projections are packed into ``in_proj_weight``/``in_proj_bias``; the top-level
     ``class_embed``/``bbox_embed`` copies older files carry are used only when the ``model.decoder.*`` ones are absent
@@ -175,9 +220,13 @@ def from_hf(sd: Mapping[str, torch.Tensor]) -> Conversion:
         sd = {f"model.{k}": v for k, v in sd.items()}
     out: dict[str, torch.Tensor] = {}
     qkv: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
-    unmapped, ignored, top_level = [], [], {}
+    unmapped, ignored, top_level, scales = [], [], {}, {}
     for k, v in sd.items():
         if k.endswith("num_batches_tracked"):
+            ignored.append(k)
+            continue
+        if m := _HF_POINTS_SCALE.match(k):
+            scales[int(m[1])] = v
             ignored.append(k)
             continue
         if m := _HF_TOP_LEVEL_HEADS.match(k):
@@ -200,7 +249,8 @@ def from_hf(sd: Mapping[str, torch.Tensor]) -> Conversion:
             out[new] = v
     for inner_key, (src_key, v) in top_level.items():
         if inner_key in sd:
-            if sd[inner_key].shape != v.shape or not torch.equal(sd[inner_key], v):
+            same = sd[inner_key].shape == v.shape and (v.is_meta or torch.equal(sd[inner_key], v))
+            if not same:
                 raise DetkitError(f"Hugging Face weights: {src_key} differs from its copy {inner_key}")
             ignored.append(src_key)
         else:
@@ -212,7 +262,7 @@ def from_hf(sd: Mapping[str, torch.Tensor]) -> Conversion:
             unmapped.append(f"{prefix} ({kind}): missing {', '.join(p + '_proj' for p in missing)}")
             continue
         out[f"{prefix}.in_proj_{kind}"] = torch.cat([parts["q"], parts["k"], parts["v"]], dim=0)
-    return Conversion(out, "hf", unmapped=unmapped, ignored=ignored)
+    return Conversion(out, "hf", unmapped=unmapped, ignored=ignored, points=_scale_points(scales, "Hugging Face"))
 
 
 def to_detkit(sd: Mapping[str, torch.Tensor]) -> Conversion:
@@ -227,6 +277,21 @@ def to_detkit(sd: Mapping[str, torch.Tensor]) -> Conversion:
 
 
 # -- loading into a module ---------------------------------------------------------------------------------------
+def _check_points(model: nn.Module, conv: Conversion, source: str) -> None:
+    """Weights whose points-scale buffers give other points per level than the model's are refused: the tensors
+    may have the same shapes ([3, 6, 3] and [4, 4, 4] both sample 12 points), but the offsets mean other things."""
+    from detkit.models.deformable_attention import MSDeformableAttention
+
+    if conv.points is None:
+        return
+    attn = next((m for m in model.modules() if isinstance(m, MSDeformableAttention)), None)
+    if attn is not None and attn.points != conv.points:
+        raise DetkitError(
+            f"{source}: weights sample {conv.points} points per level but the model {attn.points}",
+            hint=f"set model.num_points={conv.points} in the recipe",
+        )
+
+
 def _head_classes(sd: Mapping[str, torch.Tensor]) -> int | None:
     w = sd.get("decoder.enc_score_head.weight")
     return int(w.shape[0]) if w is not None else None
@@ -246,6 +311,7 @@ def load_into(
     embedding; without it the error names both class counts (or ``class_mismatch_message`` when given).
     """
     conv = to_detkit(sd)
+    _check_points(model, conv, source)
     if conv.unmapped:
         raise DetkitError(
             f"{source}: {len(conv.unmapped)} {conv.layout} key(s) have no place in the model: "

@@ -3,24 +3,28 @@
 Key names follow the official checkpoints: ``input_proj``, ``decoder.layers.{i}``, ``query_pos_head``,
 ``denoising_class_embed``, ``enc_output.proj/norm``, ``enc_score_head``, ``enc_bbox_head``, ``dec_score_head.{i}``,
 ``dec_bbox_head.{i}``.
+
+RT-DETRv2 and DEIM options (docs/rtdetr.md §8): sampling points per level, discrete sampling, SiLU in the FFN and
+the MLP heads, and the 3-layer ``as_reg`` query position head.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from detkit.errors import DetkitError
 from detkit.models.deformable_attention import MSDeformableAttention
 from detkit.models.denoising import DenoisingGroup
-from detkit.models.layers import MLP, ConvNormLayer, inverse_sigmoid
+from detkit.models.layers import MLP, ConvNormLayer, inverse_sigmoid, make_activation
 
 ANCHOR_EPS = 1e-2
+QUERY_POS_METHODS = ("default", "as_reg")
 
 
 def generate_anchors(
@@ -53,7 +57,8 @@ class DecoderTrace:
     ran, ``reference_boxes[i]`` is the box ``[B, Q, 4]`` (cxcywh in [0, 1]) the layer sampled around,
     ``sampling_locations[i]`` ``[B, Q, heads, levels, points, 2]`` the (x, y) sampling points in [0, 1] of the
     input image, and ``attention_weights[i]`` ``[B, Q, heads, levels, points]`` their weights (each head's weights
-    sum to 1 over levels × points). ``token_scores`` ``[B, T]`` is every token's best class logit, by which the
+    sum to 1 over levels × points; with per-level point counts ``points`` is the largest, and a level's missing
+    points repeat the box centre at weight 0). ``token_scores`` ``[B, T]`` is every token's best class logit, by which the
     queries were selected. All tensors are detached.
     """
 
@@ -66,18 +71,30 @@ class DecoderTrace:
 
 
 class DecoderLayer(nn.Module):
-    """Post-norm: self-attention (q = k = tgt + pos), deformable cross-attention (query = tgt + pos), FFN."""
+    """Post-norm: self-attention (q = k = tgt + pos), deformable cross-attention (query = tgt + pos), FFN
+    (``activation`` between its two linears)."""
 
-    def __init__(self, dim: int, num_heads: int, ffn_dim: int, num_levels: int, num_points: int, dropout: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        num_levels: int,
+        num_points: int | Sequence[int],
+        dropout: float = 0.0,
+        cross_attn_method: str = "default",
+        activation: str = "relu",
+    ):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(dim)
-        self.cross_attn = MSDeformableAttention(dim, num_heads, num_levels, num_points)
+        self.cross_attn = MSDeformableAttention(dim, num_heads, num_levels, num_points, method=cross_attn_method)
         self.norm2 = nn.LayerNorm(dim)
         self.linear1 = nn.Linear(dim, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm3 = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
+        self.activation = make_activation(activation)
 
     def forward(
         self,
@@ -93,7 +110,7 @@ class DecoderLayer(nn.Module):
         tgt = self.norm1(tgt + self.dropout(attn))
         cross = self.cross_attn(tgt + pos, ref_boxes, memory, spatial_shapes)
         tgt = self.norm2(tgt + self.dropout(cross))
-        ffn = self.linear2(self.dropout(F.relu(self.linear1(tgt))))
+        ffn = self.linear2(self.dropout(self.activation(self.linear1(tgt))))
         return self.norm3(tgt + self.dropout(ffn))
 
 
@@ -113,10 +130,13 @@ class RTDETRDecoder(nn.Module):
         num_layers: int = 6,
         num_heads: int = 8,
         ffn_dim: int = 1024,
-        num_points: int = 4,
+        num_points: int | Sequence[int] = 4,
         dropout: float = 0.0,
         eval_idx: int = -1,
         num_denoising: int = 100,
+        cross_attn_method: str = "default",
+        activation: str = "relu",
+        query_pos_method: str = "default",
     ):
         super().__init__()
         if not -num_layers <= eval_idx < num_layers:
@@ -136,18 +156,28 @@ class RTDETRDecoder(nn.Module):
             num_levels=num_levels,
             num_points=num_points,
             dropout=dropout,
+            cross_attn_method=cross_attn_method,
+            activation=activation,
         )
         self.denoising_class_embed = (
             nn.Embedding(num_classes + 1, hidden_dim, padding_idx=num_classes) if num_denoising > 0 else None
         )
-        self.query_pos_head = MLP(4, 2 * hidden_dim, hidden_dim, 2)
+        if query_pos_method not in QUERY_POS_METHODS:
+            raise ValueError(f"query_pos_method must be one of {', '.join(QUERY_POS_METHODS)}, "
+                             f"got {query_pos_method!r}")
+        # default: 4 → 2d → d (RT-DETR); as_reg: 4 → d → d → d, shaped like the box heads (DEIM's RT-DETRv2)
+        self.query_pos_head = (
+            MLP(4, hidden_dim, hidden_dim, 3, act=activation)
+            if query_pos_method == "as_reg"
+            else MLP(4, 2 * hidden_dim, hidden_dim, 2, act=activation)
+        )
         self.enc_output = nn.Sequential(
             OrderedDict(proj=nn.Linear(hidden_dim, hidden_dim), norm=nn.LayerNorm(hidden_dim))
         )
         self.enc_score_head = nn.Linear(hidden_dim, num_classes)
-        self.enc_bbox_head = MLP(hidden_dim, hidden_dim, 4, 3)
+        self.enc_bbox_head = MLP(hidden_dim, hidden_dim, 4, 3, act=activation)
         self.dec_score_head = nn.ModuleList(nn.Linear(hidden_dim, num_classes) for _ in range(num_layers))
-        self.dec_bbox_head = nn.ModuleList(MLP(hidden_dim, hidden_dim, 4, 3) for _ in range(num_layers))
+        self.dec_bbox_head = nn.ModuleList(MLP(hidden_dim, hidden_dim, 4, 3, act=activation) for _ in range(num_layers))
         self._anchor_cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self.trace: DecoderTrace | None = None  # set only while RTDETR.record_intermediates() is active
         self.reset_parameters()

@@ -3,12 +3,16 @@
 Works on every layout :mod:`detkit.models.rtdetr.convert_weights` reads (detkit, official v1/v2, Hugging Face), so bare
 foreign weights need no recipe. What the shapes give: backbone depth (blocks per stage, basic vs bottleneck
 blocks), encoder width, AIFI layers and feed-forward width, CSPRep expansion and blocks (``depth_mult``), decoder
-width, layers and feed-forward width, class count, whether contrastive denoising was trained.
+width, layers and feed-forward width, class count, whether contrastive denoising was trained, and the query
+position head (2 layers: RT-DETR's; 3 layers: ``query_pos_method: as_reg``).
 
 What they do not give, and the values taken (those of every released RT-DETR): attention heads (8; only heads ×
-points shows in the deformable attention, and an official v2 file's points-scale buffer gives the points),
-``num_queries`` (300: query selection has no weights), ``eval_idx`` (last layer), ``pe_temperature`` (10000) and
-the training-only noise settings. The training input size shows only in an official v2 file's anchor buffer
+points shows in the deformable attention, and a v2 file's points-scale buffer, official or Hugging Face, gives
+the points per level), ``num_queries`` (300: query selection has no weights), ``eval_idx`` (last layer),
+``pe_temperature`` (10000), bilinear sampling (``cross_attn_method`` leaves no trace in the weights), the
+activation (ReLU; SiLU with the 3-layer query position head, which only DEIM's RT-DETRv2 models have,
+docs/rtdetr.md §8.5) and the training-only noise settings. The training input size shows only in an official v2
+file's anchor buffer
 (:func:`infer_imgsz`).
 """
 
@@ -29,7 +33,6 @@ from detkit.models.rtdetr.convert_weights import to_detkit, unwrap_official
 DEFAULT_HEADS = 8
 DEFAULT_QUERIES = 300
 DEFAULT_DENOISING = 100
-_POINTS_SCALE = re.compile(r"^decoder\.decoder\.layers\.0\.cross_attn\.num_points_scale$")
 
 
 def _indices(sd: Mapping[str, torch.Tensor], pattern: str) -> set[int]:
@@ -55,18 +58,17 @@ def _depth(sd: Mapping[str, torch.Tensor]) -> int:
     )
 
 
-def _heads_and_points(raw: Mapping[str, torch.Tensor], heads_x_points: int, levels: int,
-                      dims: tuple[int, ...]) -> tuple[int, int]:
-    points = None
-    for k, v in raw.items():
-        if _POINTS_SCALE.match(k):
-            points = v.numel() // levels
+def _heads_and_points(samples: int, points: list[int] | None, levels: int,
+                      dims: tuple[int, ...]) -> tuple[int, int | list[int]]:
+    """Heads and points per level from the heads × Σ points rows of ``attention_weights``; ``points`` is what a
+    v2 points-scale buffer says (None without one). Equal counts on every level are given as one int."""
     if points:
-        return heads_x_points // points, points
+        heads = max(1, samples // sum(points))
+        return heads, points[0] if len(set(points)) == 1 else points
     for heads in (DEFAULT_HEADS, 4, 2, 1):  # the released models use 8; narrower custom widths may need fewer
-        if heads_x_points % heads == 0 and all(d % heads == 0 for d in dims):
-            return heads, heads_x_points // heads
-    return 1, heads_x_points
+        if samples % (heads * levels) == 0 and all(d % heads == 0 for d in dims):
+            return heads, samples // (heads * levels)
+    return 1, max(1, samples // levels)
 
 
 def infer_model_config(state_dict: Mapping[str, torch.Tensor]) -> ModelConfig:
@@ -74,8 +76,8 @@ def infer_model_config(state_dict: Mapping[str, torch.Tensor]) -> ModelConfig:
 
     Raises a DetkitError naming what is missing when the tensors are not an RT-DETR with a PResNet-vd backbone.
     """
-    raw = unwrap_official(state_dict)
-    sd = to_detkit(raw).state_dict
+    conv = to_detkit(unwrap_official(state_dict))
+    sd = conv.state_dict
 
     def shape(key: str) -> tuple[int, ...]:
         t = sd.get(key)
@@ -95,8 +97,9 @@ def infer_model_config(state_dict: Mapping[str, torch.Tensor]) -> ModelConfig:
     levels = _count(sd, r"^decoder\.input_proj\.(\d+)\.")
     if levels != 3:
         raise DetkitError(f"decoder reads {levels} feature levels; detkit's RT-DETR uses 3 (strides 8, 16, 32)")
-    heads_x_points = shape("decoder.decoder.layers.0.cross_attn.attention_weights.weight")[0] // levels
-    heads, points = _heads_and_points(raw, heads_x_points, levels, (encoder_dim, hidden_dim))
+    samples = shape("decoder.decoder.layers.0.cross_attn.attention_weights.weight")[0]
+    heads, points = _heads_and_points(samples, conv.points, levels, (encoder_dim, hidden_dim))
+    as_reg = _count(sd, r"^decoder\.query_pos_head\.layers\.(\d+)\.") == 3
     try:
         cfg = ModelConfig(
             depth=depth,
@@ -112,7 +115,9 @@ def infer_model_config(state_dict: Mapping[str, torch.Tensor]) -> ModelConfig:
             num_queries=DEFAULT_QUERIES,
             decoder_layers=max(1, _count(sd, r"^decoder\.decoder\.layers\.(\d+)\.")),
             decoder_ffn_dim=shape("decoder.decoder.layers.0.linear1.weight")[0],
-            num_points=max(1, points),
+            num_points=points,
+            query_pos_method="as_reg" if as_reg else "default",
+            activation="silu" if as_reg else "relu",
             num_denoising=DEFAULT_DENOISING if "decoder.denoising_class_embed.weight" in sd else 0,
         )
     except ValidationError as e:  # shapes no RT-DETR variant can have
