@@ -45,7 +45,9 @@ def bench_command(
     model: str = typer.Argument(..., help="Run dir, checkpoint, model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors, or recipe:NAME (with --weights).", show_default=False),
     weights: Path = typer.Option(None, "--weights", help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors."),
     classes: Path = typer.Option(None, "--classes", help="dataset.yaml or names file (one class per line): the classes of weights that carry none."),
-    backends: str = typer.Option("torch,onnxruntime", "--backends", help="Comma-separated: torch, onnxruntime."),
+    backends: str = typer.Option(
+        "torch,onnxruntime", "--backends",
+        help="Comma-separated: torch, onnxruntime, openvino (extra 'detkit[openvino]'; runs the ONNX file)."),
     batch: str = typer.Option("1", "--batch", help="Batch sizes, comma-separated, e.g. 1,4."),
     imgsz: int = typer.Option(None, "--imgsz", help="Square input size (multiple of 32) [default: the model's]."),
     threads: str = typer.Option(None, "--threads", help="CPU thread counts, comma-separated [default: torch's current]."),

@@ -44,6 +44,10 @@ def eval_command(
     overlap: float = overlap_option(),
     out: Path = typer.Option(None, "--out", help="Parent folder of the eval dir (default: runs/eval)."),
     name: str = typer.Option(None, "--name", help="Eval dir name, auto-incremented if taken (default: eval)."),
+    backend: str = typer.Option(
+        None, "--backend",
+        help="Runtime of an exported .onnx MODEL: onnxruntime or openvino (extra 'detkit[openvino]') "
+             "[default: onnxruntime]."),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
@@ -72,6 +76,7 @@ def eval_command(
             device=device,
             cache_dir=cache_dir,
             weights=weights,
+            backend=backend,
             **slicing,
         )
     for w in result.warnings:

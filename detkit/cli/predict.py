@@ -25,6 +25,10 @@ def predict_command(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
     slice_hw: tuple[int, int] = slice_option(),
     overlap: float = overlap_option(),
+    backend: str = typer.Option(
+        None, "--backend",
+        help="Runtime of an exported .onnx MODEL: onnxruntime or openvino (extra 'detkit[openvino]') "
+             "[default: onnxruntime]."),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the result on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
@@ -36,6 +40,7 @@ def predict_command(
     with ui.progress(), slicing_flag_hints():
         result = predict(model, sources, out=out, conf=conf, calibrator=calibrator, batch_size=batch, device=device,
                          threads=threads, save_media=save, overwrite=overwrite, weights=weights, class_map=classes,
+                         backend=backend,
                          **slicing)
     for s in result.skipped:
         ui.warn(f"skipped {s['source']}: {s['reason']}")

@@ -2,7 +2,8 @@
 
 - :class:`Detector` (a Protocol): ``backend``, ``class_map``, ``imgsz``, ``source``, ``predict(images, conf)``,
   ``predict_table(images, image_ids, conf)``; implemented by :class:`TorchDetector` (PyTorch) and
-  :class:`OnnxDetector` (onnxruntime).
+  :class:`OnnxDetector` (onnxruntime) and :class:`OpenVinoDetector` (OpenVINO, optional extra), the last two
+  sharing :class:`ExportedDetector`.
 - :func:`open_detector`: run dir, checkpoint, ``recipe:NAME`` (+ weights), ``model.onnx`` or bare official /
   Hugging Face weights → a Detector. Every command and ``detkit.load_model`` go through it.
 
@@ -23,6 +24,8 @@ _EXPORTS = {
     "resolve_device": "detkit.inference.torch_detector",
     "OnnxDetector": "detkit.inference.onnx_detector",
     "read_model_metadata": "detkit.inference.onnx_detector",
+    "ExportedDetector": "detkit.inference.exported",
+    "OpenVinoDetector": "detkit.inference.openvino_detector",
     "open_detector": "detkit.inference.resolve",
     "find_run_checkpoint": "detkit.inference.resolve",
     "coco80_class_map": "detkit.inference.classes",

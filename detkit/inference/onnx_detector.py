@@ -16,8 +16,7 @@ import numpy as np
 
 from detkit.data.classmap import ClassMap
 from detkit.errors import DetkitError
-from detkit.evaluation.detections import DetectionTable
-from detkit.inference.types import Detections
+from detkit.inference.exported import ExportedDetector
 
 METADATA_KEY = "detkit"
 
@@ -40,7 +39,7 @@ def read_model_metadata(onnx_path: str | Path) -> dict[str, Any]:
     else:
         try:
             model = onnx.load(str(path), load_external_data=False)
-        except Exception as e:  # noqa: BLE001 - onnx raises several types for a broken file
+        except Exception as e:
             raise DetkitError(
                 f"not a readable ONNX model ({type(e).__name__}: {e})",
                 hint="re-export it with `detkit export onnx`",
@@ -82,7 +81,7 @@ def create_session(path: str | Path, threads: int | None = None, providers: Sequ
         opts.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=list(providers or default_providers()))
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception hierarchy
+    except Exception as e:
         raise DetkitError(
             f"onnxruntime cannot load the model ({type(e).__name__}: {str(e).splitlines()[0]})",
             hint="re-export it with `detkit export onnx`",
@@ -90,15 +89,17 @@ def create_session(path: str | Path, threads: int | None = None, providers: Sequ
         ) from e
 
 
-class OnnxDetector:
+class OnnxDetector(ExportedDetector):
     """Run an exported detkit model with onnxruntime (the ``onnxruntime`` backend of ``detkit.inference.Detector``).
 
     ``predict(images, conf)`` and ``predict_table(images, image_ids, conf)`` behave like ``TorchDetector``'s:
     images are paths or uint8 HWC RGB arrays; boxes come back as xyxy original pixels.
-    ``calibrator`` is the embedded calibrator (or None).
+    ``calibrator`` is the embedded calibrator (or None). Everything but opening and running the session is
+    shared with the other runtimes (:class:`detkit.inference.exported.ExportedDetector`).
     """
 
     backend = "onnxruntime"
+    runtime = "onnxruntime"
 
     def __init__(
         self,
@@ -108,102 +109,27 @@ class OnnxDetector:
         batch_size: int = 8,
         metadata: dict[str, Any] | None = None,
     ):
-        self.path = self.source = Path(path)
-        if not self.path.is_file():
-            raise DetkitError("ONNX model not found", path=self.path)
-        self.metadata = metadata if metadata is not None else read_model_metadata(self.path)
-        self.class_map = ClassMap.from_dict(self.metadata["classes"])
-        self.imgsz = (int(self.metadata["imgsz"][0]), int(self.metadata["imgsz"][1]))
-        self.session = create_session(self.path, threads=threads, providers=providers)
+        self._providers = providers
+        super().__init__(path, threads=threads, batch_size=batch_size, metadata=metadata)
+
+    def _open(self) -> tuple[dict[str, int | None], list[str]]:
+        self.session = create_session(self.path, threads=self.threads, providers=self._providers)
         self.providers = self.session.get_providers()
-        self.threads = threads
-        self.batch_size = max(1, int(batch_size))
-        inputs = {i.name: i for i in self.session.get_inputs()}
-        if set(inputs) != {"images", "orig_sizes"}:
-            raise DetkitError(
-                f"ONNX model inputs are {sorted(inputs)}, expected images and orig_sizes",
-                hint="export it with `detkit export onnx`",
-                path=self.path,
-            )
-        batch_dim = inputs["images"].shape[0]
-        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
-        self.calibrator = _embedded_calibrator(self.metadata.get("calibrator"), self.path)
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        dims = {i.name: i.shape[0] for i in self.session.get_inputs()}
+        return ({k: d if isinstance(d, int) else None for k, d in dims.items()},
+                [o.name for o in self.session.get_outputs()])
+
+    def _forward(self, images: np.ndarray, orig_sizes: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {"images": images, "orig_sizes": orig_sizes})
 
     @property
     def device(self) -> str:
         return "cuda" if self.providers and self.providers[0] == "CUDAExecutionProvider" else "cpu"
 
-    def run(self, images: np.ndarray, orig_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The graph on a prepared batch: uint8 [B,3,H,W], int64 [B,2] (w, h) → labels, boxes, scores, raw scores.
-
-        Raw scores equal scores unless the graph embeds a calibrator.
-        """
-        images = np.ascontiguousarray(images, dtype=np.uint8)
-        orig_sizes = np.ascontiguousarray(orig_sizes, dtype=np.int64)
-        if self.fixed_batch is not None and len(images) != self.fixed_batch:
-            parts = [
-                self.run(images[i : i + self.fixed_batch], orig_sizes[i : i + self.fixed_batch])
-                for i in range(0, len(images), self.fixed_batch)
-            ]
-            return tuple(np.concatenate(p) for p in zip(*parts))  # type: ignore[return-value]
-        outs = self.session.run(None, {"images": images, "orig_sizes": orig_sizes})
-        named = dict(zip(self.output_names, outs))
-        scores = named["scores"].astype(np.float32)
-        raw = named["raw_scores"].astype(np.float32) if "raw_scores" in named else scores
-        return named["labels"].astype(np.int64), named["boxes"].astype(np.float32), scores, raw
-
-    def infer(
-        self, images: Sequence[Any], batch_size: int | None = None
-    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """All top-k detections per image as (labels, boxes xyxy px, scores, raw scores), nothing filtered."""
-        from detkit.data.images import as_image, to_batch
-
-        step = max(1, int(batch_size or self.batch_size))
-        results = []
-        for start in range(0, len(images), step):
-            chunk = [as_image(im, start + i) for i, im in enumerate(images[start : start + step])]
-            batch, sizes = to_batch(chunk, self.imgsz)
-            results.extend(zip(*self.run(batch.numpy(), sizes.numpy())))
-        return results
-
-    def predict(self, images: Sequence[Any], conf: float = 0.0, batch_size: int | None = None) -> list:
-        """Per image ``Detections`` (boxes xyxy px, scores, labels, category_ids) with score > ``conf``."""
-        results = []
-        for labels, boxes, scores, _ in self.infer(images, batch_size):
-            keep = scores > conf
-            lab = labels[keep]
-            results.append(
-                Detections(
-                    boxes=boxes[keep],
-                    scores=scores[keep],
-                    labels=lab,
-                    category_ids=self.class_map.labels_to_category_ids(lab),
-                )
-            )
-        return results
-
-    def predict_table(self, images: Sequence[Any], image_ids: Sequence[int], conf: float = 0.0) -> DetectionTable:
-        dets = self.predict(images, conf=conf)
-        return DetectionTable.concat(
-            DetectionTable.from_xyxy(int(i), d.boxes, d.scores, d.category_ids) for i, d in zip(image_ids, dets)
-        )
-
     def __repr__(self) -> str:
         return (
             f"OnnxDetector({self.path}, imgsz={self.imgsz}, classes={len(self.class_map)}, providers={self.providers})"
         )
-
-
-def _embedded_calibrator(raw: dict[str, Any] | None, path: Path):
-    if not raw:
-        return None
-    from detkit.calibration.io import calibrator_from_dict
-
-    try:
-        return calibrator_from_dict(raw)
-    except Exception as e:  # noqa: BLE001 - the calibration reader raises its own corrupt-file type
-        raise DetkitError(f"embedded calibrator is invalid: {e}", hint="re-export the model", path=path) from e
 
 
 def open_onnx(
@@ -220,16 +146,5 @@ def open_onnx(
         raise DetkitError(f"unknown device '{device}' for onnxruntime", hint="use cpu, cuda or auto")
     providers = ["CPUExecutionProvider"] if str(device) == "cpu" else None
     det = OnnxDetector(path, threads=threads, providers=providers, batch_size=batch_size)
-    if class_map is not None:
-        det.class_map.check_same(
-            class_map, f"the ONNX model {path}", class_map_label, hint="export a model trained on these classes"
-        )
-    if imgsz is not None:
-        want = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
-        if tuple(want) != det.imgsz:
-            raise DetkitError(
-                f"the ONNX graph is fixed at {det.imgsz[0]}×{det.imgsz[1]}, not {want[0]}×{want[1]}",
-                hint="re-export with --imgsz",
-                path=path,
-            )
+    det.check_request(class_map, imgsz, class_map_label)
     return det

@@ -7,7 +7,7 @@ Every command that takes a MODEL (eval, calibrate, export, predict, bench) and t
 - a run directory: its ``checkpoints/best.pt``, else ``checkpoints/last.pt``;
 - a detkit checkpoint (recipe and class map inside);
 - ``recipe:NAME`` or a recipe YAML, with optional ``weights`` (randomly initialised without);
-- an exported ``model.onnx`` (onnxruntime);
+- an exported ``model.onnx`` (onnxruntime, or OpenVINO with ``backend="openvino"`` and the ``openvino`` extra);
 - bare foreign weights without a recipe: an official RT-DETR v1/v2 ``.pth``, Hugging Face ``model.safetensors``
   (or ``.bin``/``.pth``), or detkit-layout ``.safetensors``; the architecture is inferred from the tensor shapes
   (each family's ``read_foreign``, :mod:`detkit.models.families`) and 80-class heads get COCO's class map.
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 SOURCE_HINT = ("pass a run dir, a checkpoint or weights file (.pt, .pth, .bin, .safetensors), model.onnx, "
                "or recipe:NAME with weights")
+EXPORTED_BACKENDS = ("onnxruntime", "openvino")  # runtimes of an exported .onnx file; the first is the default
 REINIT_HINT = ("use the classes the weights were trained on, or reinit_head=True (--reinit-head) to re-initialise "
                "the class heads for fine-tuning")
 
@@ -71,6 +72,7 @@ def open_detector(
     imgsz: int | Sequence[int] | None = None,
     threads: int | None = None,
     batch_size: int = 8,
+    backend: str | None = None,
 ) -> Detector:
     """A :class:`Detector` (``TorchDetector`` or ``OnnxDetector``) from any supported model source (module doc).
 
@@ -81,7 +83,11 @@ def open_detector(
     for foreign weights the size an official v2 file's anchors were made for, else 640). ``threads`` sets CPU
     threads (torch: process-wide). ``device``: cpu, cuda, cuda:N or auto.
     """
+    check_backend(backend)
     if hasattr(source, "predict_table") and hasattr(source, "class_map"):
+        if backend is not None and getattr(source, "backend", None) != backend:
+            raise DetkitError(f"backend='{backend}' does not apply to a ready {getattr(source, 'backend', 'other')} "
+                              "detector", hint="pass the exported .onnx file instead")
         return source
     if source is None or not isinstance(source, (str, Path)):
         raise DetkitError(f"cannot open a model from {type(source).__name__}", hint=SOURCE_HINT)
@@ -91,10 +97,11 @@ def open_detector(
         if weights is not None:
             raise DetkitError("weights= does not apply to an exported ONNX model (its weights are inside the graph)",
                               path=src)
-        from detkit.inference.onnx_detector import open_onnx
-
-        return open_onnx(src, device=device, class_map=requested, imgsz=imgsz, threads=threads,
-                         batch_size=batch_size, class_map_label=label)
+        return open_exported(src, backend or EXPORTED_BACKENDS[0], device=device, class_map=requested, imgsz=imgsz,
+                             threads=threads, batch_size=batch_size, class_map_label=label)
+    if backend is not None:
+        raise DetkitError(f"backend='{backend}' runs exported .onnx files, and this model is not one", path=src,
+                          hint="export it with `detkit export onnx` and pass the .onnx file, or leave backend out")
     if threads:
         import torch
 
@@ -119,6 +126,31 @@ def open_detector(
         return _build(recipe, wf.state_dict, wf.class_map, path, device, requested, label, reinit_head,
                       imgsz, batch_size, recipe_given=False)
     return _from_bare_weights(wf.state_dict, path, device, requested, label, reinit_head, imgsz, batch_size)
+
+
+def check_backend(backend: str | None) -> None:
+    if backend is not None and backend not in EXPORTED_BACKENDS:
+        raise DetkitError(f"unknown backend '{backend}' for an exported model",
+                          hint=f"choose from {', '.join(EXPORTED_BACKENDS)}")
+
+
+def exported_runtime(backend: str) -> tuple[type, Any]:
+    """(detector class, opener) of the runtime ``backend`` for exported ``.onnx`` files: the one place that maps a
+    backend name to its code (``open_detector`` and ``detkit.stages.bench`` use it)."""
+    check_backend(backend)
+    if backend == "openvino":
+        from detkit.inference.openvino_detector import OpenVinoDetector, import_openvino, open_openvino
+
+        import_openvino()  # a missing extra fails here, before any work
+        return OpenVinoDetector, open_openvino
+    from detkit.inference.onnx_detector import OnnxDetector, open_onnx
+
+    return OnnxDetector, open_onnx
+
+
+def open_exported(path: str | Path, backend: str, **options: Any) -> Detector:
+    """An exported ``.onnx`` file in the runtime ``backend`` (``open_detector``'s options)."""
+    return exported_runtime(backend)[1](path, **options)
 
 
 def _from_recipe(src, weights, device, requested, label, reinit_head, imgsz, batch_size) -> Detector:
@@ -160,7 +192,8 @@ def _recipe_imgsz(recipe: Any) -> int:
 def _build(recipe, state: Mapping | None, weights_map: ClassMap | None, origin: Path | None, device,
            requested: ClassMap | None, label: str, reinit_head: bool, imgsz, batch_size: int,
            recipe_given: bool) -> Detector:
-    from detkit.inference.torch_detector import TorchDetector, resolve_device
+    from detkit.inference.torch_detector import TorchDetector
+    from detkit.utils.device import resolve_device
     from detkit.models.families import read_foreign_weights
 
     dev = resolve_device(device)  # a bad device fails before any model is built

@@ -20,19 +20,7 @@ from detkit.evaluation.detections import DetectionTable
 from detkit.inference.types import DEFAULT_IMGSZ, Detections, ImageLike, size_hw
 from detkit.models.postprocess import COCO_TOP_K, postprocess
 from detkit.data.images import as_image, to_batch
-
-
-def resolve_device(device: str | torch.device | None = None, local_rank: int = 0) -> torch.device:
-    """``None``/``"auto"`` → CUDA (``cuda:local_rank``) when available, else CPU; otherwise the named device."""
-    if device is None or str(device) in ("auto", ""):
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise DetkitError(f"unknown device '{device}'", hint="use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DetkitError(f"device '{device}' requested but CUDA is not available", hint="use --device cpu")
-    return dev
+from detkit.utils.device import resolve_device
 
 
 class TorchDetector:

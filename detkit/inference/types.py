@@ -42,10 +42,12 @@ class Detections:
 
 @runtime_checkable
 class Detector(Protocol):
-    """The interface of every detector (PyTorch ``TorchDetector``, onnxruntime ``OnnxDetector``).
+    """The interface of every detector (PyTorch ``TorchDetector``, onnxruntime ``OnnxDetector``, OpenVINO
+    ``OpenVinoDetector``).
 
-    ``backend`` is ``"torch"`` or ``"onnxruntime"``; ``source`` the file the weights came from (None when built in
-    memory); images are paths or uint8 HWC RGB arrays; boxes come back as xyxy pixels of the original image.
+    ``backend`` is ``"torch"``, ``"onnxruntime"`` or ``"openvino"``; ``source`` the file the weights came from
+    (None when built in memory); images are paths or uint8 HWC RGB arrays; boxes come back as xyxy pixels of the
+    original image.
     """
 
     backend: str

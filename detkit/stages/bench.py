@@ -4,8 +4,8 @@ Each measured iteration has three timed stages, the same for both backends:
 
 - ``pre``: stretch-resize + batching of in-memory uint8 frames (``detkit.data.images.to_batch``);
 - ``infer``: the graph from the uint8 batch to top-k (labels, boxes, scores): for PyTorch eager the module's
-  forward plus the post-processor (``torch.inference_mode``), for onnxruntime ``session.run`` (the exported graph
-  holds both);
+  forward plus the post-processor (``torch.inference_mode``), for onnxruntime and OpenVINO one run of the exported
+  graph (it holds both);
 - ``post``: confidence filter and label → category id on the host (numpy).
 
 Frames are random 720×1280 images (a typical camera frame, so the resize costs what it costs in deployment).
@@ -34,7 +34,8 @@ import numpy as np
 from detkit.errors import DetkitError
 from detkit.utils.progress import track
 
-BACKENDS = ("torch", "onnxruntime")
+BACKENDS = ("torch", "onnxruntime", "openvino")
+EXPORTED = ("onnxruntime", "openvino")  # backends that run the exported ONNX files (openvino: optional extra)
 VARIANTS = ("fp32", "fp16", "int8")
 FRAME_HW = (720, 1280)
 
@@ -197,7 +198,7 @@ def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] |
         detector = opened
     if detector is not None and imgsz is not None and tuple(imgsz) != tuple(detector.imgsz):
         detector = TorchDetector(detector.module, detector.class_map, imgsz, detector.device, source=detector.source)
-    if "onnxruntime" in backends and onnx_path is None:
+    if any(b in EXPORTED for b in backends) and onnx_path is None:
         from detkit.export import export_onnx
 
         onnx_path = workdir / "model.onnx"
@@ -286,7 +287,8 @@ also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to
     import torch
 
     from detkit.export.job import versions
-    from detkit.inference.onnx_detector import OnnxDetector, read_model_metadata
+    from detkit.inference.onnx_detector import read_model_metadata
+    from detkit.inference.resolve import exported_runtime
 
     backends = list(dict.fromkeys(backends))
     unknown = [b for b in backends if b not in BACKENDS]
@@ -304,9 +306,10 @@ also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to
         if size[0] % 32 or size[1] % 32 or min(size) <= 0:
             raise DetkitError(f"image size {size[0]}×{size[1]} must be positive multiples of 32", params="imgsz")
     variants = check_variants(variants)
-    if variants and "onnxruntime" not in backends:
-        raise DetkitError("precision variants are ONNX files: they need the onnxruntime backend",
+    if variants and not any(b in EXPORTED for b in backends):
+        raise DetkitError("precision variants are ONNX files: they need the onnxruntime or openvino backend",
                           hint="add onnxruntime to the backends", params="backends")
+    runtimes = {b: exported_runtime(b)[0] for b in backends if b in EXPORTED}  # a missing extra fails here
     calib_data = data if calib_data is None else calib_data
     if variants and "int8" in variants and calib_data is None and _onnx_precision(model) != "int8":
         raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
@@ -327,7 +330,7 @@ also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to
             files, variant_notes = variant_files(onnx_path, onnx_meta, variants or [onnx_meta.get("precision", "fp32")], Path(work),
                                                  calib_data, calib_split, int8_options)
             notes.extend(variant_notes)
-        accuracy = _variant_accuracy(files, data, split)
+        accuracy = _variant_accuracy(files, data, split, runtimes)
         torch_device = str(detector.device) if detector is not None else "cpu"
         result = BenchResult(model=str(model) if not hasattr(model, "module") else type(model).__name__, imgsz=size, iters=iters, warmup=warmup,
                              device=device_info(torch_device), versions=versions(), notes=notes, accuracy=accuracy)
@@ -340,14 +343,15 @@ also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to
                     if "torch" in backends:
                         torch.set_num_threads(t)
                         steps[("torch", "fp32")] = _torch_step(detector, frames, conf)
-                    if "onnxruntime" in backends:
+                    for backend, runtime in runtimes.items():
                         for v, (path, meta) in files.items():
-                            onnx_det = OnnxDetector(path, threads=t, metadata=meta)
-                            steps[("onnxruntime", v)] = _onnx_step(onnx_det, frames, conf)
-                            result.device.setdefault("onnxruntime_providers", onnx_det.providers)
+                            onnx_det = runtime(path, threads=t, metadata=meta)
+                            steps[(backend, v)] = _onnx_step(onnx_det, frames, conf)
+                            if backend == "onnxruntime":
+                                result.device.setdefault("onnxruntime_providers", onnx_det.providers)
                     for (backend, precision), samples in _time_interleaved(steps, iters, warmup, f"b{b} t{t}").items():
                         row = _row(backend, int(b), t, precision, samples)
-                        row.ap = accuracy.get(precision, {}).get("AP") if backend == "onnxruntime" else None
+                        row.ap = accuracy.get(accuracy_key(backend, precision), {}).get("AP")
                         result.rows.append(row)
         finally:
             torch.set_num_threads(previous_threads)
@@ -362,13 +366,31 @@ def _onnx_precision(model: Any) -> str | None:
     return None
 
 
-def _variant_accuracy(files: dict[str, tuple[Path, dict[str, Any]]], data: Any, split: str | None) -> dict[str, Any]:
-    """AP of every variant file on the dataset split (empty without a dataset)."""
+def accuracy_key(backend: str, precision: str) -> str | None:
+    """Key of ``BenchResult.accuracy``: the precision for onnxruntime (``int8``), ``openvino:int8`` for OpenVINO."""
+    if backend == "onnxruntime":
+        return precision
+    return f"{backend}:{precision}" if backend in EXPORTED else None
+
+
+def _variant_accuracy(files: dict[str, tuple[Path, dict[str, Any]]], data: Any, split: str | None,
+                      runtimes: dict[str, type]) -> dict[str, Any]:
+    """AP of every variant file in every exported runtime on the dataset split (empty without a dataset)."""
     if data is None:
         return {}
     from detkit.data.dataset import DatasetSpec, load_dataset
-    from detkit.export.targets.int8 import default_eval_split, evaluate_file
+    from detkit.evaluation.coco_metrics import evaluate_coco
+    from detkit.evaluation.inference import predict_split
+    from detkit.export.targets.int8 import default_eval_split
 
     spec = data if isinstance(data, DatasetSpec) else load_dataset(data)
     split = split or default_eval_split(spec)
-    return {v: {"split": split, **evaluate_file(path, meta, spec, split)} for v, (path, meta) in files.items()}
+    split_spec = spec.split(split)
+    accuracy = {}
+    for backend, runtime in runtimes.items():
+        for v, (path, meta) in files.items():
+            det = runtime(path, metadata=meta)
+            m = evaluate_coco(split_spec.annotations, predict_split(det, split_spec), det.class_map)
+            accuracy[accuracy_key(backend, v)] = {"split": split, **{k: m[k] for k in ("AP", "AP50", "AP75")},
+                                                  "num_images": m["num_images"]}
+    return accuracy

@@ -79,11 +79,11 @@ def _dataset(dataset: str | Path | DatasetSpec) -> DatasetSpec:
     return dataset if isinstance(dataset, DatasetSpec) else load_dataset(dataset)
 
 
-def _detector(model: Any, device: str | None, spec: DatasetSpec, weights: Any = None):
+def _detector(model: Any, device: str | None, spec: DatasetSpec, weights: Any = None, backend: str | None = None):
     """Any model source (``detkit.inference.open_detector``); weights without a class map take the dataset's."""
     from detkit.inference import open_detector
 
-    return open_detector(model, weights=weights, device=device, class_map=spec)
+    return open_detector(model, weights=weights, device=device, class_map=spec, backend=backend)
 
 
 def _describe_model(model: Any, predictions: str | Path | None) -> str:
@@ -145,6 +145,7 @@ def evaluate(
     weights: str | Path | None = None,
     slice_hw: Sequence[int] | None = None,
     overlap: float = DEFAULT_OVERLAP,
+    backend: str | None = None,
 ) -> EvalResult:
     """Evaluate a model (run dir, checkpoint, ONNX file or detector object) or a predictions file on a split.
 
@@ -156,6 +157,7 @@ def evaluate(
     D-ECE and LaECE_0, the calibrator applied unchanged under shift).
     ``slice_hw`` (tile height, width) runs the model with sliced inference (tiles overlapping by ``overlap``,
     :mod:`detkit.slicing`), also on the robustness images; every image of the split must be at least one tile large.
+    ``backend`` (onnxruntime or openvino) runs an exported ``.onnx`` model in that runtime (default onnxruntime).
     """
     spec = _dataset(dataset)
     split_spec = spec.split(split)
@@ -175,6 +177,9 @@ def evaluate(
     if predictions is None and model is None:
         raise DetkitError("nothing to evaluate: give a model (run dir, checkpoint, ONNX file) or a predictions file",
                           params="predictions")
+    if backend is not None and model is None:
+        raise DetkitError("backend applies to running an exported model, not to a predictions file",
+                          hint="drop the backend, or evaluate the .onnx file", params="backend")
     if slice_hw is not None:
         if model is None:
             raise SlicingError("slice_hw applies to running a model, not to a predictions file", "slice_hw")
@@ -190,7 +195,9 @@ def evaluate(
     cal = load_calibrator_for(calibrator, class_map) if calibrator is not None else None
     target = next_run_dir(out if out is not None else DEFAULT_OUT, name or "eval")
 
-    detector = sliced(_detector(model, device, spec, weights), slice_hw, overlap) if model is not None else None
+    detector = None
+    if model is not None:
+        detector = sliced(_detector(model, device, spec, weights, backend), slice_hw, overlap)
     warnings += _calibrator_warnings(detector, cal)
     dets = detections_for(detector, spec, split, gt, predictions, batch_size)
     if len(dets) == 0:

@@ -67,12 +67,12 @@ class PredictResult:
 
 
 def load_predictor(model: Any, device: str | None = None, threads: int | None = None, batch_size: int = 8,
-                   weights: Any = None, class_map: Any = None) -> tuple[Any, str]:
+                   weights: Any = None, class_map: Any = None, backend: str | None = None) -> tuple[Any, str]:
     """A ready detector and its backend name, from any source ``detkit.inference.open_detector`` takes."""
     from detkit.inference import open_detector
 
     det = open_detector(model, weights=weights, device=device, class_map=class_map, threads=threads,
-                        batch_size=batch_size)
+                        batch_size=batch_size, backend=backend)
     return det, getattr(det, "backend", "torch")
 
 
@@ -180,6 +180,7 @@ def predict(
     class_map: Any = None,
     slice_hw: Sequence[int] | None = None,
     overlap: float = DEFAULT_OVERLAP,
+    backend: str | None = None,
 ) -> PredictResult:
     """Detect objects in ``sources`` (image files, folders, videos) and write the results under ``out``.
 
@@ -187,7 +188,8 @@ def predict(
     ``detkit.inference.open_detector`` takes (``weights`` with ``recipe:NAME``; ``class_map`` a ClassMap,
     dataset.yaml or names file naming foreign weights' classes). Returns what was written and what was skipped
     (with reasons). ``slice_hw`` (tile height, width) turns on sliced inference with tiles overlapping by the
-    fraction ``overlap`` (:mod:`detkit.slicing`); every image must be at least one tile large.
+    fraction ``overlap`` (:mod:`detkit.slicing`); every image must be at least one tile large. ``backend``
+    (onnxruntime or openvino) runs an exported ``.onnx`` model in that runtime (default onnxruntime).
     """
     if slice_hw is not None:
         slice_hw, overlap = check_slicing(slice_hw, overlap)
@@ -200,7 +202,7 @@ def predict(
         raise DetkitError(_nothing_message(skipped),
                           hint="pass image files (.jpg, .png, ...), videos (.mp4, ...) or folders holding them")
     predictor, backend = load_predictor(model, device=device, threads=threads, batch_size=batch_size,
-                                        weights=weights, class_map=class_map)
+                                        weights=weights, class_map=class_map, backend=backend)
     predictor = sliced(predictor, slice_hw, overlap)
     select = Selector(predictor, calibrator=calibrator, conf=conf)
     out_dir = Path(out) if out is not None else next_run_dir(DEFAULT_OUT, "predict")

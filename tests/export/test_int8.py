@@ -88,6 +88,30 @@ def test_int8_outputs_track_pytorch(int8_export, ckpt):
         assert np.abs(t[:10] - q[:10]).max() < 0.05  # 8-bit arithmetic: close, not equal
 
 
+def test_default_op_types_keep_conv_chains_int8_and_decoder_elementwise_float(export_small, synth_dataset, tmp_path):
+    """The default op types: the ops between the backbone's and encoder's convolutions are quantized with them (so
+    onnxruntime fuses int8 chains), the decoder's element-wise ops (sampling locations) never are."""
+    from detkit.export.targets.int8 import COMPUTE_OP_TYPES, CONNECTIVE_OP_TYPES, candidate_groups, quantize_onnx
+
+    fp32 = onnx.load(str(export_small.model_path))
+    groups = candidate_groups(fp32)
+    types = {n.name: n.op_type for n in fp32.graph.node}
+    connective = {g: [n for n in ns if types[n] in CONNECTIVE_OP_TYPES] for g, ns in groups.items()}
+    assert connective["backbone.res_layers.0"] and connective["encoder.fpn_blocks"]  # residual Add/Relu, SiLU
+    assert all(not ns for g, ns in connective.items() if g.startswith("decoder"))
+    assert all(types[n] in COMPUTE_OP_TYPES for g, ns in groups.items() if g.startswith("decoder") for n in ns)
+
+    out = tmp_path / "int8.onnx"
+    images = sorted((synth_dataset / "images" / "calib").iterdir())
+    report = quantize_onnx(export_small.model_path, out, images, calib_images=2, sensitivity=False)
+    model = onnx.load(str(out))
+    prod = _producers(model)
+    adds = [n for n in model.graph.node if n.op_type == "Add" and n.name.startswith("/module/backbone/res_layers")]
+    assert adds and all(prod[i].op_type == "DequantizeLinear" for n in adds for i in n.input)  # int8 residuals
+    compute = sum(types[n] in COMPUTE_OP_TYPES for ns in groups.values() for n in ns)
+    assert report.quantized_nodes > compute  # the connective ops count too
+
+
 def test_eval_and_predict_take_the_int8_file(cli, int8_export, synth_dataset, tmp_path):
     import cv2
 

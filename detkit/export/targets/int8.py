@@ -9,7 +9,8 @@ QDQ graph:
 2. calibration: ``calib_images`` images of the calibration split, decoded and resized by the very pre-processing
    the model uses (``detkit.data.images``), fed one by one; activation ranges are computed once
    (``minmax``, ``entropy`` or ``percentile``) and cached for every quantization below;
-3. a **sensitivity pass**: the candidate nodes (Conv, MatMul, Gemm inside the model; never the post-processor or an
+3. a **sensitivity pass**: the candidate nodes (Conv, MatMul, Gemm inside the model, plus the ops between the
+   convolutions of the backbone and encoder (``CONNECTIVE_OP_TYPES``); never the post-processor or an
    embedded calibrator) are grouped by model scope (``backbone.res_layers.2``, ``decoder.layers.0``, ...); each
    group alone is quantized and the AP drop against the fp32 file is measured on the calibration images
    (with the mean change of the top-100 scores as a tie-breaker);
@@ -40,7 +41,14 @@ from detkit.errors import DetkitError
 from detkit.export.errors import ExportError
 
 METHODS = ("minmax", "entropy", "percentile")
-DEFAULT_OP_TYPES = ("Conv", "MatMul", "Gemm")
+COMPUTE_OP_TYPES = ("Conv", "MatMul", "Gemm")
+# The ops between convolutions. Quantized too, a chain such as Conv → Relu → Add or Conv → Sigmoid·Mul (SiLU) stays
+# int8 from one QLinearConv to the next instead of being dequantized and re-quantized around every float op (the
+# Q/DQ pairs cost more time than the float op itself; docs/deploy.md). Only in CONNECTIVE_SCOPES: the decoder's
+# element-wise ops compute the deformable-attention sampling locations and stay float.
+CONNECTIVE_OP_TYPES = ("Relu", "Add", "Mul", "Sigmoid", "Concat", "MaxPool", "AveragePool", "Resize")
+CONNECTIVE_SCOPES = ("backbone", "encoder")
+DEFAULT_OP_TYPES = COMPUTE_OP_TYPES + CONNECTIVE_OP_TYPES
 MODEL_SCOPE = "module"  # DeployGraph's attribute holding the detector; the post-processor and calibrator lie outside
 INDEXED_SCOPES = ("res_layers", "layers", "stages")  # scopes kept apart per index (one group per stage / layer)
 TOP_SCORES = 100  # scores compared for the tie-breaking output error
@@ -152,13 +160,14 @@ def node_group(name: str) -> str | None:
 
 
 def candidate_groups(model, op_types: Sequence[str] = DEFAULT_OP_TYPES) -> dict[str, list[str]]:
-    """Quantizable nodes of the model scope by group, in graph order."""
+    """Quantizable nodes of the model scope by group, in graph order (connective ops only in their scopes)."""
     groups: dict[str, list[str]] = {}
     for node in model.graph.node:
         if node.op_type in op_types:
             g = node_group(node.name)
-            if g is not None:
-                groups.setdefault(g, []).append(node.name)
+            if g is None or (node.op_type in CONNECTIVE_OP_TYPES and g.split(".")[0] not in CONNECTIVE_SCOPES):
+                continue
+            groups.setdefault(g, []).append(node.name)
     return groups
 
 
