@@ -62,8 +62,11 @@ def _loader(samples: int) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         ds = load_dataset(generate_synthetic(Path(tmp) / "shapes", train=64, val=1, calib=0, test=0, imgsz=256, seed=0))
-        for name, section in (("loader 256px, no mosaic", None), ("loader 256px, mosaic p=0.5", {"mosaic": {"p": 0.5}}),
-                              ("loader 256px, mosaic p=1", {"mosaic": {"p": 1.0}})):
+        for name, section in (
+            ("loader 256px, no mosaic", None),
+            ("loader 256px, mosaic p=0.5", {"mosaic": {"p": 0.5}}),
+            ("loader 256px, mosaic p=1", {"mosaic": {"p": 1.0}}),
+        ):
             data = DetectionDataset(ds.split("train"), ds.class_map, 256, section, train=True, total_epochs=10)
             for i in range(3):  # warm-up
                 data[i]

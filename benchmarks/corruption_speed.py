@@ -42,7 +42,9 @@ def main() -> None:
     for name in BENCHMARK:  # warm-up (imports, OpenCV kernels)
         corrupt(img, name, 3, seed=0)
 
-    print(f"COCO-C render time per image at {args.width}x{args.height}, 1 OpenCV thread, mean of {args.repeats} runs (ms)")
+    print(
+        f"COCO-C render time per image at {args.width}x{args.height}, 1 OpenCV thread, mean of {args.repeats} runs (ms)"
+    )
     header = f"{'corruption':18s}" + "".join(f"{'s' + str(s):>8s}" for s in SEVERITIES) + f"{'mean':>8s}{'png':>8s}"
     print(header)
     print("-" * len(header))
@@ -67,10 +69,14 @@ def main() -> None:
         print(f"{name:18s}" + "".join(f"{t:8.1f}" for t in times) + f"{mean:8.1f}{png:8.1f}")
     per_image = total + png_total
     print("-" * len(header))
-    print(f"all 75 (corruption, severity) renders of one image: {total / 1000:.2f} s corrupting + {png_total / 1000:.2f} s PNG writing")
+    print(
+        f"all 75 (corruption, severity) renders of one image: {total / 1000:.2f} s corrupting + {png_total / 1000:.2f} s PNG writing"
+    )
     print(f"cache size of one image's 75 renders (PNG, severity-5 outputs as proxy): {png_bytes / 1e6:.1f} MB")
-    print(f"a 5,000-image split (COCO val2017 size) once into the cache, one core: {per_image * 5000 / 1000 / 3600:.1f} h, "
-          f"{png_bytes * 5000 / 1e9:.0f} GB")
+    print(
+        f"a 5,000-image split (COCO val2017 size) once into the cache, one core: {per_image * 5000 / 1000 / 3600:.1f} h, "
+        f"{png_bytes * 5000 / 1e9:.0f} GB"
+    )
 
 
 if __name__ == "__main__":

@@ -44,9 +44,13 @@ def make_yolo(root: Path, n_images: int, boxes_per_image: int, seed: int = 0) ->
             cxcy = rng.uniform(wh / 2, 1 - wh / 2)
             cls = rng.integers(0, 10, k)
             rows = np.column_stack([cls, cxcy, wh])
-            (root / "labels" / split / f"{i:06d}.txt").write_text("".join(f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}\n" for r in rows))
+            (root / "labels" / split / f"{i:06d}.txt").write_text(
+                "".join(f"{int(r[0])} {r[1]:.6f} {r[2]:.6f} {r[3]:.6f} {r[4]:.6f}\n" for r in rows)
+            )
             total += k
-    (root / "data.yaml").write_text("train: images/train\nval: images/val\nnames: [" + ", ".join(f"c{i}" for i in range(10)) + "]\n")
+    (root / "data.yaml").write_text(
+        "train: images/train\nval: images/val\nnames: [" + ", ".join(f"c{i}" for i in range(10)) + "]\n"
+    )
     return total
 
 
@@ -54,7 +58,10 @@ def timed(label: str, n_images: int, n_boxes: int, fn) -> float:
     t0, c0 = time.perf_counter(), time.process_time()
     fn()
     dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    print(f"{label:<38} {dt:8.2f} s wall {cpu:8.2f} s cpu  {n_images / dt:8.0f} images/s  {n_boxes / dt:8.0f} boxes/s", flush=True)
+    print(
+        f"{label:<38} {dt:8.2f} s wall {cpu:8.2f} s cpu  {n_images / dt:8.0f} images/s  {n_boxes / dt:8.0f} boxes/s",
+        flush=True,
+    )
     return dt
 
 
@@ -72,14 +79,31 @@ def main() -> int:
         t0 = time.perf_counter()
         n_boxes = make_yolo(base / "yolo", args.images, args.boxes)
         load = os.getloadavg()[0]
-        print(f"generated {args.images} images / {n_boxes} boxes in {time.perf_counter() - t0:.1f} s under {base} "
-              f"(cpus: {os.cpu_count()}, load average {load:.1f}: other processes slow the wall times)")
+        print(
+            f"generated {args.images} images / {n_boxes} boxes in {time.perf_counter() - t0:.1f} s under {base} "
+            f"(cpus: {os.cpu_count()}, load average {load:.1f}: other processes slow the wall times)"
+        )
         n = args.images
-        timed("convert yolo -> coco (copy images)", n, n_boxes, lambda: convert_dataset(base / "yolo", base / "coco", to="coco"))
-        timed("convert yolo -> coco (--link)", n, n_boxes, lambda: convert_dataset(base / "yolo", base / "coco_link", to="coco", link=True))
+        timed(
+            "convert yolo -> coco (copy images)",
+            n,
+            n_boxes,
+            lambda: convert_dataset(base / "yolo", base / "coco", to="coco"),
+        )
+        timed(
+            "convert yolo -> coco (--link)",
+            n,
+            n_boxes,
+            lambda: convert_dataset(base / "yolo", base / "coco_link", to="coco", link=True),
+        )
         timed("validate (full decode)", n, n_boxes, lambda: validate_dataset(base / "coco"))
         timed("validate --fast (headers only)", n, n_boxes, lambda: validate_dataset(base / "coco", decode=False))
-        timed("convert coco -> yolo (copy images)", n, n_boxes, lambda: convert_dataset(base / "coco", base / "yolo_back", to="yolo"))
+        timed(
+            "convert coco -> yolo (copy images)",
+            n,
+            n_boxes,
+            lambda: convert_dataset(base / "coco", base / "yolo_back", to="yolo"),
+        )
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)

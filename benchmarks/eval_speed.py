@@ -23,7 +23,9 @@ from detkit.evaluation.coco_metrics import HEADLINE_KEYS, evaluate_coco, gt_dict
 from detkit.evaluation.detections import DetectionTable
 
 
-def synthetic(n_images: int, dets_per_image: int, n_classes: int, seed: int = 0) -> tuple[CocoData, DetectionTable, ClassMap]:
+def synthetic(
+    n_images: int, dets_per_image: int, n_classes: int, seed: int = 0
+) -> tuple[CocoData, DetectionTable, ClassMap]:
     rng = np.random.default_rng(seed)
     class_map = ClassMap.from_names([f"c{i}" for i in range(n_classes)])
     size = 640.0
@@ -68,7 +70,9 @@ def pycocotools_stats(gt: CocoData, dets: DetectionTable, class_map: ClassMap) -
         coco_gt.createIndex()
         results = [  # full-precision boxes, exactly what evaluate_coco sees
             {"image_id": i, "category_id": c, "bbox": b, "score": sc}
-            for i, c, b, sc in zip(dets.image_ids.tolist(), dets.category_ids.tolist(), dets.boxes.tolist(), dets.scores.tolist())
+            for i, c, b, sc in zip(
+                dets.image_ids.tolist(), dets.category_ids.tolist(), dets.boxes.tolist(), dets.scores.tolist()
+            )
         ]
         coco_dt = coco_gt.loadRes(results)
         ev = COCOeval(coco_gt, coco_dt, "bbox")
@@ -87,7 +91,9 @@ def main() -> None:
     args = ap.parse_args()
 
     gt, dets, class_map = synthetic(args.images, args.dets, args.classes)
-    print(f"{args.images} images, {len(gt.annotations)} ground-truth boxes, {len(dets)} detections, {args.classes} classes")
+    print(
+        f"{args.images} images, {len(gt.annotations)} ground-truth boxes, {len(dets)} detections, {args.classes} classes"
+    )
 
     # ours: best of --repeats runs (the machine may be shared); pycocotools: one run (it is the slow one)
     walls, cpus = [], []
@@ -101,12 +107,18 @@ def main() -> None:
     ref_wall, ref_cpu = time.perf_counter() - w0, time.process_time() - c0
 
     ours_stats = np.asarray([-1.0 if ours[k] is None else ours[k] for k in HEADLINE_KEYS])
-    print(f"detkit evaluate_coco (faster-coco-eval): {min(walls):7.2f} s wall {min(cpus):7.2f} s CPU  (best of {args.repeats})  "
-          f"AP={ours['AP']:.4f} AP50={ours['AP50']:.4f}")
-    print(f"pycocotools:                             {ref_wall:7.2f} s wall {ref_cpu:7.2f} s CPU                "
-          f"AP={ref[0]:.4f} AP50={ref[1]:.4f}")
-    print(f"speed-up: {ref_wall / min(walls):.1f}x wall, {ref_cpu / min(cpus):.1f}x CPU   "
-          f"max |difference| of the 12 headline numbers: {np.abs(ours_stats - ref).max():.2e}")
+    print(
+        f"detkit evaluate_coco (faster-coco-eval): {min(walls):7.2f} s wall {min(cpus):7.2f} s CPU  (best of {args.repeats})  "
+        f"AP={ours['AP']:.4f} AP50={ours['AP50']:.4f}"
+    )
+    print(
+        f"pycocotools:                             {ref_wall:7.2f} s wall {ref_cpu:7.2f} s CPU                "
+        f"AP={ref[0]:.4f} AP50={ref[1]:.4f}"
+    )
+    print(
+        f"speed-up: {ref_wall / min(walls):.1f}x wall, {ref_cpu / min(cpus):.1f}x CPU   "
+        f"max |difference| of the 12 headline numbers: {np.abs(ours_stats - ref).max():.2e}"
+    )
 
 
 if __name__ == "__main__":

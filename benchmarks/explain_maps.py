@@ -78,7 +78,9 @@ def main() -> None:
         key = f"{d.imgsz[0]}x{d.imgsz[1]}"
         row = {"predict": seconds_per_image(lambda im, d=d: d.predict([im]), ims)}
         for m in methods:
-            row[m] = seconds_per_image(lambda im, d=d, m=m: explain_image(d, im, m, top=5, conf=0.0, masks=a.masks), ims)
+            row[m] = seconds_per_image(
+                lambda im, d=d, m=m: explain_image(d, im, m, top=5, conf=0.0, masks=a.masks), ims
+            )
         out["seconds_per_image"][key] = row
         print(key, json.dumps(row), flush=True)
     print(json.dumps(out, indent=1))

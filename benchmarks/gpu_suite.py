@@ -71,8 +71,8 @@ class Suite:
 
 def detkit_model(arch: str, device):
     from detkit.config.recipe import resolve_recipe
-    from detkit.models.family import total_loss
     from detkit.engine.optim import build_optimizer
+    from detkit.models.family import total_loss
     from detkit.models.rtdetr.builder import build_model
 
     recipe = resolve_recipe(RECIPES[arch])

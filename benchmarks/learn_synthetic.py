@@ -48,7 +48,9 @@ def comparison_rows(curves: dict[str, list[dict]], marks: list[float]) -> list[s
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=20.0, help="wall-time budget of each training run")
-    ap.add_argument("--recipes", default=DEFAULT_RECIPES, help="comma-separated recipe names, trained one after another")
+    ap.add_argument(
+        "--recipes", default=DEFAULT_RECIPES, help="comma-separated recipe names, trained one after another"
+    )
     ap.add_argument("--data", type=Path, default=None, help="an existing dataset (default: generate the synthetic one)")
     ap.add_argument("--train", type=int, default=1500)
     ap.add_argument("--val", type=int, default=200)
@@ -84,15 +86,18 @@ def main(argv=None) -> int:
     for name in recipes:
         t0 = time.perf_counter()
         with progress_display():
-            result = train(f"recipe:{name}", data, epochs=args.epochs, out=args.out / "runs", name=name,
-                           overrides=overrides)
+            result = train(
+                f"recipe:{name}", data, epochs=args.epochs, out=args.out / "runs", name=name, overrides=overrides
+            )
         wall = (time.perf_counter() - t0) / 60
         curves[name] = result.history
         print(f"\n{name}: learning curve (EMA model, val split), run {result.run_dir}:")
         print(f"{'epoch':>5} {'step':>6} {'minutes':>8} {'loss':>8} {'AP50':>7} {'AP':>7} {'img/s':>6}")
         for r in result.history:
-            print(f"{r['epoch']:>5} {r['step']:>6} {r['wall_minutes']:>8.1f} {r['train_loss']:>8.3f} "
-                  f"{r['AP50'] or 0:>7.3f} {r['AP'] or 0:>7.3f} {r['img_per_s']:>6.1f}")
+            print(
+                f"{r['epoch']:>5} {r['step']:>6} {r['wall_minutes']:>8.1f} {r['train_loss']:>8.3f} "
+                f"{r['AP50'] or 0:>7.3f} {r['AP'] or 0:>7.3f} {r['img_per_s']:>6.1f}"
+            )
         best50 = max((r["AP50"] or 0.0) for r in result.history) if result.history else 0.0
         print(f"best val AP50 {best50:.3f} after {wall:.1f} min wall time ({result.stopped})")
     marks = sorted({m for m in (5.0, 10.0, 15.0, 20.0) if m < args.minutes} | {args.minutes})[-4:]

@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.table import Table
 
 from detkit.config.recipe import resolve_recipe
-from detkit.models.rtdetr.builder import build_model
 from detkit.models.profile import profile_config
+from detkit.models.rtdetr.builder import build_model
 
 
 def time_forward(model, x, device: torch.device, warmup: int, iters: int, amp: bool) -> list[float]:
@@ -81,8 +81,16 @@ def main() -> None:
                 x = torch.rand(b, 3, args.imgsz, args.imgsz, device=device)
                 times = time_forward(model, x, device, args.warmup, args.iters, args.amp)
                 med = statistics.median(times)
-                table.add_row(name, recipe_name, str(model.eval_layers), f"{gflops:.1f}", str(b),
-                              f"{med * 1e3:.1f}", f"{min(times) * 1e3:.1f}", f"{b / med:.2f}")
+                table.add_row(
+                    name,
+                    recipe_name,
+                    str(model.eval_layers),
+                    f"{gflops:.1f}",
+                    str(b),
+                    f"{med * 1e3:.1f}",
+                    f"{min(times) * 1e3:.1f}",
+                    f"{b / med:.2f}",
+                )
                 console.print(f"{name} {recipe_name} batch {b}: {med * 1e3:.1f} ms", style="dim")
             del model
     console.print(table)

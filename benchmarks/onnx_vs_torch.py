@@ -33,8 +33,12 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--no-int8", dest="int8", action="store_false", help="leave the INT8 row out")
-    parser.add_argument("--no-openvino", dest="openvino", action="store_false",
-                        help="leave the OpenVINO rows out (they need the openvino extra)")
+    parser.add_argument(
+        "--no-openvino",
+        dest="openvino",
+        action="store_false",
+        help="leave the OpenVINO rows out (they need the openvino extra)",
+    )
     parser.add_argument("--calib-images", type=int, default=16)
     parser.add_argument("--int8-method", default="minmax")
     parser.add_argument("--float-groups", default="", help="comma-separated node groups kept in float in the INT8 file")
@@ -44,9 +48,9 @@ def main() -> None:
     from rich.console import Console
 
     from detkit.api import load_model
-    from detkit.stages.bench import benchmark
     from detkit.data.synth import generate_synthetic
     from detkit.export import export_onnx
+    from detkit.stages.bench import benchmark
 
     console = Console(width=80)
     torch.manual_seed(0)

@@ -82,9 +82,11 @@ def main() -> None:
     det = load_model(args.model)
     det.batch_size = args.batch
     n_gt = len(gt.annotations)
-    print(f"model {args.model} (input {det.imgsz[0]}×{det.imgsz[1]}); {len(gt.images)} images of {args.data} "
-          f"({gt.images[0]['height']}×{gt.images[0]['width']}), {n_gt} objects; "
-          f"slices {args.slice[0]}×{args.slice[1]}, overlap {args.overlap}")
+    print(
+        f"model {args.model} (input {det.imgsz[0]}×{det.imgsz[1]}); {len(gt.images)} images of {args.data} "
+        f"({gt.images[0]['height']}×{gt.images[0]['width']}), {n_gt} objects; "
+        f"slices {args.slice[0]}×{args.slice[1]}, overlap {args.overlap}"
+    )
 
     rows = []
 
@@ -100,8 +102,10 @@ def main() -> None:
     kw = {"iou": args.iou, "edge_px": args.edge_px}
     run("sliced + NMS", SlicedDetector(replay, args.slice, args.overlap, merge="nms", **kw))
     run("sliced + WBF", SlicedDetector(replay.replay(), args.slice, args.overlap, merge="wbf", **kw))
-    run("sliced + NMS, cut boxes kept",
-        SlicedDetector(replay.replay(), args.slice, args.overlap, merge="nms", iou=args.iou, edge_px=-np.inf))
+    run(
+        "sliced + NMS, cut boxes kept",
+        SlicedDetector(replay.replay(), args.slice, args.overlap, merge="nms", iou=args.iou, edge_px=-np.inf),
+    )
     rows[2] = (*rows[2][:5], rows[1][5])  # the replayed rows did not run the model: report the measured time
     rows[3] = (*rows[3][:5], rows[1][5])
 

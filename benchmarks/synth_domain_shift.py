@@ -39,7 +39,9 @@ def crops(images_dir: Path, ann_file: Path) -> tuple[np.ndarray, np.ndarray]:
     for a in coco["annotations"]:
         img = cache.get(a["image_id"])
         if img is None:
-            img = cache[a["image_id"]] = cv2.cvtColor(cv2.imread(str(images_dir / files[a["image_id"]])), cv2.COLOR_BGR2RGB)
+            img = cache[a["image_id"]] = cv2.cvtColor(
+                cv2.imread(str(images_dir / files[a["image_id"]])), cv2.COLOR_BGR2RGB
+            )
         x, y, w, h = a["bbox"]
         m = 0.1 * max(w, h)  # a little context around the box
         x0, y0 = int(max(0, x - m)), int(max(0, y - m))
@@ -66,7 +68,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="detkit-shift-"))
     try:
         t0 = time.perf_counter()
-        root = generate_synthetic(tmp / "ds", train=a.train, val=0, calib=0, test=a.test, imgsz=a.imgsz, domains=True, seed=a.seed)
+        root = generate_synthetic(
+            tmp / "ds", train=a.train, val=0, calib=0, test=a.test, imgsz=a.imgsz, domains=True, seed=a.seed
+        )
         x_tr, y_tr = crops(root / "images/train", root / "annotations/train.json")
         sets = {"clean": crops(root / "images/test", root / "annotations/test.json")}
         for d in DOMAINS:
@@ -74,10 +78,21 @@ def main() -> None:
         t_data = time.perf_counter() - t0
 
         model = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Dropout(0.3), nn.Linear(64 * (CROP // 8) ** 2, 5),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.BatchNorm2d(64),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(0.3),
+            nn.Linear(64 * (CROP // 8) ** 2, 5),
         )
         xt, yt = to_tensor(x_tr), torch.from_numpy(y_tr)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -88,7 +103,7 @@ def main() -> None:
             model.train()
             perm = torch.randperm(len(xt))
             for i in range(0, len(xt), 128):
-                idx = perm[i:i + 128]
+                idx = perm[i : i + 128]
                 batch = xt[idx]
                 flip = torch.rand(len(idx)) < 0.5  # the only augmentation: horizontal flips
                 batch[flip] = batch[flip].flip(-1)
@@ -103,7 +118,9 @@ def main() -> None:
             acc = {name: float((model(to_tensor(x)).argmax(1).numpy() == y).mean()) for name, (x, y) in sets.items()}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print(f"data {t_data:.1f} s, training {t_train:.1f} s on {len(x_tr)} train boxes; test boxes per set: {len(sets['clean'][1])}")
+    print(
+        f"data {t_data:.1f} s, training {t_train:.1f} s on {len(x_tr)} train boxes; test boxes per set: {len(sets['clean'][1])}"
+    )
     print(f"{'set':10s} accuracy  relative drop")
     for name, v in acc.items():
         drop = (acc["clean"] - v) / acc["clean"] * 100

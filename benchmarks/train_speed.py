@@ -61,8 +61,8 @@ def training_step(model, optimizer, loss_of):
 
 def ours(num_classes: int, device: torch.device):
     from detkit.config.recipe import resolve_recipe
-    from detkit.models.family import total_loss
     from detkit.engine.optim import build_optimizer
+    from detkit.models.family import total_loss
     from detkit.models.rtdetr.builder import build_model
 
     recipe = resolve_recipe("recipe:rtdetr-r18")
@@ -78,8 +78,15 @@ def huggingface(num_classes: int, device: torch.device):
     from transformers import RTDetrConfig, RTDetrForObjectDetection
 
     cfg = RTDetrConfig(
-        backbone_config={"model_type": "rt_detr_resnet", "depths": [2, 2, 2, 2], "layer_type": "basic", "hidden_sizes": [64, 128, 256, 512],
-                         "embedding_size": 64, "out_features": ["stage2", "stage3", "stage4"], "out_indices": [2, 3, 4]},
+        backbone_config={
+            "model_type": "rt_detr_resnet",
+            "depths": [2, 2, 2, 2],
+            "layer_type": "basic",
+            "hidden_sizes": [64, 128, 256, 512],
+            "embedding_size": 64,
+            "out_features": ["stage2", "stage3", "stage4"],
+            "out_indices": [2, 3, 4],
+        },
         encoder_in_channels=[128, 256, 512],
         hidden_expansion=0.5,
         decoder_layers=3,
@@ -128,8 +135,9 @@ def timed_step(step, images, targets, device, dtype) -> float:
     return time.perf_counter() - t0
 
 
-def measure(name: str, device: str, batch: int, size: int, iters: int, warmup: int, threads: int | None,
-            num_classes: int = 80) -> dict:
+def measure(
+    name: str, device: str, batch: int, size: int, iters: int, warmup: int, threads: int | None, num_classes: int = 80
+) -> dict:
     """Step times and peak memory of one variant, in this process (call it in a fresh one)."""
     if threads:
         torch.set_num_threads(threads)
@@ -146,15 +154,26 @@ def measure(name: str, device: str, batch: int, size: int, iters: int, warmup: i
 
 
 def measure_in_fresh_process(name: str, args, size: int) -> dict:
-    spec = json.dumps({"name": name, "device": args.device, "batch": args.batch, "size": size, "iters": args.iters,
-                       "warmup": args.warmup, "threads": args.threads})
-    code = (f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import train_speed as ts; "
-            f"print('RESULT ' + json.dumps(ts.measure(**json.loads(sys.argv[1]))))")
+    spec = json.dumps(
+        {
+            "name": name,
+            "device": args.device,
+            "batch": args.batch,
+            "size": size,
+            "iters": args.iters,
+            "warmup": args.warmup,
+            "threads": args.threads,
+        }
+    )
+    code = (
+        f"import sys, json; sys.path.insert(0, {str(Path(__file__).parent)!r}); import train_speed as ts; "
+        f"print('RESULT ' + json.dumps(ts.measure(**json.loads(sys.argv[1]))))"
+    )
     out = subprocess.run([sys.executable, "-c", code, spec], check=False, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"{name} at {size} px failed:\n{out.stderr[-2000:]}")
     line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")][-1]
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main(argv=None) -> int:
@@ -170,8 +189,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     threads = args.threads or torch.get_num_threads()
     args.threads = threads
-    print(f"torch {torch.__version__}, device {args.device}, threads {threads}, batch {args.batch}; per variant "
-          f"{args.rounds} fresh processes x ({args.warmup} warm-up + {args.iters} timed steps), median step")
+    print(
+        f"torch {torch.__version__}, device {args.device}, threads {threads}, batch {args.batch}; per variant "
+        f"{args.rounds} fresh processes x ({args.warmup} warm-up + {args.iters} timed steps), median step"
+    )
     params = {}
     for size in args.sizes:
         times: dict[str, list[float]] = {n: [] for n in args.variants}
@@ -187,9 +208,11 @@ def main(argv=None) -> int:
         for n in args.variants:
             spread = f"(steps {min(times[n]):.2f}-{max(times[n]):.2f} s)"
             print(f"  {n:<12} {ips[n]:7.2f} img/s {spread:<24} peak {peak[n]:.0f} MB")
-        pairs = [("detkit bf16", "HF fp32", "detkit (bf16, its training default) / HF (fp32, its default)"),
-                 ("detkit fp32", "HF fp32", "same precision, fp32"),
-                 ("detkit bf16", "HF bf16", "same precision, bf16")]
+        pairs = [
+            ("detkit bf16", "HF fp32", "detkit (bf16, its training default) / HF (fp32, its default)"),
+            ("detkit fp32", "HF fp32", "same precision, fp32"),
+            ("detkit bf16", "HF bf16", "same precision, bf16"),
+        ]
         for a, b, label in pairs:
             if a in ips and b in ips:
                 print(f"  {label}: {ips[a] / ips[b]:.2f}x")

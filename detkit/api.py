@@ -53,5 +53,6 @@ def load_model(
     Hugging Face weights (architecture inferred from their shapes). See :func:`detkit.inference.open_detector`."""
     from detkit.inference.resolve import open_detector
 
-    return open_detector(source, weights=weights, device=device, reinit_head=reinit_head, class_map=class_map,
-                         imgsz=imgsz)
+    return open_detector(
+        source, weights=weights, device=device, reinit_head=reinit_head, class_map=class_map, imgsz=imgsz
+    )

@@ -14,8 +14,9 @@ class DetkitError(Exception):
     of them: the CLI adds its flags (``split`` → ``--split``) to the hint.
     """
 
-    def __init__(self, message: str, hint: str | None = None, path: str | Path | None = None,
-                 params: str | Sequence[str] = ()):
+    def __init__(
+        self, message: str, hint: str | None = None, path: str | Path | None = None, params: str | Sequence[str] = ()
+    ):
         if path is not None:
             message = f"{path}: {message}"
         super().__init__(message)

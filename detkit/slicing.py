@@ -58,8 +58,9 @@ def check_slicing(slice_hw: Any, overlap: Any) -> tuple[tuple[int, int], float]:
     except (TypeError, ValueError):
         ok = False
     if not ok or h <= 0 or w <= 0:
-        raise SlicingError(f"slice_hw must be two positive integers (tile height, width) in pixels, got {slice_hw!r}",
-                           "slice_hw")
+        raise SlicingError(
+            f"slice_hw must be two positive integers (tile height, width) in pixels, got {slice_hw!r}", "slice_hw"
+        )
     try:
         f = float(overlap)
     except (TypeError, ValueError):
@@ -74,8 +75,10 @@ def check_fits(slice_hw: tuple[int, int], image_hw: tuple[int, int], path: Any =
     if slice_hw[0] > image_hw[0] or slice_hw[1] > image_hw[1]:
         raise SlicingError(
             f"slice_hw {slice_hw[0]}×{slice_hw[1]} is larger than the image ({image_hw[0]}×{image_hw[1]})",
-            "slice_hw", hint=f"use tiles of at most {image_hw[0]}×{image_hw[1]}, or no slicing for images this small",
-            path=path)
+            "slice_hw",
+            hint=f"use tiles of at most {image_hw[0]}×{image_hw[1]}, or no slicing for images this small",
+            path=path,
+        )
 
 
 def check_split_fits(slice_hw: tuple[int, int], images: Sequence[dict[str, Any]], source: Any = None) -> None:
@@ -89,8 +92,11 @@ def check_split_fits(slice_hw: tuple[int, int], images: Sequence[dict[str, Any]]
         i = int(small[0])
         raise SlicingError(
             f"slice_hw {slice_hw[0]}×{slice_hw[1]} is larger than image {images[i].get('file_name')!s} "
-            f"({hw[i, 0]}×{hw[i, 1]}){more}", "slice_hw",
-            hint=f"use tiles of at most {hw[:, 0].min()}×{hw[:, 1].min()} for this split, or no slicing", path=source)
+            f"({hw[i, 0]}×{hw[i, 1]}){more}",
+            "slice_hw",
+            hint=f"use tiles of at most {hw[:, 0].min()}×{hw[:, 1].min()} for this split, or no slicing",
+            path=source,
+        )
 
 
 @contextmanager
@@ -128,8 +134,14 @@ def cut_by_tile(boxes: np.ndarray, windows: np.ndarray, image_hw: Any, edge_px: 
     return (inner & near).any(axis=1)
 
 
-def merge_boxes(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: float = DEFAULT_IOU,
-                method: str = DEFAULT_MERGE, max_det: int = MAX_DET) -> tuple[np.ndarray, np.ndarray]:
+def merge_boxes(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    iou: float = DEFAULT_IOU,
+    method: str = DEFAULT_MERGE,
+    max_det: int = MAX_DET,
+) -> tuple[np.ndarray, np.ndarray]:
     """Merge overlapping same-class boxes: ``(index of each kept box, its box)`` by descending score.
 
     With ``"nms"`` the box is the kept one; with ``"wbf"`` the score-weighted mean of its cluster (the kept box
@@ -162,9 +174,16 @@ def merge_boxes(boxes: np.ndarray, scores: np.ndarray, labels: np.ndarray, iou: 
 class SlicedDetector:
     """Any detector, run on overlapping tiles plus the full image, with the results merged (see module doc)."""
 
-    def __init__(self, detector: Any, slice_hw: Sequence[int], overlap: float = DEFAULT_OVERLAP,
-                 merge: str = DEFAULT_MERGE, iou: float = DEFAULT_IOU, edge_px: float = DEFAULT_EDGE_PX,
-                 max_det: int = MAX_DET):
+    def __init__(
+        self,
+        detector: Any,
+        slice_hw: Sequence[int],
+        overlap: float = DEFAULT_OVERLAP,
+        merge: str = DEFAULT_MERGE,
+        iou: float = DEFAULT_IOU,
+        edge_px: float = DEFAULT_EDGE_PX,
+        max_det: int = MAX_DET,
+    ):
         self.slice_hw, self.overlap = check_slicing(slice_hw, overlap)
         if merge not in MERGES:
             raise DetkitError(f"merge must be one of {', '.join(MERGES)}, got {merge!r}")
@@ -192,19 +211,33 @@ class SlicedDetector:
 
     def describe(self) -> dict[str, Any]:
         """The settings, as recorded in artifacts."""
-        return {"slice_hw": list(self.slice_hw), "overlap": self.overlap, "merge": self.merge, "iou": self.iou,
-                "edge_px": self.edge_px, "full_image": True}
+        return {
+            "slice_hw": list(self.slice_hw),
+            "overlap": self.overlap,
+            "merge": self.merge,
+            "iou": self.iou,
+            "edge_px": self.edge_px,
+            "full_image": True,
+        }
 
     def __repr__(self) -> str:
-        return (f"SlicedDetector({self.detector!r}, slice_hw={self.slice_hw}, overlap={self.overlap}, "
-                f"merge={self.merge!r})")
+        return (
+            f"SlicedDetector({self.detector!r}, slice_hw={self.slice_hw}, overlap={self.overlap}, merge={self.merge!r})"
+        )
 
     def _crop_outputs(self, crops: list[np.ndarray]) -> list[Outputs]:
         if hasattr(self.detector, "infer"):
             return list(self.detector.infer(crops))
         dets = self.detector.predict(crops, conf=-1.0)
-        return [(np.asarray(d.labels, np.int64), np.asarray(d.boxes, np.float32), np.asarray(d.scores, np.float32),
-                 np.asarray(d.scores, np.float32)) for d in dets]
+        return [
+            (
+                np.asarray(d.labels, np.int64),
+                np.asarray(d.boxes, np.float32),
+                np.asarray(d.scores, np.float32),
+                np.asarray(d.scores, np.float32),
+            )
+            for d in dets
+        ]
 
     def infer(self, images: Sequence[Any]) -> list[Outputs]:
         """Merged ``(labels, boxes xyxy px, scores, raw scores)`` per image, nothing filtered by score."""
@@ -250,8 +283,10 @@ class SlicedDetector:
 
         if isinstance(images, (str, np.ndarray)) or hasattr(images, "__fspath__"):
             images = [images]
-        return [Detections(boxes=b, scores=s, labels=lab, category_ids=self.class_map.labels_to_category_ids(lab))
-                for lab, b, s, _ in self._run(list(images), conf)]
+        return [
+            Detections(boxes=b, scores=s, labels=lab, category_ids=self.class_map.labels_to_category_ids(lab))
+            for lab, b, s, _ in self._run(list(images), conf)
+        ]
 
     def predict_table(self, images: Sequence[Any], image_ids: Sequence[int], conf: float = 0.0):
         """All detections of ``images`` as one :class:`~detkit.evaluation.detections.DetectionTable`."""
@@ -261,7 +296,8 @@ class SlicedDetector:
             raise DetkitError(f"{len(images)} images but {len(image_ids)} image ids")
         return DetectionTable.concat(
             DetectionTable.from_xyxy(int(i), d.boxes, d.scores.astype(np.float64), d.category_ids)
-            for i, d in zip(image_ids, self.predict(images, conf=conf)))
+            for i, d in zip(image_ids, self.predict(images, conf=conf))
+        )
 
 
 def sliced(detector: Any, slice_hw: Sequence[int] | None, overlap: float = DEFAULT_OVERLAP, **kwargs: Any) -> Any:

@@ -1,6 +1,6 @@
 """The whole detkit chain from Python: every stage is a library function with the CLI's arguments.
 
-    python examples/quickstart_api.py [OUT] [TRAIN_MINUTES]
+python examples/quickstart_api.py [OUT] [TRAIN_MINUTES]
 """
 
 from __future__ import annotations
@@ -8,15 +8,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from detkit.stages.bench import benchmark
-from detkit.stages.calibrate import calibrate, write_outputs
+from detkit import load_model
 from detkit.data.synth import generate_synthetic
 from detkit.data.validate import validate_dataset
-from detkit.stages.train import train
-from detkit.stages.evaluate import evaluate
 from detkit.export import export_onnx
+from detkit.stages.bench import benchmark
+from detkit.stages.calibrate import calibrate, write_outputs
+from detkit.stages.evaluate import evaluate
 from detkit.stages.predict import predict
-from detkit import load_model
+from detkit.stages.train import train
 
 
 def main(out: Path, minutes: float) -> None:
@@ -24,12 +24,23 @@ def main(out: Path, minutes: float) -> None:
     report = validate_dataset(data)
     assert not report.errors, report.errors
 
-    run = train("recipe:rtdetr-r18-cpu", data, out=out / "train", name="run",
-                overrides=[f"train.time_limit_minutes={minutes}"])
+    run = train(
+        "recipe:rtdetr-r18-cpu", data, out=out / "train", name="run", overrides=[f"train.time_limit_minutes={minutes}"]
+    )
     print(f"trained {run.epochs_done} epochs, best val AP {run.best_ap}")
 
-    ev = evaluate(run.run_dir, data, split="test", robustness=True, coco_o=data / "coco_o",
-                  corruptions=["gaussian_noise", "fog"], severities=[3], calibration=True, out=out / "eval", name="test")
+    ev = evaluate(
+        run.run_dir,
+        data,
+        split="test",
+        robustness=True,
+        coco_o=data / "coco_o",
+        corruptions=["gaussian_noise", "fog"],
+        severities=[3],
+        calibration=True,
+        out=out / "eval",
+        name="test",
+    )
     print("test AP", ev.metrics["AP"], "robustness", ev.summary().get("robustness"))
 
     cal = calibrate(run.run_dir, data, split="calib", method="isotonic", eval_split="test")
@@ -51,5 +62,7 @@ def main(out: Path, minutes: float) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/example-api"),
-         float(sys.argv[2]) if len(sys.argv) > 2 else 9.0)
+    main(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else Path("runs/example-api"),
+        float(sys.argv[2]) if len(sys.argv) > 2 else 9.0,
+    )

@@ -64,7 +64,11 @@ def fiftyone_db(tmp_path_factory):
     from detkit_testing import mongod_processes
 
     db_dir = tmp_path_factory.mktemp("fiftyone_db")
-    env = {"FIFTYONE_DO_NOT_TRACK": "true", "FIFTYONE_DATABASE_VALIDATION": "false", "FIFTYONE_DATABASE_DIR": str(db_dir)}
+    env = {
+        "FIFTYONE_DO_NOT_TRACK": "true",
+        "FIFTYONE_DATABASE_VALIDATION": "false",
+        "FIFTYONE_DATABASE_DIR": str(db_dir),
+    }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     import fiftyone as fo

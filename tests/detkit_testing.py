@@ -49,7 +49,7 @@ def assert_same_state(a, b, what: str = "state") -> None:
         assert a == b, what
 
 
-def randomise_norm_stats(model: "torch.nn.Module", seed: int = 0) -> None:
+def randomise_norm_stats(model: torch.nn.Module, seed: int = 0) -> None:
     """Non-trivial BN statistics and box-head weights (fresh models have identity BNs and zero box heads)."""
     import torch
 
@@ -64,4 +64,3 @@ def randomise_norm_stats(model: "torch.nn.Module", seed: int = 0) -> None:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
             elif "bbox_head" in name or "bbox_embed" in name or "attention_weights" in name:
                 t.add_(torch.randn(t.shape, generator=g) * 0.02)
-

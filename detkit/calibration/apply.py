@@ -66,7 +66,7 @@ class CalibrationModule(torch.nn.Module):
             for k, p in enumerate(params):
                 px, py = np.asarray(p["x"], np.float64), np.asarray(p["y"], np.float64)
                 x[k, : len(px)] = px
-                x[k, len(px):] = px[-1]
+                x[k, len(px) :] = px[-1]
                 y0[k] = py[0]
                 if len(px) > 1:
                     w = np.diff(px)
@@ -98,33 +98,44 @@ class CalibrationModule(torch.nn.Module):
 
     def keep(self, raw_scores: torch.Tensor, calibrated: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Operating point: raw score >= pre-threshold and calibrated score >= threshold of the label."""
-        return (raw_scores.to(torch.float64) >= self.pre_thresholds[labels]) & (calibrated.to(torch.float64) >= self.thresholds[labels])
+        return (raw_scores.to(torch.float64) >= self.pre_thresholds[labels]) & (
+            calibrated.to(torch.float64) >= self.thresholds[labels]
+        )
 
 
-def calibrate_scores(cal: Calibrator, scores: np.ndarray, labels: np.ndarray,
-                     drop_below_threshold: bool = False) -> np.ndarray:
+def calibrate_scores(
+    cal: Calibrator, scores: np.ndarray, labels: np.ndarray, drop_below_threshold: bool = False
+) -> np.ndarray:
     """numpy entry point: calibrated scores (float64) for label indices in model order."""
     module = CalibrationModule(cal, drop_below_threshold)
     with torch.no_grad():
-        out = module(torch.as_tensor(np.asarray(scores, dtype=np.float64)), torch.as_tensor(np.asarray(labels, dtype=np.int64)))
+        out = module(
+            torch.as_tensor(np.asarray(scores, dtype=np.float64)), torch.as_tensor(np.asarray(labels, dtype=np.int64))
+        )
     return out.numpy()
 
 
 def keep_mask(cal: Calibrator, raw_scores: np.ndarray, calibrated: np.ndarray, labels: np.ndarray) -> np.ndarray:
     module = CalibrationModule(cal)
     with torch.no_grad():
-        return module.keep(torch.as_tensor(np.asarray(raw_scores, np.float64)), torch.as_tensor(np.asarray(calibrated, np.float64)),
-                           torch.as_tensor(np.asarray(labels, np.int64))).numpy()
+        return module.keep(
+            torch.as_tensor(np.asarray(raw_scores, np.float64)),
+            torch.as_tensor(np.asarray(calibrated, np.float64)),
+            torch.as_tensor(np.asarray(labels, np.int64)),
+        ).numpy()
 
 
-def apply_to_table(cal: Calibrator, table: DetectionTable, class_map: ClassMap, thresholds: bool = False) -> DetectionTable:
+def apply_to_table(
+    cal: Calibrator, table: DetectionTable, class_map: ClassMap, thresholds: bool = False
+) -> DetectionTable:
     """Calibrated copy of ``table`` (original category ids). With ``thresholds`` also keep only detections at
     the calibrator's operating point (raw >= pre-threshold, calibrated >= threshold).
 
     ``class_map`` is the class map of the detections; it must be the calibrator's.
     """
-    cal.class_map.check_same(class_map, "the calibrator", "the detections",
-                             hint="use a calibrator fitted for this model and dataset")
+    cal.class_map.check_same(
+        class_map, "the calibrator", "the detections", hint="use a calibrator fitted for this model and dataset"
+    )
     labels = class_map.category_ids_to_labels(table.category_ids) if len(table) else np.zeros(0, np.int64)
     calibrated = calibrate_scores(cal, table.scores, labels)
     out = table.with_scores(calibrated)

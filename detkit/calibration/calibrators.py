@@ -139,8 +139,14 @@ def fit_sigmoid(scores: np.ndarray, targets: np.ndarray, method: str = "platt") 
     x0 = np.array([1.0, 0.0]) if with_bias else np.array([1.0])
     bounds = [(A_MIN if with_bias else 1.0 / T_RANGE[1], 1.0 / T_RANGE[0] if not with_bias else None)]
     bounds += [(None, None)] if with_bias else []
-    res = minimize(loss_and_grad, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                   options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-10})
+    res = minimize(
+        loss_and_grad,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
+        options={"maxiter": 500, "ftol": 1e-15, "gtol": 1e-10},
+    )
     if not np.all(np.isfinite(res.x)):
         raise DetkitError(f"{method} scaling diverged (non-finite parameters)")
     if with_bias:
@@ -177,8 +183,11 @@ def fit_isotonic(scores: np.ndarray, targets: np.ndarray) -> dict[str, list[floa
 
 
 def temperature_objective(target: str) -> str:
-    return ("D-ECE (10 bins, binary targets, scores >= 0.3) of the fit detections" if target == "tp" else
-            "LaECE_0 binning (25 bins, IoU targets) of the fit detections")
+    return (
+        "D-ECE (10 bins, binary targets, scores >= 0.3) of the fit detections"
+        if target == "tp"
+        else "LaECE_0 binning (25 bins, IoU targets) of the fit detections"
+    )
 
 
 def binned_error(p: np.ndarray, t: np.ndarray, target: str, raw_over_cut: bool | None = None) -> float:
@@ -227,8 +236,9 @@ def fit_temperature(scores: np.ndarray, targets: np.ndarray, target: str = "iou"
     best_log, best = float(grid[k]), float(values[k])
     if not np.isfinite(best):
         return {"T": 1.0, "objective": best, "objective_identity": err(0.0)}
-    res = minimize_scalar(err, bounds=(grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]), method="bounded",
-                          options={"xatol": 1e-4})
+    res = minimize_scalar(
+        err, bounds=(grid[max(k - 1, 0)], grid[min(k + 1, len(grid) - 1)]), method="bounded", options={"xatol": 1e-4}
+    )
     if res.success and float(res.fun) < best:
         best_log, best = float(res.x), float(res.fun)
     return {"T": float(np.exp(best_log)), "objective": best, "objective_identity": err(0.0)}
@@ -268,7 +278,9 @@ def fit_calibrator(
     targets = np.asarray(targets, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if np.any((scores < 0) | (scores > 1)) or not np.all(np.isfinite(scores)):
-        raise DetkitError("calibration needs scores in [0, 1]", hint="pass probabilities (after the sigmoid), not logits")
+        raise DetkitError(
+            "calibration needs scores in [0, 1]", hint="pass probabilities (after the sigmoid), not logits"
+        )
     excluded = dict(excluded or {})
     usable = ~np.isin(labels, np.asarray(list(excluded), dtype=np.int64))
 
@@ -311,7 +323,9 @@ def _checked(method: str, params: dict[str, Any], name: str, fallback: dict[str,
         return params
     best, ident = params.pop("objective"), params.pop("objective_identity")
     if not (np.isfinite(best) and best < ident - 1e-12):
-        fallback[name] = (f"identity: no temperature lowers the fit split's error ({100 * ident:.2f} % at T = 1, "
-                          f"best {100 * best:.2f} % at T = {params['T']:.3g})")
+        fallback[name] = (
+            f"identity: no temperature lowers the fit split's error ({100 * ident:.2f} % at T = 1, "
+            f"best {100 * best:.2f} % at T = {params['T']:.3g})"
+        )
         return identity_params(method)
     return params

@@ -104,7 +104,8 @@ def resolve_eval_split(ds: DatasetSpec, fit_split: str, eval_split: str | None, 
     if eval_split == fit_split and not force:
         raise DetkitError(
             f"refusing to evaluate the calibrator on '{eval_split}', the split it was fitted on: the numbers would be optimistic",
-            hint="choose another eval_split (test or val), or force it anyway", params=("eval_split", "force"),
+            hint="choose another eval_split (test or val), or force it anyway",
+            params=("eval_split", "force"),
         )
     return eval_split
 
@@ -123,7 +124,9 @@ def resolve_pre_threshold(pre: str | float | None, target: str) -> str | float |
     return pre
 
 
-def _pre_thresholds(dets: DetectionTable, gt: CocoData, cm: ClassMap, pre: str | float | None, tau: float) -> Thresholds | None:
+def _pre_thresholds(
+    dets: DetectionTable, gt: CocoData, cm: ClassMap, pre: str | float | None, tau: float
+) -> Thresholds | None:
     if pre is None or (isinstance(pre, str) and pre.lower() == "none"):
         return None
     if isinstance(pre, str) and pre.lower() == "lrp":
@@ -174,8 +177,10 @@ def fit_on_detections(
         raise DetkitError(f"IoU threshold must be in [0, 1), got {tau}")
     rule = threshold if isinstance(threshold, ThresholdRule) else ThresholdRule.parse(threshold)
     if len(dets) == 0:
-        raise DetkitError(f"no detections on the '{split_name}' split: nothing to calibrate",
-                          hint="check the model (or predictions file) and the split")
+        raise DetkitError(
+            f"no detections on the '{split_name}' split: nothing to calibrate",
+            hint="check the model (or predictions file) and the split",
+        )
 
     pre = _pre_thresholds(dets, gt, class_map, resolve_pre_threshold(pre_threshold, target), tau)
     kept = _keep_raw(dets, class_map, pre)
@@ -183,8 +188,11 @@ def fit_on_detections(
     labels = class_map.category_ids_to_labels(kept.category_ids[m.rows])
     targets = m.target_iou if target == "iou" else m.tp.astype(np.float64)
     no_gt_cats = set(m.match.category_ids[m.match.num_gt == 0].tolist())
-    excluded = {k: f"no ground truth of this class in the '{split_name}' split"
-                for k, c in enumerate(class_map.category_ids) if c in no_gt_cats}
+    excluded = {
+        k: f"no ground truth of this class in the '{split_name}' split"
+        for k, c in enumerate(class_map.category_ids)
+        if c in no_gt_cats
+    }
     cal = fit_calibrator(m.scores, targets, labels, class_map, method, classwise, target, tau, min_samples, excluded)
     guard = None
     if method == "temperature":
@@ -213,13 +221,15 @@ def fit_on_detections(
     return cal
 
 
-def _fit_split_errors(cal: Calibrator, dets: DetectionTable, kept: DetectionTable, gt: CocoData, cm: ClassMap,
-                      max_dets: int) -> dict[str, tuple[float | None, float | None]]:
+def _fit_split_errors(
+    cal: Calibrator, dets: DetectionTable, kept: DetectionTable, gt: CocoData, cm: ClassMap, max_dets: int
+) -> dict[str, tuple[float | None, float | None]]:
     """(raw, calibrated) D-ECE of every detection and LaECE_0 of the fit detections, on the fit split."""
     out = {}
     cal_all, cal_kept = apply_to_table(cal, dets, cm), apply_to_table(cal, kept, cm)
-    out["d_ece"] = tuple(d_ece(t, gt, 0.5, 10, D_ECE_SCORE_THRESHOLD, max_dets=max_dets)["value"]
-                         for t in (dets, cal_all))
+    out["d_ece"] = tuple(
+        d_ece(t, gt, 0.5, 10, D_ECE_SCORE_THRESHOLD, max_dets=max_dets)["value"] for t in (dets, cal_all)
+    )
     out["la_ece_0"] = tuple(la_ece(t, gt, 0.0, 25, None, "kuzucu", max_dets)["value"] for t in (kept, cal_kept))
     return out  # type: ignore[return-value]
 
@@ -236,32 +246,46 @@ def _pct(v: float | None) -> str:
     return "undefined (no detection scored >= 0.3)" if v is None else f"{100 * v:.2f} %"
 
 
-def _temperature_guard(cal: Calibrator, dets: DetectionTable, kept: DetectionTable, gt: CocoData, cm: ClassMap,
-                       max_dets: int, split_name: str) -> dict[str, Any]:
+def _temperature_guard(
+    cal: Calibrator,
+    dets: DetectionTable,
+    kept: DetectionTable,
+    gt: CocoData,
+    cm: ClassMap,
+    max_dets: int,
+    split_name: str,
+) -> dict[str, Any]:
     """Temperature scaling never makes D-ECE (nor, for IoU targets, LaECE_0) worse on its own fit split: if it
     would, every class falls back to the identity and the reason is recorded in ``fallback``."""
     errors = _fit_split_errors(cal, dets, kept, gt, cm, max_dets)
     checked = ("d_ece",) if cal.target == "tp" else ("d_ece", "la_ece_0")
     worse = [k for k in checked if _worse(*errors[k])]
-    guard = {"split": split_name, "checked": list(checked),
-             "errors_raw_vs_calibrated": {k: list(v) for k, v in errors.items()}, "identity": bool(worse)}
+    guard = {
+        "split": split_name,
+        "checked": list(checked),
+        "errors_raw_vs_calibrated": {k: list(v) for k, v in errors.items()},
+        "identity": bool(worse),
+    }
     if worse:
         names = {"d_ece": "D-ECE", "la_ece_0": "LaECE_0"}
         why = "; ".join(f"{names[k]} {_pct(errors[k][0])} -> {_pct(errors[k][1])}" for k in worse)
         reason = f"identity: temperature scaling would make the '{split_name}' split worse ({why})"
         cal.params = [identity_params("temperature") for _ in cal.params]
-        for name in (cm.names if cal.classwise else ("*",)):
+        for name in cm.names if cal.classwise else ("*",):
             cal.fallback[name] = reason
         guard["reason"] = reason
     return guard
 
 
-OPERATING_POINT = ("the calibrator's operating point (raw score >= pre-threshold and calibrated score >= threshold "
-                   "of the class), the same detections for raw and calibrated scores")
+OPERATING_POINT = (
+    "the calibrator's operating point (raw score >= pre-threshold and calibrated score >= threshold "
+    "of the class), the same detections for raw and calibrated scores"
+)
 
 
-def evaluate_calibrator(cal: Calibrator, dets: DetectionTable, gt: CocoData, class_map: ClassMap,
-                        max_dets: int = 100, ap: bool = True) -> tuple[dict, dict, float | None, float | None]:
+def evaluate_calibrator(
+    cal: Calibrator, dets: DetectionTable, gt: CocoData, class_map: ClassMap, max_dets: int = 100, ap: bool = True
+) -> tuple[dict, dict, float | None, float | None]:
     """Calibration reports of the raw (before) and calibrated (after) detections of a held-out split, and AP.
 
     Every detection is calibrated (none is dropped); D-ECE sees all of them at its protocol threshold, the

@@ -35,20 +35,24 @@ FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 MAP_FORMULA = {
     "platt": "p' = sigmoid(a * logit(clip(p, eps, 1 - eps)) + b) with a > 0: strictly increasing on [0, 1], "
-             "so detections of a class keep their order",
+    "so detections of a class keep their order",
     "temperature": "p' = sigmoid(logit(clip(p, eps, 1 - eps)) / T) with T > 0: strictly increasing on [0, 1]; "
-                   "T minimises the binned calibration error of the target on the fit split, T = 1 unless that "
-                   "error goes down",
+    "T minimises the binned calibration error of the target on the fit split, T = 1 unless that "
+    "error goes down",
     "isotonic": "p' = linear interpolation of the (x, y) knots; the knots are scikit-learn's isotonic fit extended "
-                "to (0, 0) below its first knot and to (1, 1) above its last, blended with the identity "
-                "(y = 0.999 * y_iso + 0.001 * x) so that no segment is flat: strictly increasing on [0, 1], "
-                "so detections of a class keep their order",
+    "to (0, 0) below its first knot and to (1, 1) above its last, blended with the identity "
+    "(y = 0.999 * y_iso + 0.001 * x) so that no segment is flat: strictly increasing on [0, 1], "
+    "so detections of a class keep their order",
 }
-LEGACY_NOTE = ("calibrator file format 1: its isotonic maps may be flat below the first knot and between knots, "
-               "which ties and reorders detections (lower AP); re-fit it with `detkit calibrate`")
+LEGACY_NOTE = (
+    "calibrator file format 1: its isotonic maps may be flat below the first knot and between knots, "
+    "which ties and reorders detections (lower AP); re-fit it with `detkit calibrate`"
+)
 
 
-def _thresholds_json(values: np.ndarray | None, rule: dict[str, Any] | None, class_map: ClassMap) -> dict[str, Any] | None:
+def _thresholds_json(
+    values: np.ndarray | None, rule: dict[str, Any] | None, class_map: ClassMap
+) -> dict[str, Any] | None:
     if values is None:
         return None
     out = dict(rule or {})
@@ -91,7 +95,10 @@ def _require(cond: bool, what: str) -> None:
 
 
 def _finite(v: Any, what: str) -> float:
-    _require(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)), f"{what} must be a finite number")
+    _require(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)),
+        f"{what} must be a finite number",
+    )
     return float(v)
 
 
@@ -106,16 +113,20 @@ def _check_params(method: str, p: Any, where: str, strict: bool = True) -> dict[
         _require(t > 0, f"{where}.T must be > 0")
         return {"T": t}
     x, y = p.get("x"), p.get("y")
-    _require(isinstance(x, list) and isinstance(y, list) and len(x) == len(y) and len(x) >= 1,
-             f"{where} needs 'x' and 'y' lists of the same, non-zero length")
+    _require(
+        isinstance(x, list) and isinstance(y, list) and len(x) == len(y) and len(x) >= 1,
+        f"{where} needs 'x' and 'y' lists of the same, non-zero length",
+    )
     xs = [_finite(v, f"{where}.x") for v in x]
     ys = [_finite(v, f"{where}.y") for v in y]
     _require(all(b >= a for a, b in zip(xs, xs[1:])), f"{where}.x must be sorted")
     _require(all(b >= a for a, b in zip(ys, ys[1:])), f"{where}.y must be non-decreasing (a monotone map)")
     _require(all(0.0 <= v <= 1.0 for v in ys), f"{where}.y must lie in [0, 1]")
     if strict:
-        _require(all(b > a for a, b in zip(xs, xs[1:])) and all(b > a for a, b in zip(ys, ys[1:])),
-                 f"{where}: x and y must be strictly increasing (a map that never ties detections)")
+        _require(
+            all(b > a for a, b in zip(xs, xs[1:])) and all(b > a for a, b in zip(ys, ys[1:])),
+            f"{where}: x and y must be strictly increasing (a map that never ties detections)",
+        )
         _require(xs[0] == 0.0 and xs[-1] == 1.0, f"{where}.x must run from 0 to 1 (a map of all of [0, 1])")
     return {"x": xs, "y": ys}
 
@@ -126,7 +137,9 @@ def _read_thresholds(raw: Any, class_map: ClassMap, key: str) -> tuple[np.ndarra
     _require(isinstance(raw, dict) and isinstance(raw.get("values"), dict), f"'{key}' must be an object with 'values'")
     values = raw["values"]
     _require(set(values) == set(class_map.names), f"'{key}.values' must name every class of the class map")
-    arr = np.asarray([np.nan if values[n] is None else _finite(values[n], f"{key}.values.{n}") for n in class_map.names])
+    arr = np.asarray(
+        [np.nan if values[n] is None else _finite(values[n], f"{key}.values.{n}") for n in class_map.names]
+    )
     rule = {k: v for k, v in raw.items() if k != "values"}
     return arr, rule
 
@@ -134,16 +147,22 @@ def _read_thresholds(raw: Any, class_map: ClassMap, key: str) -> tuple[np.ndarra
 def calibrator_from_dict(raw: Any) -> Calibrator:
     _require(isinstance(raw, dict), "the file must hold a JSON object")
     version = raw.get("detkit_calibrator")
-    _require(version in READABLE_VERSIONS,
-             f"'detkit_calibrator' must be one of {READABLE_VERSIONS} (not a detkit calibrator, or another version)")
+    _require(
+        version in READABLE_VERSIONS,
+        f"'detkit_calibrator' must be one of {READABLE_VERSIONS} (not a detkit calibrator, or another version)",
+    )
     method = raw.get("method")
     _require(method in METHODS, f"'method' must be one of {', '.join(METHODS)}")
     _require(raw.get("target") in TARGETS, "'target' must be 'iou' or 'tp'")
     _require(isinstance(raw.get("classwise"), bool), "'classwise' must be true or false")
     iou = _finite(raw.get("iou_threshold"), "'iou_threshold'")
     cm_raw = raw.get("class_map")
-    _require(isinstance(cm_raw, dict) and isinstance(cm_raw.get("names"), list) and isinstance(cm_raw.get("category_ids"), list),
-             "'class_map' must have 'names' and 'category_ids' lists")
+    _require(
+        isinstance(cm_raw, dict)
+        and isinstance(cm_raw.get("names"), list)
+        and isinstance(cm_raw.get("category_ids"), list),
+        "'class_map' must have 'names' and 'category_ids' lists",
+    )
     try:
         class_map = ClassMap.from_dict(cm_raw)
     except (DetkitError, TypeError, ValueError) as e:
@@ -159,8 +178,20 @@ def calibrator_from_dict(raw: Any) -> Calibrator:
     pre, pre_rule = _read_thresholds(raw.get("pre_thresholds"), class_map, "pre_thresholds")
     post, post_rule = _read_thresholds(raw.get("thresholds"), class_map, "thresholds")
     rules = {k: v for k, v in (("pre", pre_rule), ("post", post_rule)) if v is not None}
-    cal = Calibrator(method, raw["classwise"], raw["target"], iou, class_map, params, dict(fallback), pre, post, rules,
-                     raw.get("fit") or {}, raw.get("evaluation"))
+    cal = Calibrator(
+        method,
+        raw["classwise"],
+        raw["target"],
+        iou,
+        class_map,
+        params,
+        dict(fallback),
+        pre,
+        post,
+        rules,
+        raw.get("fit") or {},
+        raw.get("evaluation"),
+    )
     cal.format_version = int(version)
     return cal
 
@@ -172,9 +203,13 @@ def load_calibrator(path: str | Path, class_map: ClassMap | None = None) -> Cali
     try:
         cal = calibrator_from_dict(raw)
     except _Corrupt as e:
-        raise DetkitError(f"corrupted calibrator file: {e}", hint="re-create it with `detkit calibrate`", path=path) from None
+        raise DetkitError(
+            f"corrupted calibrator file: {e}", hint="re-create it with `detkit calibrate`", path=path
+        ) from None
     except DetkitError as e:
-        raise DetkitError(f"corrupted calibrator file: {e.message}", hint="re-create it with `detkit calibrate`", path=path) from None
+        raise DetkitError(
+            f"corrupted calibrator file: {e.message}", hint="re-create it with `detkit calibrate`", path=path
+        ) from None
     if class_map is not None and cal.class_map != class_map:
         raise DetkitError(
             f"calibrator was fitted for {cal.class_map.describe()} but the model/dataset has {class_map.describe()}",

@@ -54,8 +54,11 @@ class ThresholdRule:
             except ValueError:
                 target = float("nan")
             if not 0.0 < target <= 1.0:
-                raise DetkitError(f"invalid threshold rule {text!r}: the precision target must be in (0, 1]",
-                                  hint="e.g. precision=0.9", params="threshold")
+                raise DetkitError(
+                    f"invalid threshold rule {text!r}: the precision target must be in (0, 1]",
+                    hint="e.g. precision=0.9",
+                    params="threshold",
+                )
             return cls("precision", target)
         raise DetkitError(f"unknown threshold rule {text!r}", hint="use lrp, f1, precision=<target> or a number")
 
@@ -79,7 +82,9 @@ class Thresholds:
         out: dict[str, Any] = {
             "rule": self.rule,
             "iou_threshold": float(self.iou_threshold),
-            "values": {n: (None if not np.isfinite(v) else float(v)) for n, v in zip(class_map.names, self.values.tolist())},
+            "values": {
+                n: (None if not np.isfinite(v) else float(v)) for n, v in zip(class_map.names, self.values.tolist())
+            },
             "null_means": "keep every detection of the class (no TP to choose a threshold from)",
         }
         if self.unreachable:
@@ -87,7 +92,9 @@ class Thresholds:
         return out
 
 
-def _to_model_order(per_sorted_cat: np.ndarray, category_ids: np.ndarray, class_map: ClassMap, fill: float = -1.0) -> np.ndarray:
+def _to_model_order(
+    per_sorted_cat: np.ndarray, category_ids: np.ndarray, class_map: ClassMap, fill: float = -1.0
+) -> np.ndarray:
     by_id = dict(zip(category_ids.tolist(), per_sorted_cat.tolist()))
     return np.asarray([by_id.get(c, fill) for c in class_map.category_ids], dtype=np.float64)
 

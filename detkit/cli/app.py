@@ -21,6 +21,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"detkit {__version__}")
@@ -30,7 +31,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.", envvar="DETKIT_DEBUG"),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     del debug, version  # --debug is read by run() before typer parses, --version by its callback
 
@@ -80,7 +83,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the last line of defence: never a traceback without --debug
         if debug:
             raise
-        print_error(f"internal error: {type(e).__name__}: {e}", hint="re-run with --debug for the traceback and report it")
+        print_error(
+            f"internal error: {type(e).__name__}: {e}", hint="re-run with --debug for the traceback and report it"
+        )
         return 1
     return 0
 

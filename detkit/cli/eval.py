@@ -21,23 +21,48 @@ def _csv(value: str | None, what: str, cast: type = str) -> list | None:
     try:
         return [cast(v) for v in items]
     except ValueError:
-        raise DetkitError(f"{what} must be a comma-separated list of integers, got {value!r}",
-                          hint=f"e.g. {what} 1,3,5") from None
+        raise DetkitError(
+            f"{what} must be a comma-separated list of integers, got {value!r}", hint=f"e.g. {what} 1,3,5"
+        ) from None
 
 
 def eval_command(
-    model: str = typer.Argument(None, help="Run dir, checkpoint (.pt), model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors (classes from --data), or recipe:NAME with --weights. Leave out with --predictions.", show_default=False),
-    weights: Path = typer.Option(None, "--weights", help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors."),
+    model: str = typer.Argument(
+        None,
+        help="Run dir, checkpoint (.pt), model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors (classes from --data), or recipe:NAME with --weights. Leave out with --predictions.",
+        show_default=False,
+    ),
+    weights: Path = typer.Option(
+        None,
+        "--weights",
+        help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors.",
+    ),
     data: Path = typer.Option(..., "--data", help="dataset.yaml (or its folder)."),
     split: str = typer.Option("val", "--split", help="Split to evaluate."),
-    predictions: Path = typer.Option(None, "--predictions", help="Evaluate a COCO results file instead of running a model."),
-    robustness: bool = typer.Option(False, "--robustness", help="Also measure robustness: COCO-C corruptions of the split and COCO-O domains."),
+    predictions: Path = typer.Option(
+        None, "--predictions", help="Evaluate a COCO results file instead of running a model."
+    ),
+    robustness: bool = typer.Option(
+        False, "--robustness", help="Also measure robustness: COCO-C corruptions of the split and COCO-O domains."
+    ),
     coco_o: Path = typer.Option(None, "--coco-o", help="COCO-O root (domain folders with val2017/ and annotations/)."),
-    corruptions: str = typer.Option(None, "--corruptions", help="Subset of COCO-C corruptions or groups (noise, blur, weather, digital), comma-separated (default: all 15; 'none' for COCO-O only)."),
-    severities: str = typer.Option(None, "--severities", help="Subset of severities 1-5, comma-separated (default: all)."),
-    cache_dir: Path = typer.Option(None, "--cache-dir", help="Where corrupted images are cached (default: ~/.cache/detkit/coco_c)."),
-    calibration: bool = typer.Option(False, "--calibration", help="Also measure calibration (D-ECE, LaECE, ...) and draw reliability diagrams."),
-    calibrator: Path = typer.Option(None, "--calibrator", help="calibrator.json applied to every score before evaluating."),
+    corruptions: str = typer.Option(
+        None,
+        "--corruptions",
+        help="Subset of COCO-C corruptions or groups (noise, blur, weather, digital), comma-separated (default: all 15; 'none' for COCO-O only).",
+    ),
+    severities: str = typer.Option(
+        None, "--severities", help="Subset of severities 1-5, comma-separated (default: all)."
+    ),
+    cache_dir: Path = typer.Option(
+        None, "--cache-dir", help="Where corrupted images are cached (default: ~/.cache/detkit/coco_c)."
+    ),
+    calibration: bool = typer.Option(
+        False, "--calibration", help="Also measure calibration (D-ECE, LaECE, ...) and draw reliability diagrams."
+    ),
+    calibrator: Path = typer.Option(
+        None, "--calibrator", help="calibrator.json applied to every score before evaluating."
+    ),
     batch: int = typer.Option(8, "--batch", min=1, help="Inference batch size."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the model's choice)."),
     slice_hw: tuple[int, int] = slice_option(),
@@ -45,9 +70,11 @@ def eval_command(
     out: Path = typer.Option(None, "--out", help="Parent folder of the eval dir (default: runs/eval)."),
     name: str = typer.Option(None, "--name", help="Eval dir name, auto-incremented if taken (default: eval)."),
     backend: str = typer.Option(
-        None, "--backend",
+        None,
+        "--backend",
         help="Runtime of an exported .onnx MODEL: onnxruntime or openvino (extra 'detkit[openvino]') "
-             "[default: onnxruntime]."),
+        "[default: onnxruntime].",
+    ),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
@@ -88,8 +115,11 @@ def eval_command(
         [[_pct(m[k]) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")]],
     )
     if len(m["per_class"]) <= 30:
-        ui.table("Per class", ["class", "GT boxes", "AP", "AP50"],
-                 [[c["name"], c["num_gt"], _pct(c["AP"]), _pct(c["AP50"])] for c in m["per_class"]])
+        ui.table(
+            "Per class",
+            ["class", "GT boxes", "AP", "AP50"],
+            [[c["name"], c["num_gt"], _pct(c["AP"]), _pct(c["AP50"])] for c in m["per_class"]],
+        )
     for label, rows in summary_rows(result):
         ui.table(label, ["metric", "value"], rows)
     ui.artifacts("eval dir", result.dir)
@@ -99,7 +129,6 @@ def eval_command(
 
 def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}"
-
 
 
 def summary_rows(result: Any) -> list[tuple[str, list[list[str]]]]:
@@ -114,21 +143,34 @@ def summary_rows(result: Any) -> list[tuple[str, list[list[str]]]]:
         if r.get("coco_o"):
             o = r["coco_o"]
             rows += [[f"COCO-O AP {d}", _fmt(v["AP"])] for d, v in o["domains"].items()]
-            rows += [["COCO-O mAP_O", _fmt(o["mAP_O"])], ["relative drop %", _fmt(o["relative_drop"])],
-                     ["effective robustness", _fmt(o["effective_robustness"])]]
+            rows += [
+                ["COCO-O mAP_O", _fmt(o["mAP_O"])],
+                ["relative drop %", _fmt(o["relative_drop"])],
+                ["effective robustness", _fmt(o["effective_robustness"])],
+            ]
         if r.get("coco_c"):
             c = r["coco_c"]
             rows += [["COCO-C mPC", _fmt(c["mPC"])], ["COCO-C rPC %", _fmt(c["rPC"])]]
         tables.append(("Robustness (AP in percent)", rows))
     if result.calibration is not None:
         values = summary_values(result.calibration)
-        tables.append(("Calibration (lower is better, percent)",
-                       [[k, _fmt(None if v is None else 100 * v)] for k, v in values.items()]))
+        tables.append(
+            (
+                "Calibration (lower is better, percent)",
+                [[k, _fmt(None if v is None else 100 * v)] for k, v in values.items()],
+            )
+        )
         rc = result.calibration.get("raw_vs_calibrated")
         if rc and rc.get("calibrated"):
-            tables.append(("Calibrator: raw → calibrated (percent)",
-                           [[k, f"{_fmt(_pc(rc['raw'][k]))} → {_fmt(_pc(rc['calibrated'][k]))}"]
-                            for k in ("d_ece", "la_ece_0")]))
+            tables.append(
+                (
+                    "Calibrator: raw → calibrated (percent)",
+                    [
+                        [k, f"{_fmt(_pc(rc['raw'][k]))} → {_fmt(_pc(rc['calibrated'][k]))}"]
+                        for k in ("d_ece", "la_ece_0")
+                    ],
+                )
+            )
     if r is not None and r.get("calibration"):
         rows = []
         for name, e in calibration_rows(r):
@@ -138,8 +180,9 @@ def summary_rows(result: Any) -> list[tuple[str, list[list[str]]]]:
             rows.append([name, cell("d_ece"), cell("la_ece_0")])
         if rows:
             unit = ", raw → calibrated)" if r["calibration"].get("calibrator") else ")"
-            tables.append((f"Calibration under shift, D-ECE | LaECE_0 (percent{unit}",
-                           [[n, f"{a} | {b}"] for n, a, b in rows]))
+            tables.append(
+                (f"Calibration under shift, D-ECE | LaECE_0 (percent{unit}", [[n, f"{a} | {b}"] for n, a, b in rows])
+            )
     return tables
 
 

@@ -6,8 +6,14 @@ from collections.abc import Sequence
 from typing import Any
 
 # library parameters whose CLI option has another name
-ALIASES = {"dataset": "data", "batch_size": "batch", "batch_sizes": "batch", "n": "preview", "class_map": "classes",
-           "method": "int8_method"}
+ALIASES = {
+    "dataset": "data",
+    "batch_size": "batch",
+    "batch_sizes": "batch",
+    "n": "preview",
+    "class_map": "classes",
+    "method": "int8_method",
+}
 
 
 def invoked_command(root: Any, args: Sequence[str]) -> Any:

@@ -12,7 +12,11 @@ from detkit.cli.ui import UI
 
 def quickstart(
     out: Path = typer.Argument(Path("runs/quickstart"), help="Folder that receives every artifact."),
-    train_minutes: float = typer.Option(11.0, "--train-minutes", help="Wall-time budget of the training step (the whole chain takes about 3 minutes more on a 2-core CPU)."),
+    train_minutes: float = typer.Option(
+        11.0,
+        "--train-minutes",
+        help="Wall-time budget of the training step (the whole chain takes about 3 minutes more on a 2-core CPU).",
+    ),
     train_images: int = typer.Option(1500, "--train-images", help="Synthetic training images."),
     eval_images: int = typer.Option(200, "--eval-images", help="Images in each of val, calib and test."),
     imgsz: int = typer.Option(256, "--imgsz", help="Image size of the synthetic data and the model input."),
@@ -28,9 +32,18 @@ def quickstart(
 
     ui = UI(json_mode=json_out, quiet=quiet)
     with ui.progress():
-        result = run_quickstart(out, train_minutes=train_minutes, train_images=train_images, eval_images=eval_images,
-                                imgsz=imgsz, seed=seed, device=device, overwrite=overwrite, recipe=recipe,
-                                log=lambda m: ui.print(f"[bold cyan]{m}[/]"))
+        result = run_quickstart(
+            out,
+            train_minutes=train_minutes,
+            train_images=train_images,
+            eval_images=eval_images,
+            imgsz=imgsz,
+            seed=seed,
+            device=device,
+            overwrite=overwrite,
+            recipe=recipe,
+            log=lambda m: ui.print(f"[bold cyan]{m}[/]"),
+        )
     ui.table("detkit quickstart", ["", "value"], summary_rows(result))
     for label, path in result.paths.items():
         ui.artifacts(label, path)
@@ -57,8 +70,10 @@ def summary_rows(result: Any) -> list[tuple[str, str]]:
         ("test LaECE_0 raw / calibrated", f"{pct(s.get('LaECE0_before'))} / {pct(s.get('LaECE0_after'))}"),
         ("test AP raw / calibrated", f"{pct(s.get('AP_raw'))} / {pct(s.get('AP_calibrated'))}"),
         ("test AP of the ONNX model (calibrator inside)", pct(s.get("onnx_test_AP"))),
-        ("export parity max |Δ| scores / boxes px",
-         f"{num(s.get('export_max_abs_diff_scores'))} / {num(s.get('export_max_abs_diff_boxes_px'))}"),
+        (
+            "export parity max |Δ| scores / boxes px",
+            f"{num(s.get('export_max_abs_diff_scores'))} / {num(s.get('export_max_abs_diff_boxes_px'))}",
+        ),
         ("ONNX latency, batch 1 (ms)", num(s.get("onnx_latency_ms_b1"), "{:.1f}")),
         ("total wall time (min)", f"{result.timings.get('total', 0) / 60:.1f}"),
     ]

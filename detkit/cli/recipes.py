@@ -26,11 +26,19 @@ def list_command(
         facts = recipe.family.describe(recipe.model)
         backbone, layers = facts.get("backbone", ""), facts.get("decoder_layers", "")
         rows.append([name, recipe.family.name, backbone, layers, f"{prof.params / 1e6:.2f}M", recipe.description])
-        items.append({"name": name, "family": recipe.family.name, "backbone": backbone,
-                      "decoder_layers": int(layers) if layers.isdigit() else layers,
-                      "params": prof.params, "description": recipe.description})
-    ui.table("recipes (use as recipe:NAME)", ["name", "family", "backbone", "decoder layers", "params", "description"],
-             rows)
+        items.append(
+            {
+                "name": name,
+                "family": recipe.family.name,
+                "backbone": backbone,
+                "decoder_layers": int(layers) if layers.isdigit() else layers,
+                "params": prof.params,
+                "description": recipe.description,
+            }
+        )
+    ui.table(
+        "recipes (use as recipe:NAME)", ["name", "family", "backbone", "decoder layers", "params", "description"], rows
+    )
     ui.print(f"recipe files: {RECIPES_DIR}")
     ui.emit_json({"recipes": items, "dir": str(RECIPES_DIR)})
 
@@ -38,8 +46,12 @@ def list_command(
 @app.command("show")
 def show_command(
     name: str = typer.Argument(..., help="Recipe name (rtdetr-r18, recipe:rtdetr-r18) or a YAML file."),
-    overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. model.decoder_layers=3.", show_default=False),
-    imgsz: str = typer.Option(None, "--imgsz", help="Input size for GFLOPs: S or HxW, e.g. 640 or 480x640 [default: the recipe's]."),
+    overrides: list[str] = typer.Argument(
+        None, help="key=value overrides, e.g. model.decoder_layers=3.", show_default=False
+    ),
+    imgsz: str = typer.Option(
+        None, "--imgsz", help="Input size for GFLOPs: S or HxW, e.g. 640 or 480x640 [default: the recipe's]."
+    ),
     classes: int = typer.Option(80, "--classes", min=1, help="Class count for parameters and GFLOPs."),
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
@@ -76,8 +88,16 @@ def show_command(
     ui.table(
         f"{recipe.name or name} at {size[0]}×{size[1]}, {classes} classes",
         ["params", "trainable", "backbone", "encoder", "decoder", "GFLOPs"],
-        [[f"{prof.params:,}", f"{prof.trainable:,}", f"{prof.by_part['backbone']:,}", f"{prof.by_part['encoder']:,}",
-          f"{prof.by_part['decoder']:,}", f"{prof.gflops:.1f}"]],
+        [
+            [
+                f"{prof.params:,}",
+                f"{prof.trainable:,}",
+                f"{prof.by_part['backbone']:,}",
+                f"{prof.by_part['encoder']:,}",
+                f"{prof.by_part['decoder']:,}",
+                f"{prof.gflops:.1f}",
+            ]
+        ],
     )
     ui.print(f"recipe file: {recipe_path(source)}")
     ui.emit_json({"recipe": data, "source": str(recipe_path(source)), "num_classes": classes, **prof.to_dict()})

@@ -10,8 +10,10 @@ import typer
 
 from detkit.errors import DetkitError
 
-SLICE_HELP = ("Sliced inference for small objects: run the model on overlapping tiles of H×W pixels (each resized to "
-              "the model size) plus the full image, and merge the boxes.")
+SLICE_HELP = (
+    "Sliced inference for small objects: run the model on overlapping tiles of H×W pixels (each resized to "
+    "the model size) plus the full image, and merge the boxes."
+)
 OVERLAP_HELP = "Fraction of a tile that neighbouring tiles share, in [0, 1) [default: 0.2; needs --slice]."
 
 _FLAGS = {"slice_hw": "--slice H W", "overlap": "--overlap F"}

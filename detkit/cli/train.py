@@ -29,9 +29,15 @@ def _split_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def train_command(
-    args: list[str] = typer.Argument(None, metavar="RECIPE [KEY=VALUE ...]", help="recipe:NAME or a YAML file, then dotted overrides."),
-    data: Path = typer.Option(None, "--data", help="dataset.yaml (or its folder) with train and val splits "
-                              "(with --resume: the run's own dataset unless given)."),
+    args: list[str] = typer.Argument(
+        None, metavar="RECIPE [KEY=VALUE ...]", help="recipe:NAME or a YAML file, then dotted overrides."
+    ),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        help="dataset.yaml (or its folder) with train and val splits "
+        "(with --resume: the run's own dataset unless given).",
+    ),
     epochs: int = typer.Option(None, "--epochs", help="train.epochs"),
     batch: int = typer.Option(None, "--batch", help="train.batch (total over processes)"),
     imgsz: int = typer.Option(None, "--imgsz", help="train.imgsz (multiple of 32)"),
@@ -40,22 +46,33 @@ def train_command(
     seed: int = typer.Option(None, "--seed", help="train.seed"),
     out: Path = typer.Option(Path("runs/train"), "--out", help="parent folder of the run folders"),
     name: str = typer.Option(None, "--name", help="run folder name (default: exp, exp2, ...)"),
-    weights: Path = typer.Option(None, "--weights", help="start from a detkit checkpoint or official / Hugging Face weights"),
-    reinit_head: bool = typer.Option(False, "--reinit-head", help="allow weights trained on other classes: re-initialise the class heads"),
-    resume: Path = typer.Option(None, "--resume", help="continue a run folder (or its last.pt) exactly where it stopped"),
+    weights: Path = typer.Option(
+        None, "--weights", help="start from a detkit checkpoint or official / Hugging Face weights"
+    ),
+    reinit_head: bool = typer.Option(
+        False, "--reinit-head", help="allow weights trained on other classes: re-initialise the class heads"
+    ),
+    resume: Path = typer.Option(
+        None, "--resume", help="continue a run folder (or its last.pt) exactly where it stopped"
+    ),
     json_out: bool = typer.Option(False, "--json", help="print one JSON object with the results on stdout"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="only warnings and errors"),
 ) -> None:
-    from detkit.utils.distributed import env_info
     from detkit.stages.train import train
+    from detkit.utils.distributed import env_info
 
     main_process = env_info().is_main  # under torchrun only rank 0 talks
     ui = UI(json_mode=json_out and main_process, quiet=quiet or not main_process)
     recipe, overrides = _split_args(list(args or []))
     if recipe is None and resume is None:
-        raise DetkitError("no recipe given", hint="e.g. detkit train recipe:rtdetr-r18 --data DATASET (see `detkit recipes list`)")
+        raise DetkitError(
+            "no recipe given", hint="e.g. detkit train recipe:rtdetr-r18 --data DATASET (see `detkit recipes list`)"
+        )
     if recipe is not None and resume is not None:
-        raise DetkitError("--resume continues a run with its own recipe.yaml; do not also pass a recipe", hint="drop the recipe argument")
+        raise DetkitError(
+            "--resume continues a run with its own recipe.yaml; do not also pass a recipe",
+            hint="drop the recipe argument",
+        )
 
     def on_start(prepared) -> None:
         for o in prepared.overrides:
@@ -65,13 +82,30 @@ def train_command(
         ui.print(f"run folder: [bold]{prepared.run_dir}[/]")
 
     with ui.progress():
-        result = train(recipe or "", data, epochs=epochs, batch=batch, imgsz=imgsz, device=device, workers=workers, seed=seed,
-                       out=out, name=name, weights=weights, reinit_head=reinit_head, resume=resume, overrides=overrides, on_start=on_start)
+        result = train(
+            recipe or "",
+            data,
+            epochs=epochs,
+            batch=batch,
+            imgsz=imgsz,
+            device=device,
+            workers=workers,
+            seed=seed,
+            out=out,
+            name=name,
+            weights=weights,
+            reinit_head=reinit_head,
+            resume=resume,
+            overrides=overrides,
+            on_start=on_start,
+        )
     if not main_process:
         return
     rows = [(r["epoch"], r["train_loss"], r.get("AP"), r.get("AP50"), r.get("img_per_s")) for r in result.history]
     ui.table("training", ["epoch", "train loss", "val AP", "val AP50", "img/s"], rows)
-    ui.print(f"stopped: {result.stopped}; best val AP {result.best_ap if result.best_ap is not None else 'n/a'} (epoch {result.best_epoch}); {result.amp} on {result.device}")
+    ui.print(
+        f"stopped: {result.stopped}; best val AP {result.best_ap if result.best_ap is not None else 'n/a'} (epoch {result.best_epoch}); {result.amp} on {result.device}"
+    )
     ui.artifacts("run", result.run_dir)
     ui.artifacts("best checkpoint", result.run_dir / "checkpoints" / "best.pt")
     ui.artifacts("metrics", result.run_dir / "metrics.csv")

@@ -35,17 +35,27 @@ def load_augment_config(source: str | Path) -> tuple[AugmentConfig, int | None]:
         return augment_config_from_dict(raw, source=str(path)), None
     if isinstance(raw, dict) and raw and set(raw) & {"base", "model", "train"}:
         return _from_recipe(path)
-    raise DetkitError("no 'augment' section found",
-                      hint="give a recipe with an augment: section, the section itself, or recipe:NAME", path=path)
+    raise DetkitError(
+        "no 'augment' section found",
+        hint="give a recipe with an augment: section, the section itself, or recipe:NAME",
+        path=path,
+    )
 
 
 def _from_recipe(source: str | Path) -> tuple[AugmentConfig, int | None]:
     recipe = resolve_recipe(source)
     section = getattr(recipe, "augment", None)
     if section is None:
-        raise DetkitError(f"recipe {source} has no augment section",
-                          hint="add an augment: section to the recipe, or pass a YAML file holding the section")
-    cfg = section if isinstance(section, AugmentConfig) else augment_config_from_dict(
-        section.model_dump() if isinstance(section, BaseModel) else section, source=str(source))
+        raise DetkitError(
+            f"recipe {source} has no augment section",
+            hint="add an augment: section to the recipe, or pass a YAML file holding the section",
+        )
+    cfg = (
+        section
+        if isinstance(section, AugmentConfig)
+        else augment_config_from_dict(
+            section.model_dump() if isinstance(section, BaseModel) else section, source=str(source)
+        )
+    )
     imgsz = getattr(getattr(recipe, "train", None), "imgsz", None)
     return cfg, int(imgsz) if imgsz else None

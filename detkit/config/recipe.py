@@ -40,7 +40,7 @@ def recipe_path(source: str | Path, relative_to: Path | None = None) -> Path:
     """``recipe:NAME`` → the shipped file; anything else is a path (relative to ``relative_to`` if given)."""
     text = str(source)
     if text.startswith(PREFIX):
-        name = text[len(PREFIX):]
+        name = text[len(PREFIX) :]
         path = RECIPES_DIR / f"{name}.yaml"
         if not path.is_file():
             names = list_recipes()
@@ -52,8 +52,9 @@ def recipe_path(source: str | Path, relative_to: Path | None = None) -> Path:
     if relative_to is not None and not path.is_absolute():
         path = relative_to / path
     if not path.is_file():
-        raise DetkitError("recipe file not found", hint="use recipe:NAME (see `detkit recipes list`) or a YAML path",
-                          path=path)
+        raise DetkitError(
+            "recipe file not found", hint="use recipe:NAME (see `detkit recipes list`) or a YAML path", path=path
+        )
     return path
 
 
@@ -130,12 +131,19 @@ def _check_family(data: Mapping, path: Path | None) -> str:
         for key in given:
             if key in fields:
                 continue
-            other = [f for f in FAMILIES if f != family.name
-                     and key in _model_class(recipe_schema(f).model_fields[section].annotation).model_fields]
+            other = [
+                f
+                for f in FAMILIES
+                if f != family.name
+                and key in _model_class(recipe_schema(f).model_fields[section].annotation).model_fields
+            ]
             if other:
-                raise DetkitError(f"recipe mixes model families: {section}.{key} is an option of the '{other[0]}' "
-                                  f"family, but model.family is '{family.name}'",
-                                  hint=f"remove {section}.{key}, or set model.family={other[0]}", path=path)
+                raise DetkitError(
+                    f"recipe mixes model families: {section}.{key} is an option of the '{other[0]}' "
+                    f"family, but model.family is '{family.name}'",
+                    hint=f"remove {section}.{key}, or set model.family={other[0]}",
+                    path=path,
+                )
     return family.name
 
 
@@ -202,8 +210,10 @@ def parse_override(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise DetkitError(f"override '{text}': value is not valid YAML ({problem})",
-                          hint="plain values only: numbers, true/false, strings, [lists]") from None
+        raise DetkitError(
+            f"override '{text}': value is not valid YAML ({problem})",
+            hint="plain values only: numbers, true/false, strings, [lists]",
+        ) from None
     return key, value
 
 

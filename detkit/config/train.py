@@ -39,7 +39,9 @@ class ParamGroupConfig(_Strict):
 
 class TrainConfig(_Strict):
     epochs: int = Field(default=72, ge=1)
-    batch: int = Field(default=16, ge=1, description="total batch size over all processes (per step, before accumulation)")
+    batch: int = Field(
+        default=16, ge=1, description="total batch size over all processes (per step, before accumulation)"
+    )
     accumulate: int = Field(default=1, ge=1, description="optimizer step every N batches")
     workers: int = Field(default=4, ge=0)
     imgsz: int = Field(default=640, ge=32, multiple_of=32)
@@ -52,40 +54,67 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(default=1e-4, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    param_groups: list[ParamGroupConfig] = Field(default_factory=lambda: [ParamGroupConfig(**g) for g in R18_PARAM_GROUPS])
+    param_groups: list[ParamGroupConfig] = Field(
+        default_factory=lambda: [ParamGroupConfig(**g) for g in R18_PARAM_GROUPS]
+    )
 
     # schedule: linear warmup per iteration, then constant / step / cosine over the rest of the run
     warmup_iters: int = Field(default=2000, ge=0)
-    warmup_fraction: float | None = Field(default=None, ge=0, lt=1, description="if set, warmup = this fraction of all iterations")
+    warmup_fraction: float | None = Field(
+        default=None, ge=0, lt=1, description="if set, warmup = this fraction of all iterations"
+    )
     warmup_shape: Literal["linear", "quadratic"] = Field(
-        default="linear", description="lr rises linearly or with the square of the warmup progress (DEIM)")
+        default="linear", description="lr rises linearly or with the square of the warmup progress (DEIM)"
+    )
     schedule: Literal["constant", "step", "cosine", "flat_cosine"] = "constant"
     milestones: list[float] = Field(default_factory=list, description="step schedule: fractions of the run in (0, 1)")
     gamma: float = Field(default=0.1, gt=0, description="step schedule: lr factor at each milestone")
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine, flat_cosine: final lr / base lr")
-    flat_epoch: StrictInt | StrictFloat | None = Field(default=None, description=(
-        "flat_cosine: base lr until this 0-based epoch (int) or fraction of the run (float in (0, 1], floored to an "
-        "epoch), then cosine decay"))
-    cosine_end_epoch: StrictInt | StrictFloat | None = Field(default=None, description=(
-        "flat_cosine: the cosine reaches min_lr_ratio at this epoch (int) or fraction of the run (float) and stays "
-        "there; null = the end of the run"))
+    flat_epoch: StrictInt | StrictFloat | None = Field(
+        default=None,
+        description=(
+            "flat_cosine: base lr until this 0-based epoch (int) or fraction of the run (float in (0, 1], floored to an "
+            "epoch), then cosine decay"
+        ),
+    )
+    cosine_end_epoch: StrictInt | StrictFloat | None = Field(
+        default=None,
+        description=(
+            "flat_cosine: the cosine reaches min_lr_ratio at this epoch (int) or fraction of the run (float) and stays "
+            "there; null = the end of the run"
+        ),
+    )
 
     clip_grad_norm: float | None = Field(default=0.1, gt=0)
     amp: bool = True
-    amp_dtype: Literal["auto", "bf16", "fp16"] = Field(default="auto", description="auto: bf16 on CPU and bf16-capable GPUs, else fp16 + GradScaler")
+    amp_dtype: Literal["auto", "bf16", "fp16"] = Field(
+        default="auto", description="auto: bf16 on CPU and bf16-capable GPUs, else fp16 + GradScaler"
+    )
 
     ema: bool = True
     ema_decay: float = Field(default=0.9999, gt=0, lt=1)
     ema_warmups: int = Field(default=2000, ge=1, description="EMA ramp time constant in updates")
 
-    multiscale: list[float] | None = Field(default_factory=lambda: list(DEFAULT_SCALE_FACTORS), description="per-batch square sizes as factors of imgsz (rounded to a multiple of 32); null = off")
-    multiscale_stop_epoch: StrictInt | StrictFloat | None = Field(default=None, description="no multi-scale from this 0-based epoch (int) or fraction of the run (float in (0, 1], floored to an epoch)")
+    multiscale: list[float] | None = Field(
+        default_factory=lambda: list(DEFAULT_SCALE_FACTORS),
+        description="per-batch square sizes as factors of imgsz (rounded to a multiple of 32); null = off",
+    )
+    multiscale_stop_epoch: StrictInt | StrictFloat | None = Field(
+        default=None,
+        description="no multi-scale from this 0-based epoch (int) or fraction of the run (float in (0, 1], floored to an epoch)",
+    )
 
     sync_bn: bool = True
     find_unused_parameters: bool = False
-    early_stop_patience: int | None = Field(default=None, ge=1, description="stop after N epochs without a better val mAP")
+    early_stop_patience: int | None = Field(
+        default=None, ge=1, description="stop after N epochs without a better val mAP"
+    )
     nan_guard: bool = True
-    time_limit_minutes: float | None = Field(default=None, gt=0, description="end the run (validated and saved) within this wall time; the last epoch may be partial")
+    time_limit_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="end the run (validated and saved) within this wall time; the last epoch may be partial",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:

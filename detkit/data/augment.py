@@ -56,8 +56,9 @@ class DetectionTransform:
         for i, t in enumerate(self.compose.transforms):
             t.set_random_seed(int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0]))
 
-    def __call__(self, image: np.ndarray, boxes: np.ndarray,
-                 labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(
+        self, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise DetkitError(f"augmentation expects a uint8 HxWx3 RGB image, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
@@ -117,8 +118,9 @@ def build_transform(
             ic = cfg.iou_crop
             ops += [
                 ZoomOut(zo.side_range, fill=zo.fill, p=zo.p),
-                IoUCrop(ic.min_scale, ic.max_scale, ic.min_aspect, ic.max_aspect, ic.min_iou_options, ic.trials,
-                        p=ic.p),
+                IoUCrop(
+                    ic.min_scale, ic.max_scale, ic.min_aspect, ic.max_aspect, ic.min_iou_options, ic.trials, p=ic.p
+                ),
             ]
             names += list(HEAVY_OPS[1:])
         ops.append(A.HorizontalFlip(p=cfg.hflip.p))
@@ -131,8 +133,14 @@ def build_transform(
             names.append(op.name)
     ops.append(Stretch(hw[0], hw[1]))
     names.append(f"resize {hw[0]}x{hw[1]}")
-    bbox_params = A.BboxParams(format="pascal_voc", label_fields=["labels"], min_width=cfg.min_size,
-                               min_height=cfg.min_size, check_each_transform=True, clip=True)
+    bbox_params = A.BboxParams(
+        format="pascal_voc",
+        label_fields=["labels"],
+        min_width=cfg.min_size,
+        min_height=cfg.min_size,
+        check_each_transform=True,
+        clip=True,
+    )
     compose = A.Compose(ops, bbox_params=bbox_params, seed=0)
     return DetectionTransform(compose, hw, names)
 
@@ -144,10 +152,17 @@ def _mosaic_affine(cfg: AugmentConfig) -> Any:
 
     af = cfg.mosaic.affine
     fill = cfg.mosaic.fill if isinstance(cfg.mosaic.fill, int) else tuple(cfg.mosaic.fill)
-    return A.Affine(rotate=(-af.degrees, af.degrees), translate_percent={"x": (-af.translate, af.translate),
-                    "y": (-af.translate, af.translate)}, scale=tuple(af.scale), keep_ratio=True,
-                    interpolation=cv2.INTER_LINEAR, border_mode=cv2.BORDER_CONSTANT, fill=fill,
-                    rotate_method="largest_box", p=1.0)
+    return A.Affine(
+        rotate=(-af.degrees, af.degrees),
+        translate_percent={"x": (-af.translate, af.translate), "y": (-af.translate, af.translate)},
+        scale=tuple(af.scale),
+        keep_ratio=True,
+        interpolation=cv2.INTER_LINEAR,
+        border_mode=cv2.BORDER_CONSTANT,
+        fill=fill,
+        rotate_method="largest_box",
+        p=1.0,
+    )
 
 
 Loader = Callable[[int], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -163,8 +178,14 @@ class EpochAugmentation:
     it. Everything is a pure function of the seed.
     """
 
-    def __init__(self, cfg: AugmentConfig | dict | None, imgsz: int | tuple[int, int] = (640, 640), train: bool = True,
-                 epoch: int | None = None, total_epochs: int | None = None):
+    def __init__(
+        self,
+        cfg: AugmentConfig | dict | None,
+        imgsz: int | tuple[int, int] = (640, 640),
+        train: bool = True,
+        epoch: int | None = None,
+        total_epochs: int | None = None,
+    ):
         cfg = AugmentConfig() if cfg is None else augment_config_from_dict(cfg) if isinstance(cfg, dict) else cfg
         self.cfg = cfg
         self.plain = build_transform(cfg, imgsz=imgsz, train=train, epoch=epoch, total_epochs=total_epochs)
@@ -173,8 +194,9 @@ class EpochAugmentation:
         self.mosaic: DetectionTransform | None = None
         self.tile_size = cfg.mosaic.tile_size or max(1, round(min(self.imgsz) / 2))
         if self.policy is not None and self.policy.mosaic:
-            self.mosaic = build_transform(cfg, imgsz=imgsz, train=True, epoch=epoch, total_epochs=total_epochs,
-                                          mosaic=True)
+            self.mosaic = build_transform(
+                cfg, imgsz=imgsz, train=True, epoch=epoch, total_epochs=total_epochs, mosaic=True
+            )
 
     @property
     def op_names(self) -> tuple[str, ...]:

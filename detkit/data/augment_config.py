@@ -208,15 +208,17 @@ class AugmentConfig(BaseModel):
     extra: list[ExtraOp] = Field(default_factory=list, description="albumentations ops applied after the flip")
     min_size: float = Field(1.0, ge=0.0, description="boxes narrower or lower than this (pixels) are dropped")
     stop_epoch: StrictInt | StrictFloat | None = Field(
-        None, description="epoch (int, 0-based) or fraction of the run (float in (0, 1], floored to an epoch) "
-        "from which the heavy ops stop"
+        None,
+        description="epoch (int, 0-based) or fraction of the run (float in (0, 1], floored to an epoch) "
+        "from which the heavy ops stop",
     )
     mosaic: MosaicConfig = Field(default_factory=MosaicConfig)
     mixup: MixupConfig = Field(default_factory=MixupConfig)
     policy_epochs: list[StrictInt | StrictFloat] | None = Field(
-        None, description="DEIM's schedule [e1, e2, e3] (ints: epochs, floats: fractions of the run): before e1 "
+        None,
+        description="DEIM's schedule [e1, e2, e3] (ints: epochs, floats: fractions of the run): before e1 "
         "no heavy ops and no mosaic; e1..e2 everything incl. mosaic and mixup; e2..e3 heavy ops without mosaic "
-        "and mixup; from e3 none (e3 is the stop epoch)"
+        "and mixup; from e3 none (e3 is the stop epoch)",
     )
 
     @field_validator("stop_epoch")
@@ -240,8 +242,10 @@ class AugmentConfig(BaseModel):
             raise ValueError(f"the epochs must not decrease, got {v}")
         stop = info.data.get("stop_epoch")
         if stop is not None and (type(stop) is not type(v[2]) or stop != v[2]):
-            raise ValueError(f"stop_epoch ({stop}) and the last policy epoch ({v[2]}) disagree: e3 is the stop "
-                             "epoch of the heavy ops; set stop_epoch to e3 or to null")
+            raise ValueError(
+                f"stop_epoch ({stop}) and the last policy epoch ({v[2]}) disagree: e3 is the stop "
+                "epoch of the heavy ops; set stop_epoch to e3 or to null"
+            )
         return v
 
     @field_validator("extra")
@@ -273,8 +277,10 @@ def _epoch_index(value: int | float, total_epochs: int | None, field: str) -> in
     if isinstance(value, int):
         return value
     if total_epochs is None:
-        raise DetkitError(f"augment.{field} is a fraction of the run but the number of epochs is not known",
-                          hint=f"give {field} as epoch numbers, or pass total_epochs")
+        raise DetkitError(
+            f"augment.{field} is a fraction of the run but the number of epochs is not known",
+            hint=f"give {field} as epoch numbers, or pass total_epochs",
+        )
     return int(math.floor(value * total_epochs + 1e-9))  # same convention as the train section
 
 

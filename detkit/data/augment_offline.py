@@ -45,8 +45,9 @@ def _read_samples(split: SplitSpec, class_map: ClassMap) -> list[_Sample]:
         try:
             labels = class_map.category_ids_to_labels(cids) if len(cids) else np.zeros(0, np.int64)
         except DetkitError as e:
-            raise DetkitError(f"image id {iid}: {e.message}",
-                              hint="run `detkit data validate`", path=split.annotations) from None
+            raise DetkitError(
+                f"image id {iid}: {e.message}", hint="run `detkit data validate`", path=split.annotations
+            ) from None
         crowd = np.asarray([int(a.get("iscrowd", 0)) for a in anns], dtype=np.int64)
         path = image_file(split.images, img["file_name"], split.annotations)
         size = (int(img.get("width") or 0), int(img.get("height") or 0))
@@ -109,7 +110,7 @@ def preview_augmentations(
     grid = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
     for k, tile in enumerate(tiles):
         r, c = divmod(k, cols)
-        grid[pad + r * (h + pad):pad + r * (h + pad) + h, pad + c * (w + pad):pad + c * (w + pad) + w] = tile
+        grid[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + c * (w + pad) : pad + c * (w + pad) + w] = tile
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise DetkitError("the preview is written as PNG: give a file name ending in .png", path=out)
@@ -138,8 +139,9 @@ def write_augmented_dataset(
     import cv2
 
     if isinstance(copies, bool) or not isinstance(copies, (int, np.integer)) or copies < 1:
-        raise DetkitError(f"copies must be a positive number of augmented copies per image, got {copies!r}",
-                          params="copies")
+        raise DetkitError(
+            f"copies must be a positive number of augmented copies per image, got {copies!r}", params="copies"
+        )
     ds = dataset if isinstance(dataset, DatasetSpec) else load_dataset(dataset)
     samples = _read_samples(ds.split(split), ds.class_map)
     if not samples:
@@ -151,8 +153,11 @@ def write_augmented_dataset(
     with DatasetWriter(out, ds.class_map, name=f"{ds.name}-augmented", overwrite=overwrite) as writer:
         for idx, s in enumerate(track(samples, f"augmenting {split}")):
             image = _load_rgb(s.path)
-            hw = (image.shape[0], image.shape[1]) if imgsz is None else (
-                (int(imgsz), int(imgsz)) if isinstance(imgsz, (int, np.integer)) else tuple(imgsz))
+            hw = (
+                (image.shape[0], image.shape[1])
+                if imgsz is None
+                else ((int(imgsz), int(imgsz)) if isinstance(imgsz, (int, np.integer)) else tuple(imgsz))
+            )
             if hw not in transforms:
                 transforms[hw] = EpochAugmentation(cfg, imgsz=hw, train=True)
             transform = transforms[hw]
@@ -168,14 +173,34 @@ def write_augmented_dataset(
                     raise DetkitError("could not encode an augmented image", path=s.path)
                 writer.image_path(split, file_name).write_bytes(buf.tobytes())
                 image_id = len(coco.images) + 1
-                coco.images.append({"id": image_id, "file_name": file_name, "width": int(aug.shape[1]),
-                                    "height": int(aug.shape[0]), "source_image_id": s.image_id, "augment_copy": k})
+                coco.images.append(
+                    {
+                        "id": image_id,
+                        "file_name": file_name,
+                        "width": int(aug.shape[1]),
+                        "height": int(aug.shape[0]),
+                        "source_image_id": s.image_id,
+                        "augment_copy": k,
+                    }
+                )
                 xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1).astype(np.float64)
                 for box, code in zip(xywh, codes):
-                    coco.annotations.append({"id": len(coco.annotations) + 1, "image_id": image_id,
-                                             "category_id": int(cat_ids[int(code) // 2]),
-                                             "bbox": [float(v) for v in box], "area": float(box[2] * box[3]),
-                                             "iscrowd": int(code) % 2})
+                    coco.annotations.append(
+                        {
+                            "id": len(coco.annotations) + 1,
+                            "image_id": image_id,
+                            "category_id": int(cat_ids[int(code) // 2]),
+                            "bbox": [float(v) for v in box],
+                            "area": float(box[2] * box[3]),
+                            "iscrowd": int(code) % 2,
+                        }
+                    )
         writer.write_split(split, coco)
-    return {"dataset": str(Path(out) / "dataset.yaml"), "split": split, "images": len(coco.images),
-            "boxes": len(coco.annotations), "source_images": len(samples), "copies": copies}
+    return {
+        "dataset": str(Path(out) / "dataset.yaml"),
+        "split": split,
+        "images": len(coco.images),
+        "boxes": len(coco.annotations),
+        "source_images": len(samples),
+        "copies": copies,
+    }

@@ -32,8 +32,15 @@ from albumentations.core.type_definitions import Targets  # noqa: E402
 class PhotometricDistort(A.ImageOnlyTransform):
     """torchvision's RandomPhotometricDistort on uint8 RGB images."""
 
-    def __init__(self, brightness=(0.875, 1.125), contrast=(0.5, 1.5), saturation=(0.5, 1.5), hue=(-0.05, 0.05),
-                 p_each: float = 0.5, p: float = 0.5):
+    def __init__(
+        self,
+        brightness=(0.875, 1.125),
+        contrast=(0.5, 1.5),
+        saturation=(0.5, 1.5),
+        hue=(-0.05, 0.05),
+        p_each: float = 0.5,
+        p: float = 0.5,
+    ):
         super().__init__(p=p)
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
         self.p_each = p_each
@@ -58,8 +65,17 @@ class PhotometricDistort(A.ImageOnlyTransform):
         params["permutation"] = perm
         return params
 
-    def apply(self, img: np.ndarray, brightness=None, contrast=None, saturation=None, hue=None, contrast_first=True,
-              permutation=None, **params: Any) -> np.ndarray:
+    def apply(
+        self,
+        img: np.ndarray,
+        brightness=None,
+        contrast=None,
+        saturation=None,
+        hue=None,
+        contrast_first=True,
+        permutation=None,
+        **params: Any,
+    ) -> np.ndarray:
         # uint8 all the way (lookup tables and saturating OpenCV blends), rounding after each op like
         # torchvision does on uint8 images
         x = np.ascontiguousarray(img)
@@ -120,7 +136,9 @@ class ZoomOut(A.DualTransform):
         value = (fill,) * img.shape[2] if isinstance(fill, (int, float)) and img.ndim == 3 else fill
         return cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=value)
 
-    def apply_to_bboxes(self, bboxes: np.ndarray, canvas=(1, 1), offset=(0, 0), orig=(1, 1), **params: Any) -> np.ndarray:
+    def apply_to_bboxes(
+        self, bboxes: np.ndarray, canvas=(1, 1), offset=(0, 0), orig=(1, 1), **params: Any
+    ) -> np.ndarray:
         out = bboxes.copy()
         h, w = orig
         out[:, [0, 2]] = (bboxes[:, [0, 2]] * w + offset[1]) / canvas[1]
@@ -136,8 +154,16 @@ class IoUCrop(A.DualTransform):
 
     _targets = (Targets.IMAGE, Targets.BBOXES)
 
-    def __init__(self, min_scale: float = 0.3, max_scale: float = 1.0, min_aspect: float = 0.5, max_aspect: float = 2.0,
-                 min_iou_options=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0), trials: int = 40, p: float = 0.8):
+    def __init__(
+        self,
+        min_scale: float = 0.3,
+        max_scale: float = 1.0,
+        min_aspect: float = 0.5,
+        max_aspect: float = 2.0,
+        min_iou_options=(0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0),
+        trials: int = 40,
+        p: float = 0.8,
+    ):
         super().__init__(p=p)
         self.min_scale, self.max_scale = min_scale, max_scale
         self.min_aspect, self.max_aspect = min_aspect, max_aspect
@@ -225,11 +251,26 @@ class Stretch(A.DualTransform):
 
 # Transforms that change the dtype, run user code, or need inputs other than the image and its boxes
 # (masks, reference images, metadata): a detection pipeline cannot feed them.
-_EXCLUDED = frozenset({
-    "Lambda", "Normalize", "ToFloat", "FromFloat", "Mosaic", "TextImage", "FDA", "HistogramMatching",
-    "PixelDistributionAdaptation", "MaskDropout", "CropNonEmptyMaskIfExists", "RandomCropNearBBox",
-    "ConstrainedCoarseDropout", "TimeMasking", "FrequencyMasking", "TimeReverse",
-})
+_EXCLUDED = frozenset(
+    {
+        "Lambda",
+        "Normalize",
+        "ToFloat",
+        "FromFloat",
+        "Mosaic",
+        "TextImage",
+        "FDA",
+        "HistogramMatching",
+        "PixelDistributionAdaptation",
+        "MaskDropout",
+        "CropNonEmptyMaskIfExists",
+        "RandomCropNearBBox",
+        "ConstrainedCoarseDropout",
+        "TimeMasking",
+        "FrequencyMasking",
+        "TimeReverse",
+    }
+)
 
 
 def allowed_albumentations() -> dict[str, type]:

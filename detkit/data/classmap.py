@@ -50,7 +50,9 @@ class ClassMap:
         return {"names": list(self.names), "category_ids": list(self.category_ids)}
 
     def to_coco_categories(self) -> list[dict[str, Any]]:
-        return [{"id": cid, "name": name, "supercategory": "object"} for name, cid in zip(self.names, self.category_ids)]
+        return [
+            {"id": cid, "name": name, "supercategory": "object"} for name, cid in zip(self.names, self.category_ids)
+        ]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -84,8 +86,9 @@ class ClassMap:
         shown = ", ".join(f"{i}:{n}(id {c})" for i, (n, c) in enumerate(zip(self.names, self.category_ids)))
         return f"{len(self)} classes [{shown}]" if len(self) <= 12 else f"{len(self)} classes [{shown[:200]}...]"
 
-    def check_same(self, other: ClassMap, mine: str, theirs: str, hint: str | None = None,
-                   params: str | Sequence[str] = ()) -> None:
+    def check_same(
+        self, other: ClassMap, mine: str, theirs: str, hint: str | None = None, params: str | Sequence[str] = ()
+    ) -> None:
         """Raise a clear error naming both class maps unless they are identical (``params``: see DetkitError)."""
         if self == other:
             return

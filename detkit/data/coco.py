@@ -104,10 +104,13 @@ def parse_coco(raw: Any, source: str | Path) -> CocoData:
                 raise DetkitError(f"annotation id {aid} has no integer '{k}'", path=source)
         bbox = ann.get("bbox")
         if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
-            raise DetkitError(f"annotation id {aid} has an invalid 'bbox' {bbox!r} (expected [x, y, w, h] numbers)", path=source)
+            raise DetkitError(
+                f"annotation id {aid} has an invalid 'bbox' {bbox!r} (expected [x, y, w, h] numbers)", path=source
+            )
         if "area" in ann and not _is_number(ann["area"]):
-            raise DetkitError(f"annotation id {aid} has an invalid 'area' {ann['area']!r} (expected a number)",
-                              path=source)
+            raise DetkitError(
+                f"annotation id {aid} has an invalid 'area' {ann['area']!r} (expected a number)", path=source
+            )
         crowd = ann.get("iscrowd", 0)
         if crowd not in (0, 1) or isinstance(crowd, bool):
             raise DetkitError(f"annotation id {aid} has invalid 'iscrowd' {crowd!r}", path=source)

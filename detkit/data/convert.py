@@ -94,8 +94,16 @@ def _report_file(src: Path, fmt: str, to: str, report: ValidationReport, dropped
         "to": to,
         "rules": "detkit data validate (errors)",
         "dropped": [
-            {"split": d["split"], "file": d["file"], "record": d["record"], "rule": d["check"], "message": d["message"],
-             "action": d["action"], "image_id": d["image_id"], "ann_id": d["ann_id"]}
+            {
+                "split": d["split"],
+                "file": d["file"],
+                "record": d["record"],
+                "rule": d["check"],
+                "message": d["message"],
+                "action": d["action"],
+                "image_id": d["image_id"],
+                "ann_id": d["ann_id"],
+            }
             for d in dropped
         ],
         "warnings": {c: v["count"] for c, v in report.counts().items() if v["severity"] == "warning"},
@@ -150,16 +158,20 @@ def convert_dataset(
     check_format(to, "to", allow_auto=False)
     src_root, out_abs = (src if src.is_dir() else src.parent).resolve(), out.resolve()
     if out_abs == src_root or out_abs in src_root.parents:
-        raise DetkitError("the output folder may not be the source folder or contain it",
-                          hint="choose another OUT", path=out)
+        raise DetkitError(
+            "the output folder may not be the source folder or contain it", hint="choose another OUT", path=out
+        )
     if src_root in out_abs.parents and out.exists():
         raise DetkitError("the output folder may not replace part of the source", hint="choose another OUT", path=out)
     if out.exists() and not out.is_dir():
         raise DetkitError("exists and is not a folder", hint="choose another output path", path=out)
     if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DetkitError("output folder exists and is not empty",
-                          hint="remove it, choose another path or set overwrite",
-                          path=out, params="overwrite")
+        raise DetkitError(
+            "output folder exists and is not empty",
+            hint="remove it, choose another path or set overwrite",
+            path=out,
+            params="overwrite",
+        )
     data, fmt, report = read_dataset(src, src_format, images=images, classes=classes)
     if report.errors and not skip_invalid:
         raise _refusal(report)

@@ -111,7 +111,10 @@ def load_dataset(path: str | Path, check_exists: bool = True) -> DatasetSpec:
     except ValidationError as e:
         raise DetkitError(f"invalid dataset file: {pydantic_error_line(e)}", path=path) from None
     if parsed.detkit_dataset != FORMAT_VERSION:
-        raise DetkitError(f"unsupported dataset format version {parsed.detkit_dataset} (this detkit reads {FORMAT_VERSION})", path=path)
+        raise DetkitError(
+            f"unsupported dataset format version {parsed.detkit_dataset} (this detkit reads {FORMAT_VERSION})",
+            path=path,
+        )
     try:
         class_map = ClassMap(tuple(c.name for c in parsed.classes), tuple(c.id for c in parsed.classes))
     except DetkitError as e:
@@ -125,6 +128,8 @@ def load_dataset(path: str | Path, check_exists: bool = True) -> DatasetSpec:
             if not images.is_dir():
                 raise DetkitError(f"splits.{split_name}.images: folder {entry.images!r} does not exist", path=path)
             if not annotations.is_file():
-                raise DetkitError(f"splits.{split_name}.annotations: file {entry.annotations!r} does not exist", path=path)
+                raise DetkitError(
+                    f"splits.{split_name}.annotations: file {entry.annotations!r} does not exist", path=path
+                )
         splits[split_name] = SplitSpec(name=split_name, images=images, annotations=annotations)
     return DatasetSpec(path=path.resolve(), root=root, name=parsed.name, class_map=class_map, splits=splits)

@@ -43,9 +43,7 @@ def resize_image(img: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def to_batch(
-    images: Sequence[np.ndarray], size_hw: tuple[int, int]
-) -> tuple[torch.Tensor, torch.Tensor]:
+def to_batch(images: Sequence[np.ndarray], size_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 HWC RGB arrays → ``(uint8 tensor [B,3,H,W], orig_sizes int64 [B,2] as (w, h))``."""
     if len(images) == 0:
         raise DetkitError("no images to batch")

@@ -57,7 +57,9 @@ def read_split_records(split: SplitSpec, class_map: ClassMap, drop_crowd: bool =
         iid = int(img["id"])
         w, h = img.get("width"), img.get("height")
         if not w or not h:
-            raise DetkitError(f"image id {iid} has no width/height", hint="run `detkit data validate --fix`", path=split.annotations)
+            raise DetkitError(
+                f"image id {iid} has no width/height", hint="run `detkit data validate --fix`", path=split.annotations
+            )
         anns = [a for a in by_image.get(iid, []) if not (drop_crowd and a.get("iscrowd", 0))]
         unknown = sorted({int(a["category_id"]) for a in anns} - known)
         if unknown:
@@ -72,15 +74,31 @@ def read_split_records(split: SplitSpec, class_map: ClassMap, drop_crowd: bool =
         keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
         cids = np.asarray([a["category_id"] for a in anns], dtype=np.int64)[keep]
         labels = class_map.category_ids_to_labels(cids).astype(np.int64) if cids.size else np.zeros(0, np.int64)
-        records.append(_Record(iid, image_file(split.images, img["file_name"], split.annotations), xyxy[keep].astype(np.float32), labels, (int(w), int(h))))
+        records.append(
+            _Record(
+                iid,
+                image_file(split.images, img["file_name"], split.annotations),
+                xyxy[keep].astype(np.float32),
+                labels,
+                (int(w), int(h)),
+            )
+        )
     return records
 
 
 class DetectionDataset(Dataset):
     """One split, augmented for training (``train=True``) or only resized for validation."""
 
-    def __init__(self, split: SplitSpec, class_map: ClassMap, imgsz: int | tuple[int, int], augment: Any = None,
-                 train: bool = True, total_epochs: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        split: SplitSpec,
+        class_map: ClassMap,
+        imgsz: int | tuple[int, int],
+        augment: Any = None,
+        train: bool = True,
+        total_epochs: int | None = None,
+        seed: int = 0,
+    ):
         self.split = split
         self.class_map = class_map
         self.imgsz = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(imgsz)
@@ -107,8 +125,9 @@ class DetectionDataset(Dataset):
         if self._transform is None:
             from detkit.data.augment import EpochAugmentation
 
-            self._transform = EpochAugmentation(self.augment, imgsz=self.imgsz, train=self.train, epoch=self.epoch,
-                                                total_epochs=self.total_epochs)
+            self._transform = EpochAugmentation(
+                self.augment, imgsz=self.imgsz, train=self.train, epoch=self.epoch, total_epochs=self.total_epochs
+            )
         return self._transform
 
     def mixup_now(self) -> Any:
@@ -149,13 +168,16 @@ class DetectionDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), target
 
 
-def collate(batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+def collate(
+    batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]],
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """Stack uint8 images ``[B, 3, H, W]``; targets stay a list (images may have no boxes)."""
     return torch.stack([b[0] for b in batch]), [b[1] for b in batch]
 
 
-def mixup_batch(images: torch.Tensor, targets: list[dict[str, torch.Tensor]], p: float, beta: tuple[float, float],
-                seed: int) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+def mixup_batch(
+    images: torch.Tensor, targets: list[dict[str, torch.Tensor]], p: float, beta: tuple[float, float], seed: int
+) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
     """With probability ``p``: ``image_i = round(b * image_i + (1 - b) * image_{i-1})`` for every image (the first
     with the last), ``b ~ U(beta)`` once per batch, uint8 in and out, and each target gets the labels and boxes of
     both images. A batch of one image is left as it is."""
@@ -166,8 +188,9 @@ def mixup_batch(images: torch.Tensor, targets: list[dict[str, torch.Tensor]], p:
     mixed = images.float().mul_(b).add_(images.roll(1, dims=0).float().mul_(1.0 - b)).round_().clamp_(0, 255)
     out = []
     for t, prev in zip(targets, targets[-1:] + targets[:-1]):
-        out.append({**t, "labels": torch.cat([t["labels"], prev["labels"]]),
-                    "boxes": torch.cat([t["boxes"], prev["boxes"]])})
+        out.append(
+            {**t, "labels": torch.cat([t["labels"], prev["labels"]]), "boxes": torch.cat([t["boxes"], prev["boxes"]])}
+        )
     return mixed.to(torch.uint8), out
 
 
@@ -178,8 +201,10 @@ class Collate:
     def __init__(self, dataset: DetectionDataset):
         self.dataset = dataset
 
-    def __call__(self, batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]],
-                 ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+    def __call__(
+        self,
+        batch: Sequence[tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
         images, targets = collate(batch)
         mix = self.dataset.mixup_now()
         if mix is None:
@@ -192,17 +217,35 @@ class Collate:
 class EpochLoader:
     """A DataLoader whose order and augmentation are seeded per epoch: call ``set_epoch`` before iterating."""
 
-    def __init__(self, dataset: DetectionDataset, batch_size: int, shuffle: bool, workers: int = 0, drop_last: bool = False,
-                 seed: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        dataset: DetectionDataset,
+        batch_size: int,
+        shuffle: bool,
+        workers: int = 0,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.dataset = dataset
         self.seed = seed
         if world_size > 1:
-            self.sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
+            self.sampler = DistributedSampler(
+                dataset, num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+            )
         else:
             self.sampler = _SeededRandomSampler(dataset, seed) if shuffle else SequentialSampler(dataset)
-        self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=workers,
-                                 collate_fn=Collate(dataset), drop_last=drop_last, persistent_workers=False,
-                                 pin_memory=torch.cuda.is_available())
+        self.loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=self.sampler,
+            num_workers=workers,
+            collate_fn=Collate(dataset),
+            drop_last=drop_last,
+            persistent_workers=False,
+            pin_memory=torch.cuda.is_available(),
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)

@@ -59,7 +59,7 @@ def paste_mosaic(
     canvas[:] = np.asarray(fill, dtype=np.uint8)
     offsets = np.array([[0, 0], [cell_w, 0], [0, cell_h], [cell_w, cell_h]], dtype=np.float64)  # (x, y) per cell
     for (image, _, _), (th, tw), (ox, oy) in zip(tiles, sizes, offsets.astype(int)):
-        canvas[oy:oy + th, ox:ox + tw] = resize_image(image, (th, tw))
+        canvas[oy : oy + th, ox : ox + tw] = resize_image(image, (th, tw))
     counts = [len(np.asarray(b).reshape(-1, 4)) for _, b, _ in tiles]
     boxes = np.concatenate([np.asarray(b, dtype=np.float64).reshape(-1, 4) for _, b, _ in tiles])
     labels = np.concatenate([np.asarray(lab).reshape(-1) for _, _, lab in tiles]).astype(np.int64)

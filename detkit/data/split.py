@@ -48,8 +48,9 @@ def _parse_pairs(spec: str | Mapping[str, Any], option: str) -> dict[str, Any]:
             if not item:
                 continue
             if "=" not in item:
-                raise DetkitError(f"{option}: expected name=value pairs like 'train=0.8,val=0.2', got '{item}'",
-                                  params=option)
+                raise DetkitError(
+                    f"{option}: expected name=value pairs like 'train=0.8,val=0.2', got '{item}'", params=option
+                )
             name, value = (s.strip() for s in item.split("=", 1))
             if name in pairs:
                 raise DetkitError(f"{option}: split '{name}' is given twice", params=option)
@@ -74,9 +75,11 @@ def parse_ratios(spec: str | Mapping[str, Any]) -> dict[str, float]:
         out[name] = v
     total = sum(out.values())
     if abs(total - 1.0) > 1e-6:
-        raise DetkitError(f"ratios must sum to 1, they sum to {total:g}",
-                          hint="e.g. train=0.8,val=0.1,calib=0.05,test=0.05",
-                          params="ratios")
+        raise DetkitError(
+            f"ratios must sum to 1, they sum to {total:g}",
+            hint="e.g. train=0.8,val=0.1,calib=0.05,test=0.05",
+            params="ratios",
+        )
     return out
 
 
@@ -101,7 +104,9 @@ def parse_counts(spec: str | Mapping[str, Any]) -> dict[str, int | str]:
     return out
 
 
-def target_sizes(n_images: int, ratios: Mapping[str, float] | None = None, counts: Mapping[str, int | str] | None = None) -> dict[str, int]:
+def target_sizes(
+    n_images: int, ratios: Mapping[str, float] | None = None, counts: Mapping[str, int | str] | None = None
+) -> dict[str, int]:
     """Exact number of images per split: ratios by largest remainder, or counts (``rest`` fills up)."""
     if (ratios is None) == (counts is None):
         raise DetkitError("give either ratios or counts, not both" if ratios is not None else "give ratios or counts")
@@ -154,11 +159,17 @@ def assign_splits(strata: np.ndarray, sizes: Mapping[str, int], seed: int = 0) -
         if k:
             slots_key.append((np.arange(k) + rng.random()) * (used / k))
             slots_split.append(np.full(k, s, dtype=np.int64))
-    sequence = np.concatenate(slots_split)[np.argsort(np.concatenate(slots_key), kind="stable")] if slots_key else np.zeros(0, np.int64)
+    sequence = (
+        np.concatenate(slots_split)[np.argsort(np.concatenate(slots_key), kind="stable")]
+        if slots_key
+        else np.zeros(0, np.int64)
+    )
     out = np.full(n, -1, dtype=np.int64)
     if used < n:
         # the images left over are spread evenly too: take `used` of the ordered images at regular steps
-        pick = np.floor((np.arange(used) + rng.random()) * (n / used)).astype(np.int64) if used else np.zeros(0, np.int64)
+        pick = (
+            np.floor((np.arange(used) + rng.random()) * (n / used)).astype(np.int64) if used else np.zeros(0, np.int64)
+        )
         out[order[pick]] = sequence
     else:
         out[order] = sequence
@@ -181,8 +192,11 @@ def _pool(ds: DatasetSpec) -> list[_PooledImage]:
         known = set(by_image)
         for ann in coco.annotations:
             if int(ann["image_id"]) not in known:
-                raise DetkitError(f"annotation id {ann['id']} refers to unknown image id {ann['image_id']}",
-                                  hint="run `detkit data validate --fix` first", path=spec.annotations)
+                raise DetkitError(
+                    f"annotation id {ann['id']} refers to unknown image id {ann['image_id']}",
+                    hint="run `detkit data validate --fix` first",
+                    path=spec.annotations,
+                )
         for img in coco.images:
             path = image_file(spec.images, img["file_name"], spec.annotations)
             pooled.append(_PooledImage(name, img, by_image[int(img["id"])], path))
@@ -222,8 +236,11 @@ def split_dataset(
         labs = [cat_to_label.get(int(a["category_id"]), -1) for a in p.annotations]
         if -1 in labs:
             bad = next(a for a in p.annotations if int(a["category_id"]) not in cat_to_label)
-            raise DetkitError(f"annotation id {bad['id']} has category id {bad['category_id']} which is not in the class map",
-                              hint="run `detkit data validate` to see all problems", path=ds.split(p.split).annotations)
+            raise DetkitError(
+                f"annotation id {bad['id']} has category id {bad['category_id']} which is not in the class map",
+                hint="run `detkit data validate` to see all problems",
+                path=ds.split(p.split).annotations,
+            )
         labels_per_image.append(np.asarray(labs, dtype=np.int64))
     k = len(ds.class_map)
     strata = image_strata(labels_per_image, k)
@@ -251,13 +268,23 @@ def split_dataset(
                 image = dict(p.image, file_name=file_name, id=int(p.image["id"]) if ids_unique else new_id)
                 coco.images.append(image)
                 for a in p.annotations:
-                    coco.annotations.append(dict(a, image_id=image["id"], id=int(a["id"]) if ann_ids_unique else next_ann))
+                    coco.annotations.append(
+                        dict(a, image_id=image["id"], id=int(a["id"]) if ann_ids_unique else next_ann)
+                    )
                     next_ann += 1
             writer.write_split(name, coco)
-            labs = np.concatenate([labels_per_image[int(i)] for i in members]) if len(members) else np.zeros(0, np.int64)
+            labs = (
+                np.concatenate([labels_per_image[int(i)] for i in members]) if len(members) else np.zeros(0, np.int64)
+            )
             owners = np.repeat(members, [len(labels_per_image[int(i)]) for i in members])
-            per_class = np.bincount(np.unique(owners * k + labs) % k, minlength=k) if len(labs) else np.zeros(k, np.int64)
-            summary["splits"][name] = {"images": int(len(members)), "boxes": int(len(labs)), "images_per_class": per_class.tolist()}
+            per_class = (
+                np.bincount(np.unique(owners * k + labs) % k, minlength=k) if len(labs) else np.zeros(k, np.int64)
+            )
+            summary["splits"][name] = {
+                "images": int(len(members)),
+                "boxes": int(len(labs)),
+                "images_per_class": per_class.tolist(),
+            }
     summary["dataset"] = str(Path(out) / "dataset.yaml")
     summary["classes"] = list(ds.class_map.names)
     summary["skipped_splits"] = [n for n in split_names if sizes[n] == 0]

@@ -148,7 +148,11 @@ def summarise(table: BoxTable, class_map: ClassMap) -> dict[str, Any]:
             "max": int(per_image.max()) if len(per_image) else 0,
             "histogram": {str(i): int(c) for i, c in enumerate(hist_obj) if c},
         },
-        "sizes": {"small": int((bucket == 0).sum()), "medium": int((bucket == 1).sum()), "large": int((bucket == 2).sum())},
+        "sizes": {
+            "small": int((bucket == 0).sum()),
+            "medium": int((bucket == 1).sum()),
+            "large": int((bucket == 2).sum()),
+        },
         "size_histogram": _histogram(side, SIZE_EDGES, open_low=False),
         "aspect_histogram": _histogram(aspect[np.isfinite(aspect)], ASPECT_EDGES, open_low=True),
         "classes": classes,
@@ -173,7 +177,9 @@ def _concat(tables: list[BoxTable]) -> BoxTable:
     )
 
 
-def dataset_stats(dataset: str | Path | DatasetSpec, splits: list[str] | None = None, plots: str | Path | None = None) -> dict[str, Any]:
+def dataset_stats(
+    dataset: str | Path | DatasetSpec, splits: list[str] | None = None, plots: str | Path | None = None
+) -> dict[str, Any]:
     """Statistics of a dataset's splits (all by default) and of all of them pooled (``"all"``).
 
     With ``plots`` PNG figures of the pooled statistics are written into that folder; their paths are listed
@@ -233,8 +239,17 @@ def write_plots(table: BoxTable, class_map: ClassMap, out_dir: str | Path, title
         if left < edge < right:  # a bucket edge beyond the data would stretch the axis or hang outside it
             ax.axvline(edge, color="tab:red", ls="--", lw=1)
             near_right = edge > left + 0.7 * (right - left)
-            ax.text(edge, 0.95, f" {name} " if near_right else f" {name}", color="tab:red", fontsize=8, va="top",
-                    ha="right" if near_right else "left", transform=ax.get_xaxis_transform(), clip_on=True)
+            ax.text(
+                edge,
+                0.95,
+                f" {name} " if near_right else f" {name}",
+                color="tab:red",
+                fontsize=8,
+                va="top",
+                ha="right" if near_right else "left",
+                transform=ax.get_xaxis_transform(),
+                clip_on=True,
+            )
     ax.set_xlabel("box size sqrt(area) [px]")
     ax.set_ylabel("boxes")
     ax.set_title(f"{title}: box sizes (COCO buckets)")

@@ -109,7 +109,9 @@ def _unit_polygon(label: int, rng: np.random.Generator) -> np.ndarray:
     return pts @ np.array([[c, s], [-s, c]])
 
 
-def _shape_mask(label: int, cx: float, cy: float, radius: float, hw: tuple[int, int], rng: np.random.Generator) -> tuple[np.ndarray, tuple[slice, slice]]:
+def _shape_mask(
+    label: int, cx: float, cy: float, radius: float, hw: tuple[int, int], rng: np.random.Generator
+) -> tuple[np.ndarray, tuple[slice, slice]]:
     """Rasterise a shape (hard edges) into a bool patch covering its bounding box clipped to the image."""
     pts = _unit_polygon(label, rng) * radius + (cx, cy)
     x0, y0 = np.maximum(np.floor(pts.min(axis=0)).astype(int) - 1, 0)
@@ -147,7 +149,9 @@ def _background(rng: np.random.Generator, hw: tuple[int, int]) -> np.ndarray:
     yy = np.arange(h, dtype=np.float32)[:, None]
     xx = np.arange(w, dtype=np.float32)[None, :]
     if kind == 0:  # multi-octave colour noise
-        t = 0.6 * _smooth_noise(rng, hw, int(rng.integers(3, 6))) + 0.4 * _smooth_noise(rng, hw, int(rng.integers(8, 24)))
+        t = 0.6 * _smooth_noise(rng, hw, int(rng.integers(3, 6))) + 0.4 * _smooth_noise(
+            rng, hw, int(rng.integers(8, 24))
+        )
         img = c1 * (1 - t) + c2 * t
     elif kind == 1:  # linear gradient plus fine noise
         ang = rng.uniform(0, 2 * np.pi)
@@ -295,8 +299,15 @@ def synth_class_map() -> ClassMap:
     return ClassMap.from_names(CLASSES, first_id=1)
 
 
-def _coco_entries(image_id: int, file_name: str, labels: np.ndarray, boxes: np.ndarray, areas: np.ndarray,
-                  next_ann_id: int, hw: tuple[int, int]) -> tuple[dict, list[dict]]:
+def _coco_entries(
+    image_id: int,
+    file_name: str,
+    labels: np.ndarray,
+    boxes: np.ndarray,
+    areas: np.ndarray,
+    next_ann_id: int,
+    hw: tuple[int, int],
+) -> tuple[dict, list[dict]]:
     image = {"id": image_id, "file_name": file_name, "width": hw[1], "height": hw[0]}
     xywh = boxes.copy()
     xywh[:, 2:] -= xywh[:, :2]
@@ -339,8 +350,14 @@ class _Job:
 
 
 def _run_job(job: _Job) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    scene = render_scene(scene_rng(job.seed, job.split, job.index, job.variant), job.hw, job.min_objects,
-                         job.max_objects, job.empty_fraction, job.variant.size_px)
+    scene = render_scene(
+        scene_rng(job.seed, job.split, job.index, job.variant),
+        job.hw,
+        job.min_objects,
+        job.max_objects,
+        job.empty_fraction,
+        job.variant.size_px,
+    )
     _write_jpeg(job.path, scene.image, job.quality)
     for domain, path in job.domain_paths:
         style_rng = np.random.default_rng([job.seed, 1000 + DOMAINS.index(domain), job.index])
@@ -397,23 +414,31 @@ def generate_synthetic(
         if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
             raise DetkitError(f"{name} must be a non-negative integer number of images, got {n!r}", params=name)
     if sum(counts.values()) == 0:
-        raise DetkitError("nothing to generate: every split has 0 images", hint="e.g. train=100, val=20",
-                          params=("train", "val"))
+        raise DetkitError(
+            "nothing to generate: every split has 0 images", hint="e.g. train=100, val=20", params=("train", "val")
+        )
     if not isinstance(imgsz, (int, np.integer)) or isinstance(imgsz, bool) or not 32 <= imgsz <= 4096:
         raise DetkitError(f"imgsz must be an integer between 32 and 4096, got {imgsz!r}", params="imgsz")
     if variant.size_px is not None and imgsz < 2 * variant.size_px[1]:
-        raise DetkitError(f"imgsz {imgsz} is too small for the small-object variant (objects up to "
-                          f"{variant.size_px[1]:g} px)", hint=f"use imgsz {int(2 * variant.size_px[1])} or more",
-                          params="imgsz")
+        raise DetkitError(
+            f"imgsz {imgsz} is too small for the small-object variant (objects up to {variant.size_px[1]:g} px)",
+            hint=f"use imgsz {int(2 * variant.size_px[1])} or more",
+            params="imgsz",
+        )
     if not 0 <= min_objects <= max_objects:
-        raise DetkitError(f"object counts must satisfy 0 <= min_objects <= max_objects, got {min_objects}..{max_objects}")
+        raise DetkitError(
+            f"object counts must satisfy 0 <= min_objects <= max_objects, got {min_objects}..{max_objects}"
+        )
     if not 0.0 <= empty_fraction <= 1.0:
         raise DetkitError(f"empty_fraction must be in [0, 1], got {empty_fraction}")
     if not 1 <= jpeg_quality <= 100:
         raise DetkitError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
     if domains and test == 0:
-        raise DetkitError("domains renders the test split in six styles, but test is 0", hint="give test N > 0 images",
-                          params=("domains", "test"))
+        raise DetkitError(
+            "domains renders the test split in six styles, but test is 0",
+            hint="give test N > 0 images",
+            params=("domains", "test"),
+        )
     if workers < 0:
         raise DetkitError(f"workers must be >= 0 (0 = automatic), got {workers}", params="workers")
 
@@ -433,16 +458,28 @@ def generate_synthetic(
                 continue
             domain_dirs = _domain_dirs(writer, split == "test" and domains)
             jobs = [
-                _Job(int(seed), split, i, hw, min_objects, max_objects, empty_fraction, jpeg_quality,
-                     writer.image_path(split, f"{i + 1:06d}.jpg"),
-                     tuple((d, ddir / "val2017" / f"{i + 1:06d}.jpg") for d, ddir in domain_dirs.items()), variant)
+                _Job(
+                    int(seed),
+                    split,
+                    i,
+                    hw,
+                    min_objects,
+                    max_objects,
+                    empty_fraction,
+                    jpeg_quality,
+                    writer.image_path(split, f"{i + 1:06d}.jpg"),
+                    tuple((d, ddir / "val2017" / f"{i + 1:06d}.jpg") for d, ddir in domain_dirs.items()),
+                    variant,
+                )
                 for i in range(n)
             ]
             results = pool.map(_run_job, jobs, chunksize=8) if pool is not None else map(_run_job, jobs)
             info = {"description": f"detkit synthetic shapes ({variant.name}), seed {seed}, split {split}"}
             coco = CocoData(info=info)
             for job, (labels, boxes, areas) in zip(jobs, track(results, f"synth {split}", total=n)):
-                image, anns = _coco_entries(job.index + 1, job.path.name, labels, boxes, areas, len(coco.annotations) + 1, hw)
+                image, anns = _coco_entries(
+                    job.index + 1, job.path.name, labels, boxes, areas, len(coco.annotations) + 1, hw
+                )
                 coco.images.append(image)
                 coco.annotations.extend(anns)
             writer.write_split(split, coco)

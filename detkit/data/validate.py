@@ -140,7 +140,9 @@ class ValidationReport:
             "errors": len(self.errors),
             "warnings": len(self.warnings),
             "settings": self.settings,
-            "splits": {s: {"images": len(v.coco.images), "boxes": len(v.coco.annotations)} for s, v in self.splits.items()},
+            "splits": {
+                s: {"images": len(v.coco.images), "boxes": len(v.coco.annotations)} for s, v in self.splits.items()
+            },
             "checks": self.counts(),
             "findings": [f.to_dict() for f in self.findings],
         }
@@ -152,8 +154,15 @@ class ValidationReport:
 def sources_of(data: DatasetData, source: Path, fmt: str) -> dict[str, SplitSource]:
     """The validator's view of data read by any format reader."""
     return {
-        name: SplitSource(name, split.coco, split.source if split.source is not None else source, split.images_dir, fmt,
-                          split.sources, split.origins)
+        name: SplitSource(
+            name,
+            split.coco,
+            split.source if split.source is not None else source,
+            split.images_dir,
+            fmt,
+            split.sources,
+            split.origins,
+        )
         for name, split in data.splits.items()
     }
 
@@ -178,8 +187,15 @@ def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, 
                 mine = {int(c["id"]): str(c["name"]) for c in coco.categories}
                 theirs = dict(zip(spec.class_map.category_ids, spec.class_map.names))
                 if mine != theirs:
-                    findings.append(Finding(ERROR, "categories_mismatch", name, str(s.annotations),
-                                            f"COCO categories {sorted(mine.items())} differ from dataset.yaml's classes {sorted(theirs.items())}"))
+                    findings.append(
+                        Finding(
+                            ERROR,
+                            "categories_mismatch",
+                            name,
+                            str(s.annotations),
+                            f"COCO categories {sorted(mine.items())} differ from dataset.yaml's classes {sorted(theirs.items())}",
+                        )
+                    )
             splits[name] = SplitSource(name, coco, s.annotations, s.images)
         return spec.class_map, splits, findings
     if fmt is not None and (path.is_dir() or fmt != "coco"):  # a COCO folder, YOLO, VOC: read as convert reads it
@@ -201,8 +217,15 @@ def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, 
         try:
             images = guess_images_dir(path, split)
         except DetkitError:
-            findings.append(Finding(WARNING, "no_image_folder", split, str(path),
-                                    "image folder not found: image files were not checked (pass --images DIR)"))
+            findings.append(
+                Finding(
+                    WARNING,
+                    "no_image_folder",
+                    split,
+                    str(path),
+                    "image folder not found: image files were not checked (pass --images DIR)",
+                )
+            )
     elif not images.is_dir():
         raise DetkitError("image folder not found", path=images)
     return class_map, {split: SplitSource(split, coco, path, images.resolve() if images else None)}, findings
@@ -241,17 +264,42 @@ def _check_image_files(src: SplitSource, decode: bool, workers: int) -> tuple[li
             paths.append(None)
             file, record = src.where_image(i)
             message = e.message.removeprefix(f"{src.annotations}: ")
-            out.append(Finding(ERROR, "path_escapes_root", split, file, message, img["id"], fix="drop image",
-                               record=record, _image_index=i))
+            out.append(
+                Finding(
+                    ERROR,
+                    "path_escapes_root",
+                    split,
+                    file,
+                    message,
+                    img["id"],
+                    fix="drop image",
+                    record=record,
+                    _image_index=i,
+                )
+            )
     todo = [(i, p) for i, p in enumerate(paths) if p is not None]
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        results = list(track(pool.map(lambda ip: _probe(ip[1], decode), todo), f"checking {split} image files", total=len(todo)))
+        results = list(
+            track(pool.map(lambda ip: _probe(ip[1], decode), todo), f"checking {split} image files", total=len(todo))
+        )
 
     def add(i: int, severity: str, check: str, message: str, fix: str, value: Any = None) -> None:
         # named by the file listing the image (COCO JSON, VOC XML; YOLO: the image itself); the message names the image
         file, record = src.where_image(i)
-        out.append(Finding(severity, check, split, file, message, images[i]["id"], fix=fix, record=record,
-                           _image_index=i, _value=value))
+        out.append(
+            Finding(
+                severity,
+                check,
+                split,
+                file,
+                message,
+                images[i]["id"],
+                fix=fix,
+                record=record,
+                _image_index=i,
+                _value=value,
+            )
+        )
 
     for (i, p), (status, w, h) in zip(todo, results):
         img = images[i]
@@ -262,12 +310,24 @@ def _check_image_files(src: SplitSource, decode: bool, workers: int) -> tuple[li
         elif status == "truncated":
             add(i, ERROR, "truncated_image", f"image file {p} is truncated or corrupt", "drop image")
         elif not img.get("width") or not img.get("height"):
-            add(i, WARNING, "missing_size", f"no width/height in the {labels} (image file {p} is {w}x{h})",
-                "set size from file", (w, h))
+            add(
+                i,
+                WARNING,
+                "missing_size",
+                f"no width/height in the {labels} (image file {p} is {w}x{h})",
+                "set size from file",
+                (w, h),
+            )
         elif (img["width"], img["height"]) != (w, h):
             said = f"{img['width']}x{img['height']}"
-            add(i, ERROR, "size_mismatch", f"the {labels} says {said} but image file {p} is {w}x{h}",
-                "set size from file", (w, h))
+            add(
+                i,
+                ERROR,
+                "size_mismatch",
+                f"the {labels} says {said} but image file {p} is {w}x{h}",
+                "set size from file",
+                (w, h),
+            )
     return out, {p for p in paths if p is not None}
 
 
@@ -285,8 +345,16 @@ def _check_unlisted(splits: dict[str, SplitSource], listed: set[Path]) -> list[F
             p = inside(rel)
             if p not in listed:
                 listed.add(p)  # reported once, even when it lies in several splits' folders
-                out.append(Finding(WARNING, "unlisted_image", src.name, str(src.images_dir / rel),
-                                   "image file is not listed in the annotations", fix="not copied"))
+                out.append(
+                    Finding(
+                        WARNING,
+                        "unlisted_image",
+                        src.name,
+                        str(src.images_dir / rel),
+                        "image file is not listed in the annotations",
+                        fix="not copied",
+                    )
+                )
     return out
 
 
@@ -303,26 +371,47 @@ def _duplicates(values: np.ndarray) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
-def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, sizes_from_files: dict[int, tuple[int, int]]) -> list[Finding]:
+def _check_annotations(
+    src: SplitSource, class_map: ClassMap, max_boxes: int, sizes_from_files: dict[int, tuple[int, int]]
+) -> list[Finding]:
     out: list[Finding] = []
     coco, split = src.coco, src.name
     images, anns = coco.images, coco.annotations
 
     def on_image(severity: str, check: str, i: int, message: str, fix: str | None) -> None:
         file, record = src.where_image(i)
-        out.append(Finding(severity, check, split, file, message, int(images[i]["id"]), fix=fix, record=record,
-                           _image_index=i))
+        out.append(
+            Finding(severity, check, split, file, message, int(images[i]["id"]), fix=fix, record=record, _image_index=i)
+        )
 
     def on_ann(severity: str, check: str, k: int, message: str, fix: str, value: Any = None) -> None:
         file, record = src.where_annotation(k)
-        out.append(Finding(severity, check, split, file, message, int(ann_img[k]), int(ann_ids[k]), fix=fix,
-                           record=record, _ann_index=k, _value=value))
+        out.append(
+            Finding(
+                severity,
+                check,
+                split,
+                file,
+                message,
+                int(ann_img[k]),
+                int(ann_ids[k]),
+                fix=fix,
+                record=record,
+                _ann_index=k,
+                _value=value,
+            )
+        )
 
     img_ids = np.fromiter((im["id"] for im in images), dtype=np.int64, count=len(images))
     dup_images = _duplicates(img_ids)
     for i in dup_images.tolist():
-        on_image(ERROR, "duplicate_image_id", i,
-                 f"the id is used by more than one image (this one: {images[i]['file_name']})", "drop the later image")
+        on_image(
+            ERROR,
+            "duplicate_image_id",
+            i,
+            f"the id is used by more than one image (this one: {images[i]['file_name']})",
+            "drop the later image",
+        )
     names = np.asarray([im["file_name"] for im in images], dtype=object)
     if names.size:
         _, first = np.unique(names.astype(str), return_index=True)
@@ -344,12 +433,20 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
         on_ann(ERROR, "unknown_image", k, f"points to image id {ann_img[k]}, which does not exist", "drop annotation")
     unknown_cat = ~np.isin(ann_cat, np.asarray(class_map.category_ids, dtype=np.int64))
     for k in np.flatnonzero(unknown_cat).tolist():
-        on_ann(ERROR, "unknown_category", k,
-               f"category_id {ann_cat[k]} is not one of the classes {list(class_map.category_ids)}", "drop annotation")
+        on_ann(
+            ERROR,
+            "unknown_category",
+            k,
+            f"category_id {ann_cat[k]} is not one of the classes {list(class_map.category_ids)}",
+            "drop annotation",
+        )
 
     # image size per annotation (file size when known, else the labels'), looked up vectorised
     order = np.argsort(img_ids, kind="stable")
-    wh = np.asarray([sizes_from_files.get(i, (im.get("width") or 0, im.get("height") or 0)) for i, im in enumerate(images)], dtype=np.float64).reshape(-1, 2)
+    wh = np.asarray(
+        [sizes_from_files.get(i, (im.get("width") or 0, im.get("height") or 0)) for i, im in enumerate(images)],
+        dtype=np.float64,
+    ).reshape(-1, 2)
     pos = np.clip(np.searchsorted(img_ids[order], ann_img), 0, max(len(images) - 1, 0))
     ann_wh = wh[order][pos] if len(images) else np.zeros((n, 2))
     has_size = ~unknown_img & (ann_wh > 0).all(1)
@@ -367,9 +464,15 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
         else:
             norm_out = np.zeros(n, dtype=bool)
         fully_out = finite & ~nonpos & has_size & ~norm_out & ((x >= W) | (y >= H) | (x2 <= 0) | (y2 <= 0))
-        partly_out = finite & ~nonpos & has_size & ~norm_out & ~fully_out & (
-            (x < -BOX_TOLERANCE) | (y < -BOX_TOLERANCE) | (x2 > W + BOX_TOLERANCE) | (y2 > H + BOX_TOLERANCE)
+        partly_out = (
+            finite
+            & ~nonpos
+            & has_size
+            & ~norm_out
+            & ~fully_out
+            & ((x < -BOX_TOLERANCE) | (y < -BOX_TOLERANCE) | (x2 > W + BOX_TOLERANCE) | (y2 > H + BOX_TOLERANCE))
         )
+
     def box(k: int) -> str:
         """The box as the user's file writes it."""
         if src.fmt == "voc":
@@ -388,21 +491,37 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
     with np.errstate(invalid="ignore"):
         bad_area = finite & ~nonpos & ~(np.isfinite(areas) & (areas >= 0))  # (a bad box is reported once, as a box)
     for k in np.flatnonzero(bad_area).tolist():
-        on_ann(ERROR, "invalid_area", k, f"area {anns[k]['area']} is not a finite non-negative number",
-               "drop annotation")
+        on_ann(
+            ERROR, "invalid_area", k, f"area {anns[k]['area']} is not a finite non-negative number", "drop annotation"
+        )
     for k in np.flatnonzero(nonpos).tolist():
         on_ann(ERROR, "nonpositive_box", k, f"{box(k)} has non-positive width or height", "drop annotation")
     for k in np.flatnonzero(norm_out).tolist():
         on_ann(ERROR, "coordinates_out_of_range", k, f"{box(k)} has values outside [0, 1]", "drop annotation")
     for k in np.flatnonzero(fully_out).tolist():
-        on_ann(ERROR, "box_outside_image", k, f"{box(k)} lies entirely outside the {int(W[k])}x{int(H[k])} image",
-               "drop annotation")
+        on_ann(
+            ERROR,
+            "box_outside_image",
+            k,
+            f"{box(k)} lies entirely outside the {int(W[k])}x{int(H[k])} image",
+            "drop annotation",
+        )
     for k in np.flatnonzero(partly_out).tolist():
-        on_ann(WARNING, "box_partly_outside", k, f"{box(k)} extends outside the {int(W[k])}x{int(H[k])} image",
-               "clip to the image", (float(W[k]), float(H[k])))
+        on_ann(
+            WARNING,
+            "box_partly_outside",
+            k,
+            f"{box(k)} extends outside the {int(W[k])}x{int(H[k])} image",
+            "clip to the image",
+            (float(W[k]), float(H[k])),
+        )
 
     known = ~unknown_img
-    per_image = np.bincount(np.searchsorted(img_ids[order], ann_img[known]), minlength=len(images)) if known.any() else np.zeros(len(images), dtype=np.int64)
+    per_image = (
+        np.bincount(np.searchsorted(img_ids[order], ann_img[known]), minlength=len(images))
+        if known.any()
+        else np.zeros(len(images), dtype=np.int64)
+    )
     for j in np.flatnonzero(per_image > max_boxes).tolist():
         i = int(order[j])
         try:
@@ -410,14 +529,25 @@ def _check_annotations(src: SplitSource, class_map: ClassMap, max_boxes: int, si
             where_file = fn if src.images_dir is None else str(src.image_path(fn))
         except DetkitError:  # a file_name leaving the folder: reported as path_escapes_root
             where_file = images[i]["file_name"]
-        out.append(Finding(WARNING, "too_many_boxes", split, where_file,
-                           f"{per_image[j]} boxes, more than the model's {max_boxes} queries can detect",
-                           int(img_ids[i]), record=f"image id {img_ids[i]}"))
+        out.append(
+            Finding(
+                WARNING,
+                "too_many_boxes",
+                split,
+                where_file,
+                f"{per_image[j]} boxes, more than the model's {max_boxes} queries can detect",
+                int(img_ids[i]),
+                record=f"image id {img_ids[i]}",
+            )
+        )
     return out
 
 
 def _check_classes(class_map: ClassMap, splits: dict[str, SplitSource], imbalance_ratio: float) -> list[Finding]:
-    cats = [np.fromiter((a["category_id"] for a in s.coco.annotations), dtype=np.int64, count=len(s.coco.annotations)) for s in splits.values()]
+    cats = [
+        np.fromiter((a["category_id"] for a in s.coco.annotations), dtype=np.int64, count=len(s.coco.annotations))
+        for s in splits.values()
+    ]
     all_cats = np.concatenate(cats) if cats else np.zeros(0, dtype=np.int64)
     ids = np.asarray(class_map.category_ids, dtype=np.int64)
     counts = (all_cats[:, None] == ids[None, :]).sum(0) if all_cats.size else np.zeros(len(ids), dtype=np.int64)
@@ -425,13 +555,27 @@ def _check_classes(class_map: ClassMap, splits: dict[str, SplitSource], imbalanc
     where = ", ".join(splits)
     for name, cid, c in zip(class_map.names, class_map.category_ids, counts.tolist()):
         if c == 0:
-            out.append(Finding(WARNING, "unused_category", where, "", f"class '{name}' (id {cid}) is declared but has no boxes"))
+            out.append(
+                Finding(
+                    WARNING, "unused_category", where, "", f"class '{name}' (id {cid}) is declared but has no boxes"
+                )
+            )
     used = counts[counts > 0]
     if used.size >= 2 and used.max() / used.min() > imbalance_ratio:
-        hi, lo = int(np.argmax(np.where(counts > 0, counts, -1))), int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
-        out.append(Finding(WARNING, "class_imbalance", where, "",
-                           f"'{class_map.names[hi]}' has {counts[hi]} boxes but '{class_map.names[lo]}' only {counts[lo]} "
-                           f"(ratio {counts[hi] / counts[lo]:.1f} > {imbalance_ratio:g})"))
+        hi, lo = (
+            int(np.argmax(np.where(counts > 0, counts, -1))),
+            int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max))),
+        )
+        out.append(
+            Finding(
+                WARNING,
+                "class_imbalance",
+                where,
+                "",
+                f"'{class_map.names[hi]}' has {counts[hi]} boxes but '{class_map.names[lo]}' only {counts[lo]} "
+                f"(ratio {counts[hi] / counts[lo]:.1f} > {imbalance_ratio:g})",
+            )
+        )
     return out
 
 
@@ -459,8 +603,11 @@ def _run_checks(
         if files and src.images_dir is not None:
             file_findings, paths = _check_image_files(src, decode, workers)
             listed |= paths
-        sizes = {f._image_index: f._value for f in file_findings
-                 if f.fix == "set size from file" and f._image_index is not None}
+        sizes = {
+            f._image_index: f._value
+            for f in file_findings
+            if f.fix == "set size from file" and f._image_index is not None
+        }
         findings.extend(file_findings)
         findings.extend(_check_annotations(src, class_map, max_boxes, sizes))
     if files:
@@ -534,8 +681,18 @@ def _fixed_split(
     renumber: list[int] = []
 
     def note(f: Finding, action: str) -> None:
-        changes.append({"split": src.name, "action": action, "check": f.check, "file": f.file, "record": f.record,
-                        "message": f.message, "image_id": f.image_id, "ann_id": f.ann_id})
+        changes.append(
+            {
+                "split": src.name,
+                "action": action,
+                "check": f.check,
+                "file": f.file,
+                "record": f.record,
+                "message": f.message,
+                "image_id": f.image_id,
+                "ann_id": f.ann_id,
+            }
+        )
 
     for f in findings:
         if f.split != src.name or f.fix is None:
@@ -583,9 +740,18 @@ def _fixed_split(
             continue
         if int(ann["image_id"]) not in kept_ids:
             file, record = src.where_annotation(k)
-            changes.append({"split": src.name, "action": "dropped annotation", "check": "image dropped", "file": file,
-                            "record": record, "message": f"its image (image id {ann['image_id']}) was dropped",
-                            "image_id": ann["image_id"], "ann_id": ann["id"]})
+            changes.append(
+                {
+                    "split": src.name,
+                    "action": "dropped annotation",
+                    "check": "image dropped",
+                    "file": file,
+                    "record": record,
+                    "message": f"its image (image id {ann['image_id']}) was dropped",
+                    "image_id": ann["image_id"],
+                    "ann_id": ann["id"],
+                }
+            )
             continue
         ann = dict(ann)
         if k in clip:
@@ -596,12 +762,30 @@ def _fixed_split(
             if "area" in ann and w * h > 0:
                 ann["area"] = float(ann["area"]) * (x2 - x1) * (y2 - y1) / (w * h)
             file, record = src.where_annotation(k)
-            changes.append({"split": src.name, "action": f"clipped box to {ann['bbox']}", "check": "box_partly_outside",
-                            "file": file, "record": record, "image_id": ann["image_id"], "ann_id": ann["id"]})
+            changes.append(
+                {
+                    "split": src.name,
+                    "action": f"clipped box to {ann['bbox']}",
+                    "check": "box_partly_outside",
+                    "file": file,
+                    "record": record,
+                    "image_id": ann["image_id"],
+                    "ann_id": ann["id"],
+                }
+            )
         if k in renumber:
             file, record = src.where_annotation(k)
-            changes.append({"split": src.name, "action": f"new annotation id {next_id}", "check": "duplicate_annotation_id",
-                            "file": file, "record": record, "image_id": ann["image_id"], "ann_id": ann["id"]})
+            changes.append(
+                {
+                    "split": src.name,
+                    "action": f"new annotation id {next_id}",
+                    "check": "duplicate_annotation_id",
+                    "file": file,
+                    "record": record,
+                    "image_id": ann["image_id"],
+                    "ann_id": ann["id"],
+                }
+            )
             ann["id"] = next_id
             next_id += 1
         anns.append(ann)
@@ -613,17 +797,30 @@ def fix_dataset(report: ValidationReport, out: str | Path, overwrite: bool = Fal
     changes: list[dict[str, Any]] = []
     missing_folder = [s for s, src in report.splits.items() if src.images_dir is None]
     if missing_folder:
-        raise DetkitError(f"cannot write a fixed copy without the image folder of split(s) {missing_folder}",
-                          hint="validate with the image folder given (images)", path=report.source, params="images")
+        raise DetkitError(
+            f"cannot write a fixed copy without the image folder of split(s) {missing_folder}",
+            hint="validate with the image folder given (images)",
+            path=report.source,
+            params="images",
+        )
     fixed = {name: _fixed_split(src, report.findings, changes) for name, src in report.splits.items()}
-    with DatasetWriter(out, report.class_map, name=report.source.parent.name if report.source.is_file() else report.source.name, overwrite=overwrite) as w:
+    with DatasetWriter(
+        out,
+        report.class_map,
+        name=report.source.parent.name if report.source.is_file() else report.source.name,
+        overwrite=overwrite,
+    ) as w:
         for name, coco in fixed.items():
             src = report.splits[name]
             dst = InsideResolver(w.images_dir(name))
             pairs = [(src.image_path(im["file_name"]), dst(im["file_name"])) for im in coco.images]
             copy_many(pairs, False, f"copying {name} images")
             w.write_split(name, coco)
-    return FixResult(out=Path(out), changes=changes, splits={s: {"images": len(c.images), "boxes": len(c.annotations)} for s, c in fixed.items()})
+    return FixResult(
+        out=Path(out),
+        changes=changes,
+        splits={s: {"images": len(c.images), "boxes": len(c.annotations)} for s, c in fixed.items()},
+    )
 
 
 def drop_invalid(report: ValidationReport) -> tuple[dict[str, CocoData], list[dict[str, Any]]]:
@@ -635,6 +832,7 @@ def drop_invalid(report: ValidationReport) -> tuple[dict[str, CocoData], list[di
         f = unplaced[0]
         raise DetkitError(f"{f.line()} (this error names no record that could be dropped)", path=None)
     dropped: list[dict[str, Any]] = []
-    splits = {name: _fixed_split(src, report.findings, dropped, drop_errors=True)
-              for name, src in report.splits.items()}
+    splits = {
+        name: _fixed_split(src, report.findings, dropped, drop_errors=True) for name, src in report.splits.items()
+    }
     return splits, dropped

@@ -102,7 +102,9 @@ class DatasetWriter:
         self.tmp = self._ctx.__enter__()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> bool:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
         assert self._ctx is not None
         if exc_type is None:
             try:
@@ -155,5 +157,7 @@ class DatasetWriter:
             raise DetkitError("no split was written", path=self.out)
         order = {s: i for i, s in enumerate(("train", "val", "calib", "test"))}
         splits = dict(sorted(self._splits.items(), key=lambda kv: (order.get(kv[0], 99), kv[0])))
-        text = yaml.safe_dump(dataset_yaml_dict(self.name, self.class_map, splits), sort_keys=False, default_flow_style=None)
+        text = yaml.safe_dump(
+            dataset_yaml_dict(self.name, self.class_map, splits), sort_keys=False, default_flow_style=None
+        )
         (self._root() / DATASET_FILE).write_text(text, encoding="utf-8")

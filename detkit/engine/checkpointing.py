@@ -19,7 +19,11 @@ def capture_rng() -> dict[str, Any]:
     torch_state = torch.get_rng_state()
     if distributed.is_dist():
         # nccl only moves CUDA tensors; gloo moves CPU tensors
-        on = torch.device("cuda", torch.cuda.current_device()) if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        on = (
+            torch.device("cuda", torch.cuda.current_device())
+            if torch.distributed.get_backend() == "nccl"
+            else torch.device("cpu")
+        )
         local = torch_state.to(on)
         gathered = [torch.empty_like(local) for _ in range(distributed.world_size())]
         torch.distributed.all_gather(gathered, local)
@@ -30,8 +34,13 @@ def capture_rng() -> dict[str, Any]:
     version, py_state, gauss = random.getstate()
     out: dict[str, Any] = {
         "torch": torch_states,
-        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64), "gauss": gauss},
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():

@@ -24,12 +24,14 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict]:
         names = [n for n, _ in named if n not in taken and len(pattern.findall(n)) > 0]
         taken.update(names)
         if names:
-            groups.append({
-                "names": names,
-                "lr": cfg.lr if rule.lr is None else rule.lr,
-                "weight_decay": cfg.weight_decay if rule.weight_decay is None else rule.weight_decay,
-                "pattern": rule.pattern,
-            })
+            groups.append(
+                {
+                    "names": names,
+                    "lr": cfg.lr if rule.lr is None else rule.lr,
+                    "weight_decay": cfg.weight_decay if rule.weight_decay is None else rule.weight_decay,
+                    "pattern": rule.pattern,
+                }
+            )
     rest = [n for n, _ in named if n not in taken]
     if rest:
         groups.append({"names": rest, "lr": cfg.lr, "weight_decay": cfg.weight_decay, "pattern": None})
@@ -45,8 +47,11 @@ FUSED_DEVICES = ("cpu", "cuda")
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups`; the fused kernel (one pass over all tensors, ~2x faster than the
     per-tensor loop on a CPU) whenever every parameter is a float tensor on a CPU or CUDA device."""
-    groups = [{"params": g["params"], "lr": g["lr"], "weight_decay": g["weight_decay"]} for g in param_groups(model, cfg)]
+    groups = [
+        {"params": g["params"], "lr": g["lr"], "weight_decay": g["weight_decay"]} for g in param_groups(model, cfg)
+    ]
     params = [p for g in groups for p in g["params"]]
     fused = all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                             fused=fused or None)
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay, fused=fused or None
+    )

@@ -25,15 +25,20 @@ DATA_HINT = "pass the dataset's current location as data"
 def dataset_record(spec: DatasetSpec, given: str | Path, run_dir: Path) -> dict[str, str]:
     """The ``"dataset"`` entry of a run's summary for the dataset ``spec`` (loaded from ``given``)."""
     absolute = Path(spec.path).resolve()
-    return {"path": Path(os.path.relpath(absolute, Path(run_dir).resolve())).as_posix(), "absolute": str(absolute),
-            "given": str(given)}
+    return {
+        "path": Path(os.path.relpath(absolute, Path(run_dir).resolve())).as_posix(),
+        "absolute": str(absolute),
+        "given": str(given),
+    }
 
 
 def _candidates(run_dir: Path, record: dict[str, Any]) -> list[Path]:
     found: list[Path] = []
-    for p in (run_dir / str(record["path"]) if record.get("path") else None,
-              Path(str(record["absolute"])) if record.get("absolute") else None,
-              Path(str(record["given"])) if record.get("given") else None):
+    for p in (
+        run_dir / str(record["path"]) if record.get("path") else None,
+        Path(str(record["absolute"])) if record.get("absolute") else None,
+        Path(str(record["given"])) if record.get("given") else None,
+    ):
         if p is not None and all(os.path.abspath(p) != os.path.abspath(q) for q in found):
             found.append(p)
     return found
@@ -48,13 +53,15 @@ def recorded_dataset(run_dir: Path) -> tuple[DatasetSpec, str]:
     summary = read_json(summary_path, what="run summary")
     record = summary.get("dataset") if isinstance(summary, dict) else None
     if not isinstance(record, dict) or not _candidates(Path(run_dir), record):
-        raise DetkitError(f"run {run_dir} does not record its dataset (written by an older detkit)", hint=DATA_HINT,
-                          params="data")
+        raise DetkitError(
+            f"run {run_dir} does not record its dataset (written by an older detkit)", hint=DATA_HINT, params="data"
+        )
     candidates = _candidates(Path(run_dir), record)
     for p in candidates:
         if p.exists():
             return load_dataset(p), str(record.get("given") or p)
     shown = list(dict.fromkeys(os.path.normpath(p) for p in candidates[:2]))  # relative to the run, absolute
     looked = " or ".join(shown)
-    raise DetkitError(f"cannot resume run {run_dir}: its dataset is no longer at {looked}", hint=DATA_HINT,
-                      params="data")
+    raise DetkitError(
+        f"cannot resume run {run_dir}: its dataset is no longer at {looked}", hint=DATA_HINT, params="data"
+    )

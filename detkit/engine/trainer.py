@@ -22,22 +22,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from detkit.config.train import TrainConfig
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import DatasetSpec
 from detkit.data.loader import DetectionDataset, EpochLoader, sample_seed
-from detkit.utils import distributed
 from detkit.engine.checkpointing import capture_rng, restore_rng
-from detkit.config.train import TrainConfig
 from detkit.engine.ema import ModelEMA
-from detkit.models.family import total_loss
 from detkit.engine.optim import build_optimizer
 from detkit.engine.schedule import build_scheduler
 from detkit.errors import DetkitError
 from detkit.inference.torch_detector import TorchDetector
+from detkit.models.family import total_loss
+from detkit.utils import distributed
 from detkit.utils.atomic import atomic_path, atomic_write_json, atomic_write_text
 from detkit.utils.optional import optional_import
 from detkit.utils.progress import ProgressTask
-
 
 
 # ------------------------------------------------------------------------------------------- AMP
@@ -85,7 +84,10 @@ def prepare_images(images: torch.Tensor, device: torch.device, size: int | None)
 
 
 def targets_to(targets: list[dict[str, torch.Tensor]], device: torch.device) -> list[dict[str, torch.Tensor]]:
-    return [{"labels": t["labels"].to(device, non_blocking=True), "boxes": t["boxes"].to(device, non_blocking=True)} for t in targets]
+    return [
+        {"labels": t["labels"].to(device, non_blocking=True), "boxes": t["boxes"].to(device, non_blocking=True)}
+        for t in targets
+    ]
 
 
 @dataclass
@@ -109,10 +111,18 @@ class TrainResult:
     device: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"run_dir": str(self.run_dir), "epochs_done": self.epochs_done, "best_ap": self.best_ap, "best_epoch": self.best_epoch,
-                "stopped": self.stopped, "amp": self.amp, "device": self.device,
-                "best_checkpoint": str(self.run_dir / "checkpoints" / "best.pt"), "last_checkpoint": str(self.run_dir / "checkpoints" / "last.pt"),
-                "final": self.history[-1] if self.history else None}
+        return {
+            "run_dir": str(self.run_dir),
+            "epochs_done": self.epochs_done,
+            "best_ap": self.best_ap,
+            "best_epoch": self.best_epoch,
+            "stopped": self.stopped,
+            "amp": self.amp,
+            "device": self.device,
+            "best_checkpoint": str(self.run_dir / "checkpoints" / "best.pt"),
+            "last_checkpoint": str(self.run_dir / "checkpoints" / "last.pt"),
+            "final": self.history[-1] if self.history else None,
+        }
 
 
 class TrainingDiverged(DetkitError):
@@ -128,9 +138,17 @@ class Trainer:
     optimiser, schedule, EMA and AMP.
     """
 
-    def __init__(self, model: torch.nn.Module, recipe: Any, dataset: DatasetSpec, run_dir: Path, device: torch.device,
-                 class_map: ClassMap | None = None, dist_info: distributed.DistInfo | None = None,
-                 run_info: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        recipe: Any,
+        dataset: DatasetSpec,
+        run_dir: Path,
+        device: torch.device,
+        class_map: ClassMap | None = None,
+        dist_info: distributed.DistInfo | None = None,
+        run_info: dict[str, Any] | None = None,
+    ):
         self.recipe = recipe
         self.cfg: TrainConfig = recipe.train
         self.dataset = dataset
@@ -141,20 +159,36 @@ class Trainer:
         self.run_info = dict(run_info or {})  # extra summary.json entries (the run's dataset record)
         cfg = self.cfg
         if cfg.batch % self.dist.world_size:
-            raise DetkitError(f"train.batch {cfg.batch} is not divisible by the {self.dist.world_size} processes", hint="choose a multiple of the process count")
+            raise DetkitError(
+                f"train.batch {cfg.batch} is not divisible by the {self.dist.world_size} processes",
+                hint="choose a multiple of the process count",
+            )
         self.amp = amp_policy(device, cfg)
 
         train_split = dataset.split("train")
         val_split = dataset.split("val")
         self.val_split = val_split
         augment = getattr(recipe, "augment", None)
-        self.train_set = DetectionDataset(train_split, self.class_map, cfg.imgsz, augment, train=True, total_epochs=cfg.epochs, seed=cfg.seed)
+        self.train_set = DetectionDataset(
+            train_split, self.class_map, cfg.imgsz, augment, train=True, total_epochs=cfg.epochs, seed=cfg.seed
+        )
         per_rank = cfg.batch // self.dist.world_size
-        self.loader = EpochLoader(self.train_set, per_rank, shuffle=True, workers=cfg.workers, drop_last=len(self.train_set) >= cfg.batch,
-                                  seed=cfg.seed, rank=self.dist.rank, world_size=self.dist.world_size)
+        self.loader = EpochLoader(
+            self.train_set,
+            per_rank,
+            shuffle=True,
+            workers=cfg.workers,
+            drop_last=len(self.train_set) >= cfg.batch,
+            seed=cfg.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
         if len(self.loader) == 0:
-            raise DetkitError(f"the train split has {len(self.train_set)} images, fewer than one batch per process",
-                              hint="lower the batch size", params="batch")
+            raise DetkitError(
+                f"the train split has {len(self.train_set)} images, fewer than one batch per process",
+                hint="lower the batch size",
+                params="batch",
+            )
         self.steps_per_epoch = math.ceil(len(self.loader) / cfg.accumulate)
         self.total_steps = self.steps_per_epoch * cfg.epochs
 
@@ -190,7 +224,9 @@ class Trainer:
             "rng": capture_rng(),
         }
 
-    def load_state(self, model: dict, ema: dict | None, training: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    def load_state(
+        self, model: dict, ema: dict | None, training: dict[str, Any], history: list[dict[str, Any]]
+    ) -> None:
         """Restore a checkpoint written by :meth:`save` plus the run's per-epoch history (exact resume)."""
         self.base_model.load_state_dict(model)
         self.epoch = int(training["epoch"])
@@ -219,8 +255,14 @@ class Trainer:
         state = self.state() if training else {}  # collective under DDP (RNG gather): every rank calls save
         path = self.run_dir / "checkpoints" / name
         if self.dist.is_main:
-            save_checkpoint(path, model=self.base_model.state_dict(), ema=self.ema.state_dict() if self.ema else None,
-                            recipe=_recipe_dict(self.recipe), class_map=self.class_map, **state)
+            save_checkpoint(
+                path,
+                model=self.base_model.state_dict(),
+                ema=self.ema.state_dict() if self.ema else None,
+                recipe=_recipe_dict(self.recipe),
+                class_map=self.class_map,
+                **state,
+            )
         return path
 
     # ---- one step ----------------------------------------------------------------------------------------
@@ -235,7 +277,9 @@ class Trainer:
         params = [p for g in self.optimizer.param_groups for p in g["params"]]
         max_norm = self.cfg.clip_grad_norm if self.cfg.clip_grad_norm is not None else float("inf")
         norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
-        values = torch.cat([loss_parts.detach().float(), norm.detach().float().reshape(1)]).tolist()  # the step's one sync
+        values = torch.cat(
+            [loss_parts.detach().float(), norm.detach().float().reshape(1)]
+        ).tolist()  # the step's one sync
         late = self._deadline is not None and time.perf_counter() > self._deadline
         # agreed by every process in one all-reduce, so all stop (or go on) together
         bad, self._out_of_time = distributed.any_flags([not math.isfinite(values[0]), late], self.device)
@@ -256,8 +300,17 @@ class Trainer:
         images, targets = batch
         path = self.run_dir / f"nonfinite_batch_rank{self.dist.rank}.pt"
         with atomic_path(path) as tmp:
-            torch.save({"images": images.cpu(), "targets": [{k: v.cpu() for k, v in t.items()} for t in targets],
-                        "epoch": self.epoch, "step": self.step, "loss": values[0], "grad_norm": values[-1]}, tmp)
+            torch.save(
+                {
+                    "images": images.cpu(),
+                    "targets": [{k: v.cpu() for k, v in t.items()} for t in targets],
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "loss": values[0],
+                    "grad_norm": values[-1],
+                },
+                tmp,
+            )
         raise TrainingDiverged(
             f"training stopped: non-finite loss or gradient (loss {values[0]}, grad norm {values[-1]}) at epoch {self.epoch}, step {self.step}; "
             f"the weights were not updated, the batch is saved to {path}",
@@ -289,7 +342,9 @@ class Trainer:
                 losses = self.forward_loss(x, tg)
                 total = total_loss(losses)
                 self.scaler.scale(total / cfg.accumulate).backward()
-            parts = torch.stack([total] + [sum(v for k, v in losses.items() if k.startswith(g)) for g in self.loss_groups])
+            parts = torch.stack(
+                [total] + [sum(v for k, v in losses.items() if k.startswith(g)) for g in self.loss_groups]
+            )
             pending = parts.detach() if pending is None else pending + parts.detach()
             stats.images += images.shape[0]
             if last_micro:
@@ -319,7 +374,9 @@ class Trainer:
         was_training = module.training
         module.eval()
         try:
-            detector = TorchDetector(module, self.class_map, (self.cfg.imgsz, self.cfg.imgsz), self.device, recipe=_recipe_dict(self.recipe))
+            detector = TorchDetector(
+                module, self.class_map, (self.cfg.imgsz, self.cfg.imgsz), self.device, recipe=_recipe_dict(self.recipe)
+            )
             with torch.no_grad():
                 dets = predict_split(detector, self.val_split, batch_size=self.cfg.val_batch)
             return evaluate_coco(self.val_split.annotations, dets, self.class_map)
@@ -365,10 +422,16 @@ class Trainer:
             else:
                 self.bad_epochs += 1
             row = {
-                "epoch": self.epoch + 1, "step": self.step, "lr": self.optimizer.param_groups[-1]["lr"],
-                "train_loss": stats.loss, **{k: v for k, v in stats.parts.items()},
-                "AP": ap, "AP50": ap50, "AP75": ap75,
-                "img_per_s": stats.images * self.dist.world_size / max(stats.seconds, 1e-9), "epoch_seconds": stats.seconds,
+                "epoch": self.epoch + 1,
+                "step": self.step,
+                "lr": self.optimizer.param_groups[-1]["lr"],
+                "train_loss": stats.loss,
+                **{k: v for k, v in stats.parts.items()},
+                "AP": ap,
+                "AP50": ap50,
+                "AP75": ap75,
+                "img_per_s": stats.images * self.dist.world_size / max(stats.seconds, 1e-9),
+                "epoch_seconds": stats.seconds,
                 "wall_minutes": prior_minutes + (time.perf_counter() - start) / 60,
             }
             self.history.append(row)
@@ -382,7 +445,11 @@ class Trainer:
             if stats.partial:
                 stopped = "time_limit"
                 break
-            if cfg.early_stop_patience is not None and self.bad_epochs >= cfg.early_stop_patience and self.epoch < cfg.epochs:
+            if (
+                cfg.early_stop_patience is not None
+                and self.bad_epochs >= cfg.early_stop_patience
+                and self.epoch < cfg.epochs
+            ):
                 stopped = "early_stop"
                 break
         epochs_bar.close()
@@ -390,8 +457,16 @@ class Trainer:
             self._batch_bar.close()
         if self.dist.is_main:
             self.write_reports(stopped)
-        return TrainResult(self.run_dir, self.epoch, self.best_ap, None if self.best_epoch is None else self.best_epoch + 1, stopped,
-                           self.history, self.amp.describe(), str(self.device))
+        return TrainResult(
+            self.run_dir,
+            self.epoch,
+            self.best_ap,
+            None if self.best_epoch is None else self.best_epoch + 1,
+            stopped,
+            self.history,
+            self.amp.describe(),
+            str(self.device),
+        )
 
     # ---- reports ------------------------------------------------------------------------------------------
     def write_reports(self, stopped: str | None = None) -> None:
@@ -406,10 +481,18 @@ class Trainer:
             writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in fields})
         atomic_write_text(self.run_dir / "metrics.csv", buf.getvalue())
         summary = {
-            "epochs_done": self.epoch, "epochs": self.cfg.epochs, "steps": self.step, "best_ap": self.best_ap,
-            "best_epoch": None if self.best_epoch is None else self.best_epoch + 1, "final": self.history[-1],
-            "stopped": stopped or "running", "amp": self.amp.describe(), "device": str(self.device),
-            "world_size": self.dist.world_size, "classes": self.class_map.to_dict(), **self.run_info,
+            "epochs_done": self.epoch,
+            "epochs": self.cfg.epochs,
+            "steps": self.step,
+            "best_ap": self.best_ap,
+            "best_epoch": None if self.best_epoch is None else self.best_epoch + 1,
+            "final": self.history[-1],
+            "stopped": stopped or "running",
+            "amp": self.amp.describe(),
+            "device": str(self.device),
+            "world_size": self.dist.world_size,
+            "classes": self.class_map.to_dict(),
+            **self.run_info,
         }
         atomic_write_json(self.run_dir / "summary.json", _finite(summary))
         if stopped is None:
@@ -438,7 +521,9 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     rows = []
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
-            rows.append({k: (None if v == "" else int(v) if k in ("epoch", "step") else float(v)) for k, v in row.items()})
+            rows.append(
+                {k: (None if v == "" else int(v) if k in ("epoch", "step") else float(v)) for k, v in row.items()}
+            )
     return rows
 
 
@@ -447,8 +532,10 @@ def plot_history(history: list[dict[str, Any]], out: Path, loss_groups: tuple[st
     from detkit.utils.figures import new_figure, save_figure
 
     epochs = [r["epoch"] for r in history]
-    curves = (("losses.png", ["train_loss", *loss_groups], "loss", "Training loss per epoch"),
-              ("map.png", ["AP", "AP50", "AP75"], "val mAP (EMA)", "Validation mAP per epoch (EMA weights)"))
+    curves = (
+        ("losses.png", ["train_loss", *loss_groups], "loss", "Training loss per epoch"),
+        ("map.png", ["AP", "AP50", "AP75"], "val mAP (EMA)", "Validation mAP per epoch (EMA weights)"),
+    )
     for name, keys, ylabel, title in curves:
         fig = new_figure(6, 4)
         ax = fig.add_subplot()

@@ -101,7 +101,9 @@ def detection_ece(
     key = g * n_cells + cell
     size = n_groups * n_cells
     count = np.bincount(key, minlength=size).reshape(n_groups, n_cells)
-    conf = np.clip(X[:, 0], np.finfo(np.float64).eps, 1 - np.finfo(np.float64).eps) if convention == "netcal" else X[:, 0]
+    conf = (
+        np.clip(X[:, 0], np.finfo(np.float64).eps, 1 - np.finfo(np.float64).eps) if convention == "netcal" else X[:, 0]
+    )
     gap = np.abs(np.bincount(key, weights=y, minlength=size) - np.bincount(key, weights=conf, minlength=size))
     gap = np.where(count.reshape(-1) >= sample_threshold, gap, 0.0).reshape(n_groups, n_cells)
     n = count.sum(axis=1)
@@ -240,12 +242,17 @@ def binned_class_error(
         "mean_confidence": _col_nanmean(mean_p[has]),
         "mean_target": _col_nanmean(mean_q[has]),
         "fraction": _col_nanmean(frac[has]),
-        "per_class": [None if not has[c] else {
-            "count": count[c].astype(int).tolist(),
-            "mean_confidence": _nan_to_none(mean_p[c]),
-            "mean_target": _nan_to_none(mean_q[c]),
-            "fraction": _nan_to_none(frac[c]),
-        } for c in range(n_classes)],
+        "per_class": [
+            None
+            if not has[c]
+            else {
+                "count": count[c].astype(int).tolist(),
+                "mean_confidence": _nan_to_none(mean_p[c]),
+                "mean_target": _nan_to_none(mean_q[c]),
+                "fraction": _nan_to_none(frac[c]),
+            }
+            for c in range(n_classes)
+        ],
     }
     return per_class, reliability
 
@@ -270,17 +277,28 @@ def _col_nanmean(a: np.ndarray) -> list[float | None]:
 def _box_features(dets: DetectionTable, rows: np.ndarray, gt: CocoData) -> np.ndarray:
     """(cx, cy, w, h) relative to the image size, for D-ECE with box features."""
     ids = np.asarray([int(im["id"]) for im in gt.images], dtype=np.int64)
-    wh = np.asarray([(im.get("width") or 0, im.get("height") or 0) for im in gt.images], dtype=np.float64).reshape(-1, 2)
+    wh = np.asarray([(im.get("width") or 0, im.get("height") or 0) for im in gt.images], dtype=np.float64).reshape(
+        -1, 2
+    )
     order = np.argsort(ids)
     pos = order[np.searchsorted(ids[order], dets.image_ids[rows])]
     size = wh[pos]
     if np.any(size <= 0):
         bad = int(dets.image_ids[rows][np.flatnonzero((size <= 0).any(axis=1))[0]])
-        raise DetkitError(f"image id {bad} has no width/height in the annotations, needed for box-feature D-ECE",
-                          hint="run `detkit data validate --fix` to fill image sizes")
+        raise DetkitError(
+            f"image id {bad} has no width/height in the annotations, needed for box-feature D-ECE",
+            hint="run `detkit data validate --fix` to fill image sizes",
+        )
     b = dets.boxes[rows]
-    return np.stack([(b[:, 0] + b[:, 2] / 2) / size[:, 0], (b[:, 1] + b[:, 3] / 2) / size[:, 1],
-                     b[:, 2] / size[:, 0], b[:, 3] / size[:, 1]], axis=1)
+    return np.stack(
+        [
+            (b[:, 0] + b[:, 2] / 2) / size[:, 0],
+            (b[:, 1] + b[:, 3] / 2) / size[:, 1],
+            b[:, 2] / size[:, 0],
+            b[:, 3] / size[:, 1],
+        ],
+        axis=1,
+    )
 
 
 def d_ece(
@@ -352,8 +370,9 @@ def la_ece(
     per_class, reliability = binned_class_error(m.scores, m.target_iou, m.cls, m.num_classes, n_bins, convention)
     per_class[~m.evaluated_classes] = np.nan
     names = _class_names(m.match, class_map)
-    reliability["per_class"] = {n: r for n, r, ok in zip(names, reliability["per_class"], m.evaluated_classes)
-                                if r and ok}
+    reliability["per_class"] = {
+        n: r for n, r, ok in zip(names, reliability["per_class"], m.evaluated_classes) if r and ok
+    }
     value = _nanmean(per_class)
     return {
         "name": name,
@@ -498,9 +517,14 @@ def lrp_report(
         "olrp": _none_if_nan(_nanmean(r.olrp)),
         "per_class": _per_class(r.lrp, names),
         "olrp_per_class": _per_class(r.olrp, names),
-        "optimal_thresholds": {n: (None if not np.isfinite(t) else float(t)) for n, t in zip(names, r.threshold.tolist())},
-        "components_at_optimum": {"loc": _none_if_nan(_nanmean(r.loc)), "fp": _none_if_nan(_nanmean(r.fp)),
-                                  "fn": _none_if_nan(_nanmean(r.fn))},
+        "optimal_thresholds": {
+            n: (None if not np.isfinite(t) else float(t)) for n, t in zip(names, r.threshold.tolist())
+        },
+        "components_at_optimum": {
+            "loc": _none_if_nan(_nanmean(r.loc)),
+            "fp": _none_if_nan(_nanmean(r.fp)),
+            "fn": _none_if_nan(_nanmean(r.fn)),
+        },
         "iou_threshold": float(iou_threshold),
         "aggregation": "mean over classes with GT",
         "score_threshold": m.score_threshold,
@@ -513,11 +537,25 @@ def _none_if_nan(v: float) -> float | None:
     return None if not np.isfinite(v) else float(v)
 
 
-def _box_dece_or_skip(dets: DetectionTable, gt: CocoData, class_map: ClassMap | None, matched: Matched, max_dets: int) -> dict[str, Any]:
+def _box_dece_or_skip(
+    dets: DetectionTable, gt: CocoData, class_map: ClassMap | None, matched: Matched, max_dets: int
+) -> dict[str, Any]:
     name = "D-ECE (confidence + cx, cy, w, h, 5 bins each, IoU 0.5, score >= 0.3, class mean)"
     try:
-        return d_ece(dets, gt, 0.5, bins=5, score_threshold=0.3, box_features=True, class_agnostic=False,
-                     sample_threshold=8, class_map=class_map, matched=matched, max_dets=max_dets, name=name)
+        return d_ece(
+            dets,
+            gt,
+            0.5,
+            bins=5,
+            score_threshold=0.3,
+            box_features=True,
+            class_agnostic=False,
+            sample_threshold=8,
+            class_map=class_map,
+            matched=matched,
+            max_dets=max_dets,
+            name=name,
+        )
     except DetkitError as e:  # images without width/height: the other metrics do not need them
         return {"name": name, "value": None, "skipped": e.message}
 
@@ -543,12 +581,30 @@ def calibration_report(
     m0 = select(op, gt, 0.0, thresholds, max_dets)
     m_dece = select(dets, gt, 0.5, D_ECE_SCORE_THRESHOLD, max_dets)
     metrics = {
-        "d_ece": d_ece(dets, gt, 0.5, bins=10, score_threshold=0.3, class_agnostic=True, class_map=class_map,
-                       name="D-ECE (Cal-DETR protocol: confidence only, 10 bins, IoU 0.5, score >= 0.3, pooled)",
-                       matched=m_dece, max_dets=max_dets),
-        "d_ece_classwise": d_ece(dets, gt, 0.5, bins=20, score_threshold=0.3, class_agnostic=False, class_map=class_map,
-                                 name="D-ECE (confidence only, 20 bins, IoU 0.5, score >= 0.3, class mean)",
-                                 matched=m_dece, max_dets=max_dets),
+        "d_ece": d_ece(
+            dets,
+            gt,
+            0.5,
+            bins=10,
+            score_threshold=0.3,
+            class_agnostic=True,
+            class_map=class_map,
+            name="D-ECE (Cal-DETR protocol: confidence only, 10 bins, IoU 0.5, score >= 0.3, pooled)",
+            matched=m_dece,
+            max_dets=max_dets,
+        ),
+        "d_ece_classwise": d_ece(
+            dets,
+            gt,
+            0.5,
+            bins=20,
+            score_threshold=0.3,
+            class_agnostic=False,
+            class_map=class_map,
+            name="D-ECE (confidence only, 20 bins, IoU 0.5, score >= 0.3, class mean)",
+            matched=m_dece,
+            max_dets=max_dets,
+        ),
         "d_ece_box": _box_dece_or_skip(dets, gt, class_map, m_dece, max_dets),
         "la_ece": la_ece(op, gt, 0.1, 25, thresholds, "saod", max_dets, class_map, name="LaECE (Oksuz 2023, IoU 0.1)"),
         "la_ece_0": la_ece(op, gt, 0.0, 25, thresholds, "kuzucu", max_dets, class_map, name="LaECE_0", matched=m0),
@@ -563,7 +619,9 @@ def calibration_report(
         "scale": "fraction in [0, 1] (papers print x100)",
         "operating_thresholds": described,
         "num_detections": int(len(dets)),
-        "classes_skipped_without_gt": [n for n, ok in zip(_class_names(m0.match, class_map), m0.evaluated_classes) if not ok],
+        "classes_skipped_without_gt": [
+            n for n, ok in zip(_class_names(m0.match, class_map), m0.evaluated_classes) if not ok
+        ],
         "metrics": metrics,
     }
 

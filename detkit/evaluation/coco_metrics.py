@@ -83,7 +83,11 @@ def evaluate_coco(gt: CocoData | str | Path, dets: DetectionTable, class_map: Cl
     data = _as_coco_data(gt)
     coco_gt = COCO(gt_dict(data, class_map), print_function=_quiet)
     coco_dt = COCO(print_function=_quiet)
-    coco_dt.dataset = {"images": coco_gt.dataset["images"], "annotations": detection_dicts(dets), "categories": coco_gt.dataset["categories"]}
+    coco_dt.dataset = {
+        "images": coco_gt.dataset["images"],
+        "annotations": detection_dicts(dets),
+        "categories": coco_gt.dataset["categories"],
+    }
     coco_dt.createIndex()
 
     ev = COCOeval_faster(coco_gt, coco_dt, iouType="bbox", print_function=_quiet, extra_calc=False, separate_eval=False)

@@ -50,7 +50,9 @@ class DetectionTable:
         )
 
     @classmethod
-    def from_xyxy(cls, image_id: int, boxes_xyxy: np.ndarray, scores: np.ndarray, category_ids: np.ndarray) -> DetectionTable:
+    def from_xyxy(
+        cls, image_id: int, boxes_xyxy: np.ndarray, scores: np.ndarray, category_ids: np.ndarray
+    ) -> DetectionTable:
         """Detections of one image with xyxy pixel boxes (what the post-processor returns)."""
         b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
         xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], axis=1)

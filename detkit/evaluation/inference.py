@@ -47,7 +47,9 @@ def image_paths(coco: CocoData, images_dir: Path, source: Path | str) -> tuple[l
     missing = [p for p in paths if not p.is_file()]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
-        raise DetkitError(f"image file not found: {missing[0]}{more}", hint="check the split's images folder", path=source)
+        raise DetkitError(
+            f"image file not found: {missing[0]}{more}", hint="check the split's images folder", path=source
+        )
     return paths, np.asarray([int(im["id"]) for im in coco.images], dtype=np.int64)
 
 

@@ -188,8 +188,18 @@ def match_detections(
     gt_index = np.full(n_det, -1, np.int64)
     gt_det_index = np.full(n_gt, -1, np.int64)
     result = MatchResult(
-        tp, ignored, kept, iou_out, gt_index, gt_det_index, gt_ignored, cat_list, num_gt,
-        float(iou_threshold), int(max_dets), bool(class_agnostic),
+        tp,
+        ignored,
+        kept,
+        iou_out,
+        gt_index,
+        gt_det_index,
+        gt_ignored,
+        cat_list,
+        num_gt,
+        float(iou_threshold),
+        int(max_dets),
+        bool(class_agnostic),
     )
     if n_det == 0:
         return result
@@ -238,7 +248,9 @@ def match_detections(
         pair_rank = det_rank[pair_det]
         by_rank = np.argsort(pair_rank, kind="stable")
         ranks = np.unique(pair_rank)
-        rank_bounds = np.searchsorted(pair_rank[by_rank], np.r_[ranks, ranks[-1] + 1] if len(ranks) else ranks, side="left")
+        rank_bounds = np.searchsorted(
+            pair_rank[by_rank], np.r_[ranks, ranks[-1] + 1] if len(ranks) else ranks, side="left"
+        )
         for k in range(len(ranks)):
             sel = by_rank[rank_bounds[k] : rank_bounds[k + 1]]
             ok = (pair_iou[sel] >= thr) & (pair_crowd[sel] | ~gt_taken[pair_gt[sel]])

@@ -46,8 +46,14 @@ def plot_pr_overall(metrics: dict[str, Any], path: Path) -> Path:
     for label, t in (("IoU 0.50", 0.5), ("IoU 0.75", 0.75)):
         i = int(np.argmin(np.abs(ious - t)))
         ax.plot(rec, _mean_over_classes(p[i]), label=f"{label} (AP {_pct(metrics['AP50' if t == 0.5 else 'AP75'])})")
-    ax.plot(rec, np.nanmean(np.stack([_mean_over_classes(p[i]) for i in range(len(ious))]), axis=0) if len(ious) else rec * np.nan,
-            label=f"IoU 0.50:0.95 (AP {_pct(metrics['AP'])})", linestyle="--")
+    ax.plot(
+        rec,
+        np.nanmean(np.stack([_mean_over_classes(p[i]) for i in range(len(ious))]), axis=0)
+        if len(ious)
+        else rec * np.nan,
+        label=f"IoU 0.50:0.95 (AP {_pct(metrics['AP'])})",
+        linestyle="--",
+    )
     _pr_axes(ax, "Precision-recall, mean over classes")
     ax.legend(loc="lower left", fontsize=8)
     return save_figure(fig, path)
@@ -93,7 +99,11 @@ def _pct(v: float | None) -> str:
 
 
 def confusion_matrix(
-    dets: DetectionTable, gt: CocoData, class_map: ClassMap, iou_threshold: float = CONFUSION_IOU, score_threshold: float = CONFUSION_SCORE
+    dets: DetectionTable,
+    gt: CocoData,
+    class_map: ClassMap,
+    iou_threshold: float = CONFUSION_IOU,
+    score_threshold: float = CONFUSION_SCORE,
 ) -> np.ndarray:
     """Counts ``[K+1, K+1]``: rows = true class, columns = predicted class, index K = background.
 
@@ -120,8 +130,13 @@ def confusion_matrix(
     return cm
 
 
-def plot_confusion_matrix(cm: np.ndarray, class_map: ClassMap, path: Path,
-                          iou_threshold: float = CONFUSION_IOU, score_threshold: float = CONFUSION_SCORE) -> Path:
+def plot_confusion_matrix(
+    cm: np.ndarray,
+    class_map: ClassMap,
+    path: Path,
+    iou_threshold: float = CONFUSION_IOU,
+    score_threshold: float = CONFUSION_SCORE,
+) -> Path:
     """Row-normalised colours (share of each true class), raw counts written in the cells."""
     labels = [*class_map.names, "background"]
     n = len(labels)
@@ -140,5 +155,13 @@ def plot_confusion_matrix(cm: np.ndarray, class_map: ClassMap, path: Path,
     if n <= 25:
         r, c = np.nonzero(cm)
         for i, j in zip(r.tolist(), c.tolist()):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7, color="white" if share[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
     return save_figure(fig, path)

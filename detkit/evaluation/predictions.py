@@ -82,7 +82,9 @@ def _columns(raw: list, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     )
 
 
-def parse_predictions(raw: Any, gt: CocoData, class_map: ClassMap, path: str | Path = "predictions.json") -> DetectionTable:
+def parse_predictions(
+    raw: Any, gt: CocoData, class_map: ClassMap, path: str | Path = "predictions.json"
+) -> DetectionTable:
     """Check already-parsed COCO results against ``gt`` and ``class_map`` and return them as a table."""
     path = Path(path)
     if isinstance(raw, dict) and "annotations" in raw:
@@ -97,8 +99,12 @@ def parse_predictions(raw: Any, gt: CocoData, class_map: ClassMap, path: str | P
     bad = ~np.isin(image_ids, known_images)
     if bad.any():
         i = _first(bad)
-        raise _fail(path, i, f"image_id {image_ids[i]} is not an image of the evaluated split ({len(known_images)} images)",
-                    hint="predictions must come from the same split (and its image ids) as dataset/split")
+        raise _fail(
+            path,
+            i,
+            f"image_id {image_ids[i]} is not an image of the evaluated split ({len(known_images)} images)",
+            hint="predictions must come from the same split (and its image ids) as dataset/split",
+        )
 
     known_cats = np.asarray(class_map.category_ids, dtype=np.int64)
     bad = ~np.isin(category_ids, known_cats)
@@ -107,7 +113,12 @@ def parse_predictions(raw: Any, gt: CocoData, class_map: ClassMap, path: str | P
         hint = "use the dataset's original category ids (the 'id' of each class in dataset.yaml)"
         if np.all(np.isin(np.unique(category_ids), np.arange(len(class_map)))):
             hint += "; these look like 0-based model labels"
-        raise _fail(path, i, f"category_id {category_ids[i]} is not a dataset category (known: {list(class_map.category_ids)})", hint=hint)
+        raise _fail(
+            path,
+            i,
+            f"category_id {category_ids[i]} is not a dataset category (known: {list(class_map.category_ids)})",
+            hint=hint,
+        )
 
     bad = ~np.isfinite(scores)
     if bad.any():
@@ -144,9 +155,13 @@ def _refuse_xyxy(image_ids: np.ndarray, boxes: np.ndarray, gt: CocoData, path: P
     far_out = (b[:, 0] + b[:, 2] > 1.1 * wh[:, 0]) | (b[:, 1] + b[:, 3] > 1.1 * wh[:, 1])
     if corner_like and far_out.mean() > 0.1:
         i = int(np.flatnonzero(known)[_first(far_out)])
-        raise _fail(path, i, f"bbox {boxes[i].tolist()} looks like [x1, y1, x2, y2] corners: "
-                    f"{far_out.mean():.0%} of the boxes read as [x, y, w, h] reach past the image border",
-                    hint="convert boxes to [x, y, w, h]: w = x2 - x1, h = y2 - y1")
+        raise _fail(
+            path,
+            i,
+            f"bbox {boxes[i].tolist()} looks like [x1, y1, x2, y2] corners: "
+            f"{far_out.mean():.0%} of the boxes read as [x, y, w, h] reach past the image border",
+            hint="convert boxes to [x, y, w, h]: w = x2 - x1, h = y2 - y1",
+        )
 
 
 def read_predictions(path: str | Path, gt: CocoData, class_map: ClassMap) -> DetectionTable:

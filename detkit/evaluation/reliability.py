@@ -16,7 +16,6 @@ import numpy as np
 
 from detkit.utils.figures import new_figure, save_figure
 
-
 TITLE_CHARS = 52  # characters per title line at 8 pt in a 4.2-inch panel
 PER_CLASS_MAX = 24  # panels in the per-class figure (the classes with the most detections)
 
@@ -36,11 +35,29 @@ def _draw(ax_top: Any, ax_bottom: Any, metric: dict[str, Any], title: str) -> No
     shown = np.isfinite(target) & np.isfinite(conf)
     binary = "binary" in str(metric.get("targets", ""))
     label = "precision" if binary else "mean IoU target"
-    ax_top.bar(left[shown], target[shown], width=width[shown], align="edge", color="#3b75af", edgecolor="white",
-               linewidth=0.5, label=label)
+    ax_top.bar(
+        left[shown],
+        target[shown],
+        width=width[shown],
+        align="edge",
+        color="#3b75af",
+        edgecolor="white",
+        linewidth=0.5,
+        label=label,
+    )
     gap_lo = np.minimum(target, conf)[shown]
-    ax_top.bar(left[shown], np.abs(conf - target)[shown], bottom=gap_lo, width=width[shown], align="edge",
-               color="#d62728", alpha=0.35, edgecolor="#d62728", linewidth=0.5, label="gap to confidence")
+    ax_top.bar(
+        left[shown],
+        np.abs(conf - target)[shown],
+        bottom=gap_lo,
+        width=width[shown],
+        align="edge",
+        color="#d62728",
+        alpha=0.35,
+        edgecolor="#d62728",
+        linewidth=0.5,
+        label="gap to confidence",
+    )
     ax_top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfect calibration")
     ax_top.set_xlim(0, 1)
     ax_top.set_ylim(0, 1)
@@ -89,8 +106,16 @@ def plot_reliability_per_class(metric: dict[str, Any], path: str | Path, title: 
         ok = np.isfinite(target) & np.isfinite(conf)
         left, width = edges[:-1][ok], np.diff(edges)[ok]
         ax.bar(left, target[ok], width=width, align="edge", color="#3b75af", edgecolor="white", linewidth=0.3)
-        ax.bar(left, np.abs(conf - target)[ok], bottom=np.minimum(target, conf)[ok], width=width, align="edge",
-               color="#d62728", alpha=0.35, linewidth=0)
+        ax.bar(
+            left,
+            np.abs(conf - target)[ok],
+            bottom=np.minimum(target, conf)[ok],
+            width=width,
+            align="edge",
+            color="#d62728",
+            alpha=0.35,
+            linewidth=0,
+        )
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
@@ -100,8 +125,12 @@ def plot_reliability_per_class(metric: dict[str, Any], path: str | Path, title: 
         ax.set_title(f"{label}: {'n/a' if v is None else f'{100 * v:.1f}%'} ({sum(rel['count'])} det.)", fontsize=7)
     more = f", {len(shown)} of {len(ranked)} classes (most detections)" if len(ranked) > len(shown) else ""
     heading = f"{title + ': ' if title else ''}{metric.get('name', '')} per class{more}"
-    fig.suptitle(textwrap.fill(heading + " (blue: mean IoU target per confidence bin; red: gap to confidence)",
-                               width=int(15 * 2.4 * cols)), fontsize=8)
+    fig.suptitle(
+        textwrap.fill(
+            heading + " (blue: mean IoU target per confidence bin; red: gap to confidence)", width=int(15 * 2.4 * cols)
+        ),
+        fontsize=8,
+    )
     return save_figure(fig, path)
 
 
@@ -122,12 +151,16 @@ def save_reliability_diagrams(report: dict[str, Any], out_dir: str | Path, prefi
     return paths
 
 
-def save_before_after(before: dict[str, Any], after: dict[str, Any], out_dir: str | Path, prefix: str = "reliability") -> list[Path]:
+def save_before_after(
+    before: dict[str, Any], after: dict[str, Any], out_dir: str | Path, prefix: str = "reliability"
+) -> list[Path]:
     """Before/after diagrams of two calibration reports, side by side, one PNG per metric."""
     out_dir = Path(out_dir)
     paths = []
     for key in ("d_ece", "la_ece_0"):
         b, a = before["metrics"].get(key), after["metrics"].get(key)
         if b is not None and a is not None:
-            paths.append(plot_reliability([b, a], ["before calibration", "after calibration"], out_dir / f"{prefix}_{key}.png"))
+            paths.append(
+                plot_reliability([b, a], ["before calibration", "after calibration"], out_dir / f"{prefix}_{key}.png")
+            )
     return paths

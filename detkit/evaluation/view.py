@@ -62,7 +62,9 @@ def read_eval_dir(eval_dir: str | Path) -> EvalContents:
             raise DetkitError(f"no {f}: this is not an eval dir", hint=hint, path=d)
     meta = read_json(d / "metrics.json", what="metrics file")
     if not isinstance(meta, dict) or not isinstance(meta.get("dataset"), str) or not isinstance(meta.get("split"), str):
-        raise DetkitError("metrics.json does not say which dataset and split were evaluated", hint=hint, path=d / "metrics.json")
+        raise DetkitError(
+            "metrics.json does not say which dataset and split were evaluated", hint=hint, path=d / "metrics.json"
+        )
     spec = load_dataset(meta["dataset"])
     split = spec.split(meta["split"])
     gt = read_coco(split.annotations)
@@ -77,7 +79,9 @@ def _relative_boxes(boxes_xywh: np.ndarray, sizes_wh: np.ndarray) -> np.ndarray:
 
 def _image_sizes(gt: CocoData, paths: list[Path]) -> np.ndarray:
     """(w, h) per image: from the COCO file, else read from the image header."""
-    sizes = np.asarray([[im.get("width") or 0, im.get("height") or 0] for im in gt.images], dtype=np.float64).reshape(-1, 2)
+    sizes = np.asarray([[im.get("width") or 0, im.get("height") or 0] for im in gt.images], dtype=np.float64).reshape(
+        -1, 2
+    )
     missing = np.flatnonzero((sizes <= 0).any(axis=1))
     if missing.size:
         from PIL import Image
@@ -129,12 +133,24 @@ def build_fiftyone_dataset(contents: EvalContents, iou_threshold: float = 0.5, n
         g_rows = g_order[g_starts[k] : g_starts[k + 1]].tolist()
         d_rows = d_order[d_starts[k] : d_starts[k + 1]].tolist()
         truth = [
-            fo.Detection(label=g_label[r], bounding_box=g_rel[r].tolist(), tags=[str(gt_tag[r])], iscrowd=int(crowd[r]), eval=str(gt_tag[r]))
+            fo.Detection(
+                label=g_label[r],
+                bounding_box=g_rel[r].tolist(),
+                tags=[str(gt_tag[r])],
+                iscrowd=int(crowd[r]),
+                eval=str(gt_tag[r]),
+            )
             for r in g_rows
         ]
         preds = [
-            fo.Detection(label=d_label[r], bounding_box=d_rel[r].tolist(), confidence=float(dets.scores[r]),
-                         tags=[str(pred_tag[r])], eval=str(pred_tag[r]), iou=float(m.iou[r]))
+            fo.Detection(
+                label=d_label[r],
+                bounding_box=d_rel[r].tolist(),
+                confidence=float(dets.scores[r]),
+                tags=[str(pred_tag[r])],
+                eval=str(pred_tag[r]),
+                iou=float(m.iou[r]),
+            )
             for r in d_rows
         ]
         sample = fo.Sample(filepath=str(paths[k]), tags=[contents.split])
@@ -152,8 +168,12 @@ def build_fiftyone_dataset(contents: EvalContents, iou_threshold: float = 0.5, n
     dataset = fo.Dataset(ds_name)
     dataset.persistent = False
     dataset.default_classes = list(class_map.names)
-    dataset.info = {"eval_dir": str(contents.dir), "split": contents.split, "iou_threshold": float(iou_threshold),
-                    "tags": "tp / fp / fn per box (COCO greedy matching per class); 'ignored' and 'crowd' follow COCO's crowd rule"}
+    dataset.info = {
+        "eval_dir": str(contents.dir),
+        "split": contents.split,
+        "iou_threshold": float(iou_threshold),
+        "tags": "tp / fp / fn per box (COCO greedy matching per class); 'ignored' and 'crowd' follow COCO's crowd rule",
+    }
     dataset.add_samples(samples)
     return dataset
 
@@ -210,8 +230,13 @@ def app_session(dataset: Any, port: int = DEFAULT_PORT, open_browser: bool = Tru
         shutdown_database()
 
 
-def serve_eval(eval_dir: str | Path, port: int = DEFAULT_PORT, open_browser: bool = True, iou_threshold: float = 0.5,
-               on_ready: Any = None) -> None:
+def serve_eval(
+    eval_dir: str | Path,
+    port: int = DEFAULT_PORT,
+    open_browser: bool = True,
+    iou_threshold: float = 0.5,
+    on_ready: Any = None,
+) -> None:
     """Build the FiftyOne dataset of an eval dir and serve it until Ctrl-C; ``on_ready(url, dataset)`` is called
     once the App is up."""
     if not 1 <= int(port) <= 65535:

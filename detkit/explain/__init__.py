@@ -16,5 +16,12 @@ from detkit.explain.run import (
     resolve_method,
 )
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "ExplainResult", "ImageExplanation", "explain_detections",
-           "explain_image", "resolve_method"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
+    "ExplainResult",
+    "ImageExplanation",
+    "explain_detections",
+    "explain_image",
+    "resolve_method",
+]

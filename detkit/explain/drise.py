@@ -51,12 +51,20 @@ def random_masks(rng: np.random.Generator, n: int, size_hw: tuple[int, int], cel
     out = np.empty((n, h, w), np.float32)
     for i in range(n):
         up = cv2.resize(grids[i], ((cells + 1) * cw, (cells + 1) * ch), interpolation=cv2.INTER_LINEAR)
-        out[i] = up[shifts[i, 0]:shifts[i, 0] + h, shifts[i, 1]:shifts[i, 1] + w]
+        out[i] = up[shifts[i, 0] : shifts[i, 0] + h, shifts[i, 1] : shifts[i, 1] + w]
     return out
 
 
-def drise_maps(detector: Any, image: np.ndarray, targets: Targets, masks: int = 256, cells: int = 16,
-               keep: float = 0.5, seed: int = 0, batch_size: int = 8) -> np.ndarray:
+def drise_maps(
+    detector: Any,
+    image: np.ndarray,
+    targets: Targets,
+    masks: int = 256,
+    cells: int = 16,
+    keep: float = 0.5,
+    seed: int = 0,
+    batch_size: int = 8,
+) -> np.ndarray:
     """Maps ``[k, H, W]`` (float32, original image size) for ``targets`` (boxes in original pixels)."""
     import cv2
 
@@ -79,8 +87,9 @@ def drise_maps(detector: Any, image: np.ndarray, targets: Targets, masks: int = 
         m = random_masks(rng, min(batch_size, masks - start), (mh, mw), cells, keep)
         masked = (small[None] * m[..., None] + fill * (1.0 - m[..., None])).round().astype(np.uint8)
         dets = detector.predict(list(masked), conf=MIN_SCORE)
-        s = np.stack([similarity(in_model, np.asarray(d.boxes), np.asarray(d.scores), np.asarray(d.labels))
-                      for d in dets])  # [n, k]
+        s = np.stack(
+            [similarity(in_model, np.asarray(d.boxes), np.asarray(d.scores), np.asarray(d.labels)) for d in dets]
+        )  # [n, k]
         weighted += np.einsum("nk,nhw->khw", s, m)
         kept += m.sum(0)
         total += s.sum(0)

@@ -76,7 +76,7 @@ def _crop(picture: np.ndarray, box_xyxy: np.ndarray) -> np.ndarray:
     cx, cy = (box_xyxy[0] + box_xyxy[2]) / 2, (box_xyxy[1] + box_xyxy[3]) / 2
     x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
     x1, y1 = int(min(w, cx + side / 2)), int(min(h, cy + side / 2))
-    return picture[y0:max(y1, y0 + 1), x0:max(x1, x0 + 1)]
+    return picture[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
 
 
 def _tile(crop: np.ndarray, caption: str) -> np.ndarray:
@@ -86,7 +86,7 @@ def _tile(crop: np.ndarray, caption: str) -> np.ndarray:
     s = TILE / max(h, w)
     img = cv2.resize(crop, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
     tile = np.full((TILE + 22, TILE, 3), 32, np.uint8)
-    tile[:img.shape[0], :img.shape[1]] = img
+    tile[: img.shape[0], : img.shape[1]] = img
     cv2.putText(tile, caption[:30], (3, TILE + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
     return tile
 
@@ -98,13 +98,22 @@ def _sheet(tiles: list[np.ndarray], cols: int = 3) -> np.ndarray:
     sheet = np.full((rows * (th + 4) + 4, cols * (tw + 4) + 4, 3), 16, np.uint8)
     for i, t in enumerate(tiles):
         r, c = divmod(i, cols)
-        sheet[4 + r * (th + 4):4 + r * (th + 4) + th, 4 + c * (tw + 4):4 + c * (tw + 4) + tw] = t
+        sheet[4 + r * (th + 4) : 4 + r * (th + 4) + th, 4 + c * (tw + 4) : 4 + c * (tw + 4) + tw] = t
     return sheet
 
 
-def failure_gallery(detector: Any, dets: Any, gt: Any, images_dir: str | Path, class_map: Any, plots_dir: Path,
-                    score_threshold: float = GALLERY_SCORE, iou_threshold: float = GALLERY_IOU,
-                    max_items: int = MAX_ITEMS, annotations_source: str | Path = "annotations") -> Gallery:
+def failure_gallery(
+    detector: Any,
+    dets: Any,
+    gt: Any,
+    images_dir: str | Path,
+    class_map: Any,
+    plots_dir: Path,
+    score_threshold: float = GALLERY_SCORE,
+    iou_threshold: float = GALLERY_IOU,
+    max_items: int = MAX_ITEMS,
+    annotations_source: str | Path = "annotations",
+) -> Gallery:
     """Pick the failures, write ``plots_dir/failures_fp.png`` and ``failures_missed.png``, return what they show.
 
     ``dets`` is the evaluated :class:`DetectionTable` (COCO xywh, original category ids), ``gt`` the split's
@@ -113,11 +122,11 @@ def failure_gallery(detector: Any, dets: Any, gt: Any, images_dir: str | Path, c
     import cv2
 
     from detkit.data.coco import image_file
+    from detkit.data.images import load_image
     from detkit.evaluation.detections import DetectionTable
     from detkit.evaluation.matching import match_detections
     from detkit.explain.drise import pairwise_iou
     from detkit.explain.render import heat_overlay, write_png
-    from detkit.data.images import load_image
 
     above = np.flatnonzero(dets.scores >= score_threshold)
     sub = DetectionTable(dets.image_ids[above], dets.category_ids[above], dets.boxes[above], dets.scores[above])
@@ -142,7 +151,7 @@ def failure_gallery(detector: Any, dets: Any, gt: Any, images_dir: str | Path, c
         same = np.flatnonzero(dets.image_ids == int(ann["image_id"]))
         best = -1
         if len(same):
-            ious = pairwise_iou(_xyxy(gt_boxes[g:g + 1]), _xyxy(dets.boxes[same]))[0]
+            ious = pairwise_iou(_xyxy(gt_boxes[g : g + 1]), _xyxy(dets.boxes[same]))[0]
             if ious.max() > 0:
                 best = int(same[int(ious.argmax())])
         picks.append(("missed", int(ann["image_id"]), gt_boxes[g], best, int(g)))
@@ -175,15 +184,31 @@ def failure_gallery(detector: Any, dets: Any, gt: Any, images_dir: str | Path, c
                 cv2.rectangle(bgr, *_corners(_xyxy(dets.boxes[row])), FP_COLOUR, 1, cv2.LINE_AA)
             det_name = names[cat_to_label[int(dets.category_ids[row])]] if row >= 0 else None
             if kind == "fp":
-                item = GalleryItem("fp", image_id, files[image_id], _r(box), det_name, float(dets.scores[row]),
-                                   mass_inside=mass.get(row))
+                item = GalleryItem(
+                    "fp",
+                    image_id,
+                    files[image_id],
+                    _r(box),
+                    det_name,
+                    float(dets.scores[row]),
+                    mass_inside=mass.get(row),
+                )
             else:
                 ann = gt.annotations[g]
                 gt_label = cat_to_label.get(int(ann["category_id"]))
                 gt_name = names[gt_label] if gt_label is not None else "?"
-                iou = float(pairwise_iou(xyxy[None], _xyxy(dets.boxes[row:row + 1]))[0, 0]) if row >= 0 else None
-                item = GalleryItem("missed", image_id, files[image_id], _r(box), gt_name,
-                                   float(dets.scores[row]) if row >= 0 else None, det_name, iou, mass.get(row))
+                iou = float(pairwise_iou(xyxy[None], _xyxy(dets.boxes[row : row + 1]))[0, 0]) if row >= 0 else None
+                item = GalleryItem(
+                    "missed",
+                    image_id,
+                    files[image_id],
+                    _r(box),
+                    gt_name,
+                    float(dets.scores[row]) if row >= 0 else None,
+                    det_name,
+                    iou,
+                    mass.get(row),
+                )
             done[i] = (item, _crop(bgr, xyxy))
     tiles: dict[str, list[np.ndarray]] = {"fp": [], "missed": []}
     for i in sorted(done):

@@ -51,8 +51,14 @@ def target_layers(module: nn.Module) -> list[nn.Module]:
     return list(layers())
 
 
-def gradcam_maps(module: nn.Module, batch: torch.Tensor, queries: np.ndarray, labels: np.ndarray,
-                 image_hw: tuple[int, int], cam: str = "layercam") -> np.ndarray:
+def gradcam_maps(
+    module: nn.Module,
+    batch: torch.Tensor,
+    queries: np.ndarray,
+    labels: np.ndarray,
+    image_hw: tuple[int, int],
+    cam: str = "layercam",
+) -> np.ndarray:
     """Maps ``[k, H, W]`` in [0, 1] (original image size) for the given (query, label) pairs of ``batch[0]``."""
     import cv2
     from pytorch_grad_cam import GradCAM, LayerCAM

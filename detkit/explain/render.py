@@ -34,8 +34,15 @@ def draw_points(bgr: np.ndarray, xy: np.ndarray, weight: np.ndarray, level: np.n
 MIN_PICTURE_SIDE = 480  # smaller images are enlarged for drawing, so labels and points stay legible
 
 
-def detection_picture(image_rgb: np.ndarray, saliency: np.ndarray, box: np.ndarray, label: int, score: float,
-                      names: Sequence[str], points=None) -> np.ndarray:
+def detection_picture(
+    image_rgb: np.ndarray,
+    saliency: np.ndarray,
+    box: np.ndarray,
+    label: int,
+    score: float,
+    names: Sequence[str],
+    points=None,
+) -> np.ndarray:
     """BGR picture: heat map, the detection's box and 'class score', and (for sampling maps) the points.
 
     Images whose shorter side is below ``MIN_PICTURE_SIDE`` are drawn enlarged (the picture, not the numbers)."""
@@ -47,15 +54,17 @@ def detection_picture(image_rgb: np.ndarray, saliency: np.ndarray, box: np.ndarr
         size = (round(w * f), round(h * f))
         image_rgb = cv2.resize(image_rgb, size, interpolation=cv2.INTER_NEAREST)
         saliency = cv2.resize(saliency, size, interpolation=cv2.INTER_LINEAR)
-    bgr = draw_boxes(heat_overlay(image_rgb, saliency), box[None] * f, np.array([label]), names, np.array([score]),
-                     to_bgr=True)
+    bgr = draw_boxes(
+        heat_overlay(image_rgb, saliency), box[None] * f, np.array([label]), names, np.array([score]), to_bgr=True
+    )
     if points is not None:
         draw_points(bgr, points.xy * f, points.weight, points.level)
     return bgr
 
 
-def contact_sheet(original_bgr: np.ndarray, pictures: Sequence[np.ndarray], tile: int = 320,
-                  cols: int = 3) -> np.ndarray:
+def contact_sheet(
+    original_bgr: np.ndarray, pictures: Sequence[np.ndarray], tile: int = 320, cols: int = 3
+) -> np.ndarray:
     """The annotated image followed by the detections' pictures, in a grid of ``tile``-px cells (BGR)."""
     cells = [original_bgr, *pictures]
     h, w = original_bgr.shape[:2]
@@ -66,7 +75,7 @@ def contact_sheet(original_bgr: np.ndarray, pictures: Sequence[np.ndarray], tile
     for i, c in enumerate(cells):
         r, col = divmod(i, cols)
         y, x = 4 + r * (th + 4), 4 + col * (tw + 4)
-        sheet[y:y + th, x:x + tw] = cv2.resize(c, (tw, th), interpolation=cv2.INTER_AREA)
+        sheet[y : y + th, x : x + tw] = cv2.resize(c, (tw, th), interpolation=cv2.INTER_AREA)
     return sheet
 
 

@@ -65,8 +65,7 @@ def resolve_method(detector: Any, method: str | None) -> str:
 
         close = difflib.get_close_matches(str(method), METHODS, n=1)
         guess = f" (did you mean '{close[0]}'?)" if close else ""
-        raise DetkitError(f"unknown explanation method '{method}'{guess}",
-                          hint=f"choose one of {', '.join(METHODS)}")
+        raise DetkitError(f"unknown explanation method '{method}'{guess}", hint=f"choose one of {', '.join(METHODS)}")
     if method in TORCH_METHODS:
         torch_module(detector, method)
     return method
@@ -100,13 +99,21 @@ def _torch_explanation(detector: Any, image: np.ndarray, method: str, choose) ->
         module.train(was_training)
 
 
-def explain_detections(detector: Any, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
-                       scores: np.ndarray, method: str = DEFAULT_METHOD, masks: int = DEFAULT_MASKS,
-                       seed: int = 0) -> ImageExplanation:
+def explain_detections(
+    detector: Any,
+    image: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    method: str = DEFAULT_METHOD,
+    masks: int = DEFAULT_MASKS,
+    seed: int = 0,
+) -> ImageExplanation:
     """Explain given detections of one image (xyxy px, labels, scores as the detector reported them)."""
     method = resolve_method(detector, method)
-    given = Targets(np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32),
-                    np.asarray(labels, np.int64))
+    given = Targets(
+        np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float32), np.asarray(labels, np.int64)
+    )
     if method == "drise":
         from detkit.explain.drise import drise_maps
 
@@ -119,8 +126,15 @@ def explain_detections(detector: Any, image: np.ndarray, boxes: np.ndarray, labe
     return _torch_explanation(detector, image, method, choose)
 
 
-def explain_image(detector: Any, image: np.ndarray, method: str = DEFAULT_METHOD, top: int = DEFAULT_TOP,
-                  conf: float = DEFAULT_CONF, masks: int = DEFAULT_MASKS, seed: int = 0) -> ImageExplanation:
+def explain_image(
+    detector: Any,
+    image: np.ndarray,
+    method: str = DEFAULT_METHOD,
+    top: int = DEFAULT_TOP,
+    conf: float = DEFAULT_CONF,
+    masks: int = DEFAULT_MASKS,
+    seed: int = 0,
+) -> ImageExplanation:
     """Explain the ``top`` best detections (score >= ``conf``) of one uint8 HWC RGB image with ``method``."""
     check_selection(top, conf)
     method = resolve_method(detector, method)
@@ -129,6 +143,14 @@ def explain_image(detector: Any, image: np.ndarray, method: str = DEFAULT_METHOD
             raise DetkitError(f"masks must be >= 1, got {masks}")
         d = detector.predict([image], conf=conf)[0]
         keep = select(np.asarray(d.scores), top, conf)
-        return explain_detections(detector, image, np.asarray(d.boxes)[keep], np.asarray(d.labels)[keep],
-                                  np.asarray(d.scores)[keep], "drise", masks, seed)
+        return explain_detections(
+            detector,
+            image,
+            np.asarray(d.boxes)[keep],
+            np.asarray(d.labels)[keep],
+            np.asarray(d.scores)[keep],
+            "drise",
+            masks,
+            seed,
+        )
     return _torch_explanation(detector, image, method, lambda out, sizes: targets_from_outputs(out, sizes, top, conf))

@@ -62,8 +62,11 @@ def sampling_maps(trace, queries: np.ndarray, image_hw: tuple[int, int]) -> tupl
     maps = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR) for m in grid]).astype(np.float32)
     last = loc.shape[1] // len(trace.sampling_locations)
     points = [
-        SamplingPoints((loc[i, -last:] * torch.tensor([w, h])).numpy().astype(np.float32),
-                       weight[i, -last:].numpy().astype(np.float32), level[-last:].numpy().astype(np.int64))
+        SamplingPoints(
+            (loc[i, -last:] * torch.tensor([w, h])).numpy().astype(np.float32),
+            weight[i, -last:].numpy().astype(np.float32),
+            level[-last:].numpy().astype(np.int64),
+        )
         for i in range(k)
     ]
     return np.maximum(maps, 0.0), points

@@ -41,8 +41,17 @@ def _square(centre: np.ndarray, side: float, hw: tuple[int, int]) -> tuple[int, 
     return x0, y0, x0 + s, y0 + s
 
 
-def masking_drop(detector: Any, image: np.ndarray, box: np.ndarray, label: int, score: float, peak: np.ndarray,
-                 rng: np.random.Generator, side_fraction: float = 0.5, iou: float = 0.5) -> tuple[float, float]:
+def masking_drop(
+    detector: Any,
+    image: np.ndarray,
+    box: np.ndarray,
+    label: int,
+    score: float,
+    peak: np.ndarray,
+    rng: np.random.Generator,
+    side_fraction: float = 0.5,
+    iou: float = 0.5,
+) -> tuple[float, float]:
     """Score drops of one detection when a square at the map's peak / at a random place is filled with the image's
     mean colour. The square's side is ``side_fraction`` × sqrt(box area); the score after masking is the best score
     of a same-class detection with IoU >= ``iou`` to the original box (0 when none)."""
@@ -68,8 +77,9 @@ def masking_drop(detector: Any, image: np.ndarray, box: np.ndarray, label: int, 
     return drops[0], drops[1]
 
 
-def sanity_check(detector: Any, images: list[np.ndarray], method: str, conf: float = 0.3, masks: int = 256,
-                 seed: int = 0) -> dict[str, Any]:
+def sanity_check(
+    detector: Any, images: list[np.ndarray], method: str, conf: float = 0.3, masks: int = 256, seed: int = 0
+) -> dict[str, Any]:
     """The two sanity measurements of a method over images holding one object each, on each image's top detection
     (score >= ``conf``): mass inside the box relative to the box's share of the image (> 1: better than uniform),
     and the mean score drop when the map's peak region vs a random region of the same size is masked
@@ -90,8 +100,15 @@ def sanity_check(detector: Any, images: list[np.ndarray], method: str, conf: flo
         random_drop.append(r)
         scores.append(float(t.scores[0]))
     n = len(ratio)
-    mean = (lambda v: float(np.nanmean(v)) if n else float("nan"))
-    return {"method": method, "detections": n, "images": len(images), "mean_score": mean(scores),
-            "mass_ratio_mean": mean(ratio), "mass_ratio_median": float(np.nanmedian(ratio)) if n else float("nan"),
-            "share_ratio_at_least_3": float(np.mean(np.asarray(ratio) >= 3)) if n else float("nan"),
-            "peak_mask_drop": mean(peak_drop), "random_mask_drop": mean(random_drop)}
+    mean = lambda v: float(np.nanmean(v)) if n else float("nan")
+    return {
+        "method": method,
+        "detections": n,
+        "images": len(images),
+        "mean_score": mean(scores),
+        "mass_ratio_mean": mean(ratio),
+        "mass_ratio_median": float(np.nanmedian(ratio)) if n else float("nan"),
+        "share_ratio_at_least_3": float(np.mean(np.asarray(ratio) >= 3)) if n else float("nan"),
+        "peak_mask_drop": mean(peak_drop),
+        "random_mask_drop": mean(random_drop),
+    }

@@ -33,8 +33,9 @@ class Targets:
 
 def check_selection(top: int, conf: float) -> None:
     if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
-        raise DetkitError(f"top must be a whole number >= 1, got {top!r}",
-                          hint="explain at least one detection per image")
+        raise DetkitError(
+            f"top must be a whole number >= 1, got {top!r}", hint="explain at least one detection per image"
+        )
     if not 0.0 <= float(conf) < 1.0:
         raise DetkitError(f"conf must be in [0, 1), got {conf!r}", hint="scores are probabilities")
 
@@ -51,8 +52,10 @@ def torch_module(detector: Any, method: str) -> Any:
     module = getattr(detector, "module", None)
     if module is None or not hasattr(module, "record_intermediates"):
         kind = "an ONNX model" if hasattr(detector, "session") else f"a {type(detector).__name__}"
-        raise DetkitError(f"method '{method}' needs a PyTorch RT-DETR model (run dir or checkpoint), got {kind}",
-                          hint="use method 'drise', which works on any detector including ONNX files")
+        raise DetkitError(
+            f"method '{method}' needs a PyTorch RT-DETR model (run dir or checkpoint), got {kind}",
+            hint="use method 'drise', which works on any detector including ONNX files",
+        )
     return module
 
 
@@ -65,8 +68,9 @@ def model_batch(detector: Any, image: np.ndarray) -> tuple[Any, Any]:
     return batch.to(device), sizes.to(device)
 
 
-def find_queries(out: dict, sizes: Any, boxes: np.ndarray, labels: np.ndarray,
-                 scores: np.ndarray | None = None) -> np.ndarray:
+def find_queries(
+    out: dict, sizes: Any, boxes: np.ndarray, labels: np.ndarray, scores: np.ndarray | None = None
+) -> np.ndarray:
     """The query of image 0 behind each detection (xyxy px, label, raw score): the query whose box is closest to
     the detection's (L1, pixels), ties broken by the score of that label (exact for un-calibrated scores)."""
     import torch
@@ -93,8 +97,10 @@ def targets_from_outputs(out: dict, sizes: Any, top: int, conf: float) -> Target
     from detkit.models.postprocess import postprocess
 
     with torch.no_grad():
-        labels, boxes, scores = (t[0].cpu().numpy() for t in postprocess(out["logits"][:1].detach().float(),
-                                                                        out["boxes"][:1].detach().float(), sizes[:1]))
+        labels, boxes, scores = (
+            t[0].cpu().numpy()
+            for t in postprocess(out["logits"][:1].detach().float(), out["boxes"][:1].detach().float(), sizes[:1])
+        )
     keep = select(scores, top, conf)
     lab, box, sc = labels[keep].astype(np.int64), boxes[keep].astype(np.float32), scores[keep].astype(np.float32)
     return Targets(box, sc, lab, find_queries(out, sizes, box, lab, sc))

@@ -8,6 +8,7 @@ the detector in its deployment form (``module.deploy()``), the single post-proce
 from __future__ import annotations
 
 import copy
+
 import torch
 from torch import nn
 

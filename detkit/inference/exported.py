@@ -34,8 +34,9 @@ class ExportedDetector:
     backend = "exported"
     runtime = "the runtime"  # how messages name it
 
-    def __init__(self, path: str | Path, threads: int | None = None, batch_size: int = 8,
-                 metadata: dict[str, Any] | None = None):
+    def __init__(
+        self, path: str | Path, threads: int | None = None, batch_size: int = 8, metadata: dict[str, Any] | None = None
+    ):
         from detkit.inference.onnx_detector import read_model_metadata
 
         self.path = self.source = Path(path)
@@ -80,8 +81,7 @@ class ExportedDetector:
         named = dict(zip(self.output_names, self._forward(images, orig_sizes)))
         scores = np.asarray(named["scores"], dtype=np.float32)
         raw = np.asarray(named["raw_scores"], dtype=np.float32) if "raw_scores" in named else scores
-        return (np.asarray(named["labels"], dtype=np.int64), np.asarray(named["boxes"], dtype=np.float32),
-                scores, raw)
+        return (np.asarray(named["labels"], dtype=np.int64), np.asarray(named["boxes"], dtype=np.float32), scores, raw)
 
     def infer(
         self, images: Sequence[Any], batch_size: int | None = None
@@ -123,7 +123,9 @@ class ExportedDetector:
         """Refuse a requested class map or input size the graph does not have (``open_detector``'s arguments)."""
         if class_map is not None:
             self.class_map.check_same(
-                class_map, f"the ONNX model {self.path}", class_map_label,
+                class_map,
+                f"the ONNX model {self.path}",
+                class_map_label,
                 hint="export a model trained on these classes",
             )
         if imgsz is not None:

@@ -116,8 +116,10 @@ class OnnxDetector(ExportedDetector):
         self.session = create_session(self.path, threads=self.threads, providers=self._providers)
         self.providers = self.session.get_providers()
         dims = {i.name: i.shape[0] for i in self.session.get_inputs()}
-        return ({k: d if isinstance(d, int) else None for k, d in dims.items()},
-                [o.name for o in self.session.get_outputs()])
+        return (
+            {k: d if isinstance(d, int) else None for k, d in dims.items()},
+            [o.name for o in self.session.get_outputs()],
+        )
 
     def _forward(self, images: np.ndarray, orig_sizes: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {"images": images, "orig_sizes": orig_sizes})

@@ -27,11 +27,15 @@ from detkit.inference.types import DEFAULT_IMGSZ, Detector
 if TYPE_CHECKING:
     from detkit.data.dataset import DatasetSpec
 
-SOURCE_HINT = ("pass a run dir, a checkpoint or weights file (.pt, .pth, .bin, .safetensors), model.onnx, "
-               "or recipe:NAME with weights")
+SOURCE_HINT = (
+    "pass a run dir, a checkpoint or weights file (.pt, .pth, .bin, .safetensors), model.onnx, "
+    "or recipe:NAME with weights"
+)
 EXPORTED_BACKENDS = ("onnxruntime", "openvino")  # runtimes of an exported .onnx file; the first is the default
-REINIT_HINT = ("use the classes the weights were trained on, or reinit_head=True (--reinit-head) to re-initialise "
-               "the class heads for fine-tuning")
+REINIT_HINT = (
+    "use the classes the weights were trained on, or reinit_head=True (--reinit-head) to re-initialise "
+    "the class heads for fine-tuning"
+)
 
 
 def find_run_checkpoint(run_dir: str | Path) -> Path:
@@ -40,8 +44,11 @@ def find_run_checkpoint(run_dir: str | Path) -> Path:
     for name in ("best.pt", "last.pt"):
         if (run_dir / "checkpoints" / name).is_file():
             return run_dir / "checkpoints" / name
-    raise DetkitError("run directory has no checkpoints/best.pt or checkpoints/last.pt", path=run_dir,
-                      hint="pass a run directory written by `detkit train`, or a checkpoint file")
+    raise DetkitError(
+        "run directory has no checkpoints/best.pt or checkpoints/last.pt",
+        path=run_dir,
+        hint="pass a run directory written by `detkit train`, or a checkpoint file",
+    )
 
 
 def is_recipe_source(source: str | Path) -> bool:
@@ -86,8 +93,10 @@ def open_detector(
     check_backend(backend)
     if hasattr(source, "predict_table") and hasattr(source, "class_map"):
         if backend is not None and getattr(source, "backend", None) != backend:
-            raise DetkitError(f"backend='{backend}' does not apply to a ready {getattr(source, 'backend', 'other')} "
-                              "detector", hint="pass the exported .onnx file instead")
+            raise DetkitError(
+                f"backend='{backend}' does not apply to a ready {getattr(source, 'backend', 'other')} detector",
+                hint="pass the exported .onnx file instead",
+            )
         return source
     if source is None or not isinstance(source, (str, Path)):
         raise DetkitError(f"cannot open a model from {type(source).__name__}", hint=SOURCE_HINT)
@@ -95,13 +104,25 @@ def open_detector(
     src = str(source)
     if src.lower().endswith(".onnx"):
         if weights is not None:
-            raise DetkitError("weights= does not apply to an exported ONNX model (its weights are inside the graph)",
-                              path=src)
-        return open_exported(src, backend or EXPORTED_BACKENDS[0], device=device, class_map=requested, imgsz=imgsz,
-                             threads=threads, batch_size=batch_size, class_map_label=label)
+            raise DetkitError(
+                "weights= does not apply to an exported ONNX model (its weights are inside the graph)", path=src
+            )
+        return open_exported(
+            src,
+            backend or EXPORTED_BACKENDS[0],
+            device=device,
+            class_map=requested,
+            imgsz=imgsz,
+            threads=threads,
+            batch_size=batch_size,
+            class_map_label=label,
+        )
     if backend is not None:
-        raise DetkitError(f"backend='{backend}' runs exported .onnx files, and this model is not one", path=src,
-                          hint="export it with `detkit export onnx` and pass the .onnx file, or leave backend out")
+        raise DetkitError(
+            f"backend='{backend}' runs exported .onnx files, and this model is not one",
+            path=src,
+            hint="export it with `detkit export onnx` and pass the .onnx file, or leave backend out",
+        )
     if threads:
         import torch
 
@@ -109,8 +130,10 @@ def open_detector(
     if is_recipe_source(src):
         return _from_recipe(src, weights, device, requested, label, reinit_head, imgsz, batch_size)
     if weights is not None:
-        raise DetkitError("weights= goes with recipe:NAME or a recipe file, not with a run, checkpoint or weights file",
-                          hint=f"open_detector('recipe:rtdetr-r18', weights='{weights}') / MODEL recipe:NAME --weights")
+        raise DetkitError(
+            "weights= goes with recipe:NAME or a recipe file, not with a run, checkpoint or weights file",
+            hint=f"open_detector('recipe:rtdetr-r18', weights='{weights}') / MODEL recipe:NAME --weights",
+        )
     path = Path(src)
     if not path.exists():
         raise DetkitError("model not found", hint=SOURCE_HINT, path=path)
@@ -123,15 +146,27 @@ def open_detector(
         from detkit.config.recipe import resolve_recipe
 
         recipe = resolve_recipe(wf.recipe)
-        return _build(recipe, wf.state_dict, wf.class_map, path, device, requested, label, reinit_head,
-                      imgsz, batch_size, recipe_given=False)
+        return _build(
+            recipe,
+            wf.state_dict,
+            wf.class_map,
+            path,
+            device,
+            requested,
+            label,
+            reinit_head,
+            imgsz,
+            batch_size,
+            recipe_given=False,
+        )
     return _from_bare_weights(wf.state_dict, path, device, requested, label, reinit_head, imgsz, batch_size)
 
 
 def check_backend(backend: str | None) -> None:
     if backend is not None and backend not in EXPORTED_BACKENDS:
-        raise DetkitError(f"unknown backend '{backend}' for an exported model",
-                          hint=f"choose from {', '.join(EXPORTED_BACKENDS)}")
+        raise DetkitError(
+            f"unknown backend '{backend}' for an exported model", hint=f"choose from {', '.join(EXPORTED_BACKENDS)}"
+        )
 
 
 def exported_runtime(backend: str) -> tuple[type, Any]:
@@ -160,13 +195,23 @@ def _from_recipe(src, weights, device, requested, label, reinit_head, imgsz, bat
     if weights is None:
         return _build(recipe, None, None, None, device, requested, label, reinit_head, imgsz, batch_size, True)
     from detkit.models.checkpoint import read_weights_file
-
     from detkit.models.families import check_weights_family
 
     wf = read_weights_file(weights)
     check_weights_family(recipe.family, wf.state_dict, wf.recipe, str(wf.path))
-    return _build(recipe, wf.state_dict, wf.class_map, wf.path, device, requested, label, reinit_head, imgsz,
-                  batch_size, recipe_given=True)
+    return _build(
+        recipe,
+        wf.state_dict,
+        wf.class_map,
+        wf.path,
+        device,
+        requested,
+        label,
+        reinit_head,
+        imgsz,
+        batch_size,
+        recipe_given=True,
+    )
 
 
 def _from_bare_weights(state, path: Path, device, requested, label, reinit_head, imgsz, batch_size) -> Detector:
@@ -189,12 +234,22 @@ def _recipe_imgsz(recipe: Any) -> int:
     return int(getattr(train, "imgsz", DEFAULT_IMGSZ) or DEFAULT_IMGSZ)
 
 
-def _build(recipe, state: Mapping | None, weights_map: ClassMap | None, origin: Path | None, device,
-           requested: ClassMap | None, label: str, reinit_head: bool, imgsz, batch_size: int,
-           recipe_given: bool) -> Detector:
+def _build(
+    recipe,
+    state: Mapping | None,
+    weights_map: ClassMap | None,
+    origin: Path | None,
+    device,
+    requested: ClassMap | None,
+    label: str,
+    reinit_head: bool,
+    imgsz,
+    batch_size: int,
+    recipe_given: bool,
+) -> Detector:
     from detkit.inference.torch_detector import TorchDetector
-    from detkit.utils.device import resolve_device
     from detkit.models.families import read_foreign_weights
+    from detkit.utils.device import resolve_device
 
     dev = resolve_device(device)  # a bad device fails before any model is built
     mismatch_message = None
@@ -218,8 +273,9 @@ def _build(recipe, state: Mapping | None, weights_map: ClassMap | None, origin: 
     module = recipe.family.build_model(recipe.model, len(class_map))
     if state is not None:
         try:
-            recipe.family.load_weights(module, state, reinit_head=reinit_head, source=str(origin),
-                                       class_mismatch_message=mismatch_message)
+            recipe.family.load_weights(
+                module, state, reinit_head=reinit_head, source=str(origin), class_mismatch_message=mismatch_message
+            )
         except DetkitError as e:
             raise _fit_error(e, state, origin, recipe_given) from None
     module.eval()
@@ -240,6 +296,5 @@ def _fit_error(e: DetkitError, state: Mapping, origin: Path | None, recipe_given
         _, foreign = read_foreign_weights(state)
     except DetkitError:
         return e
-    looks = (f"the weights look like {foreign.summary}; pass the weights file alone as MODEL to build that "
-             "architecture")
+    looks = f"the weights look like {foreign.summary}; pass the weights file alone as MODEL to build that architecture"
     return DetkitError(e.message, hint=looks)

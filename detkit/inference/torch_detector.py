@@ -15,11 +15,11 @@ import torch
 from torch import nn
 
 from detkit.data.classmap import ClassMap
+from detkit.data.images import as_image, to_batch
 from detkit.errors import DetkitError
 from detkit.evaluation.detections import DetectionTable
 from detkit.inference.types import DEFAULT_IMGSZ, Detections, ImageLike, size_hw
 from detkit.models.postprocess import COCO_TOP_K, postprocess
-from detkit.data.images import as_image, to_batch
 from detkit.utils.device import resolve_device
 
 
@@ -50,8 +50,10 @@ class TorchDetector:
         self.module.to(self.device)
 
     def __repr__(self) -> str:
-        return (f"TorchDetector({type(self.module).__name__}, {len(self.class_map)} classes, imgsz={self.imgsz}, "
-                f"device={self.device})")
+        return (
+            f"TorchDetector({type(self.module).__name__}, {len(self.class_map)} classes, imgsz={self.imgsz}, "
+            f"device={self.device})"
+        )
 
     @torch.inference_mode()
     def _run(self, arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -80,9 +82,7 @@ class TorchDetector:
             self.module.train(was_training)
         return results
 
-    def predict_table(
-        self, images: Sequence[ImageLike], image_ids: Sequence[int], conf: float = 0.0
-    ) -> DetectionTable:
+    def predict_table(self, images: Sequence[ImageLike], image_ids: Sequence[int], conf: float = 0.0) -> DetectionTable:
         """All detections of ``images`` as one table (COCO xywh boxes, original category ids)."""
         if len(images) != len(image_ids):
             raise DetkitError(f"{len(images)} images but {len(image_ids)} image ids")

@@ -95,11 +95,14 @@ def _torch_load(path: Path, what: str) -> Any:
     except Exception as e:  # noqa: BLE001 - the weights-only unpickler fails in many ways on foreign bytes
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if isinstance(e, EOFError) or any(s in msg for s in ("central directory", "zip archive", "truncated")):
-            raise DetkitError(f"{what} is truncated or corrupt ({msg.split('. ')[0][:100]})",
-                              hint="re-copy or re-download the file",
-                              path=path) from None
-        raise DetkitError(f"{what} is not a PyTorch file (its bytes do not decode as tensors and plain values)",
-                          path=path) from None
+            raise DetkitError(
+                f"{what} is truncated or corrupt ({msg.split('. ')[0][:100]})",
+                hint="re-copy or re-download the file",
+                path=path,
+            ) from None
+        raise DetkitError(
+            f"{what} is not a PyTorch file (its bytes do not decode as tensors and plain values)", path=path
+        ) from None
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -126,11 +129,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise DetkitError(f"checkpoint is incomplete (missing or malformed {e})", path=path) from None
     ema = obj.get("ema")
     training = {k: obj[k] for k in TRAINING_KEYS if k in obj}
-    return Checkpoint(path, model, class_map, recipe, dict(ema) if ema is not None else None, training,
-                      str(obj.get("detkit_version", "")))
+    return Checkpoint(
+        path,
+        model,
+        class_map,
+        recipe,
+        dict(ema) if ema is not None else None,
+        training,
+        str(obj.get("detkit_version", "")),
+    )
 
 
-def save_weights(path: str | Path, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> Path:
+def save_weights(
+    path: str | Path, state_dict: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None
+) -> Path:
     """Weights alone as ``.safetensors`` (atomic)."""
     from safetensors.torch import save_file
 
@@ -172,8 +184,9 @@ def read_weights_file(path: str | Path) -> WeightsFile:
             tensors = load_file(str(path), device="cpu")
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
             msg = str(e).splitlines()[0][:160] if str(e).strip() else type(e).__name__
-            raise DetkitError(f"cannot read safetensors file: {msg}", hint="re-copy or re-download the file",
-                              path=path) from None
+            raise DetkitError(
+                f"cannot read safetensors file: {msg}", hint="re-copy or re-download the file", path=path
+            ) from None
         if not tensors:
             raise DetkitError("safetensors file holds no tensors", path=path)
         return WeightsFile(path, tensors)

@@ -72,8 +72,15 @@ def deformable_attention_core(
         if method == "discrete":
             samples.append(_discrete_samples(value_l, loc_l, h, w))
         else:
-            samples.append(F.grid_sample(value_l.reshape(b * heads, d, h, w), 2.0 * loc_l - 1.0, mode="bilinear",
-                                         padding_mode="zeros", align_corners=False))
+            samples.append(
+                F.grid_sample(
+                    value_l.reshape(b * heads, d, h, w),
+                    2.0 * loc_l - 1.0,
+                    mode="bilinear",
+                    padding_mode="zeros",
+                    align_corners=False,
+                )
+            )
     sampled = torch.cat(samples, dim=-1)  # [B·H, d, Q, ΣP]
     weights = attention_weights.transpose(1, 2).reshape(b * heads, 1, q, -1)
     out = (sampled * weights).sum(-1)  # [B·H, d, Q]
@@ -168,8 +175,8 @@ class MSDeformableAttention(nn.Module):
             wts = weights.new_zeros(b, q, heads, levels, most)
             start = 0
             for lvl, p in enumerate(self.points):
-                loc[:, :, :, lvl, :p] = locations[:, :, :, start:start + p]
-                wts[:, :, :, lvl, :p] = weights[:, :, :, start:start + p]
+                loc[:, :, :, lvl, :p] = locations[:, :, :, start : start + p]
+                wts[:, :, :, lvl, :p] = weights[:, :, :, start : start + p]
                 start += p
         self.trace.sampling_locations.append(loc.detach())
         self.trace.attention_weights.append(wts.detach())

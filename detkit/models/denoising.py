@@ -104,7 +104,9 @@ def build_denoising_group(
     return DenoisingGroup(labels, ref_unact, attn_mask, positive_idx, num_group, [num_dn, num_queries])
 
 
-def denoising_indices(dn_meta: dict, targets: Sequence[dict[str, torch.Tensor]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def denoising_indices(
+    dn_meta: dict, targets: Sequence[dict[str, torch.Tensor]]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Positive denoising query ``positive_idx[b][g·n_b + j]`` is matched to ground truth ``j`` (group-major)."""
     groups = int(dn_meta["num_group"])
     out: list[tuple[torch.Tensor, torch.Tensor]] = []

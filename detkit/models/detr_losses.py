@@ -22,8 +22,9 @@ import torch.nn.functional as F
 ClassificationKind = Literal["vfl", "mal"]
 
 
-def class_targets(logits: torch.Tensor, batch_idx: torch.Tensor, query_idx: torch.Tensor, labels: torch.Tensor,
-                  iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def class_targets(
+    logits: torch.Tensor, batch_idx: torch.Tensor, query_idx: torch.Tensor, labels: torch.Tensor, iou: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(score, onehot)`` shaped like ``logits``: 1 / the (detached, ≥ 0) IoU at (image, query, label) of every
     matched pair, 0 elsewhere."""
     onehot = torch.zeros_like(logits)
@@ -33,8 +34,14 @@ def class_targets(logits: torch.Tensor, batch_idx: torch.Tensor, query_idx: torc
     return score, onehot
 
 
-def varifocal_loss(logits: torch.Tensor, target_score: torch.Tensor, target_onehot: torch.Tensor, alpha: float,
-                   gamma: float, num_boxes: torch.Tensor | float) -> torch.Tensor:
+def varifocal_loss(
+    logits: torch.Tensor,
+    target_score: torch.Tensor,
+    target_onehot: torch.Tensor,
+    alpha: float,
+    gamma: float,
+    num_boxes: torch.Tensor | float,
+) -> torch.Tensor:
     """Σ w·BCE(z, s) / N with w = α·σ(z)^γ·(1−t) + s (sigmoid detached in the weight)."""
     prob = logits.detach().sigmoid()
     weight = alpha * prob.pow(gamma) * (1 - target_onehot) + target_score
@@ -42,8 +49,14 @@ def varifocal_loss(logits: torch.Tensor, target_score: torch.Tensor, target_oneh
     return loss.sum() / num_boxes
 
 
-def mal_loss(logits: torch.Tensor, target_score: torch.Tensor, target_onehot: torch.Tensor, gamma: float,
-             num_boxes: torch.Tensor | float, alpha: float | None = None) -> torch.Tensor:
+def mal_loss(
+    logits: torch.Tensor,
+    target_score: torch.Tensor,
+    target_onehot: torch.Tensor,
+    gamma: float,
+    num_boxes: torch.Tensor | float,
+    alpha: float | None = None,
+) -> torch.Tensor:
     """Σ w·BCE(z, s^γ) / N with w = [α]·σ(z)^γ·(1−t) + t (sigmoid detached in the weight; no α when None).
 
     For a positive (t = 1, IoU q) this is −(q^γ·log p + (1 − q^γ)·log(1 − p)); for a negative −p^γ·log(1 − p).
@@ -71,8 +84,9 @@ class ClassificationTerm:
     def name(self) -> str:
         return f"loss_{self.kind}"
 
-    def __call__(self, logits: torch.Tensor, score: torch.Tensor, onehot: torch.Tensor,
-                 num_boxes: torch.Tensor | float) -> torch.Tensor:
+    def __call__(
+        self, logits: torch.Tensor, score: torch.Tensor, onehot: torch.Tensor, num_boxes: torch.Tensor | float
+    ) -> torch.Tensor:
         if self.kind == "mal":
             return mal_loss(logits, score, onehot, self.mal_gamma, num_boxes, self.mal_alpha)
         return varifocal_loss(logits, score, onehot, self.vfl_alpha, self.vfl_gamma, num_boxes)

@@ -6,8 +6,8 @@ import difflib
 from typing import Any
 
 from detkit.errors import DetkitError
-from detkit.models.family import ForeignWeights, ModelFamily
 from detkit.models.dfine import FAMILY as DFINE_FAMILY
+from detkit.models.family import ForeignWeights, ModelFamily
 from detkit.models.rtdetr import FAMILY as RTDETR_FAMILY
 
 DEFAULT_FAMILY = "rtdetr"
@@ -67,6 +67,7 @@ def check_weights_family(family: ModelFamily, state_dict: dict, weights_recipe: 
         except DetkitError:
             return
     if other != family.name:
-        raise DetkitError(f"{source}: these are weights of a '{other}' model, but the recipe's model.family is "
-                          f"'{family.name}'", hint=f"use a recipe of the '{other}' family, or weights of a "
-                                                    f"'{family.name}' model")
+        raise DetkitError(
+            f"{source}: these are weights of a '{other}' model, but the recipe's model.family is '{family.name}'",
+            hint=f"use a recipe of the '{other}' family, or weights of a '{family.name}' model",
+        )

@@ -105,7 +105,6 @@ class ModelFamily:
     load_weights: Callable[..., None]
 
 
-
 def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
     """The training loss of a criterion's terms: their plain sum (terms come weighted)."""
     return torch.stack(list(losses.values())).sum()

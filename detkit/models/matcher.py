@@ -28,6 +28,7 @@ class MatcherConfig(BaseModel):
     alpha: float = 0.25
     gamma: float = 2.0
 
+
 Indices = list[tuple[torch.Tensor, torch.Tensor]]  # per image: (query indices, target indices), int64
 
 
@@ -36,7 +37,9 @@ class HungarianMatcher:
         self.cfg = cfg or MatcherConfig()
 
     @torch.no_grad()
-    def cost(self, logits: torch.Tensor, boxes: torch.Tensor, tgt_labels: torch.Tensor, tgt_boxes: torch.Tensor) -> torch.Tensor:
+    def cost(
+        self, logits: torch.Tensor, boxes: torch.Tensor, tgt_labels: torch.Tensor, tgt_boxes: torch.Tensor
+    ) -> torch.Tensor:
         """Matching cost ``[B, Q, T]`` of all queries against all ``T`` targets of the batch (fp32)."""
         c = self.cfg
         b, q, _ = logits.shape
@@ -54,7 +57,9 @@ class HungarianMatcher:
         return total.view(b, q, -1)
 
     @torch.no_grad()
-    def match_sets(self, outputs: Sequence[dict[str, torch.Tensor]], targets: Sequence[dict[str, torch.Tensor]]) -> list[Indices]:
+    def match_sets(
+        self, outputs: Sequence[dict[str, torch.Tensor]], targets: Sequence[dict[str, torch.Tensor]]
+    ) -> list[Indices]:
         """Match several output sets (each ``{"logits", "boxes"}``) against the same targets.
 
         One device-to-host copy for all cost matrices of the step.
@@ -74,7 +79,9 @@ class HungarianMatcher:
         results: list[Indices] = [_assign(c, sizes) for c in host]
         return results
 
-    def __call__(self, logits: torch.Tensor, boxes: torch.Tensor, targets: Sequence[dict[str, torch.Tensor]]) -> Indices:
+    def __call__(
+        self, logits: torch.Tensor, boxes: torch.Tensor, targets: Sequence[dict[str, torch.Tensor]]
+    ) -> Indices:
         return self.match_sets([{"logits": logits, "boxes": boxes}], targets)[0]
 
 

@@ -30,8 +30,13 @@ class ModelProfile:
     by_part: dict[str, int]  # parameters of backbone / encoder / decoder
 
     def to_dict(self) -> dict:
-        return {"params": self.params, "trainable_params": self.trainable, "gflops": self.gflops,
-                "imgsz": list(self.imgsz), "params_by_part": self.by_part}
+        return {
+            "params": self.params,
+            "trainable_params": self.trainable,
+            "gflops": self.gflops,
+            "imgsz": list(self.imgsz),
+            "params_by_part": self.by_part,
+        }
 
 
 def count_parameters(model: nn.Module) -> int:

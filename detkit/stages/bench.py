@@ -74,8 +74,14 @@ class BenchResult:
         return d
 
     def row(self, backend: str, batch: int, threads: int, precision: str | None = None) -> BenchRow | None:
-        return next((r for r in self.rows if (r.backend, r.batch, r.threads) == (backend, batch, threads)
-                     and precision in (None, r.precision)), None)
+        return next(
+            (
+                r
+                for r in self.rows
+                if (r.backend, r.batch, r.threads) == (backend, batch, threads) and precision in (None, r.precision)
+            ),
+            None,
+        )
 
 
 def cpu_name() -> str:
@@ -91,7 +97,12 @@ def cpu_name() -> str:
 def device_info(torch_device: str) -> dict[str, Any]:
     import torch
 
-    info = {"cpu": cpu_name(), "logical_cores": os.cpu_count(), "torch_device": torch_device, "platform": platform.platform()}
+    info = {
+        "cpu": cpu_name(),
+        "logical_cores": os.cpu_count(),
+        "torch_device": torch_device,
+        "platform": platform.platform(),
+    }
     if torch_device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(torch_device))
     return info
@@ -102,7 +113,9 @@ def _stats(samples: list[float]) -> tuple[float, float]:
     return float(np.median(arr)), float(np.percentile(arr, 90))
 
 
-def _time_interleaved(steps: dict[Any, Any], iters: int, warmup: int, what: str) -> dict[Any, list[tuple[float, float, float]]]:
+def _time_interleaved(
+    steps: dict[Any, Any], iters: int, warmup: int, what: str
+) -> dict[Any, list[tuple[float, float, float]]]:
     """Warm every step up, then time them round-robin: iteration i of every step before iteration i + 1 of any."""
     for step in steps.values():
         for _ in range(warmup):
@@ -117,8 +130,8 @@ def _time_interleaved(steps: dict[Any, Any], iters: int, warmup: int, what: str)
 def _torch_step(detector, frames: list[np.ndarray], conf: float):
     import torch
 
-    from detkit.models.postprocess import postprocess
     from detkit.data.images import to_batch
+    from detkit.models.postprocess import postprocess
 
     module, device, size = detector.module.eval(), detector.device, detector.imgsz
     cuda = device.type == "cuda"
@@ -168,11 +181,30 @@ def _row(backend: str, batch: int, threads: int, precision: str, samples: list[t
     total = [a + b + c for a, b, c in samples]
     t_med, t_p90 = _stats(total)
     i_med, i_p90 = _stats(infer)
-    return BenchRow(backend, batch, threads, precision, _stats(pre)[0], i_med, _stats(post)[0], t_med, t_p90, i_p90, batch / (t_med / 1000.0))
+    return BenchRow(
+        backend,
+        batch,
+        threads,
+        precision,
+        _stats(pre)[0],
+        i_med,
+        _stats(post)[0],
+        t_med,
+        t_p90,
+        i_p90,
+        batch / (t_med / 1000.0),
+    )
 
 
-def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] | None, device: str | None, workdir: Path,
-                   weights: Any = None, class_map: Any = None):
+def resolve_models(
+    model: Any,
+    backends: Sequence[str],
+    imgsz: tuple[int, int] | None,
+    device: str | None,
+    workdir: Path,
+    weights: Any = None,
+    class_map: Any = None,
+):
     """(PyTorch detector or None, path of the ONNX model or None, notes) for the requested backends."""
     from detkit.inference import TorchDetector, open_detector
 
@@ -183,16 +215,24 @@ def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] |
         onnx_path = Path(opened.source)
         meta = opened.metadata
         if imgsz is not None and tuple(imgsz) != tuple(meta["imgsz"]):
-            raise DetkitError(f"imgsz {imgsz[0]}×{imgsz[1]} differs from the size the ONNX graph was exported at "
-                              f"({meta['imgsz'][0]}×{meta['imgsz'][1]})",
-                              hint="leave imgsz out, or re-export at that size", path=onnx_path, params="imgsz")
+            raise DetkitError(
+                f"imgsz {imgsz[0]}×{imgsz[1]} differs from the size the ONNX graph was exported at "
+                f"({meta['imgsz'][0]}×{meta['imgsz'][1]})",
+                hint="leave imgsz out, or re-export at that size",
+                path=onnx_path,
+                params="imgsz",
+            )
         imgsz = tuple(meta["imgsz"])
         if "torch" in backends:
             src = (meta.get("source") or {}).get("path")
             if not src or not Path(src).exists():
-                raise DetkitError("the torch backend needs the PyTorch model, and this export's source checkpoint is not available",
-                                  hint="benchmark the run dir / checkpoint instead (the ONNX side is exported on the "
-                                       "fly), or the onnxruntime backend alone", path=onnx_path, params="backends")
+                raise DetkitError(
+                    "the torch backend needs the PyTorch model, and this export's source checkpoint is not available",
+                    hint="benchmark the run dir / checkpoint instead (the ONNX side is exported on the "
+                    "fly), or the onnxruntime backend alone",
+                    path=onnx_path,
+                    params="backends",
+                )
             detector = open_detector(src, device=device, class_map=opened.class_map)
     else:
         detector = opened
@@ -203,7 +243,9 @@ def resolve_models(model: Any, backends: Sequence[str], imgsz: tuple[int, int] |
 
         onnx_path = workdir / "model.onnx"
         export_onnx(detector, onnx_path, imgsz=detector.imgsz, verify=False)
-        notes.append("the ONNX model was exported for this benchmark (fp32, opset 17, dynamic batch, parity not re-checked)")
+        notes.append(
+            "the ONNX model was exported for this benchmark (fp32, opset 17, dynamic batch, parity not re-checked)"
+        )
     return detector, onnx_path, notes
 
 
@@ -213,13 +255,23 @@ def check_variants(variants: Sequence[str] | None) -> list[str] | None:
     variants = list(dict.fromkeys(variants))
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
-        raise DetkitError(f"unknown precision variant(s) {unknown or variants}",
-                          hint=f"choose from {', '.join(VARIANTS)}", params="variants")
+        raise DetkitError(
+            f"unknown precision variant(s) {unknown or variants}",
+            hint=f"choose from {', '.join(VARIANTS)}",
+            params="variants",
+        )
     return variants
 
 
-def variant_files(onnx_path: Path, meta: dict[str, Any], variants: Sequence[str], workdir: Path, data: Any = None,
-                  calib_split: str = "calib", int8_options: dict[str, Any] | None = None) -> tuple[dict[str, tuple[Path, dict[str, Any]]], list[str]]:
+def variant_files(
+    onnx_path: Path,
+    meta: dict[str, Any],
+    variants: Sequence[str],
+    workdir: Path,
+    data: Any = None,
+    calib_split: str = "calib",
+    int8_options: dict[str, Any] | None = None,
+) -> tuple[dict[str, tuple[Path, dict[str, Any]]], list[str]]:
     """variant -> (ONNX file, its metadata): the file itself for its own precision; fp16 and int8 derived from an fp32 file."""
     import json
     import shutil
@@ -232,8 +284,11 @@ def variant_files(onnx_path: Path, meta: dict[str, Any], variants: Sequence[str]
             files[v] = (onnx_path, meta)
             continue
         if own != "fp32":
-            raise DetkitError(f"the {v} variant can only be derived from an fp32 graph, and this file is {own}",
-                              hint="benchmark the run dir / checkpoint, or the fp32 export", path=onnx_path)
+            raise DetkitError(
+                f"the {v} variant can only be derived from an fp32 graph, and this file is {own}",
+                hint="benchmark the run dir / checkpoint, or the fp32 export",
+                path=onnx_path,
+            )
         path = workdir / f"model_{v}.onnx"
         vmeta = json.loads(json.dumps(meta)) | {"precision": v}
         if v == "fp16":
@@ -245,13 +300,17 @@ def variant_files(onnx_path: Path, meta: dict[str, Any], variants: Sequence[str]
             from detkit.export.targets.int8 import quantize_onnx
 
             if data is None:
-                raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
-                                  hint="pass the dataset whose calibration split calibrates the INT8 ranges",
-                                  params="data")
+                raise DetkitError(
+                    "the int8 variant needs calibration images, and no dataset (data) is given",
+                    hint="pass the dataset whose calibration split calibrates the INT8 ranges",
+                    params="data",
+                )
             report = quantize_onnx(onnx_path, path, data, calib_split, metadata=meta, **(int8_options or {}))
             vmeta["int8"] = report.to_dict()
-            notes.append(f"int8 variant: {report.quantized_nodes} nodes quantized, float groups: {', '.join(report.float_groups) or 'none'} "
-                         f"({report.method} calibration on {report.calibration['images']} images of '{calib_split}')")
+            notes.append(
+                f"int8 variant: {report.quantized_nodes} nodes quantized, float groups: {', '.join(report.float_groups) or 'none'} "
+                f"({report.method} calibration on {report.calibration['images']} images of '{calib_split}')"
+            )
         files[v] = (path, vmeta)
     return files, notes
 
@@ -277,13 +336,13 @@ def benchmark(
     calib_data: Any = None,
 ) -> BenchResult:
     """Latency of ``model`` (any source ``detkit.inference.open_detector`` takes: run dir, checkpoint,
-    ``recipe:NAME`` + ``weights``, bare official / Hugging Face weights, a detector or ``model.onnx``) per backend,
-    batch size and thread count. A PyTorch model is exported to a temporary ONNX file for the onnxruntime rows.
+        ``recipe:NAME`` + ``weights``, bare official / Hugging Face weights, a detector or ``model.onnx``) per backend,
+        batch size and thread count. A PyTorch model is exported to a temporary ONNX file for the onnxruntime rows.
 
-    ``variants`` (fp32, fp16, int8; default: the ONNX file's own precision) are the onnxruntime precisions timed.
-    With ``data`` (a dataset) each variant's AP on ``split`` (default val, else test) is measured from the same file;
-    the int8 variant of an fp32 model is calibrated on ``calib_split`` of ``calib_data`` (default: ``data``; a list of images
-also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to ``quantize_onnx``."""
+        ``variants`` (fp32, fp16, int8; default: the ONNX file's own precision) are the onnxruntime precisions timed.
+        With ``data`` (a dataset) each variant's AP on ``split`` (default val, else test) is measured from the same file;
+        the int8 variant of an fp32 model is calibrated on ``calib_split`` of ``calib_data`` (default: ``data``; a list of images
+    also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to ``quantize_onnx``."""
     import torch
 
     from detkit.export.job import versions
@@ -293,11 +352,15 @@ also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to
     backends = list(dict.fromkeys(backends))
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown or not backends:
-        raise DetkitError(f"unknown backend(s) {unknown or backends}", hint=f"choose from {', '.join(BACKENDS)}",
-                          params="backends")
+        raise DetkitError(
+            f"unknown backend(s) {unknown or backends}", hint=f"choose from {', '.join(BACKENDS)}", params="backends"
+        )
     if iters < 1 or warmup < 3:
-        raise DetkitError(f"need iters >= 1 and warmup >= 3 (got {iters}, {warmup})",
-                          hint="warm-up iterations hide one-time allocation and JIT costs", params=("iters", "warmup"))
+        raise DetkitError(
+            f"need iters >= 1 and warmup >= 3 (got {iters}, {warmup})",
+            hint="warm-up iterations hide one-time allocation and JIT costs",
+            params=("iters", "warmup"),
+        )
     if any(int(b) < 1 for b in batch_sizes):
         raise DetkitError(f"batch sizes must be >= 1, got {list(batch_sizes)}", params="batch_sizes")
     size = None
@@ -307,13 +370,19 @@ also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to
             raise DetkitError(f"image size {size[0]}×{size[1]} must be positive multiples of 32", params="imgsz")
     variants = check_variants(variants)
     if variants and not any(b in EXPORTED for b in backends):
-        raise DetkitError("precision variants are ONNX files: they need the onnxruntime or openvino backend",
-                          hint="add onnxruntime to the backends", params="backends")
+        raise DetkitError(
+            "precision variants are ONNX files: they need the onnxruntime or openvino backend",
+            hint="add onnxruntime to the backends",
+            params="backends",
+        )
     runtimes = {b: exported_runtime(b)[0] for b in backends if b in EXPORTED}  # a missing extra fails here
     calib_data = data if calib_data is None else calib_data
     if variants and "int8" in variants and calib_data is None and _onnx_precision(model) != "int8":
-        raise DetkitError("the int8 variant needs calibration images, and no dataset (data) is given",
-                          hint="pass the dataset whose calibration split calibrates the INT8 ranges", params="data")
+        raise DetkitError(
+            "the int8 variant needs calibration images, and no dataset (data) is given",
+            hint="pass the dataset whose calibration split calibrates the INT8 ranges",
+            params="data",
+        )
     thread_counts = [int(t) for t in (threads or [torch.get_num_threads()])]
     if any(t < 1 for t in thread_counts):
         raise DetkitError(f"thread counts must be >= 1, got {thread_counts}", params="threads")
@@ -327,13 +396,28 @@ also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to
             size = tuple(onnx_meta["imgsz"])
         files: dict[str, tuple[Path, dict[str, Any]]] = {}
         if onnx_path is not None:
-            files, variant_notes = variant_files(onnx_path, onnx_meta, variants or [onnx_meta.get("precision", "fp32")], Path(work),
-                                                 calib_data, calib_split, int8_options)
+            files, variant_notes = variant_files(
+                onnx_path,
+                onnx_meta,
+                variants or [onnx_meta.get("precision", "fp32")],
+                Path(work),
+                calib_data,
+                calib_split,
+                int8_options,
+            )
             notes.extend(variant_notes)
         accuracy = _variant_accuracy(files, data, split, runtimes)
         torch_device = str(detector.device) if detector is not None else "cpu"
-        result = BenchResult(model=str(model) if not hasattr(model, "module") else type(model).__name__, imgsz=size, iters=iters, warmup=warmup,
-                             device=device_info(torch_device), versions=versions(), notes=notes, accuracy=accuracy)
+        result = BenchResult(
+            model=str(model) if not hasattr(model, "module") else type(model).__name__,
+            imgsz=size,
+            iters=iters,
+            warmup=warmup,
+            device=device_info(torch_device),
+            versions=versions(),
+            notes=notes,
+            accuracy=accuracy,
+        )
         previous_threads = torch.get_num_threads()
         try:
             for t in thread_counts:
@@ -373,8 +457,9 @@ def accuracy_key(backend: str, precision: str) -> str | None:
     return f"{backend}:{precision}" if backend in EXPORTED else None
 
 
-def _variant_accuracy(files: dict[str, tuple[Path, dict[str, Any]]], data: Any, split: str | None,
-                      runtimes: dict[str, type]) -> dict[str, Any]:
+def _variant_accuracy(
+    files: dict[str, tuple[Path, dict[str, Any]]], data: Any, split: str | None, runtimes: dict[str, type]
+) -> dict[str, Any]:
     """AP of every variant file in every exported runtime on the dataset split (empty without a dataset)."""
     if data is None:
         return {}
@@ -391,6 +476,9 @@ def _variant_accuracy(files: dict[str, tuple[Path, dict[str, Any]]], data: Any, 
         for v, (path, meta) in files.items():
             det = runtime(path, metadata=meta)
             m = evaluate_coco(split_spec.annotations, predict_split(det, split_spec), det.class_map)
-            accuracy[accuracy_key(backend, v)] = {"split": split, **{k: m[k] for k in ("AP", "AP50", "AP75")},
-                                                  "num_images": m["num_images"]}
+            accuracy[accuracy_key(backend, v)] = {
+                "split": split,
+                **{k: m[k] for k in ("AP", "AP50", "AP75")},
+                "num_images": m["num_images"],
+            }
     return accuracy

@@ -19,11 +19,11 @@ from detkit.calibration.fit import (
     fit_on_detections,
     resolve_eval_split,
 )
-from detkit.evaluation.calibration_metrics import summary_values
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, read_coco
 from detkit.data.dataset import DatasetSpec, load_dataset
 from detkit.errors import DetkitError
+from detkit.evaluation.calibration_metrics import summary_values
 from detkit.evaluation.detections import DetectionTable
 
 
@@ -38,7 +38,9 @@ def _load_model(source: Any, device: str | None, ds: DatasetSpec, weights: Any =
     return open_detector(source, weights=weights, device=device, class_map=ds)
 
 
-def _load_detections(source: Any, ds: DatasetSpec, split: str, gt: CocoData, batch_size: int, what: str) -> tuple[DetectionTable, str]:
+def _load_detections(
+    source: Any, ds: DatasetSpec, split: str, gt: CocoData, batch_size: int, what: str
+) -> tuple[DetectionTable, str]:
     """Detections of ``split`` from a table, a predictions file or a model (run dir, checkpoint, detector)."""
     from detkit.evaluation.predictions import read_predictions
 
@@ -51,7 +53,9 @@ def _load_detections(source: Any, ds: DatasetSpec, split: str, gt: CocoData, bat
     detector = source
     cm = getattr(detector, "class_map", None)
     if isinstance(cm, ClassMap):
-        cm.check_same(ds.class_map, "the model", f"dataset {ds.path}", hint="calibrate a model trained on this dataset's classes")
+        cm.check_same(
+            ds.class_map, "the model", f"dataset {ds.path}", hint="calibrate a model trained on this dataset's classes"
+        )
     label = getattr(detector, "source", None) or type(detector).__name__
     return predict_split(detector, ds.split(split), batch_size=batch_size), f"{what}: model {label}"
 
@@ -89,7 +93,8 @@ def calibrate(
         raise DetkitError(
             f"dataset has no split '{split}' to fit the calibrator on (it has: {', '.join(ds.splits)})",
             hint="pick one with split (never the training split), or add a calib split with `detkit data split`",
-            path=ds.path, params="split",
+            path=ds.path,
+            params="split",
         )
     fit_spec = ds.split(split)
     ev_name = resolve_eval_split(ds, split, eval_split, force)
@@ -99,20 +104,36 @@ def calibrate(
         source = _load_model(source, device, ds, weights)  # once, for both splits
     fit_source = predictions if predictions is not None else source
     if fit_source is None:
-        raise DetkitError("nothing to calibrate: give a model or a predictions file of the fit split",
-                          hint="pass a model (source) with the dataset, or predictions (a COCO results file)",
-                          params="predictions")
+        raise DetkitError(
+            "nothing to calibrate: give a model or a predictions file of the fit split",
+            hint="pass a model (source) with the dataset, or predictions (a COCO results file)",
+            params="predictions",
+        )
     fit_dets, fit_from = _load_detections(fit_source, ds, split, fit_gt, batch_size, "fit detections")
 
-    cal = fit_on_detections(fit_dets, fit_gt, ds.class_map, method, classwise, target, iou, pre_threshold,
-                            threshold, min_samples, max_dets, split)
+    cal = fit_on_detections(
+        fit_dets,
+        fit_gt,
+        ds.class_map,
+        method,
+        classwise,
+        target,
+        iou,
+        pre_threshold,
+        threshold,
+        min_samples,
+        max_dets,
+        split,
+    )
     if model_label and fit_source is source:
         fit_from = f"fit detections: model {model_label}"
     cal.fit_info.update({"dataset": str(ds.path), "source": fit_from})
     result = CalibrationResult(cal, split, ev_name)
     if split == "train":
-        result.warnings.append("fitting on the training split: a detector is over-confident on the images it was trained on, "
-                               "so the calibrator will not transfer; use a held-out calib (or val) split")
+        result.warnings.append(
+            "fitting on the training split: a detector is over-confident on the images it was trained on, "
+            "so the calibrator will not transfer; use a held-out calib (or val) split"
+        )
     guard = cal.fit_info.get("guard") or {}
     if guard.get("identity"):
         result.warnings.append(guard["reason"])
@@ -120,12 +141,19 @@ def calibrate(
         shown = ", ".join(f"{k} ({v})" for k, v in list(cal.fallback.items())[:5])
         result.warnings.append(f"identity calibration for {len(cal.fallback)} class(es): {shown}")
 
-    eval_source = eval_predictions if eval_predictions is not None else (source if not isinstance(source, DetectionTable) else None)
+    eval_source = (
+        eval_predictions
+        if eval_predictions is not None
+        else (source if not isinstance(source, DetectionTable) else None)
+    )
     if ev_name is None:
-        result.warnings.append(f"no held-out split to evaluate on (the dataset has no test or val split besides '{split}')")
+        result.warnings.append(
+            f"no held-out split to evaluate on (the dataset has no test or val split besides '{split}')"
+        )
     elif eval_source is None:
-        result.warnings.append("evaluation skipped: no model and no predictions of the evaluation split "
-                               "(eval_predictions)")
+        result.warnings.append(
+            "evaluation skipped: no model and no predictions of the evaluation split (eval_predictions)"
+        )
         result.eval_split = None
     else:
         ev_gt = read_coco(ds.split(ev_name).annotations)
@@ -137,16 +165,23 @@ def calibrate(
         if ap_b is not None and ap_a is not None and abs(ap_a - ap_b) > 1e-3:
             result.warnings.append(
                 f"AP of the calibrated scores is {100 * ap_a:.2f} vs {100 * ap_b:.2f} raw: the map is strictly "
-                "increasing per class, so this can only come from scores so close that they round to the same value")
+                "increasing per class, so this can only come from scores so close that they round to the same value"
+            )
         cal.evaluation = {
             "split": ev_name,
             "source": ev_from,
             "note": "every detection kept and calibrated; AP and D-ECE (score >= 0.3) over all detections, raw "
-                    "vs calibrated; LaECE_0, LaACE_0, LRP over the detections at the operating point (raw >= "
-                    "pre-threshold and calibrated >= threshold), the same detections raw and calibrated; "
-                    "fractions in [0, 1]",
-            "metrics": {k: {"name": before["metrics"][k]["name"], "before": summary_values(before)[k],
-                            "after": summary_values(after)[k]} for k in SUMMARY_KEYS},
+            "vs calibrated; LaECE_0, LaACE_0, LRP over the detections at the operating point (raw >= "
+            "pre-threshold and calibrated >= threshold), the same detections raw and calibrated; "
+            "fractions in [0, 1]",
+            "metrics": {
+                k: {
+                    "name": before["metrics"][k]["name"],
+                    "before": summary_values(before)[k],
+                    "after": summary_values(after)[k],
+                }
+                for k in SUMMARY_KEYS
+            },
             "AP": {"before": ap_b, "after": ap_a},
             "num_detections": {"before": before["num_detections"], "after": after["num_detections"]},
         }
@@ -165,9 +200,15 @@ def write_outputs(result: CalibrationResult, out: str | Path) -> dict[str, Path]
         out = out / "calibrator.json"
     paths: dict[str, Path] = {"calibrator": save_calibrator(result.calibrator, out)}
     if result.before is not None and result.after is not None:
-        paths["evaluation"] = atomic_write_json(out.with_name(f"{out.stem}_evaluation.json"), {
-            "split": result.eval_split, "AP": {"before": result.ap_before, "after": result.ap_after},
-            "before": result.before, "after": result.after})
+        paths["evaluation"] = atomic_write_json(
+            out.with_name(f"{out.stem}_evaluation.json"),
+            {
+                "split": result.eval_split,
+                "AP": {"before": result.ap_before, "after": result.ap_after},
+                "before": result.before,
+                "after": result.after,
+            },
+        )
         for p in save_before_after(result.before, result.after, out.parent, prefix=f"{out.stem}_reliability"):
             paths["reliability D-ECE" if p.stem.endswith("d_ece") else "reliability LaECE_0"] = p
     return paths

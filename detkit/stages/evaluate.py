@@ -30,7 +30,14 @@ from detkit.evaluation.calibration_metrics import calibration_report, summary_va
 from detkit.evaluation.coco_metrics import evaluate_coco, metrics_for_json
 from detkit.evaluation.detections import DetectionTable
 from detkit.evaluation.inference import predict_split
-from detkit.evaluation.plots import CONFUSION_IOU, CONFUSION_SCORE, confusion_matrix, plot_confusion_matrix, plot_pr_overall, plot_pr_per_class
+from detkit.evaluation.plots import (
+    CONFUSION_IOU,
+    CONFUSION_SCORE,
+    confusion_matrix,
+    plot_confusion_matrix,
+    plot_pr_overall,
+    plot_pr_per_class,
+)
 from detkit.evaluation.predictions import read_predictions, write_predictions
 from detkit.evaluation.report import calibration_section, write_report
 from detkit.slicing import DEFAULT_OVERLAP, SlicingError, check_slicing, check_split_fits, sliced
@@ -108,7 +115,12 @@ def detections_for(
         return read_predictions(predictions, gt, spec.class_map)
     detector_map = getattr(detector, "class_map", None)
     if isinstance(detector_map, ClassMap):
-        detector_map.check_same(spec.class_map, "the model", f"dataset {spec.path}", hint="evaluate on a dataset with the classes the model was trained on")
+        detector_map.check_same(
+            spec.class_map,
+            "the model",
+            f"dataset {spec.path}",
+            hint="evaluate on a dataset with the classes the model was trained on",
+        )
     return predict_split(detector, spec.split(split), batch_size=batch_size)
 
 
@@ -166,27 +178,47 @@ def evaluate(
     warnings: list[str] = []
 
     if robustness and model is None:
-        raise DetkitError("robustness needs a model: it runs the model on corrupted images and COCO-O domains",
-                          hint="leave robustness off to evaluate a predictions file alone", params="robustness")
+        raise DetkitError(
+            "robustness needs a model: it runs the model on corrupted images and COCO-O domains",
+            hint="leave robustness off to evaluate a predictions file alone",
+            params="robustness",
+        )
     if not robustness and (coco_o is not None or corruptions or severities):
-        raise DetkitError("coco_o, corruptions and severities only apply with robustness", hint="turn robustness on",
-                          params=("robustness",))
+        raise DetkitError(
+            "coco_o, corruptions and severities only apply with robustness",
+            hint="turn robustness on",
+            params=("robustness",),
+        )
     if predictions is not None and model is not None:
-        raise DetkitError("give either a model or predictions, not both",
-                          hint="predictions evaluates a file of detections without a model", params="predictions")
+        raise DetkitError(
+            "give either a model or predictions, not both",
+            hint="predictions evaluates a file of detections without a model",
+            params="predictions",
+        )
     if predictions is None and model is None:
-        raise DetkitError("nothing to evaluate: give a model (run dir, checkpoint, ONNX file) or a predictions file",
-                          params="predictions")
+        raise DetkitError(
+            "nothing to evaluate: give a model (run dir, checkpoint, ONNX file) or a predictions file",
+            params="predictions",
+        )
     if backend is not None and model is None:
-        raise DetkitError("backend applies to running an exported model, not to a predictions file",
-                          hint="drop the backend, or evaluate the .onnx file", params="backend")
+        raise DetkitError(
+            "backend applies to running an exported model, not to a predictions file",
+            hint="drop the backend, or evaluate the .onnx file",
+            params="backend",
+        )
     if slice_hw is not None:
         if model is None:
             raise SlicingError("slice_hw applies to running a model, not to a predictions file", "slice_hw")
         slice_hw, overlap = check_slicing(slice_hw, overlap)
         check_split_fits(slice_hw, gt.images, split_spec.annotations)
     if robustness:  # fail on a bad selection or COCO-O root before any inference
-        from detkit.evaluation.robustness import find_domains, resolve_corruptions, resolve_severities, robustness_markdown, run_robustness
+        from detkit.evaluation.robustness import (
+            find_domains,
+            resolve_corruptions,
+            resolve_severities,
+            robustness_markdown,
+            run_robustness,
+        )
 
         if coco_o is not None:
             find_domains(coco_o)
@@ -215,8 +247,10 @@ def evaluate(
     if calibration_result is not None and cal is not None:
         from detkit.evaluation.robustness.calibration import SETTINGS, shift_calibration
 
-        calibration_result["raw_vs_calibrated"] = {**shift_calibration(raw_dets, gt, class_map, cal),
-                                                   "settings": {k: SETTINGS[k] for k in ("d_ece", "la_ece_0")}}
+        calibration_result["raw_vs_calibrated"] = {
+            **shift_calibration(raw_dets, gt, class_map, cal),
+            "settings": {k: SETTINGS[k] for k in ("d_ece", "la_ece_0")},
+        }
     provenance = {
         "model": _describe_model(model, predictions),
         "dataset": str(spec.path),
@@ -252,9 +286,19 @@ def evaluate(
         gallery_lines = _failure_gallery_lines(detector, dets, gt, split_spec, class_map, plots)
         if robustness:
             robustness_result = run_robustness(
-                detector, metrics["AP"], spec, coco_o_root=coco_o, corruptions=corruptions, severities=severities,
-                cache_dir=cache_dir, out_dir=tmp, batch_size=batch_size, split=split,
-                calibration=calibration, calibrator=cal, clean_dets=raw_dets if calibration else None,
+                detector,
+                metrics["AP"],
+                spec,
+                coco_o_root=coco_o,
+                corruptions=corruptions,
+                severities=severities,
+                cache_dir=cache_dir,
+                out_dir=tmp,
+                batch_size=batch_size,
+                split=split,
+                calibration=calibration,
+                calibrator=cal,
+                clean_dets=raw_dets if calibration else None,
             )
             atomic_write_json(tmp / "robustness.json", robustness_result)
         calibration_lines = None
@@ -263,10 +307,23 @@ def evaluate(
 
             atomic_write_json(tmp / "calibration.json", calibration_result)
             diagrams = save_reliability_diagrams(calibration_result, plots)
-            calibration_lines = calibration_section(calibration_result, [p.relative_to(tmp).as_posix() for p in diagrams])
-        robustness_lines = robustness_markdown(robustness_result).splitlines() if robustness_result is not None else None
-        write_report(tmp / "report.md", provenance, metrics, cm, class_map, robustness_lines, calibration_lines, warnings,
-                     gallery_lines=gallery_lines)
+            calibration_lines = calibration_section(
+                calibration_result, [p.relative_to(tmp).as_posix() for p in diagrams]
+            )
+        robustness_lines = (
+            robustness_markdown(robustness_result).splitlines() if robustness_result is not None else None
+        )
+        write_report(
+            tmp / "report.md",
+            provenance,
+            metrics,
+            cm,
+            class_map,
+            robustness_lines,
+            calibration_lines,
+            warnings,
+            gallery_lines=gallery_lines,
+        )
     return EvalResult(target, metrics, dets, robustness_result, calibration_result, warnings)
 
 
@@ -274,9 +331,11 @@ def _calibrator_warnings(detector: Any, cal: Any) -> list[str]:
     """Refuse calibrating twice; say when the scores are not the whole model's (legacy calibrator, graph that drops)."""
     embedded = getattr(detector, "calibrator", None)
     if cal is not None and embedded is not None:
-        raise DetkitError("the ONNX model already embeds a calibrator; calibrator would calibrate twice",
-                          hint="leave calibrator out (the embedded one is applied), or evaluate the checkpoint",
-                          params="calibrator")
+        raise DetkitError(
+            "the ONNX model already embeds a calibrator; calibrator would calibrate twice",
+            hint="leave calibrator out (the embedded one is applied), or evaluate the checkpoint",
+            params="calibrator",
+        )
     out = []
     from detkit.calibration.io import LEGACY_NOTE
 
@@ -285,18 +344,22 @@ def _calibrator_warnings(detector: Any, cal: Any) -> list[str]:
             out.append(LEGACY_NOTE)
     op = (getattr(detector, "metadata", None) or {}).get("operating_point") or {}
     if op.get("applied_in_graph"):
-        out.append("this ONNX model drops detections outside its calibrator's per-class operating point inside the "
-                   "graph (exported with drop_below_threshold): AP and every metric cover the kept detections only, "
-                   "so AP is lower than the model's; export without it to evaluate the whole model")
+        out.append(
+            "this ONNX model drops detections outside its calibrator's per-class operating point inside the "
+            "graph (exported with drop_below_threshold): AP and every metric cover the kept detections only, "
+            "so AP is lower than the model's; export without it to evaluate the whole model"
+        )
     return out
 
 
-def _failure_gallery_lines(detector: Any, dets: DetectionTable, gt: CocoData, split_spec: Any, class_map: ClassMap,
-                           plots: Path) -> list[str]:
+def _failure_gallery_lines(
+    detector: Any, dets: DetectionTable, gt: CocoData, split_spec: Any, class_map: ClassMap, plots: Path
+) -> list[str]:
     """Worst false positives and missed objects as crops with their explanation maps (detkit.explain.gallery)."""
     from detkit.evaluation.report import failure_gallery_section
     from detkit.explain.gallery import failure_gallery
 
-    gallery = failure_gallery(detector, dets, gt, split_spec.images, class_map, plots,
-                              annotations_source=split_spec.annotations)
+    gallery = failure_gallery(
+        detector, dets, gt, split_spec.images, class_map, plots, annotations_source=split_spec.annotations
+    )
     return failure_gallery_section(gallery)

@@ -56,9 +56,16 @@ class PredictResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "out_dir": str(self.out_dir), "predictions": str(self.predictions_path), "backend": self.backend,
-            "selection": self.selection, "images": self.images, "videos": self.videos, "frames": self.frames,
-            "detections": self.detections, "outputs": self.outputs, "skipped": self.skipped,
+            "out_dir": str(self.out_dir),
+            "predictions": str(self.predictions_path),
+            "backend": self.backend,
+            "selection": self.selection,
+            "images": self.images,
+            "videos": self.videos,
+            "frames": self.frames,
+            "detections": self.detections,
+            "outputs": self.outputs,
+            "skipped": self.skipped,
         }
 
 
@@ -66,13 +73,27 @@ class PredictResult:
 # model and operating point
 
 
-def load_predictor(model: Any, device: str | None = None, threads: int | None = None, batch_size: int = 8,
-                   weights: Any = None, class_map: Any = None, backend: str | None = None) -> tuple[Any, str]:
+def load_predictor(
+    model: Any,
+    device: str | None = None,
+    threads: int | None = None,
+    batch_size: int = 8,
+    weights: Any = None,
+    class_map: Any = None,
+    backend: str | None = None,
+) -> tuple[Any, str]:
     """A ready detector and its backend name, from any source ``detkit.inference.open_detector`` takes."""
     from detkit.inference import open_detector
 
-    det = open_detector(model, weights=weights, device=device, class_map=class_map, threads=threads,
-                        batch_size=batch_size, backend=backend)
+    det = open_detector(
+        model,
+        weights=weights,
+        device=device,
+        class_map=class_map,
+        threads=threads,
+        batch_size=batch_size,
+        backend=backend,
+    )
     return det, getattr(det, "backend", "torch")
 
 
@@ -82,27 +103,36 @@ class Selector:
     def __init__(self, predictor: Any, calibrator: Any = None, conf: float | None = None):
         embedded = getattr(predictor, "calibrator", None)
         if calibrator is not None and embedded is not None:
-            raise DetkitError("the ONNX model already embeds a calibrator; calibrator would calibrate twice",
-                              hint="leave calibrator out (the embedded one is used), or export without one",
-                              params="calibrator")
+            raise DetkitError(
+                "the ONNX model already embeds a calibrator; calibrator would calibrate twice",
+                hint="leave calibrator out (the embedded one is used), or export without one",
+                params="calibrator",
+            )
         if calibrator is not None and not hasattr(calibrator, "method"):
             from detkit.calibration import load_calibrator
 
             calibrator = load_calibrator(calibrator, class_map=predictor.class_map)
         elif calibrator is not None:
-            calibrator.class_map.check_same(predictor.class_map, "the calibrator", "the model", hint="use a calibrator fitted for this model")
+            calibrator.class_map.check_same(
+                predictor.class_map, "the calibrator", "the model", hint="use a calibrator fitted for this model"
+            )
         self.apply_calibrator = calibrator  # applied here (the graph did not)
         self.calibrator = calibrator or embedded
         self.conf = conf
-        has_thresholds = self.calibrator is not None and (self.calibrator.thresholds is not None or self.calibrator.pre_thresholds is not None)
+        has_thresholds = self.calibrator is not None and (
+            self.calibrator.thresholds is not None or self.calibrator.pre_thresholds is not None
+        )
         self.use_thresholds = conf is None and has_thresholds
         op = (getattr(predictor, "metadata", None) or {}).get("operating_point") or {}
         self.dropped_in_graph = bool(op.get("applied_in_graph"))
         if self.use_thresholds:
             self.description = "calibrator per-class thresholds" + (
-                " (applied in the graph)" if self.dropped_in_graph else "")
+                " (applied in the graph)" if self.dropped_in_graph else ""
+            )
         else:
-            self.description = f"score > {conf if conf is not None else DEFAULT_CONF}" + (" (calibrated)" if self.calibrator is not None else "")
+            self.description = f"score > {conf if conf is not None else DEFAULT_CONF}" + (
+                " (calibrated)" if self.calibrator is not None else ""
+            )
 
     def __call__(self, labels: np.ndarray, boxes: np.ndarray, scores: np.ndarray, raw: np.ndarray):
         if self.apply_calibrator is not None:
@@ -121,12 +151,22 @@ class Selector:
         return labels[keep], boxes[keep], scores[keep]
 
 
-def top_k_outputs(predictor: Any, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+def top_k_outputs(
+    predictor: Any, images: Sequence[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """(labels, boxes, scores, raw scores) per image, unfiltered, from either backend."""
     if hasattr(predictor, "infer"):
         return predictor.infer(images)
     dets = predictor.predict(list(images), conf=-1.0)
-    return [(np.asarray(d.labels), np.asarray(d.boxes, np.float32), np.asarray(d.scores, np.float32), np.asarray(d.scores, np.float32)) for d in dets]
+    return [
+        (
+            np.asarray(d.labels),
+            np.asarray(d.boxes, np.float32),
+            np.asarray(d.scores, np.float32),
+            np.asarray(d.scores, np.float32),
+        )
+        for d in dets
+    ]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -199,14 +239,29 @@ def predict(
         raise DetkitError(f"batch_size must be >= 1, got {batch_size}", params="batch_size")
     items, skipped = collect_sources(sources)
     if not items:
-        raise DetkitError(_nothing_message(skipped),
-                          hint="pass image files (.jpg, .png, ...), videos (.mp4, ...) or folders holding them")
-    predictor, backend = load_predictor(model, device=device, threads=threads, batch_size=batch_size,
-                                        weights=weights, class_map=class_map, backend=backend)
+        raise DetkitError(
+            _nothing_message(skipped),
+            hint="pass image files (.jpg, .png, ...), videos (.mp4, ...) or folders holding them",
+        )
+    predictor, backend = load_predictor(
+        model,
+        device=device,
+        threads=threads,
+        batch_size=batch_size,
+        weights=weights,
+        class_map=class_map,
+        backend=backend,
+    )
     predictor = sliced(predictor, slice_hw, overlap)
     select = Selector(predictor, calibrator=calibrator, conf=conf)
     out_dir = Path(out) if out is not None else next_run_dir(DEFAULT_OUT, "predict")
-    result = PredictResult(out_dir=out_dir, predictions_path=out_dir / "predictions.jsonl", backend=backend, selection=select.description, skipped=skipped)
+    result = PredictResult(
+        out_dir=out_dir,
+        predictions_path=out_dir / "predictions.jsonl",
+        backend=backend,
+        selection=select.description,
+        skipped=skipped,
+    )
     names = predictor.class_map.names
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         writer = _Outputs(tmp, save_media)
@@ -223,7 +278,9 @@ def predict(
                 for (path, img), raw in zip(loaded, outputs):
                     labels, boxes, scores = select(*raw)
                     _write_line(jsonl, str(path), None, img, labels, boxes, scores, predictor.class_map)
-                    writer.image(path, draw_boxes(img, boxes, labels, names, scores, to_bgr=True) if save_media else None)
+                    writer.image(
+                        path, draw_boxes(img, boxes, labels, names, scores, to_bgr=True) if save_media else None
+                    )
                     result.images += 1
                     result.detections += len(labels)
             for path in [p for p, k in items if k == "video"]:
@@ -233,8 +290,9 @@ def predict(
                     result.videos += 1
                     result.frames += frames
         if result.images + result.frames == 0:
-            raise DetkitError(_nothing_message(result.skipped),
-                              hint="check that the files are readable images or videos")
+            raise DetkitError(
+                _nothing_message(result.skipped), hint="check that the files are readable images or videos"
+            )
         result.outputs = [str(out_dir / name) for name in writer.names]
     return result
 
@@ -247,7 +305,7 @@ def _nothing_message(skipped: list[dict[str, str]]) -> str:
 
 def _chunks(seq: Sequence[Any], n: int) -> Iterator[Sequence[Any]]:
     for start in track(range(0, len(seq), n), "images", total=(len(seq) + n - 1) // n):
-        yield seq[start:start + n]
+        yield seq[start : start + n]
 
 
 def _load_images(paths: Sequence[Path], skipped: list[dict[str, str]]) -> list[tuple[Path, np.ndarray]]:
@@ -266,10 +324,26 @@ def _write_line(f, source: str, frame: int | None, img: np.ndarray, labels, boxe
     xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1) if len(boxes) else np.zeros((0, 4))
     cids = class_map.labels_to_category_ids(labels)
     dets = [
-        {"category_id": int(c), "class": class_map.names[int(lab)], "score": round(float(s), 6), "bbox": [round(float(v), 2) for v in b]}
+        {
+            "category_id": int(c),
+            "class": class_map.names[int(lab)],
+            "score": round(float(s), 6),
+            "bbox": [round(float(v), 2) for v in b],
+        }
         for c, lab, s, b in zip(cids.tolist(), labels.tolist(), scores.tolist(), xywh.tolist())
     ]
-    f.write(json.dumps({"source": source, "frame": frame, "width": int(img.shape[1]), "height": int(img.shape[0]), "detections": dets}) + "\n")
+    f.write(
+        json.dumps(
+            {
+                "source": source,
+                "frame": frame,
+                "width": int(img.shape[1]),
+                "height": int(img.shape[0]),
+                "detections": dets,
+            }
+        )
+        + "\n"
+    )
 
 
 class _Outputs:
@@ -293,7 +367,9 @@ class _Outputs:
             cv2.imwrite(str(self.unique(source.stem, ".jpg")), bgr)
 
 
-def _predict_video(path: Path, predictor, select: Selector, batch_size: int, jsonl, writer: _Outputs, result: PredictResult) -> int:
+def _predict_video(
+    path: Path, predictor, select: Selector, batch_size: int, jsonl, writer: _Outputs, result: PredictResult
+) -> int:
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -321,7 +397,9 @@ def _predict_video(path: Path, predictor, select: Selector, batch_size: int, jso
                 if writer.enabled:
                     if video_writer is None:
                         out_path = writer.unique(path.stem, ".mp4")
-                        video_writer = cv2.VideoWriter(str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (img.shape[1], img.shape[0]))
+                        video_writer = cv2.VideoWriter(
+                            str(out_path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (img.shape[1], img.shape[0])
+                        )
                     video_writer.write(draw_boxes(img, boxes, labels, predictor.class_map.names, scores, to_bgr=True))
                 frame_idx += 1
             task.advance(len(batch))

@@ -69,24 +69,29 @@ def run_quickstart(
     ``extra_overrides`` are ``key=value`` recipe overrides for the training step; ``recipe`` is the recipe trained
     (default the CPU profile ``rtdetr-r18-cpu``; any family's recipe works).
     """
-    from detkit.stages.bench import benchmark
-    from detkit.stages.calibrate import calibrate, write_outputs
     from detkit.config.recipe import resolve_recipe
     from detkit.data.synth import generate_synthetic
     from detkit.data.validate import validate_dataset
-    from detkit.stages.train import check_training_sizes, train
-    from detkit.stages.evaluate import evaluate
     from detkit.export import export_onnx
+    from detkit.stages.bench import benchmark
+    from detkit.stages.calibrate import calibrate, write_outputs
+    from detkit.stages.evaluate import evaluate
     from detkit.stages.predict import predict
+    from detkit.stages.train import check_training_sizes, train
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise DetkitError("output folder exists and is not empty",
-                          hint="choose another folder or set overwrite", path=out,
-                          params="overwrite")
+        raise DetkitError(
+            "output folder exists and is not empty",
+            hint="choose another folder or set overwrite",
+            path=out,
+            params="overwrite",
+        )
     if train_minutes <= 0 or train_images < 8 or eval_images < 4:
-        raise DetkitError("train_minutes must be > 0, train_images >= 8 and eval_images >= 4",
-                          params=("train_minutes", "train_images", "eval_images"))
+        raise DetkitError(
+            "train_minutes must be > 0, train_images >= 8 and eval_images >= 4",
+            params=("train_minutes", "train_images", "eval_images"),
+        )
     train_overrides = [f"train.time_limit_minutes={train_minutes}", f"train.imgsz={imgsz}", *extra_overrides]
     recipe = recipe if recipe.startswith("recipe:") or recipe.endswith((".yaml", ".yml")) else f"recipe:{recipe}"
     check_training_sizes(resolve_recipe(recipe, overrides=train_overrides))  # fail before any work is done
@@ -94,50 +99,104 @@ def run_quickstart(
     result = QuickstartResult(out=out)
     t_start = time.perf_counter()
 
-    data = _timed(result, "synthesise data", log, lambda: generate_synthetic(
-        out / "data", train=train_images, val=eval_images, calib=eval_images, test=eval_images, imgsz=imgsz,
-        domains=True, seed=seed, overwrite=True, workers=max(1, os.cpu_count() or 1)))
+    data = _timed(
+        result,
+        "synthesise data",
+        log,
+        lambda: generate_synthetic(
+            out / "data",
+            train=train_images,
+            val=eval_images,
+            calib=eval_images,
+            test=eval_images,
+            imgsz=imgsz,
+            domains=True,
+            seed=seed,
+            overwrite=True,
+            workers=max(1, os.cpu_count() or 1),
+        ),
+    )
     result.paths["dataset"] = data / "dataset.yaml"
 
     report = _timed(result, "validate data", log, lambda: validate_dataset(data))
     if report.errors:
         raise DetkitError(f"the generated dataset has {len(report.errors)} validation errors", path=data)
 
-    trained = _timed(result, f"train {recipe} ({train_minutes:g} min budget)", log, lambda: train(
-        recipe, data, out=out / "train", name="run", device=device, seed=seed,
-        overrides=train_overrides))
+    trained = _timed(
+        result,
+        f"train {recipe} ({train_minutes:g} min budget)",
+        log,
+        lambda: train(recipe, data, out=out / "train", name="run", device=device, seed=seed, overrides=train_overrides),
+    )
     run_dir = trained.run_dir
     result.paths["run"] = run_dir
 
     calibrator_path = out / "calibrator.json"
-    calibrated = _timed(result, "calibrate (isotonic, fitted on calib, evaluated on test)", log, lambda: calibrate(
-        run_dir, data, split="calib", method="isotonic", eval_split="test", device=device))
+    calibrated = _timed(
+        result,
+        "calibrate (isotonic, fitted on calib, evaluated on test)",
+        log,
+        lambda: calibrate(run_dir, data, split="calib", method="isotonic", eval_split="test", device=device),
+    )
     written = write_outputs(calibrated, calibrator_path)
     result.paths["calibrator"] = calibrator_path
     result.paths.update({f"calibration_{k}": v for k, v in written.items() if k != "calibrator"})
 
-    evaluated = _timed(result, "evaluate (test split, COCO-O domains, COCO-C subset, raw vs calibrated)", log,
-                       lambda: evaluate(
-        run_dir, data, split="test", robustness=True, coco_o=data / "coco_o", corruptions=list(QUICK_CORRUPTIONS),
-        severities=list(QUICK_SEVERITIES), calibration=True, calibrator=calibrator_path, out=out / "eval", name="test",
-        device=device, cache_dir=out / "cache"))
+    evaluated = _timed(
+        result,
+        "evaluate (test split, COCO-O domains, COCO-C subset, raw vs calibrated)",
+        log,
+        lambda: evaluate(
+            run_dir,
+            data,
+            split="test",
+            robustness=True,
+            coco_o=data / "coco_o",
+            corruptions=list(QUICK_CORRUPTIONS),
+            severities=list(QUICK_SEVERITIES),
+            calibration=True,
+            calibrator=calibrator_path,
+            out=out / "eval",
+            name="test",
+            device=device,
+            cache_dir=out / "cache",
+        ),
+    )
     result.paths["eval"] = evaluated.dir
 
     test_images = sorted((data / "images" / "test").glob("*.jpg"))[:4]
-    exported = _timed(result, "export ONNX with the calibrator (verified against PyTorch)", log, lambda: export_onnx(
-        run_dir, out / "export" / "model.onnx", calibrator=calibrator_path, verify_images=test_images))
+    exported = _timed(
+        result,
+        "export ONNX with the calibrator (verified against PyTorch)",
+        log,
+        lambda: export_onnx(
+            run_dir, out / "export" / "model.onnx", calibrator=calibrator_path, verify_images=test_images
+        ),
+    )
     result.paths["onnx"] = exported.model_path
 
-    onnx_eval = _timed(result, "evaluate the exported model (calibrator inside) on the test split", log,
-                       lambda: evaluate(exported.model_path, data, split="test", out=out / "eval", name="onnx"))
+    onnx_eval = _timed(
+        result,
+        "evaluate the exported model (calibrator inside) on the test split",
+        log,
+        lambda: evaluate(exported.model_path, data, split="test", out=out / "eval", name="onnx"),
+    )
     result.paths["eval_onnx"] = onnx_eval.dir
 
-    predicted = _timed(result, "predict on test images (onnxruntime)", log, lambda: predict(
-        exported.model_path, test_images, out=out / "predict", calibrator=None, overwrite=True))
+    predicted = _timed(
+        result,
+        "predict on test images (onnxruntime)",
+        log,
+        lambda: predict(exported.model_path, test_images, out=out / "predict", calibrator=None, overwrite=True),
+    )
     result.paths["predictions"] = predicted.predictions_path
 
-    benched = _timed(result, "benchmark ONNX latency", log, lambda: benchmark(
-        exported.model_path, backends=("onnxruntime",), batch_sizes=(1,), iters=10))
+    benched = _timed(
+        result,
+        "benchmark ONNX latency",
+        log,
+        lambda: benchmark(exported.model_path, backends=("onnxruntime",), batch_sizes=(1,), iters=10),
+    )
     result.paths["bench"] = atomic_write_json(out / "bench.json", benched.to_dict())
 
     result.timings["total"] = time.perf_counter() - t_start

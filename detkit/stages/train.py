@@ -16,17 +16,23 @@ import torch
 
 from detkit.data.classmap import ClassMap
 from detkit.data.dataset import load_dataset
-from detkit.utils import distributed
 from detkit.engine.run_record import dataset_record, recorded_dataset
 from detkit.engine.trainer import Trainer, TrainResult, read_history
 from detkit.errors import DetkitError
+from detkit.utils import distributed
 from detkit.utils.atomic import atomic_write_text
 from detkit.utils.device import resolve_device
 from detkit.utils.run_dirs import in_use, next_run_dir
 
 # typer options -> recipe fields
-OPTION_FIELDS = {"epochs": "train.epochs", "batch": "train.batch", "imgsz": "train.imgsz", "device": "train.device",
-                 "workers": "train.workers", "seed": "train.seed"}
+OPTION_FIELDS = {
+    "epochs": "train.epochs",
+    "batch": "train.batch",
+    "imgsz": "train.imgsz",
+    "device": "train.device",
+    "workers": "train.workers",
+    "seed": "train.seed",
+}
 
 
 @dataclass
@@ -47,9 +53,11 @@ def _new_run_dir(out: Path, name: str | None) -> Path:
     """``out/exp``, ``exp2``, ... (:func:`detkit.utils.run_dirs.next_run_dir`); a chosen ``name`` in use is refused,
     since continuing that run is what ``resume`` does."""
     if name and in_use(out / name):
-        raise DetkitError(f"run folder {out / name} already exists",
-                          hint=f"choose another name, or continue it with resume={out / name}",
-                          params=("name", "resume"))
+        raise DetkitError(
+            f"run folder {out / name} already exists",
+            hint=f"choose another name, or continue it with resume={out / name}",
+            params=("name", "resume"),
+        )
     return next_run_dir(out, name or "exp")
 
 
@@ -61,12 +69,17 @@ def _resume_paths(resume: str | Path) -> tuple[Path, Path]:
     elif p.is_file():
         ckpt, run_dir = p, p.parent.parent
     else:
-        raise DetkitError(f"nothing to resume at {p}", params="resume",
-                          hint="pass a run folder (runs/train/exp) or its checkpoints/last.pt")
+        raise DetkitError(
+            f"nothing to resume at {p}",
+            params="resume",
+            hint="pass a run folder (runs/train/exp) or its checkpoints/last.pt",
+        )
     if not ckpt.is_file():
         raise DetkitError(f"run {run_dir} has no checkpoints/last.pt to resume from", path=run_dir)
     if not (run_dir / "recipe.yaml").is_file():
-        raise DetkitError(f"run {run_dir} has no recipe.yaml", hint="resume a folder written by detkit train", path=run_dir)
+        raise DetkitError(
+            f"run {run_dir} has no recipe.yaml", hint="resume a folder written by detkit train", path=run_dir
+        )
     return run_dir, ckpt
 
 
@@ -106,15 +119,23 @@ def train(
     from detkit.config.recipe import resolve_recipe
 
     if data is None and resume is None:
-        raise DetkitError("no dataset given: data is required to start a run (a resumed run remembers its own)",
-                          hint="pass data=path/to/dataset.yaml", params="data")
-    all_overrides = option_overrides(epochs=epochs, batch=batch, imgsz=imgsz, device=device, workers=workers, seed=seed) + list(overrides)
+        raise DetkitError(
+            "no dataset given: data is required to start a run (a resumed run remembers its own)",
+            hint="pass data=path/to/dataset.yaml",
+            params="data",
+        )
+    all_overrides = option_overrides(
+        epochs=epochs, batch=batch, imgsz=imgsz, device=device, workers=workers, seed=seed
+    ) + list(overrides)
 
     ckpt = None
     if resume is not None:
         if weights is not None:
-            raise DetkitError("resume and weights cannot be combined", hint="resume continues the run's own weights",
-                              params=("resume", "weights"))
+            raise DetkitError(
+                "resume and weights cannot be combined",
+                hint="resume continues the run's own weights",
+                params=("resume", "weights"),
+            )
         run_dir, ckpt_path = _resume_paths(resume)
         dataset, given = (load_dataset(data), str(data)) if data is not None else recorded_dataset(run_dir)
         resolved = resolve_recipe(run_dir / "recipe.yaml", overrides=all_overrides)
@@ -123,8 +144,12 @@ def train(
         ckpt = load_checkpoint(ckpt_path)
         if "optimizer" not in ckpt.training:
             raise DetkitError("checkpoint has no training state to resume from", path=ckpt_path)
-        dataset.class_map.check_same(ckpt.class_map, f"dataset {dataset.path}", f"checkpoint {ckpt_path}",
-                                     hint="resume with the dataset the run was trained on")
+        dataset.class_map.check_same(
+            ckpt.class_map,
+            f"dataset {dataset.path}",
+            f"checkpoint {ckpt_path}",
+            hint="resume with the dataset the run was trained on",
+        )
         resumed_from = ckpt_path
     else:
         dataset, given = load_dataset(data), str(data)
@@ -161,8 +186,11 @@ def train(
         if ckpt is not None:
             trainer.load_state(ckpt.model, ckpt.ema, ckpt.training, read_history(run_dir / "metrics.csv"))
             if trainer.epoch >= resolved.train.epochs:
-                raise DetkitError(f"run {run_dir} already finished its {resolved.train.epochs} epochs",
-                                  hint="raise the epoch count (epochs=N)", params="epochs")
+                raise DetkitError(
+                    f"run {run_dir} already finished its {resolved.train.epochs} epochs",
+                    hint="raise the epoch count (epochs=N)",
+                    params="epochs",
+                )
             if all_overrides and dist_info.is_main:  # the next resume continues with what this one changed
                 _save_recipe(resolved, run_dir / "recipe.yaml")
         return trainer.fit()
@@ -179,11 +207,15 @@ def check_training_sizes(recipe: Any) -> None:
         tokens = recipe.family.feature_tokens(recipe.model, size)
         if tokens < queries:
             what = "train.imgsz" if size == recipe.train.imgsz else "the multi-scale size"
-            raise DetkitError(f"{what} {size} gives {tokens} feature tokens, fewer than the {queries} queries",
-                              hint="use a larger imgsz (or multi-scale factors), or fewer queries (model.num_queries=N)")
+            raise DetkitError(
+                f"{what} {size} gives {tokens} feature tokens, fewer than the {queries} queries",
+                hint="use a larger imgsz (or multi-scale factors), or fewer queries (model.num_queries=N)",
+            )
 
 
-def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, class_map: ClassMap, reinit_head: bool) -> None:
+def _load_weights(
+    model: torch.nn.Module, weights: str | Path, recipe: Any, class_map: ClassMap, reinit_head: bool
+) -> None:
     """Start from a detkit checkpoint (its EMA weights) or official / Hugging Face weights.
 
     A checkpoint trained on another class map is refused, naming both, unless ``reinit_head`` is set.
@@ -198,9 +230,12 @@ def _load_weights(model: torch.nn.Module, weights: str | Path, recipe: Any, clas
     mismatch = None
     if weights_map is not None and weights_map != class_map:
         if not reinit_head:
-            class_map.check_same(weights_map, "the dataset", f"weights {path}",
-                                 hint="set reinit_head to re-initialise the class heads for the dataset's classes",
-                                 params="reinit_head")
+            class_map.check_same(
+                weights_map,
+                "the dataset",
+                f"weights {path}",
+                hint="set reinit_head to re-initialise the class heads for the dataset's classes",
+                params="reinit_head",
+            )
         mismatch = f"{path}: class map differs from the dataset's"
-    recipe.family.load_weights(model, state, reinit_head=reinit_head, source=str(path),
-                               class_mismatch_message=mismatch)
+    recipe.family.load_weights(model, state, reinit_head=reinit_head, source=str(path), class_mismatch_message=mismatch)

@@ -65,9 +65,12 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
         if not out.is_dir():
             raise DetkitError("exists and is not a folder", hint="choose another output path", path=out)
         if any(out.iterdir()) and not overwrite:
-            raise DetkitError("output folder exists and is not empty",
-                              hint="remove it, choose another path or set overwrite",
-                              path=out, params="overwrite")
+            raise DetkitError(
+                "output folder exists and is not empty",
+                hint="remove it, choose another path or set overwrite",
+                path=out,
+                params="overwrite",
+            )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

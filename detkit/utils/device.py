@@ -19,11 +19,15 @@ def resolve_device(device: str | torch.device | None = None, local_rank: int = 0
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise DetkitError(f"unknown device {str(device)!r}",
-                          hint="use auto, cpu, cuda or cuda:N", params="device") from None
+        raise DetkitError(
+            f"unknown device {str(device)!r}", hint="use auto, cpu, cuda or cuda:N", params="device"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DetkitError(f"device {str(device)!r} requested but CUDA is not available",
-                          hint="use the cpu device, or auto (CUDA only where it is available)", params="device")
+        raise DetkitError(
+            f"device {str(device)!r} requested but CUDA is not available",
+            hint="use the cpu device, or auto (CUDA only where it is available)",
+            params="device",
+        )
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device(f"cuda:{local_rank}")
     return dev

@@ -98,11 +98,15 @@ def broadcast_object(obj):
     return box[0]
 
 
-def wrap_ddp(model: torch.nn.Module, device: torch.device, sync_bn: bool, find_unused_parameters: bool) -> torch.nn.Module:
+def wrap_ddp(
+    model: torch.nn.Module, device: torch.device, sync_bn: bool, find_unused_parameters: bool
+) -> torch.nn.Module:
     """SyncBN (per recipe) + DistributedDataParallel; the model as is in a single process."""
     if not is_dist():
         return model
     if sync_bn:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=ids, find_unused_parameters=find_unused_parameters
+    )

@@ -17,8 +17,14 @@ def palette_rgb(n: int) -> np.ndarray:
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0]
 
 
-def draw_boxes(image_rgb: np.ndarray, boxes: np.ndarray, labels: np.ndarray, names: Sequence[str],
-               scores: np.ndarray | None = None, to_bgr: bool = False) -> np.ndarray:
+def draw_boxes(
+    image_rgb: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    scores: np.ndarray | None = None,
+    to_bgr: bool = False,
+) -> np.ndarray:
     """A copy of ``image_rgb`` (uint8 HxWx3) with each ``xyxy`` pixel box and its 'class [score]' label, one colour
     per class. Line width and text size follow the image size. ``to_bgr`` returns the copy in OpenCV's BGR order
     (for ``cv2.imwrite`` and video writers). Labels outside ``names`` are drawn with their number."""

@@ -31,7 +31,9 @@ def read_yaml(path: str | Path, what: str = "YAML file") -> Any:
     except yaml.constructor.ConstructorError as e:
         mark = e.problem_mark
         where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise DetkitError(f"YAML tag not allowed{where}: {e.problem}", hint="detkit only reads plain YAML", path=path) from None
+        raise DetkitError(
+            f"YAML tag not allowed{where}: {e.problem}", hint="detkit only reads plain YAML", path=path
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

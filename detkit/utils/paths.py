@@ -15,7 +15,11 @@ def resolve_inside(root: str | Path, relative: str, source: str | Path | None = 
     where = source if source is not None else root
     if not isinstance(relative, str) or not relative.strip():
         raise DetkitError(f"{what} must be a non-empty relative path, got {relative!r}", path=where)
-    if PurePosixPath(relative).is_absolute() or PureWindowsPath(relative).is_absolute() or PureWindowsPath(relative).drive:
+    if (
+        PurePosixPath(relative).is_absolute()
+        or PureWindowsPath(relative).is_absolute()
+        or PureWindowsPath(relative).drive
+    ):
         raise DetkitError(f"{what} {relative!r} is absolute; paths must be relative to the dataset root", path=where)
     if ".." in PurePosixPath(relative.replace("\\", "/")).parts:
         raise DetkitError(f"{what} {relative!r} contains '..'; paths may not leave the dataset root", path=where)

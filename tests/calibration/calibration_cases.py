@@ -36,8 +36,16 @@ def random_case(
             box = [float(x), float(y), float(bw), float(bh)]
             cat = int(rng.choice(CATEGORY_IDS))
             crowd = int(rng.random() < crowd_rate)
-            anns.append({"id": len(anns) + 1, "image_id": img_id * 10, "category_id": cat, "bbox": box,
-                         "area": float(bw * bh), "iscrowd": crowd})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id * 10,
+                    "category_id": cat,
+                    "bbox": box,
+                    "area": float(bw * bh),
+                    "iscrowd": crowd,
+                }
+            )
             for _ in range(int(rng.integers(0, dets_per_gt + 1))):
                 exact = rng.random() < 0.2  # exact copies: IoU exactly 1, and IoU ties between detections
                 jitter = 0.0 if exact else rng.normal(0, 0.15, 4) * np.array([bw, bh, bw, bh])
@@ -105,8 +113,13 @@ def pycocotools_matches(gt: CocoData, dets: DetectionTable, iou: float, max_dets
     return tp, ignored, kept, matched
 
 
-def overconfident_split(seed: int, n_images: int = 150, category_ids: tuple[int, ...] = CATEGORY_IDS,
-                        strength: float = 2.5, shift: float = 1.5) -> tuple[CocoData, DetectionTable]:
+def overconfident_split(
+    seed: int,
+    n_images: int = 150,
+    category_ids: tuple[int, ...] = CATEGORY_IDS,
+    strength: float = 2.5,
+    shift: float = 1.5,
+) -> tuple[CocoData, DetectionTable]:
     """A detector whose scores are over-confident: sigmoid(strength * logit(quality) + shift).
 
     Each GT gets a detection jittered so its IoU varies; quality is that IoU plus noise. Clutter detections
@@ -122,8 +135,16 @@ def overconfident_split(seed: int, n_images: int = 150, category_ids: tuple[int,
             bw, bh = rng.uniform(20, 80, 2)
             x, y = rng.uniform(0, 200 - bw), rng.uniform(0, 200 - bh)
             cat = int(rng.choice(category_ids))
-            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": cat, "bbox": [x, y, bw, bh],
-                         "area": float(bw * bh), "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": cat,
+                    "bbox": [x, y, bw, bh],
+                    "area": float(bw * bh),
+                    "iscrowd": 0,
+                }
+            )
             if rng.random() < 0.85:
                 sigma = rng.uniform(0.0, 0.35)
                 b = np.array([x, y, bw, bh]) + rng.normal(0, sigma, 4) * np.array([bw, bh, bw, bh])
@@ -162,12 +183,15 @@ def write_dataset(root, splits: dict):
         (root / "images" / name).mkdir(parents=True, exist_ok=True)
         write_coco(root / "annotations" / f"{name}.json", coco)
         entries[name] = {"images": f"images/{name}", "annotations": f"annotations/{name}.json"}
-    (root / "dataset.yaml").write_text(yaml.safe_dump({"detkit_dataset": 1, "name": "toy", "classes": classes, "splits": entries}))
+    (root / "dataset.yaml").write_text(
+        yaml.safe_dump({"detkit_dataset": 1, "name": "toy", "classes": classes, "splits": entries})
+    )
     return root / "dataset.yaml"
 
 
-def detr_shaped_split(seed: int, n_images: int = 80, queries: int = 100, category_ids: tuple[int, ...] = CATEGORY_IDS,
-                      size: int = 256) -> tuple[CocoData, DetectionTable]:
+def detr_shaped_split(
+    seed: int, n_images: int = 80, queries: int = 100, category_ids: tuple[int, ...] = CATEGORY_IDS, size: int = 256
+) -> tuple[CocoData, DetectionTable]:
     """Detections shaped like a DETR's output: ``queries`` per image, most of them low-scoring background.
 
     Per ground-truth box one "main" query (IoU varies with a random jitter) scored over-confidently,
@@ -192,8 +216,16 @@ def detr_shaped_split(seed: int, n_images: int = 80, queries: int = 100, categor
         gt_boxes = np.concatenate([xy, wh], axis=1)
         cats = rng.choice(category_ids, n_gt)
         for b, c in zip(gt_boxes, cats):
-            anns.append({"id": len(anns) + 1, "image_id": img_id, "category_id": int(c), "bbox": b.tolist(),
-                         "area": float(b[2] * b[3]), "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": int(c),
+                    "bbox": b.tolist(),
+                    "area": float(b[2] * b[3]),
+                    "iscrowd": 0,
+                }
+            )
         found = rng.random(n_gt) < 0.9
         sigma = rng.uniform(0.0, 0.3, n_gt)
         main = gt_boxes + rng.normal(0, 1, (n_gt, 4)) * sigma[:, None] * np.c_[wh, wh]
@@ -216,6 +248,7 @@ def detr_shaped_split(seed: int, n_images: int = 80, queries: int = 100, categor
         score_col.append(np.concatenate([main_score[found], dup_score, rng.beta(0.6, 12, n_bg)]))
     cats_json = [{"id": c, "name": f"class{c}"} for c in category_ids]
     gt = CocoData(images=images, annotations=anns, categories=cats_json)
-    dets = DetectionTable(np.concatenate(img_col), np.concatenate(cat_col), np.concatenate(box_col),
-                          np.concatenate(score_col))
+    dets = DetectionTable(
+        np.concatenate(img_col), np.concatenate(cat_col), np.concatenate(box_col), np.concatenate(score_col)
+    )
     return gt, dets

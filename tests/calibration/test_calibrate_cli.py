@@ -9,9 +9,9 @@ import pytest
 from calibration_cases import overconfident_split, write_dataset
 from detkit_testing import assert_clean_error
 
-from detkit.stages.calibrate import calibrate
 from detkit.calibration.io import load_calibrator
 from detkit.evaluation.predictions import write_predictions
+from detkit.stages.calibrate import calibrate
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,20 @@ def toy(tmp_path_factory):
 def test_cli_fits_evaluates_and_writes_artifacts(cli, toy, tmp_path):
     root, data = toy
     out = tmp_path / "cal" / "calibrator.json"
-    r = cli("calibrate", "--data", data, "--predictions", root / "calib_preds.json",
-            "--eval-predictions", root / "test_preds.json", "--method", "platt", "--out", out, "--json")
+    r = cli(
+        "calibrate",
+        "--data",
+        data,
+        "--predictions",
+        root / "calib_preds.json",
+        "--eval-predictions",
+        root / "test_preds.json",
+        "--method",
+        "platt",
+        "--out",
+        out,
+        "--json",
+    )
     assert r.code == 0, r.text
     summary = json.loads(r.out)
     assert summary["eval_split"] == "test" and summary["fit_split"] == "calib"
@@ -37,18 +49,40 @@ def test_cli_fits_evaluates_and_writes_artifacts(cli, toy, tmp_path):
     assert summary["evaluation"]["AP"]["after"] == pytest.approx(summary["evaluation"]["AP"]["before"], abs=1e-12)
     cal = load_calibrator(out)
     assert cal.method == "platt" and cal.evaluation["split"] == "test"
-    for name in ("calibrator_evaluation.json", "calibrator_reliability_d_ece.png", "calibrator_reliability_la_ece_0.png"):
+    for name in (
+        "calibrator_evaluation.json",
+        "calibrator_reliability_d_ece.png",
+        "calibrator_reliability_la_ece_0.png",
+    ):
         assert (out.parent / name).is_file(), name
-    human = cli("calibrate", "--data", data, "--predictions", root / "calib_preds.json",
-                "--eval-predictions", root / "test_preds.json", "--out", out, "--class-agnostic", "--target", "tp")
+    human = cli(
+        "calibrate",
+        "--data",
+        data,
+        "--predictions",
+        root / "calib_preds.json",
+        "--eval-predictions",
+        root / "test_preds.json",
+        "--out",
+        out,
+        "--class-agnostic",
+        "--target",
+        "tp",
+    )
     assert human.code == 0, human.text
     assert "before" in human.out and "LaECE_0" in human.out and str(out) in human.out.replace("\n", "")
 
 
 def test_python_api_matches_cli_inputs(toy):
     root, data = toy
-    res = calibrate(None, data, predictions=root / "calib_preds.json", eval_predictions=root / "test_preds.json",
-                    method="isotonic", threshold="precision=0.8")
+    res = calibrate(
+        None,
+        data,
+        predictions=root / "calib_preds.json",
+        eval_predictions=root / "test_preds.json",
+        method="isotonic",
+        threshold="precision=0.8",
+    )
     names = [r[0] for r in res.rows()]
     assert any(n.startswith("LaECE_0") for n in names) and names[-1].startswith("AP")
     assert res.calibrator.threshold_rule["post"]["rule"] == "precision=0.8"
@@ -57,8 +91,19 @@ def test_python_api_matches_cli_inputs(toy):
 
 def test_refuses_to_evaluate_on_the_fit_split_unless_forced(cli, toy, tmp_path):
     root, data = toy
-    args = ["calibrate", "--data", data, "--predictions", root / "calib_preds.json", "--eval-split", "calib",
-            "--eval-predictions", root / "calib_preds.json", "--out", tmp_path / "c.json"]
+    args = [
+        "calibrate",
+        "--data",
+        data,
+        "--predictions",
+        root / "calib_preds.json",
+        "--eval-split",
+        "calib",
+        "--eval-predictions",
+        root / "calib_preds.json",
+        "--out",
+        tmp_path / "c.json",
+    ]
     assert_clean_error(cli(*args), "refusing to evaluate", "'calib'")
     assert not (tmp_path / "c.json").exists()
     forced = cli(*args, "--force")
@@ -81,7 +126,19 @@ def test_class_without_matches_gets_documented_identity(cli, toy, tmp_path):
             p["bbox"] = [190.0, 190.0, 1.0, 1.0]
     bad = tmp_path / "nomatch.json"
     bad.write_text(json.dumps(preds))
-    r = cli("calibrate", "--data", data, "--predictions", bad, "--iou", "0.5", "--target", "tp", "--out", tmp_path / "c.json")
+    r = cli(
+        "calibrate",
+        "--data",
+        data,
+        "--predictions",
+        bad,
+        "--iou",
+        "0.5",
+        "--target",
+        "tp",
+        "--out",
+        tmp_path / "c.json",
+    )
     assert r.code == 0, r.text
     assert "identity calibration" in r.err and "class3" in r.err
     cal = load_calibrator(tmp_path / "c.json")
@@ -100,7 +157,9 @@ def test_class_without_matches_gets_documented_identity(cli, toy, tmp_path):
 )
 def test_bad_options_are_one_line_errors(cli, toy, tmp_path, extra, needles):
     root, data = toy
-    r = cli("calibrate", "--data", data, "--predictions", root / "calib_preds.json", "--out", tmp_path / "c.json", *extra)
+    r = cli(
+        "calibrate", "--data", data, "--predictions", root / "calib_preds.json", "--out", tmp_path / "c.json", *extra
+    )
     assert_clean_error(r, *needles)
 
 

@@ -134,9 +134,9 @@ def test_format_1_files_are_still_read_and_format_2_files_must_be_strictly_incre
 
 
 def test_corrupted_calibrator_is_one_clean_line_on_the_cli(cli, tmp_path):
+    from calibration_cases import overconfident_split, write_dataset
     from detkit_testing import assert_clean_error
 
-    from calibration_cases import overconfident_split, write_dataset
     from detkit.evaluation.predictions import write_predictions
 
     g, d = overconfident_split(3, 20)

@@ -49,7 +49,13 @@ def test_d_ece_equals_netcal_on_matched_detections(seed):
     sizes = {im["id"]: (im["width"], im["height"]) for im in gt.images}
     wh = np.asarray([sizes[i] for i in dets.image_ids[m.rows]], dtype=float)
     b = dets.boxes[m.rows]
-    X = np.c_[m.scores, (b[:, 0] + b[:, 2] / 2) / wh[:, 0], (b[:, 1] + b[:, 3] / 2) / wh[:, 1], b[:, 2] / wh[:, 0], b[:, 3] / wh[:, 1]]
+    X = np.c_[
+        m.scores,
+        (b[:, 0] + b[:, 2] / 2) / wh[:, 0],
+        (b[:, 1] + b[:, 3] / 2) / wh[:, 1],
+        b[:, 2] / wh[:, 0],
+        b[:, 3] / wh[:, 1],
+    ]
     assert box["value"] == pytest.approx(ECE(5, detection=True, sample_threshold=2).measure(X, y), abs=1e-9)
     assert box["features"] == ["confidence", "cx", "cy", "w", "h"] and box["bins"] == [5] * 5
 
@@ -69,8 +75,11 @@ def _toy(scores, boxes, cats=None, extra_gt=()):
         {"id": 2, "image_id": 1, "category_id": 1, "bbox": [50, 50, 10, 10], "area": 100, "iscrowd": 0},
         *extra_gt,
     ]
-    gt = CocoData(images=[{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}], annotations=anns,
-                  categories=[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
+    gt = CocoData(
+        images=[{"id": 1, "file_name": "a.jpg", "width": 100, "height": 100}],
+        annotations=anns,
+        categories=[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+    )
     cats = cats or [1] * len(scores)
     return gt, DetectionTable(np.ones(len(scores)), cats, boxes, scores)
 

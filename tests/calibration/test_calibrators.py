@@ -60,12 +60,15 @@ def test_isotonic_is_scikit_learn_inside_the_fitted_range_and_anchored_outside()
     cal = fit_calibrator(p, q, labels, CM, method="isotonic")
     grid = np.linspace(0, 1, 1001)
     for k in range(3):
-        ref = IsotonicRegression(increasing=True, y_min=0, y_max=1, out_of_bounds="clip").fit(p[labels == k], q[labels == k])
+        ref = IsotonicRegression(increasing=True, y_min=0, y_max=1, out_of_bounds="clip").fit(
+            p[labels == k], q[labels == k]
+        )
         out = calibrate_scores(cal, grid, np.full(len(grid), k))
         lo, hi = p[labels == k].min(), p[labels == k].max()
         inside = (grid >= lo) & (grid <= hi)
-        np.testing.assert_allclose(out[inside], (1 - ISO_BLEND) * ref.predict(grid[inside]) + ISO_BLEND * grid[inside],
-                                   atol=1e-12)
+        np.testing.assert_allclose(
+            out[inside], (1 - ISO_BLEND) * ref.predict(grid[inside]) + ISO_BLEND * grid[inside], atol=1e-12
+        )
         assert out[0] == 0.0 and out[-1] == pytest.approx(1.0)
         below = grid < lo  # the region the old map flattened to its first knot: now a ramp from (0, 0)
         assert np.all(np.diff(out[below]) > 0) and out[below].max() < out[inside].min()
@@ -119,9 +122,16 @@ def test_numpy_torch_and_onnx_give_the_same_scores(method, tmp_path):
         ref32 = module(scores, lab).numpy()
     np.testing.assert_allclose(ref32, calibrate_scores(cal, scores.double().numpy(), lab.numpy()), atol=1e-7)
     path = tmp_path / "cal.onnx"
-    torch.onnx.export(module, (scores, lab), str(path), opset_version=17, input_names=["scores", "labels"],
-                      output_names=["calibrated"], dynamic_axes={"scores": {0: "b", 1: "k"}, "labels": {0: "b", 1: "k"}},
-                      dynamo=False)
+    torch.onnx.export(
+        module,
+        (scores, lab),
+        str(path),
+        opset_version=17,
+        input_names=["scores", "labels"],
+        output_names=["calibrated"],
+        dynamic_axes={"scores": {0: "b", 1: "k"}, "labels": {0: "b", 1: "k"}},
+        dynamo=False,
+    )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (out,) = sess.run(None, {"scores": scores.numpy(), "labels": lab.numpy()})
     np.testing.assert_allclose(out, ref32, atol=1e-6)

@@ -51,8 +51,12 @@ def test_tau_zero_pairs_regular_gts_first_then_crowd_then_fp():
         categories=[{"id": 1, "name": "a"}],
     )
     # Three detections far from the regular GT; the second and third overlap the crowd region.
-    dets = DetectionTable([1, 1, 1, 1], [1, 1, 1, 1],
-                          [[80, 0, 5, 5], [60, 60, 10, 10], [55, 55, 10, 10], [0, 90, 5, 5]], [0.9, 0.8, 0.7, 0.6])
+    dets = DetectionTable(
+        [1, 1, 1, 1],
+        [1, 1, 1, 1],
+        [[80, 0, 5, 5], [60, 60, 10, 10], [55, 55, 10, 10], [0, 90, 5, 5]],
+        [0.9, 0.8, 0.7, 0.6],
+    )
     res = match_detections(dets, gt, 0.0)
     assert res.tp.tolist() == [True, False, False, False]
     assert res.iou[0] == 0.0  # an IoU-0 "TP": it consumes the GT

@@ -13,10 +13,23 @@ import numpy as np
 import pytest
 
 TINY = [
-    "model.depth=18", "model.freeze_stem=false", "model.frozen_bn=false", "model.encoder_dim=32",
-    "model.encoder_ffn_dim=64", "model.hidden_dim=32", "model.num_heads=4", "model.num_queries=20",
-    "model.decoder_layers=1", "model.decoder_ffn_dim=64", "model.num_denoising=10", "train.warmup_iters=2",
-    "train.ema_warmups=4", "train.multiscale=[1.0]", "train.val_batch=4", "train.lr=5e-4", "train.workers=0",
+    "model.depth=18",
+    "model.freeze_stem=false",
+    "model.frozen_bn=false",
+    "model.encoder_dim=32",
+    "model.encoder_ffn_dim=64",
+    "model.hidden_dim=32",
+    "model.num_heads=4",
+    "model.num_queries=20",
+    "model.decoder_layers=1",
+    "model.decoder_ffn_dim=64",
+    "model.num_denoising=10",
+    "train.warmup_iters=2",
+    "train.ema_warmups=4",
+    "train.multiscale=[1.0]",
+    "train.val_batch=4",
+    "train.lr=5e-4",
+    "train.workers=0",
     "train.batch=4",
 ]
 
@@ -24,9 +37,9 @@ TINY = [
 @pytest.fixture(scope="module")
 def chain(synth_dataset, tmp_path_factory):
     """Every stage run once through the CLI, in one module-wide folder; returns the folder and the dataset."""
-    from detkit.cli.app import run
-
     import torch
+
+    from detkit.cli.app import run
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -38,16 +51,52 @@ def chain(synth_dataset, tmp_path_factory):
         assert code == 0, f"detkit {' '.join(map(str, args))} exited {code}"
 
     try:
-        cli("train", "recipe:rtdetr-r18", "--data", ds, "--epochs", "1", "--imgsz", "96", "--out", root / "runs",
-            "--name", "exp", "--quiet", *TINY)
+        cli(
+            "train",
+            "recipe:rtdetr-r18",
+            "--data",
+            ds,
+            "--epochs",
+            "1",
+            "--imgsz",
+            "96",
+            "--out",
+            root / "runs",
+            "--name",
+            "exp",
+            "--quiet",
+            *TINY,
+        )
         cli("train", "--resume", root / "runs" / "exp", "--epochs", "2", "--quiet")  # no --data: the run knows it
         run_dir = root / "runs" / "exp"
         cli("eval", run_dir, "--data", ds, "--split", "test", "--out", root / "eval", "--name", "ckpt", "--quiet")
-        cli("calibrate", run_dir, "--data", ds, "--split", "calib", "--method", "platt", "--out",
-            root / "calibrator.json", "--quiet")
+        cli(
+            "calibrate",
+            run_dir,
+            "--data",
+            ds,
+            "--split",
+            "calib",
+            "--method",
+            "platt",
+            "--out",
+            root / "calibrator.json",
+            "--quiet",
+        )
         cli("export", "onnx", run_dir, "--out", root / "export" / "model.onnx", "--quiet")
-        cli("eval", root / "export" / "model.onnx", "--data", ds, "--split", "test", "--out", root / "eval", "--name",
-            "onnx", "--quiet")
+        cli(
+            "eval",
+            root / "export" / "model.onnx",
+            "--data",
+            ds,
+            "--split",
+            "test",
+            "--out",
+            root / "eval",
+            "--name",
+            "onnx",
+            "--quiet",
+        )
         image = sorted((ds / "images" / "test").glob("*.jpg"))[0]
         cli("predict", run_dir, image, "--conf", "0", "--out", root / "predict", "--no-save", "--quiet")
     finally:
@@ -86,8 +135,9 @@ def test_predict_gives_the_boxes_eval_recorded(chain):
     root, ds, image = chain
     coco = json.loads((ds / "annotations" / "test.json").read_text())
     image_id = next(i["id"] for i in coco["images"] if i["file_name"] == image.name)
-    recorded = [d for d in json.loads((root / "eval" / "ckpt" / "predictions.json").read_text())
-                if d["image_id"] == image_id]
+    recorded = [
+        d for d in json.loads((root / "eval" / "ckpt" / "predictions.json").read_text()) if d["image_id"] == image_id
+    ]
     (line,) = (root / "predict" / "predictions.jsonl").read_text().splitlines()
     predicted = json.loads(line)["detections"]
     key = lambda d: -d["score"]  # noqa: E731

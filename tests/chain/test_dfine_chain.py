@@ -11,20 +11,38 @@ import pytest
 from detkit_testing import assert_clean_error
 
 TINY_DFINE = [
-    "model.encoder_dim=32", "model.encoder_ffn_dim=64", "model.hidden_dim=32", "model.num_heads=4",
-    "model.num_queries=20", "model.decoder_layers=2", "model.decoder_ffn_dim=64", "model.num_points=[2,2]",
-    "model.num_denoising=10", "train.warmup_iters=2", "train.ema_warmups=4", "train.multiscale=[1.0]",
-    "train.multiscale_stop_epoch=null", "train.val_batch=4", "train.lr=5e-4", "train.workers=0", "train.batch=4",
-    "train.param_groups=[]", "train.flat_epoch=1", "train.cosine_end_epoch=2", "augment.policy_epochs=[0,2,2]",
-    "augment.stop_epoch=2", "augment.mosaic.p=1.0", "augment.mixup.p=1.0",
+    "model.encoder_dim=32",
+    "model.encoder_ffn_dim=64",
+    "model.hidden_dim=32",
+    "model.num_heads=4",
+    "model.num_queries=20",
+    "model.decoder_layers=2",
+    "model.decoder_ffn_dim=64",
+    "model.num_points=[2,2]",
+    "model.num_denoising=10",
+    "train.warmup_iters=2",
+    "train.ema_warmups=4",
+    "train.multiscale=[1.0]",
+    "train.multiscale_stop_epoch=null",
+    "train.val_batch=4",
+    "train.lr=5e-4",
+    "train.workers=0",
+    "train.batch=4",
+    "train.param_groups=[]",
+    "train.flat_epoch=1",
+    "train.cosine_end_epoch=2",
+    "augment.policy_epochs=[0,2,2]",
+    "augment.stop_epoch=2",
+    "augment.mosaic.p=1.0",
+    "augment.mixup.p=1.0",
 ]
 
 
 @pytest.fixture(scope="module")
 def dfine_chain(synth_dataset, tmp_path_factory):
-    from detkit.cli.app import run
-
     import torch
+
+    from detkit.cli.app import run
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -36,14 +54,39 @@ def dfine_chain(synth_dataset, tmp_path_factory):
         assert code == 0, f"detkit {' '.join(map(str, args))} exited {code}"
 
     try:
-        cli("train", "recipe:deim-dfine-n", "--data", ds, "--epochs", "1", "--imgsz", "96", "--out", root / "runs",
-            "--name", "exp", "--quiet", *TINY_DFINE)
+        cli(
+            "train",
+            "recipe:deim-dfine-n",
+            "--data",
+            ds,
+            "--epochs",
+            "1",
+            "--imgsz",
+            "96",
+            "--out",
+            root / "runs",
+            "--name",
+            "exp",
+            "--quiet",
+            *TINY_DFINE,
+        )
         cli("train", "--resume", root / "runs" / "exp", "--epochs", "2", "--quiet")
         run_dir = root / "runs" / "exp"
         cli("eval", run_dir, "--data", ds, "--split", "test", "--out", root / "eval", "--name", "ckpt", "--quiet")
         cli("export", "onnx", run_dir, "--out", root / "export" / "model.onnx", "--quiet")
-        cli("eval", root / "export" / "model.onnx", "--data", ds, "--split", "test", "--out", root / "eval", "--name",
-            "onnx", "--quiet")
+        cli(
+            "eval",
+            root / "export" / "model.onnx",
+            "--data",
+            ds,
+            "--split",
+            "test",
+            "--out",
+            root / "eval",
+            "--name",
+            "onnx",
+            "--quiet",
+        )
     finally:
         torch.set_num_threads(threads)
     return root, ds

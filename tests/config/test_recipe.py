@@ -14,9 +14,19 @@ from detkit.errors import DetkitError
 def test_shipped_recipes_resolve_to_the_four_variants():
     assert {"rtdetr-r18", "rtdetr-r34", "rtdetr-r50", "rtdetr-r101"} <= set(list_recipes())
     r101 = resolve_recipe("recipe:rtdetr-r101")
-    assert (r101.model.depth, r101.model.encoder_dim, r101.model.encoder_ffn_dim, r101.model.decoder_layers) == (101, 384, 2048, 6)
+    assert (r101.model.depth, r101.model.encoder_dim, r101.model.encoder_ffn_dim, r101.model.decoder_layers) == (
+        101,
+        384,
+        2048,
+        6,
+    )
     r18 = resolve_recipe("recipe:rtdetr-r18")
-    assert (r18.model.expansion, r18.model.decoder_layers, r18.model.frozen_bn, r18.name) == (0.5, 3, False, "rtdetr-r18")
+    assert (r18.model.expansion, r18.model.decoder_layers, r18.model.frozen_bn, r18.name) == (
+        0.5,
+        3,
+        False,
+        "rtdetr-r18",
+    )
     assert r18.model.num_queries == 300  # inherited from base.yaml
 
 
@@ -110,7 +120,11 @@ def test_cli_recipes_list_and_show(cli):
 
 
 def test_cli_recipes_errors(cli):
-    assert_clean_error(cli("recipes", "show", "rtdetr-r18", "model.dept=3"), "unknown recipe key 'model.dept'", "did you mean 'model.depth'?")
+    assert_clean_error(
+        cli("recipes", "show", "rtdetr-r18", "model.dept=3"),
+        "unknown recipe key 'model.dept'",
+        "did you mean 'model.depth'?",
+    )
     assert_clean_error(cli("recipes", "show", "rtdetr-r19"), "unknown recipe 'rtdetr-r19'")
     assert_clean_error(cli("recipes", "show", "rtdetr-r18", "--imgsz", "500"), "multiples of 32")
     assert_clean_error(cli("recipes", "show", "rtdetr-r18", "--imgsz", "big"), "expected S or HxW")

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import click
 import pytest
+from detkit_testing import assert_clean_error
 
 from detkit.cli.flags import flag_hint, with_flags
 from detkit.errors import DetkitError
-from detkit_testing import assert_clean_error
 
 
 def _root() -> click.Group:
     root = click.Group("detkit")
     sub = click.Group("data")
-    sub.add_command(click.Command("split", params=[click.Option(["--ratios"]),
-                                                   click.Option(["-n", "--num-workers", "workers"])]))
+    sub.add_command(
+        click.Command("split", params=[click.Option(["--ratios"]), click.Option(["-n", "--num-workers", "workers"])])
+    )
     root.add_command(sub)
-    root.add_command(click.Command("eval", params=[click.Argument(["model"]), click.Option(["--data"]),
-                                                  click.Option(["--batch"])]))
+    root.add_command(
+        click.Command("eval", params=[click.Argument(["model"]), click.Option(["--data"]), click.Option(["--batch"])])
+    )
     return root
 
 
@@ -39,10 +41,13 @@ def test_detkit_error_keeps_its_parameters():
     assert DetkitError("x").params == ()
 
 
-@pytest.mark.parametrize(("args", "message", "flag"), [
-    (["predict", "m.onnx", "a.jpg", "--conf", "2"], "conf must be in [0, 1), got 2.0", "--conf"),
-    (["data", "split", "d.yaml", "o", "--ratios", "train=0.5"], "ratios must sum to 1", "--ratios"),
-])
+@pytest.mark.parametrize(
+    ("args", "message", "flag"),
+    [
+        (["predict", "m.onnx", "a.jpg", "--conf", "2"], "conf must be in [0, 1), got 2.0", "--conf"),
+        (["data", "split", "d.yaml", "o", "--ratios", "train=0.5"], "ratios must sum to 1", "--ratios"),
+    ],
+)
 def test_cli_errors_name_the_parameter_and_hint_the_flag(cli, tmp_path, monkeypatch, args, message, flag):
     monkeypatch.chdir(tmp_path)
     r = cli(*args)

@@ -15,9 +15,9 @@ def test_unknown_command_is_a_usage_error_without_traceback(cli):
 
 def test_dataset_errors_are_one_line(cli, tmp_path):
     # any stage reading a dataset goes through load_dataset; exercise the shell with a library call
-    from detkit.cli.app import app
     import typer
 
+    from detkit.cli.app import app
     from detkit.data.dataset import load_dataset
 
     probe = typer.Typer()
@@ -28,7 +28,9 @@ def test_dataset_errors_are_one_line(cli, tmp_path):
 
     app.add_typer(probe, name="probe-test")
     try:
-        (tmp_path / "dataset.yaml").write_text("classes: [{name: a, id: 1}]\nsplits: {train: {images: ../x, annotations: a.json}}\n")
+        (tmp_path / "dataset.yaml").write_text(
+            "classes: [{name: a, id: 1}]\nsplits: {train: {images: ../x, annotations: a.json}}\n"
+        )
         r = cli("probe-test", "load", tmp_path / "dataset.yaml")
         assert_clean_error(r, "dataset.yaml", "'..'")
         assert len(r.err.strip().splitlines()) == 1

@@ -13,6 +13,7 @@ def test_draw_boxes_draws_class_colours_on_a_copy():
     rgb = draw_boxes(img, boxes, labels, ["a", "b"], np.array([0.9, 0.5]))
     assert not img.any()  # the input is untouched
     colours = palette_rgb(2)
+
     def near(pixel, colour):  # anti-aliased lines blend a little
         return int(np.abs(pixel.astype(int) - colour.astype(int)).max()) < 40
 

@@ -35,8 +35,10 @@ LAYERS: list[set[str]] = [
 LAYER_OF = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 
 # what the issue "one seam per model family" keeps out of the engine, export, CLI and stage entry points
-FAMILY_NAMES = re.compile(r"\bRTDETR\b|\bPResNet\b|\benc_score_head\b|models\.rtdetr\b|\bSetCriterion\b|"
-                          r"\bFEATURE_STRIDES\b|models\.dfine\b|\bDFine\b")
+FAMILY_NAMES = re.compile(
+    r"\bRTDETR\b|\bPResNet\b|\benc_score_head\b|models\.rtdetr\b|\bSetCriterion\b|"
+    r"\bFEATURE_STRIDES\b|models\.dfine\b|\bDFine\b"
+)
 FAMILY_FREE = ("engine", "export", "cli", "stages", "api.py", "inference")
 
 
@@ -101,7 +103,7 @@ def test_no_cycles_between_packages():
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycle.extend(stack[stack.index(nxt):] + [node, nxt] if nxt in stack else [node, nxt])
+                cycle.extend(stack[stack.index(nxt) :] + [node, nxt] if nxt in stack else [node, nxt])
                 return True
             if nxt not in state and visit(nxt, [*stack, node]):
                 return True

@@ -84,17 +84,27 @@ def _outside_main_modules() -> set[str]:
     from packaging.utils import canonicalize_name
 
     main = _main_closure()
-    return {module for module, dists in importlib.metadata.packages_distributions().items()
-            if module != "detkit" and module not in sys.stdlib_module_names
-            and not any(canonicalize_name(d) in main for d in dists)}
+    return {
+        module
+        for module, dists in importlib.metadata.packages_distributions().items()
+        if module != "detkit"
+        and module not in sys.stdlib_module_names
+        and not any(canonicalize_name(d) in main for d in dists)
+    }
 
 
 def test_every_module_imports_with_only_the_main_dependencies():
     blocked = _outside_main_modules()
     extras = {"tensorboard", "fiftyone", "transformers", "netcal", "pytest"}
     assert {m for m in extras if _installed(m)} <= blocked
-    proc = subprocess.run([sys.executable, "-c", IMPORT_ALL, json.dumps(sorted(blocked))], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", IMPORT_ALL, json.dumps(sorted(blocked))],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert Path(got["file"]).resolve().is_relative_to(ROOT)  # this checkout's code, not an installed copy
@@ -136,7 +146,10 @@ def test_a_broken_extra_is_reported_as_unusable(monkeypatch, tmp_path, capsys):
     (tmp_path / "brokenextra.py").write_text("raise TypeError('built against another protobuf')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setattr(optional, "_told", set())
-    assert optional.optional_import("brokenextra", "brokenextra", "no broken logs", "pip install -U brokenextra") is None
+    assert (
+        optional.optional_import("brokenextra", "brokenextra", "no broken logs", "pip install -U brokenextra") is None
+    )
     assert capsys.readouterr().err == (
         "brokenextra unusable (TypeError: built against another protobuf): "
-        "no broken logs (pip install -U brokenextra)\n")
+        "no broken logs (pip install -U brokenextra)\n"
+    )

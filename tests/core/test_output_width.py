@@ -98,8 +98,9 @@ def test_bench_table(cli, tables, monkeypatch, tmp_path, threads, precisions):
 
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    from detkit.data.synth import synth_class_map
     from export.tiny import tiny_checkpoint
+
+    from detkit.data.synth import synth_class_map
 
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", synth_class_map(), imgsz=96)
 
@@ -162,8 +163,8 @@ def test_calibrate_tables(cli, tables, tmp_path):
 
 
 def test_quickstart_summary_table(tables, capsys):
-    from detkit.cli.ui import UI
     from detkit.cli.quickstart import summary_rows
+    from detkit.cli.ui import UI
     from detkit.stages.quickstart import QuickstartResult
 
     result = QuickstartResult(

@@ -9,7 +9,19 @@ from detkit_testing import assert_clean_error
 
 def test_quickstart_chain_writes_every_artifact(cli, tmp_path):
     out = tmp_path / "qs"
-    r = cli("quickstart", out, "--train-minutes", "0.05", "--train-images", "8", "--eval-images", "4", "--imgsz", "96", "--json")
+    r = cli(
+        "quickstart",
+        out,
+        "--train-minutes",
+        "0.05",
+        "--train-images",
+        "8",
+        "--eval-images",
+        "4",
+        "--imgsz",
+        "96",
+        "--json",
+    )
     assert r.code == 0, r.text
     doc = json.loads(r.out)
     for key in ("dataset", "run", "eval", "calibrator", "onnx", "predictions", "bench"):
@@ -42,7 +54,18 @@ def test_quickstart_rejects_nonsense_sizes(cli, tmp_path):
 
 
 def test_an_input_too_small_for_the_queries_is_a_clean_error(cli, tmp_path):
-    r = cli("quickstart", tmp_path / "q", "--train-minutes", "0.05", "--train-images", "8", "--eval-images", "4", "--imgsz", "64")
+    r = cli(
+        "quickstart",
+        tmp_path / "q",
+        "--train-minutes",
+        "0.05",
+        "--train-images",
+        "8",
+        "--eval-images",
+        "4",
+        "--imgsz",
+        "64",
+    )
     assert_clean_error(r, "train.imgsz 64 gives 84 feature tokens, fewer than the 100 queries")
     assert not (tmp_path / "q").exists()  # refused before anything was generated
 

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from detkit_testing import assert_clean_error
 
-from detkit.data import load_dataset
 from detkit.config.augment_section import load_augment_config
+from detkit.data import load_dataset
 from detkit.data.augment import build_transform
 from detkit.data.augment_config import AugmentConfig, augment_config_from_dict, heavy_ops_active
 from detkit.data.augment_ops import IoUCrop, PhotometricDistort
 from detkit.data.coco import read_coco
-from detkit.errors import DetkitError
 from detkit.data.images import resize_image
+from detkit.errors import DetkitError
 
 OFF = {"photometric_distort": {"p": 0}, "zoom_out": {"p": 0}, "iou_crop": {"p": 0}, "hflip": {"p": 0}}
 
@@ -49,12 +49,15 @@ def _assert_boxes_cover_their_rectangles(image, boxes, labels, tol=1.5):
         assert np.all(np.abs(pix - box) <= tol), (box, pix, lab)
 
 
-@pytest.mark.parametrize("sections", [
-    {"hflip": {"p": 1.0}},
-    {"zoom_out": {"p": 1.0}},
-    {"iou_crop": {"p": 1.0}},
-    {"zoom_out": {"p": 0.5}, "iou_crop": {"p": 0.8}, "hflip": {"p": 0.5}},
-])
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"hflip": {"p": 1.0}},
+        {"zoom_out": {"p": 1.0}},
+        {"iou_crop": {"p": 1.0}},
+        {"zoom_out": {"p": 0.5}, "iou_crop": {"p": 0.8}, "hflip": {"p": 0.5}},
+    ],
+)
 def test_boxes_stay_tight_on_the_drawn_rectangles_under_geometric_ops(sections):
     img, boxes, labels = _rect_scene()
     transform = build_transform(_cfg(**sections), imgsz=(192, 224))
@@ -124,7 +127,8 @@ def test_background_images_and_invalid_boxes_pass_through():
         out, b, lab = transform(img, np.zeros((0, 4)), np.zeros(0, np.int64))
         assert out.shape == (64, 64, 3) and b.shape == (0, 4) and lab.dtype == np.int64
     out, b, lab = build_transform(AugmentConfig(), imgsz=64, train=False)(
-        img, np.array([[10, 10, 10, 50], [-20, -5, 30, 40], [200, 100, 300, 400]], float), np.array([0, 1, 2]))
+        img, np.array([[10, 10, 10, 50], [-20, -5, 30, 40], [200, 100, 300, 400]], float), np.array([0, 1, 2])
+    )
     assert lab.tolist() == [1, 2]  # the zero-width box is dropped, the others clipped to the image
     assert b.min() >= 0 and b[:, [0, 2]].max() <= 64 and b[:, [1, 3]].max() <= 64
 
@@ -166,20 +170,31 @@ def test_seeds_reproduce_samples_and_ops_draw_independently():
 
 def test_photometric_distort_brightness_and_uint8():
     gray = np.full((8, 8, 3), 100, np.uint8)
-    op = PhotometricDistort(brightness=(1.1, 1.1), contrast=(1.0, 1.0), saturation=(1.0, 1.0), hue=(0.0, 0.0), p_each=1.0, p=1.0)
+    op = PhotometricDistort(
+        brightness=(1.1, 1.1), contrast=(1.0, 1.0), saturation=(1.0, 1.0), hue=(0.0, 0.0), p_each=1.0, p=1.0
+    )
     out = op.apply(gray, **op.get_params())
     assert out.dtype == np.uint8 and np.all(out == 110)
     colour = np.zeros((4, 4, 3), np.uint8)
     colour[..., 0] = 200
-    hue = PhotometricDistort(brightness=(1, 1), contrast=(1, 1), saturation=(1, 1), hue=(1 / 3, 1 / 3), p_each=1.0, p=1.0)
+    hue = PhotometricDistort(
+        brightness=(1, 1), contrast=(1, 1), saturation=(1, 1), hue=(1 / 3, 1 / 3), p_each=1.0, p=1.0
+    )
     params = hue.get_params() | {"permutation": None}
     shifted = hue.apply(colour, **params)
     assert shifted[0, 0].argmax() == 1  # red turned a third of the circle: green
 
 
 def test_extra_albumentations_ops_by_name():
-    cfg = augment_config_from_dict({**OFF, "extra": [{"name": "Affine", "p": 1.0, "kwargs": {"rotate": [20, 20]}},
-                                                     {"name": "MotionBlur", "p": 1.0, "kwargs": {"blur_limit": 5}}]})
+    cfg = augment_config_from_dict(
+        {
+            **OFF,
+            "extra": [
+                {"name": "Affine", "p": 1.0, "kwargs": {"rotate": [20, 20]}},
+                {"name": "MotionBlur", "p": 1.0, "kwargs": {"blur_limit": 5}},
+            ],
+        }
+    )
     img, boxes, labels = _rect_scene()
     transform = build_transform(cfg, imgsz=(160, 240))
     assert transform.op_names[-3:] == ("Affine", "MotionBlur", "resize 160x240")
@@ -192,23 +207,26 @@ def test_extra_albumentations_ops_by_name():
         assert pix is not None and pix[0] >= box[0] - 2 and pix[2] <= box[2] + 2
 
 
-@pytest.mark.parametrize("raw, needle", [
-    ({"extra": [{"name": "MotionBlr"}]}, "did you mean 'MotionBlur'"),
-    ({"extra": [{"name": "Lambda"}]}, "unknown or unsupported"),
-    ({"extra": [{"name": "__import__"}]}, "unknown or unsupported"),
-    ({"extra": [{"name": "MotionBlur", "kwargs": {"blurr": 3}}]}, "'blurr' are not valid"),
-    ({"extra": [{"name": "MotionBlur", "kwargs": {"blur_limit": -3}}]}, "bad arguments for 'MotionBlur'"),
-    ({"extra": [{"name": "GaussNoise", "kwargs": {"p": 0.3}}]}, "op's 'p'"),
-    ({"extra": [{"name": "RandomCrop"}]}, "bad arguments for 'RandomCrop'"),
-    ({"zoom_out": {"p": 1.5}}, "augment.zoom_out.p"),
-    ({"zoom_out": {"side_range": [0.5, 2]}}, "start at 1.0"),
-    ({"iou_crop": {"min_scale": 0.9, "max_scale": 0.5}}, "low <= high"),
-    ({"stop_epoch": 1.5}, "fraction of the run"),
-    ({"stop_epoch": -1}, ">= 0"),
-    ({"hflip": {"prob": 0.5}}, "augment.hflip.prob"),
-    ({"mosaic": True}, "augment.mosaic"),
-    ([1, 2], "must be a mapping"),
-])
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        ({"extra": [{"name": "MotionBlr"}]}, "did you mean 'MotionBlur'"),
+        ({"extra": [{"name": "Lambda"}]}, "unknown or unsupported"),
+        ({"extra": [{"name": "__import__"}]}, "unknown or unsupported"),
+        ({"extra": [{"name": "MotionBlur", "kwargs": {"blurr": 3}}]}, "'blurr' are not valid"),
+        ({"extra": [{"name": "MotionBlur", "kwargs": {"blur_limit": -3}}]}, "bad arguments for 'MotionBlur'"),
+        ({"extra": [{"name": "GaussNoise", "kwargs": {"p": 0.3}}]}, "op's 'p'"),
+        ({"extra": [{"name": "RandomCrop"}]}, "bad arguments for 'RandomCrop'"),
+        ({"zoom_out": {"p": 1.5}}, "augment.zoom_out.p"),
+        ({"zoom_out": {"side_range": [0.5, 2]}}, "start at 1.0"),
+        ({"iou_crop": {"min_scale": 0.9, "max_scale": 0.5}}, "low <= high"),
+        ({"stop_epoch": 1.5}, "fraction of the run"),
+        ({"stop_epoch": -1}, ">= 0"),
+        ({"hflip": {"prob": 0.5}}, "augment.hflip.prob"),
+        ({"mosaic": True}, "augment.mosaic"),
+        ([1, 2], "must be a mapping"),
+    ],
+)
 def test_bad_augment_sections_are_clear_errors(raw, needle):
     with pytest.raises(DetkitError) as e:
         augment_config_from_dict(raw, source="r.yaml")
@@ -237,8 +255,26 @@ def test_cli_preview_grid_and_augmented_dataset(cli, synth_dataset, tmp_path):
     recipe = tmp_path / "aug.yaml"
     recipe.write_text("augment:\n  extra:\n    - {name: GaussNoise, p: 0.5}\n")
     out = tmp_path / "augmented"
-    r = cli("data", "augment", synth_dataset, "--recipe", recipe, "--preview", 5, "--preview-file", tmp_path / "grid.png",
-            "--imgsz", 64, "--out", out, "--copies", 2, "--split", "val", "--json")
+    r = cli(
+        "data",
+        "augment",
+        synth_dataset,
+        "--recipe",
+        recipe,
+        "--preview",
+        5,
+        "--preview-file",
+        tmp_path / "grid.png",
+        "--imgsz",
+        64,
+        "--out",
+        out,
+        "--copies",
+        2,
+        "--split",
+        "val",
+        "--json",
+    )
     assert r.code == 0, r.text
     payload = json.loads(r.out)
     assert payload["pipeline"][-2:] == ["GaussNoise", "resize 64x64"]
@@ -255,8 +291,21 @@ def test_cli_preview_grid_and_augmented_dataset(cli, synth_dataset, tmp_path):
     boxes = coco.boxes_array()
     assert np.all(boxes[:, 2:] >= 1) and np.all(boxes[:, :2] + boxes[:, 2:] <= 64 + 1e-4)
     # same seed, same files
-    r = cli("data", "augment", synth_dataset, "--recipe", recipe, "--imgsz", 64, "--out", tmp_path / "again", "--copies", 2,
-            "--split", "val")
+    r = cli(
+        "data",
+        "augment",
+        synth_dataset,
+        "--recipe",
+        recipe,
+        "--imgsz",
+        64,
+        "--out",
+        tmp_path / "again",
+        "--copies",
+        2,
+        "--split",
+        "val",
+    )
     assert r.code == 0, r.text
     assert (tmp_path / "again/annotations/val.json").read_bytes() == (out / "annotations/val.json").read_bytes()
 
@@ -264,17 +313,32 @@ def test_cli_preview_grid_and_augmented_dataset(cli, synth_dataset, tmp_path):
 def test_cli_augment_bad_input(cli, synth_dataset, tmp_path):
     section = tmp_path / "s.yaml"
     section.write_text("extra:\n  - {name: NotAnOp}\n")
-    assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", section, "--preview", 2), "unknown or unsupported")
+    assert_clean_error(
+        cli("data", "augment", synth_dataset, "--recipe", section, "--preview", 2), "unknown or unsupported"
+    )
     good = tmp_path / "g.yaml"
     good.write_text("hflip: {p: 1.0}\n")
     assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good), "nothing to do")
-    assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 0), "n must be a positive",
-                       "on the command line: --preview")
-    assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--out", tmp_path / "o", "--copies", -1), "--copies")
+    assert_clean_error(
+        cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 0),
+        "n must be a positive",
+        "on the command line: --preview",
+    )
+    assert_clean_error(
+        cli("data", "augment", synth_dataset, "--recipe", good, "--out", tmp_path / "o", "--copies", -1), "--copies"
+    )
     assert not (tmp_path / "o").exists()
-    assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 2, "--split", "holdout"), "no split 'holdout'")
-    assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", tmp_path / "missing.yaml", "--preview", 2), "not found")
-    assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 2, "--preview-file", tmp_path / "x.jpg"), ".png")
+    assert_clean_error(
+        cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 2, "--split", "holdout"),
+        "no split 'holdout'",
+    )
+    assert_clean_error(
+        cli("data", "augment", synth_dataset, "--recipe", tmp_path / "missing.yaml", "--preview", 2), "not found"
+    )
+    assert_clean_error(
+        cli("data", "augment", synth_dataset, "--recipe", good, "--preview", 2, "--preview-file", tmp_path / "x.jpg"),
+        ".png",
+    )
     tagged = tmp_path / "t.yaml"
     tagged.write_text("augment: !!python/object/apply:os.system ['echo hi']\n")
     assert_clean_error(cli("data", "augment", synth_dataset, "--recipe", tagged, "--preview", 2), "tag not allowed")
@@ -284,7 +348,9 @@ def test_cli_augment_bad_input(cli, synth_dataset, tmp_path):
 
     with DatasetWriter(tmp_path / "empty", ClassMap.from_names(["a"])) as w:
         w.write_split("train", CocoData())
-    assert_clean_error(cli("data", "augment", tmp_path / "empty", "--recipe", good, "--out", tmp_path / "o2"), "no images to augment")
+    assert_clean_error(
+        cli("data", "augment", tmp_path / "empty", "--recipe", good, "--out", tmp_path / "o2"), "no images to augment"
+    )
     assert not (tmp_path / "o2").exists()
 
 
@@ -309,7 +375,9 @@ def test_recipe_sources_use_the_recipe_resolver(monkeypatch):
         load_augment_config("recipe:anything")
 
 
-def _photometric_reference(x, brightness=None, contrast=None, saturation=None, hue=None, contrast_first=True, permutation=None):
+def _photometric_reference(
+    x, brightness=None, contrast=None, saturation=None, hue=None, contrast_first=True, permutation=None
+):
     """torchvision's photometric distortion written plainly in float."""
     x = x.astype(np.float64)
 

@@ -40,7 +40,9 @@ def _rich_copy(synth: Path, out: Path) -> Path:
                 ann["iscrowd"] = int(k % 5 == 2)
             first = coco.images[0]
             shutil.copyfile(s.images / first["file_name"], w.image_path(split, "background.png"))
-            coco.images.append({"id": 999, "file_name": "background.png", "width": first["width"], "height": first["height"]})
+            coco.images.append(
+                {"id": 999, "file_name": "background.png", "width": first["width"], "height": first["height"]}
+            )
             w.write_split(split, coco)
     return out
 
@@ -62,7 +64,9 @@ def _assert_same(a_root: Path, b_root: Path, keep_difficult: bool = False) -> No
         for field in ("image_id", "category_id", "iscrowd"):
             assert [anns_a[i][field] for i in ids] == [anns_b[i][field] for i in ids], field
         np.testing.assert_allclose([anns_b[i]["area"] for i in ids], [anns_a[i]["area"] for i in ids], rtol=1e-9)
-        np.testing.assert_allclose([anns_b[i]["bbox"] for i in ids], [anns_a[i]["bbox"] for i in ids], rtol=1e-6, atol=1e-9)  # atol: coordinates at 0
+        np.testing.assert_allclose(
+            [anns_b[i]["bbox"] for i in ids], [anns_a[i]["bbox"] for i in ids], rtol=1e-6, atol=1e-9
+        )  # atol: coordinates at 0
         if keep_difficult:
             assert [anns_a[i].get("difficult") for i in ids] == [anns_b[i].get("difficult") for i in ids]
 
@@ -142,9 +146,15 @@ def test_yolo_without_sidecar_uses_documented_defaults(tmp_path):
     res = convert_dataset(src, tmp_path / "coco")
     assert res.category_ids == [1, 2] and res.class_names == ["cat", "dog"]
     coco = read_coco(tmp_path / "coco" / "annotations" / "train.json")
-    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in coco.images] == [(1, "a.png", 40, 20), (2, "b.png", 10, 10), (3, "c.png", 16, 32)]
+    assert [(i["id"], i["file_name"], i["width"], i["height"]) for i in coco.images] == [
+        (1, "a.png", 40, 20),
+        (2, "b.png", 10, 10),
+        (3, "c.png", 16, 32),
+    ]
     assert [a["id"] for a in coco.annotations] == [1, 2, 3, 4]
-    np.testing.assert_allclose([a["bbox"] for a in coco.annotations], [[10, 5, 20, 10], [8, 3, 4, 4], [0, 0, 10, 10], [4, 8, 8, 8]])
+    np.testing.assert_allclose(
+        [a["bbox"] for a in coco.annotations], [[10, 5, 20, 10], [8, 3, 4, 4], [0, 0, 10, 10], [4, 8, 8, 8]]
+    )
     assert [a["category_id"] for a in coco.annotations] == [1, 2, 2, 1]
     assert all(a["iscrowd"] == 0 and a["area"] == a["bbox"][2] * a["bbox"][3] for a in coco.annotations)
 
@@ -157,8 +167,12 @@ def test_plain_coco_json_with_guessed_and_given_image_folder(rich, tmp_path):
     shutil.copytree(spec.split("val").images, layout / "val2017")
     assert detect_format(layout) == "coco"
     res = convert_dataset(layout, tmp_path / "out1")
-    assert list(res.splits) == ["val"] and res.category_ids == list(spec.class_map.category_ids[i] for i in np.argsort(spec.class_map.category_ids))
-    res2 = convert_dataset(layout / "annotations" / "instances_val2017.json", tmp_path / "out2", images=layout / "val2017")
+    assert list(res.splits) == ["val"] and res.category_ids == list(
+        spec.class_map.category_ids[i] for i in np.argsort(spec.class_map.category_ids)
+    )
+    res2 = convert_dataset(
+        layout / "annotations" / "instances_val2017.json", tmp_path / "out2", images=layout / "val2017"
+    )
     assert res2.splits == res.splits
 
 

@@ -157,7 +157,9 @@ def test_voc_unknown_class_against_sidecar(tmp_path, synth_dataset):
 def test_voc_xml_with_external_entity_is_never_expanded(cli, tmp_path):
     secret = tmp_path / "secret.txt"
     secret.write_text("TOPSECRET")
-    xml = f'<?xml version="1.0"?>\n<!DOCTYPE a [<!ENTITY xxe SYSTEM "file://{secret}">]>\n' + VOC_XML.format(name="&xxe;")
+    xml = f'<?xml version="1.0"?>\n<!DOCTYPE a [<!ENTITY xxe SYSTEM "file://{secret}">]>\n' + VOC_XML.format(
+        name="&xxe;"
+    )
     src = _voc(tmp_path / "v", xml)
     out = tmp_path / "out"
     r = cli("data", "convert", src, out)
@@ -184,7 +186,9 @@ def test_coco_file_name_escaping_the_root(cli, tmp_path, file_name, needle):
     _convert_fails(cli, src, tmp_path, "train.json", "image id 1", needle)
 
 
-@pytest.mark.parametrize("yaml_line, needle", [("path: ../elsewhere\n", "contains '..'"), ("path: /etc\n", "is absolute")])
+@pytest.mark.parametrize(
+    "yaml_line, needle", [("path: ../elsewhere\n", "contains '..'"), ("path: /etc\n", "is absolute")]
+)
 def test_yolo_data_yaml_path_escaping_the_root(cli, tmp_path, yaml_line, needle):
     src = _yolo(tmp_path / "y", yaml_extra=yaml_line)
     _convert_fails(cli, src, tmp_path, "data.yaml", needle)

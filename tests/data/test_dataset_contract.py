@@ -56,7 +56,10 @@ def test_malformed_yaml(tmp_path):
 
 def test_yaml_language_tag_is_refused(tmp_path):
     marker = tmp_path / "pwned"
-    _fails(_write(tmp_path, f'name: !!python/object/apply:os.system ["touch {marker}"]\n' + GOOD.split("\n", 2)[2]), "YAML tag not allowed")
+    _fails(
+        _write(tmp_path, f'name: !!python/object/apply:os.system ["touch {marker}"]\n' + GOOD.split("\n", 2)[2]),
+        "YAML tag not allowed",
+    )
     assert not marker.exists()
 
 
@@ -81,7 +84,9 @@ def test_wrong_schema(tmp_path, text, needle):
     [("../outside", "contains '..'"), ("/etc", "is absolute"), ("images/../../x", "contains '..'")],
 )
 def test_paths_may_not_leave_the_root(tmp_path, images, needle):
-    _fails(_write(tmp_path / "d", GOOD.replace("images: images/train", f"images: {images}")), "splits.train.images", needle)
+    _fails(
+        _write(tmp_path / "d", GOOD.replace("images: images/train", f"images: {images}")), "splits.train.images", needle
+    )
 
 
 def test_symlink_out_of_the_root(tmp_path):

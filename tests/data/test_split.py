@@ -28,7 +28,11 @@ def _labels_pool(n=400, seed=0):
 
 def test_target_sizes_are_exact():
     assert target_sizes(101, ratios={"train": 0.8, "val": 0.1, "calib": 0.05, "test": 0.05}) == {
-        "train": 81, "val": 10, "calib": 5, "test": 5}
+        "train": 81,
+        "val": 10,
+        "calib": 5,
+        "test": 5,
+    }
     assert sum(target_sizes(7, ratios={"train": 1 / 3, "val": 1 / 3, "test": 1 / 3}).values()) == 7
     assert target_sizes(50, counts={"test": 10, "train": "rest", "val": 5}) == {"train": 35, "val": 5, "test": 10}
     assert list(target_sizes(50, counts={"val": 5, "train": 3})) == ["train", "val"]
@@ -79,8 +83,16 @@ def _single_split_dataset(root, n=40):
             cv2.imwrite(str(w.image_path("train", f"im{i}.png")), img)
             coco.images.append({"id": 100 + i, "file_name": f"im{i}.png", "width": 32, "height": 24})
             for k in range(i % 3):
-                coco.annotations.append({"id": 1000 + 10 * i + k, "image_id": 100 + i, "category_id": 10 if i % 2 else 20,
-                                         "bbox": [k, k, 5.0 + i, 4.0], "area": 20.0, "iscrowd": 0})
+                coco.annotations.append(
+                    {
+                        "id": 1000 + 10 * i + k,
+                        "image_id": 100 + i,
+                        "category_id": 10 if i % 2 else 20,
+                        "bbox": [k, k, 5.0 + i, 4.0],
+                        "area": 20.0,
+                        "iscrowd": 0,
+                    }
+                )
         w.write_split("train", coco)
     return root
 
@@ -90,8 +102,10 @@ def test_single_split_dataset_keeps_ids_names_and_boxes(tmp_path):
     summary = split_dataset(root, tmp_path / "out", ratios="train=0.5,val=0.25,test=0.25", seed=0)
     assert {k: v["images"] for k, v in summary["splits"].items()} == {"train": 20, "val": 10, "test": 10}
     original = read_coco(root / "annotations" / "train.json")
-    boxes_by_file = {im["file_name"]: sorted(tuple(a["bbox"]) for a in original.annotations if a["image_id"] == im["id"])
-                     for im in original.images}
+    boxes_by_file = {
+        im["file_name"]: sorted(tuple(a["bbox"]) for a in original.annotations if a["image_id"] == im["id"])
+        for im in original.images
+    }
     ds = load_dataset(tmp_path / "out")
     seen = []
     for name in ("train", "val", "test"):
@@ -99,13 +113,18 @@ def test_single_split_dataset_keeps_ids_names_and_boxes(tmp_path):
         for im in coco.images:
             seen.append(im["file_name"])
             assert im["id"] == 100 + int(im["file_name"][2:-4])  # ids kept
-            assert sorted(tuple(a["bbox"]) for a in coco.annotations if a["image_id"] == im["id"]) == boxes_by_file[im["file_name"]]
+            assert (
+                sorted(tuple(a["bbox"]) for a in coco.annotations if a["image_id"] == im["id"])
+                == boxes_by_file[im["file_name"]]
+            )
             pixels = cv2.imread(str(ds.split(name).images / im["file_name"]))
             assert pixels[0, 0, 0] == int(im["file_name"][2:-4]) * 5  # the right image file went along
     assert sorted(seen) == sorted(boxes_by_file)
     again = split_dataset(root, tmp_path / "again", ratios="train=0.5,val=0.25,test=0.25", seed=0)
     assert again["splits"] == summary["splits"]
-    assert (tmp_path / "again/annotations/val.json").read_bytes() == (tmp_path / "out/annotations/val.json").read_bytes()
+    assert (tmp_path / "again/annotations/val.json").read_bytes() == (
+        tmp_path / "out/annotations/val.json"
+    ).read_bytes()
 
 
 def test_images_are_hard_linked_unless_copy_is_asked(tmp_path):
@@ -122,7 +141,9 @@ def test_pooling_several_splits_renumbers_colliding_ids_and_names(synth_dataset,
     summary = split_dataset(synth_dataset, tmp_path / "out", counts="val=5,calib=5,test=5,train=rest", seed=4)
     assert {k: v["images"] for k, v in summary["splits"].items()} == {"train": 15, "val": 5, "calib": 5, "test": 5}
     ds = load_dataset(tmp_path / "out")
-    n_boxes_src = sum(len(read_coco(synth_dataset / f"annotations/{s}.json").annotations) for s in ("train", "val", "calib", "test"))
+    n_boxes_src = sum(
+        len(read_coco(synth_dataset / f"annotations/{s}.json").annotations) for s in ("train", "val", "calib", "test")
+    )
     total = 0
     for name in ds.splits:
         coco = read_coco(ds.split(name).annotations)
@@ -153,13 +174,28 @@ def test_parsers_reject_bad_specs():
         with pytest.raises(DetkitError) as e:
             parse_ratios(spec)
         assert needle in (e.value.message + (e.value.hint or "")), spec
-    for spec, needle in [("val=-1", ">= 0"), ("val=1.5", "whole number"), ("val=rest,test=rest", "only one"), ("dev=3", "unknown split")]:
+    for spec, needle in [
+        ("val=-1", ">= 0"),
+        ("val=1.5", "whole number"),
+        ("val=rest,test=rest", "only one"),
+        ("dev=3", "unknown split"),
+    ]:
         with pytest.raises(DetkitError, match=needle):
             parse_counts(spec)
 
 
 def test_cli_split_and_json(cli, synth_dataset, tmp_path):
-    r = cli("data", "split", synth_dataset, tmp_path / "o", "--ratios", "train=0.6,val=0.2,test=0.2", "--seed", "1", "--json")
+    r = cli(
+        "data",
+        "split",
+        synth_dataset,
+        tmp_path / "o",
+        "--ratios",
+        "train=0.6,val=0.2,test=0.2",
+        "--seed",
+        "1",
+        "--json",
+    )
     assert r.code == 0, r.text
     payload = json.loads(r.out)
     assert {k: v["images"] for k, v in payload["splits"].items()} == {"train": 18, "val": 6, "test": 6}

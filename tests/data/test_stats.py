@@ -62,7 +62,9 @@ def test_counts_buckets_and_histograms_on_a_hand_made_dataset(tmp_path):
     al = stats["all"]
     assert (al["images"], al["boxes"]) == (4, 5)
     assert al["aspect_histogram"][">= 4"] == 1
-    assert al["classes"][1]["boxes"] == 2 and al["classes"][1]["images"] == 2  # same image id 1 in two splits counts twice
+    assert (
+        al["classes"][1]["boxes"] == 2 and al["classes"][1]["images"] == 2
+    )  # same image id 1 in two splits counts twice
 
 
 def test_only_requested_splits_are_counted(tmp_path):
@@ -73,14 +75,23 @@ def test_only_requested_splits_are_counted(tmp_path):
 
 def test_synthetic_dataset_totals_and_plots(synth_dataset, tmp_path):
     stats = dataset_stats(synth_dataset, plots=tmp_path / "plots")
-    n_anns = sum(len(read_coco(synth_dataset / "annotations" / f"{s}.json").annotations) for s in ("train", "val", "calib", "test"))
+    n_anns = sum(
+        len(read_coco(synth_dataset / "annotations" / f"{s}.json").annotations)
+        for s in ("train", "val", "calib", "test")
+    )
     al = stats["all"]
     assert al["images"] == 30 and al["boxes"] == n_anns
     assert sum(c["boxes"] for c in al["classes"]) == n_anns
     assert sum(al["sizes"].values()) == n_anns == sum(al["size_histogram"].values())
     assert sum(int(k) * v for k, v in al["boxes_per_image"]["histogram"].items()) == n_anns
     names = sorted(p.rsplit("/", 1)[-1] for p in stats["plots"])
-    assert names == ["aspect_ratios.png", "box_centres.png", "box_sizes.png", "class_counts.png", "objects_per_image.png"]
+    assert names == [
+        "aspect_ratios.png",
+        "box_centres.png",
+        "box_sizes.png",
+        "class_counts.png",
+        "objects_per_image.png",
+    ]
     for p in stats["plots"]:
         data = open(p, "rb").read()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000

@@ -101,7 +101,9 @@ def test_parallel_workers_write_the_same_files(tmp_path):
 
 def test_domains_mirror_the_test_split_in_the_coco_o_layout(synth_dataset):
     test = json.loads((synth_dataset / "annotations" / "test.json").read_text())
-    clean = {im["file_name"]: cv2.imread(str(synth_dataset / "images" / "test" / im["file_name"])) for im in test["images"]}
+    clean = {
+        im["file_name"]: cv2.imread(str(synth_dataset / "images" / "test" / im["file_name"])) for im in test["images"]
+    }
     assert sorted(p.name for p in (synth_dataset / "coco_o").iterdir()) == sorted(DOMAINS)
     for d in DOMAINS:
         ann = json.loads((synth_dataset / "coco_o" / d / "annotations" / "instances_val2017.json").read_text())
@@ -147,7 +149,9 @@ def test_bad_arguments_raise_clear_errors_and_write_nothing(tmp_path, kwargs, ne
 
 def test_cli_writes_dataset_and_prints_json(cli, tmp_path):
     out = tmp_path / "ds"
-    r = cli("data", "synth", out, "--train", 2, "--val", 1, "--calib", 1, "--test", 1, "--imgsz", 64, "--domains", "--json")
+    r = cli(
+        "data", "synth", out, "--train", 2, "--val", 1, "--calib", 1, "--test", 1, "--imgsz", 64, "--domains", "--json"
+    )
     assert r.code == 0, r.text
     payload = json.loads(r.out)
     assert payload["dataset"] == str(out / "dataset.yaml")
@@ -164,9 +168,11 @@ def test_cli_writes_dataset_and_prints_json(cli, tmp_path):
 
 def test_cli_bad_counts_are_clean_errors(cli, tmp_path):
     # the library names its parameters, the CLI adds the flags that set them
-    assert_clean_error(cli("data", "synth", tmp_path / "x", "--val", "-3"), "val must be a non-negative",
-                       "on the command line: --val")
-    assert_clean_error(cli("data", "synth", tmp_path / "x", "--test", "0", "--domains"), "test is 0",
-                       "--domains, --test")
+    assert_clean_error(
+        cli("data", "synth", tmp_path / "x", "--val", "-3"), "val must be a non-negative", "on the command line: --val"
+    )
+    assert_clean_error(
+        cli("data", "synth", tmp_path / "x", "--test", "0", "--domains"), "test is 0", "--domains, --test"
+    )
     assert_clean_error(cli("data", "synth", tmp_path / "x", "--workers", "-1"), "workers must be >= 0", "--workers")
     assert not (tmp_path / "x").exists()

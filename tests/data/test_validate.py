@@ -48,8 +48,16 @@ def broken(synth_dataset, tmp_path):
         a4["bbox"] = [1.0, 2.0, 0.0, 5.0]  # zero width
         a5["bbox"] = [200.0, 10.0, 5.0, 5.0]  # entirely outside the 96 px image
         a6["bbox"] = [90.0, 10.0, 20.0, 5.0]  # partly outside
-        d["_ids"] = {"dup_ann": a1["id"], "unknown_img": a2["id"], "unknown_cat": a3["id"], "zero": a4["id"], "outside": a5["id"], "partly": a6["id"],
-                     "dup_img": imgs[7]["id"], "mismatch": imgs[5]["id"]}
+        d["_ids"] = {
+            "dup_ann": a1["id"],
+            "unknown_img": a2["id"],
+            "unknown_cat": a3["id"],
+            "zero": a4["id"],
+            "outside": a5["id"],
+            "partly": a6["id"],
+            "dup_img": imgs[7]["id"],
+            "mismatch": imgs[5]["id"],
+        }
 
     path = root / "annotations" / "train.json"
     doc = json.loads(path.read_text())
@@ -184,9 +192,13 @@ def test_cli_exit_status_table_and_json(cli, broken, synth_dataset, tmp_path):
 def test_cli_bad_inputs(cli, tmp_path, synth_dataset):
     assert_clean_error(cli("data", "validate", tmp_path / "missing.yaml"), "missing.yaml", "not found")
     bad = tmp_path / "bad.json"
-    bad.write_text("{\n  \"images\": [}\n")
+    bad.write_text('{\n  "images": [}\n')
     assert_clean_error(cli("data", "validate", bad), "bad.json", "malformed JSON (line 2")
-    assert_clean_error(cli("data", "validate", synth_dataset, "--max-boxes", "0"), "max_boxes must be a positive integer", "--max-boxes")
+    assert_clean_error(
+        cli("data", "validate", synth_dataset, "--max-boxes", "0"),
+        "max_boxes must be a positive integer",
+        "--max-boxes",
+    )
     out = tmp_path / "taken"
     out.mkdir()
     (out / "x").write_text("x")
@@ -201,7 +213,11 @@ def test_coco_folder_without_dataset_yaml(synth_dataset, tmp_path):
     assert validate_dataset(root).ok and set(validate_dataset(root).splits) == {"train", "val", "calib", "test"}
     _edit(root, "val", lambda d: d["annotations"][0].update(bbox=[1.0, 2.0, -3.0, 4.0]))
     bad = _find(validate_dataset(root), "nonpositive_box")
-    assert len(bad) == 1 and bad[0].file == str(root / "annotations" / "val.json") and bad[0].record.startswith("annotation id ")
+    assert (
+        len(bad) == 1
+        and bad[0].file == str(root / "annotations" / "val.json")
+        and bad[0].record.startswith("annotation id ")
+    )
 
 
 def test_empty_folder_is_refused(cli, tmp_path):
@@ -240,11 +256,14 @@ def _yolo(root: Path, labels: dict[str, str]) -> Path:
 
 
 def test_yolo_findings_name_the_label_file_and_line(cli, tmp_path):
-    root = _yolo(tmp_path / "y", {
-        "a": "0 0.5 0.5 0.2 0.2\n1 0.5 0.5 -0.1 0.2\n",  # line 2: negative width
-        "b": "\n0 1.5 0.5 0.2 0.2\n0 0.5 nan 0.2 0.2\n",  # line 2: centre outside [0, 1]; line 3: NaN
-        "c": "1 0.95 0.5 0.2 0.2\n",  # inside [0, 1] but sticking out of the image: a warning, as ultralytics
-    })
+    root = _yolo(
+        tmp_path / "y",
+        {
+            "a": "0 0.5 0.5 0.2 0.2\n1 0.5 0.5 -0.1 0.2\n",  # line 2: negative width
+            "b": "\n0 1.5 0.5 0.2 0.2\n0 0.5 nan 0.2 0.2\n",  # line 2: centre outside [0, 1]; line 3: NaN
+            "c": "1 0.95 0.5 0.2 0.2\n",  # inside [0, 1] but sticking out of the image: a warning, as ultralytics
+        },
+    )
     report = validate_dataset(root)
     where = {(f.check, Path(f.file).name, f.record) for f in report.findings}
     assert ("nonpositive_box", "a.txt", "line 2") in where
@@ -299,4 +318,7 @@ def test_voc_findings_name_the_xml_file_and_object(cli, tmp_path):
     r = cli("data", "validate", root, "--json")
     assert r.code == 1
     assert {(Path(f["file"]).name, f["record"]) for f in json.loads(r.out)["findings"]} == {
-        ("a.xml", "object 1"), ("b.xml", "image id 2"), ("c.xml", "image id 3")}
+        ("a.xml", "object 1"),
+        ("b.xml", "image id 2"),
+        ("c.xml", "image id 3"),
+    }

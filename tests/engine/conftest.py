@@ -5,10 +5,25 @@ from __future__ import annotations
 import pytest
 
 TINY = [
-    "model.depth=18", "model.freeze_stem=false", "model.frozen_bn=false", "model.encoder_dim=32", "model.encoder_ffn_dim=64",
-    "model.hidden_dim=32", "model.num_heads=4", "model.num_queries=10", "model.decoder_layers=1", "model.decoder_ffn_dim=64",
-    "model.num_denoising=10", "train.warmup_iters=2", "train.ema_warmups=4", "train.multiscale=[0.5,1.0]", "train.val_batch=4",
-    "train.lr=5e-4", "train.workers=0", "train.imgsz=64", "train.batch=2",
+    "model.depth=18",
+    "model.freeze_stem=false",
+    "model.frozen_bn=false",
+    "model.encoder_dim=32",
+    "model.encoder_ffn_dim=64",
+    "model.hidden_dim=32",
+    "model.num_heads=4",
+    "model.num_queries=10",
+    "model.decoder_layers=1",
+    "model.decoder_ffn_dim=64",
+    "model.num_denoising=10",
+    "train.warmup_iters=2",
+    "train.ema_warmups=4",
+    "train.multiscale=[0.5,1.0]",
+    "train.val_batch=4",
+    "train.lr=5e-4",
+    "train.workers=0",
+    "train.imgsz=64",
+    "train.batch=2",
 ]
 
 
@@ -17,7 +32,9 @@ def tiny_dataset(tmp_path_factory):
     """4 train / 2 val synthetic images at 64 px (5 classes, ids 1..5)."""
     from detkit.data.synth import generate_synthetic
 
-    return generate_synthetic(tmp_path_factory.mktemp("engine") / "shapes", train=4, val=2, calib=0, test=0, imgsz=64, seed=3)
+    return generate_synthetic(
+        tmp_path_factory.mktemp("engine") / "shapes", train=4, val=2, calib=0, test=0, imgsz=64, seed=3
+    )
 
 
 @pytest.fixture

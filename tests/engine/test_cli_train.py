@@ -11,11 +11,27 @@ from detkit_testing import assert_clean_error
 
 def test_cli_train_prints_overrides_and_artifacts(cli, tiny_dataset, tiny_overrides, tmp_path):
     # 3 epochs asked, but the wall-time limit stops the run after the first; gradients accumulated over 2 batches
-    r = cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "--epochs", "3", "--out", tmp_path, *tiny_overrides, "train.ema=false",
-            "train.time_limit_minutes=0.0001", "train.accumulate=2")
+    r = cli(
+        "train",
+        "recipe:rtdetr-r18",
+        "--data",
+        tiny_dataset,
+        "--epochs",
+        "3",
+        "--out",
+        tmp_path,
+        *tiny_overrides,
+        "train.ema=false",
+        "train.time_limit_minutes=0.0001",
+        "train.accumulate=2",
+    )
     assert r.code == 0, r.text
     assert "stopped: time_limit" in r.out
-    assert "override train.epochs=3" in r.out and "override model.hidden_dim=32" in r.out and "override train.ema=false" in r.out
+    assert (
+        "override train.epochs=3" in r.out
+        and "override model.hidden_dim=32" in r.out
+        and "override train.ema=false" in r.out
+    )
     run = tmp_path / "exp"
     flat = "".join(r.out.split())  # rich wraps long paths
     assert str(run) in flat and str(run / "checkpoints" / "best.pt") in flat and str(run / "metrics.csv") in flat
@@ -24,7 +40,20 @@ def test_cli_train_prints_overrides_and_artifacts(cli, tiny_dataset, tiny_overri
     saved = yaml.safe_load((run / "recipe.yaml").read_text())
     assert saved["train"]["ema"] is False and saved["model"]["num_queries"] == 10
     # the next run auto-increments; an existing --name is refused
-    r2 = cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "--epochs", "1", "--out", tmp_path, "--name", "exp", "--json", *tiny_overrides)
+    r2 = cli(
+        "train",
+        "recipe:rtdetr-r18",
+        "--data",
+        tiny_dataset,
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path,
+        "--name",
+        "exp",
+        "--json",
+        *tiny_overrides,
+    )
     assert_clean_error(r2, "already exists")
 
 
@@ -33,7 +62,9 @@ def test_unknown_recipe(cli, tiny_dataset):
 
 
 def test_bad_override_key_suggests_the_right_one(cli, tiny_dataset):
-    assert_clean_error(cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "train.lrr=1e-3"), "train.lrr", "train.lr")
+    assert_clean_error(
+        cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "train.lrr=1e-3"), "train.lrr", "train.lr"
+    )
 
 
 def test_bad_override_type(cli, tiny_dataset):
@@ -44,9 +75,14 @@ def test_bad_override_type(cli, tiny_dataset):
 def test_training_sizes_too_small_for_the_queries_are_refused_before_any_work(cli, tiny_dataset, tmp_path):
     """(S/8)² + (S/16)² + (S/32)² tokens must hold model.num_queries at train.imgsz and every multi-scale size."""
     base = ["train", "recipe:rtdetr-r18-cpu", "--data", tiny_dataset, "--out", tmp_path / "runs"]
-    assert_clean_error(cli(*base, "--imgsz", "64"), "train.imgsz 64 gives 84 feature tokens, fewer than the 100 queries",
-                       "model.num_queries")
-    assert_clean_error(cli(*base, "--imgsz", "96", "train.multiscale=[0.5,1.0]"), "the multi-scale size 64 gives 84 feature tokens")
+    assert_clean_error(
+        cli(*base, "--imgsz", "64"),
+        "train.imgsz 64 gives 84 feature tokens, fewer than the 100 queries",
+        "model.num_queries",
+    )
+    assert_clean_error(
+        cli(*base, "--imgsz", "96", "train.multiscale=[0.5,1.0]"), "the multi-scale size 64 gives 84 feature tokens"
+    )
     assert not (tmp_path / "runs").exists()
 
 
@@ -64,17 +100,44 @@ def test_missing_dataset_and_missing_split(cli, tiny_dataset, tmp_path):
 def test_class_map_mismatch_with_weights_is_refused_unless_reinit_head(cli, tiny_dataset, tiny_overrides, tmp_path):
     from detkit.config.recipe import resolve_recipe
     from detkit.data.classmap import ClassMap
-    from detkit.models.rtdetr.builder import build_model
     from detkit.models.checkpoint import save_checkpoint
+    from detkit.models.rtdetr.builder import build_model
 
     recipe = resolve_recipe("recipe:rtdetr-r18", tiny_overrides)
     other = ClassMap.from_names(["cat", "dog"])
-    weights = save_checkpoint(tmp_path / "other.pt", model=build_model(recipe.model, 2).state_dict(), class_map=other,
-                              recipe=recipe.model_dump(mode="json"))
-    r = cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "--weights", weights, "--out", tmp_path / "runs", *tiny_overrides)
+    weights = save_checkpoint(
+        tmp_path / "other.pt",
+        model=build_model(recipe.model, 2).state_dict(),
+        class_map=other,
+        recipe=recipe.model_dump(mode="json"),
+    )
+    r = cli(
+        "train",
+        "recipe:rtdetr-r18",
+        "--data",
+        tiny_dataset,
+        "--weights",
+        weights,
+        "--out",
+        tmp_path / "runs",
+        *tiny_overrides,
+    )
     assert_clean_error(r, "class map mismatch", "cat", "circle", "--reinit-head")
-    r = cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "--weights", weights, "--reinit-head", "--epochs", "1",
-            "--out", tmp_path / "runs", "--json", *tiny_overrides)
+    r = cli(
+        "train",
+        "recipe:rtdetr-r18",
+        "--data",
+        tiny_dataset,
+        "--weights",
+        weights,
+        "--reinit-head",
+        "--epochs",
+        "1",
+        "--out",
+        tmp_path / "runs",
+        "--json",
+        *tiny_overrides,
+    )
     assert r.code == 0, r.text
     assert json.loads(r.out)["epochs_done"] == 1
 

@@ -32,8 +32,19 @@ def _one_object_one_background(src, dst):
 
 def _torchrun_train(*args: str) -> dict:
     """``detkit train ARGS --json`` in two gloo processes; returns rank 0's result object."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "detkit", "train",
-           *args, "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "detkit",
+        "train",
+        *args,
+        "--json",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DETKIT_DEBUG": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)  # a hang fails here
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -43,8 +54,20 @@ def _torchrun_train(*args: str) -> dict:
 def test_two_process_gloo_run_with_a_background_only_rank(tiny_dataset, tiny_overrides, tmp_path):
     data = _one_object_one_background(tiny_dataset, tmp_path / "data")
     out = tmp_path / "runs"
-    result = _torchrun_train("recipe:rtdetr-r18", "--data", str(data), "--epochs", "1", "--batch", "2", "--out", str(out),
-                             "--name", "ddp", *tiny_overrides)
+    result = _torchrun_train(
+        "recipe:rtdetr-r18",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch",
+        "2",
+        "--out",
+        str(out),
+        "--name",
+        "ddp",
+        *tiny_overrides,
+    )
     assert result["epochs_done"] == 1 and result["run_dir"] == str(out / "ddp")
     ckpt = torch.load(out / "ddp" / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["step"] == 1 and ckpt["rng"]["torch"].shape[0] == 2  # one RNG state per process

@@ -15,8 +15,15 @@ TOTAL = 1000  # 10 epochs of 100 optimizer steps
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(epochs=10, schedule="flat_cosine", warmup_iters=20, warmup_shape="quadratic", flat_epoch=4,
-                cosine_end_epoch=8, min_lr_ratio=0.5)
+    base = dict(
+        epochs=10,
+        schedule="flat_cosine",
+        warmup_iters=20,
+        warmup_shape="quadratic",
+        flat_epoch=4,
+        cosine_end_epoch=8,
+        min_lr_ratio=0.5,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -76,8 +83,12 @@ def test_quadratic_warmup_applies_to_other_schedules():
 
 def test_scheduler_drives_group_lrs_and_resumes():
     cfg = _cfg(lr=1e-3)
-    opt = torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-3},
-                             {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-4}])
+    opt = torch.optim.AdamW(
+        [
+            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-3},
+            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-4},
+        ]
+    )
     sched = build_scheduler(opt, cfg, total_steps=TOTAL)
     for _ in range(600):
         opt.step()
@@ -85,8 +96,12 @@ def test_scheduler_drives_group_lrs_and_resumes():
     assert opt.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.75)
     assert opt.param_groups[1]["lr"] == pytest.approx(1e-4 * 0.75)
     state = sched.state_dict()
-    opt2 = torch.optim.AdamW([{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-3},
-                              {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-4}])
+    opt2 = torch.optim.AdamW(
+        [
+            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-3},
+            {"params": [torch.nn.Parameter(torch.zeros(1))], "lr": 1e-4},
+        ]
+    )
     sched2 = build_scheduler(opt2, cfg, total_steps=TOTAL)
     sched2.load_state_dict(state)
     opt2.step()
@@ -95,13 +110,16 @@ def test_scheduler_drives_group_lrs_and_resumes():
     assert opt2.param_groups[0]["lr"] == pytest.approx(opt.param_groups[0]["lr"])
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"flat_epoch": None}, "flat_epoch"),
-    ({"flat_epoch": 6, "cosine_end_epoch": 5}, "cosine_end_epoch"),
-    ({"flat_epoch": -1}, "flat_epoch"),
-    ({"cosine_end_epoch": 1.5}, "cosine_end_epoch"),
-    ({"warmup_shape": "cubic"}, "warmup_shape"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"flat_epoch": None}, "flat_epoch"),
+        ({"flat_epoch": 6, "cosine_end_epoch": 5}, "cosine_end_epoch"),
+        ({"flat_epoch": -1}, "flat_epoch"),
+        ({"cosine_end_epoch": 1.5}, "cosine_end_epoch"),
+        ({"warmup_shape": "cubic"}, "warmup_shape"),
+    ],
+)
 def test_bad_flat_cosine_settings_name_the_field(kw, match):
     with pytest.raises(ValidationError, match=match):
         _cfg(**kw)

@@ -24,9 +24,23 @@ def split(tmp_path):
         images=[{"id": i + 1, "file_name": f"{i}.png", "width": 60, "height": 40} for i in range(4)],
         annotations=[
             {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 10, 20, 10], "area": 200, "iscrowd": 0},
-            {"id": 2, "image_id": 1, "category_id": 3, "bbox": [50, 30, 30, 30], "area": 900, "iscrowd": 0},  # clamped to 10x10
+            {
+                "id": 2,
+                "image_id": 1,
+                "category_id": 3,
+                "bbox": [50, 30, 30, 30],
+                "area": 900,
+                "iscrowd": 0,
+            },  # clamped to 10x10
             {"id": 3, "image_id": 2, "category_id": 3, "bbox": [0, 0, 30, 30], "area": 900, "iscrowd": 1},  # crowd
-            {"id": 4, "image_id": 3, "category_id": 7, "bbox": [70, 10, 5, 5], "area": 25, "iscrowd": 0},  # outside: dropped
+            {
+                "id": 4,
+                "image_id": 3,
+                "category_id": 7,
+                "bbox": [70, 10, 5, 5],
+                "area": 25,
+                "iscrowd": 0,
+            },  # outside: dropped
         ],
         categories=[{"id": 3, "name": "a"}, {"id": 7, "name": "b"}],
     )

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from detkit.models.matcher import MatcherConfig
-from detkit.models.rtdetr.config import LossConfig
 from detkit.models.denoising import denoising_indices
 from detkit.models.detr_losses import varifocal_loss
+from detkit.models.matcher import HungarianMatcher, MatcherConfig
+from detkit.models.rtdetr.config import LossConfig
 from detkit.models.rtdetr.criterion import SetCriterion
-from detkit.models.matcher import HungarianMatcher
 
 
 def _brute_force(cost: np.ndarray) -> float:
@@ -30,8 +29,15 @@ def test_matcher_finds_the_minimum_cost_assignment(seed):
     boxes = torch.rand(b, q, 2, generator=g) * 0.5 + 0.25
     boxes = torch.cat([boxes, torch.rand(b, q, 2, generator=g) * 0.3 + 0.05], -1)
     sizes = [3, 0, 4]
-    targets = [{"labels": torch.randint(0, k, (n,), generator=g),
-                "boxes": torch.cat([torch.rand(n, 2, generator=g) * 0.5 + 0.25, torch.rand(n, 2, generator=g) * 0.3 + 0.05], -1)} for n in sizes]
+    targets = [
+        {
+            "labels": torch.randint(0, k, (n,), generator=g),
+            "boxes": torch.cat(
+                [torch.rand(n, 2, generator=g) * 0.5 + 0.25, torch.rand(n, 2, generator=g) * 0.3 + 0.05], -1
+            ),
+        }
+        for n in sizes
+    ]
     m = HungarianMatcher(MatcherConfig())
     indices = m(logits, boxes, targets)
     for i, (n, (qi, ti)) in enumerate(zip(sizes, indices)):
@@ -79,8 +85,10 @@ def test_varifocal_loss_by_hand():
 
 
 def _targets():
-    return [{"labels": torch.tensor([1]), "boxes": torch.tensor([[0.6, 0.5, 0.2, 0.2]])},
-            {"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)}]
+    return [
+        {"labels": torch.tensor([1]), "boxes": torch.tensor([[0.6, 0.5, 0.2, 0.2]])},
+        {"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)},
+    ]
 
 
 def test_box_terms_and_set_structure():
@@ -88,11 +96,22 @@ def test_box_terms_and_set_structure():
     logits = torch.full((2, 3, 2), -5.0)
     logits[0, 0, 1] = 5.0
     boxes = torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.1, 0.1, 0.05, 0.05], [0.9, 0.9, 0.05, 0.05]]).expand(2, 3, 4).clone()
-    out = {"logits": logits, "boxes": boxes, "aux_outputs": [{"logits": logits, "boxes": boxes}],
-           "enc_outputs": [{"logits": logits, "boxes": boxes}], "dn_outputs": [{"logits": logits, "boxes": boxes}] * 2,
-           "dn_meta": {"positive_idx": [torch.tensor([0, 2]), torch.zeros(0, dtype=torch.int64)], "num_group": 2, "num_split": [4, 3]}}
+    out = {
+        "logits": logits,
+        "boxes": boxes,
+        "aux_outputs": [{"logits": logits, "boxes": boxes}],
+        "enc_outputs": [{"logits": logits, "boxes": boxes}],
+        "dn_outputs": [{"logits": logits, "boxes": boxes}] * 2,
+        "dn_meta": {
+            "positive_idx": [torch.tensor([0, 2]), torch.zeros(0, dtype=torch.int64)],
+            "num_group": 2,
+            "num_split": [4, 3],
+        },
+    }
     losses = SetCriterion(2, LossConfig())(out, _targets())
-    assert set(losses) == {f"loss_{t}{s}" for t in ("vfl", "bbox", "giou") for s in ("", "_aux_0", "_enc_0", "_dn_0", "_dn_1")}
+    assert set(losses) == {
+        f"loss_{t}{s}" for t in ("vfl", "bbox", "giou") for s in ("", "_aux_0", "_enc_0", "_dn_0", "_dn_1")
+    }
     assert losses["loss_bbox"].item() == pytest.approx(5 * 0.1, rel=1e-5)  # N = 1, weight 5
     assert losses["loss_giou"].item() == pytest.approx(2 * (1 - 1 / 3), rel=1e-5)
     # DN: positives 0 and 2 both matched to GT 0 (group-major), normaliser N * G = 2
@@ -115,8 +134,12 @@ def test_all_background_batch_gives_finite_loss_and_gradients():
     logits = torch.randn(2, 3, 2, requires_grad=True)
     boxes = torch.rand(2, 3, 4, requires_grad=True)
     empty = [{"labels": torch.zeros(0, dtype=torch.int64), "boxes": torch.zeros(0, 4)}] * 2
-    out = {"logits": logits, "boxes": boxes, "dn_outputs": [{"logits": logits, "boxes": boxes}],
-           "dn_meta": {"positive_idx": [torch.zeros(0, dtype=torch.int64)] * 2, "num_group": 1, "num_split": [2, 3]}}
+    out = {
+        "logits": logits,
+        "boxes": boxes,
+        "dn_outputs": [{"logits": logits, "boxes": boxes}],
+        "dn_meta": {"positive_idx": [torch.zeros(0, dtype=torch.int64)] * 2, "num_group": 1, "num_split": [2, 3]},
+    }
     losses = SetCriterion(2)(out, empty)
     total = sum(losses.values())
     total.backward()

@@ -26,8 +26,14 @@ def test_r18_parameter_groups_are_disjoint_and_follow_the_spec(r18):
     names = [n for g in groups for n in g["names"]]
     assert len(names) == len(set(names)) == sum(1 for p in r18.parameters() if p.requires_grad)
     bb_norm, bb_rest, encdec_norm_bias, default = groups
-    assert all("backbone" in n and "norm" in n for n in bb_norm["names"]) and (bb_norm["lr"], bb_norm["weight_decay"]) == (1e-5, 0.0)
-    assert all("backbone" in n and "norm" not in n for n in bb_rest["names"]) and (bb_rest["lr"], bb_rest["weight_decay"]) == (1e-5, 1e-4)
+    assert all("backbone" in n and "norm" in n for n in bb_norm["names"]) and (
+        bb_norm["lr"],
+        bb_norm["weight_decay"],
+    ) == (1e-5, 0.0)
+    assert all("backbone" in n and "norm" not in n for n in bb_rest["names"]) and (
+        bb_rest["lr"],
+        bb_rest["weight_decay"],
+    ) == (1e-5, 1e-4)
     assert all(("norm" in n or "bias" in n) and "backbone" not in n for n in encdec_norm_bias["names"])
     assert (encdec_norm_bias["lr"], encdec_norm_bias["weight_decay"]) == (1e-4, 0.0)
     assert "decoder.decoder.layers.0.self_attn.in_proj_bias" in encdec_norm_bias["names"]

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from detkit_testing import assert_clean_error
 
-from detkit.stages.train import train
 from detkit.errors import DetkitError
+from detkit.stages.train import train
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import torch
 from detkit_testing import assert_same_state
 
 from detkit.engine import trainer as trainer_mod
+from detkit.errors import DetkitError
 from detkit.models.family import total_loss
 from detkit.models.rtdetr.criterion import SetCriterion
 from detkit.stages.train import train
-from detkit.errors import DetkitError
 
 
 def _ckpt(path):
@@ -28,7 +28,15 @@ def test_run_artifacts_and_exact_resume(tiny_dataset, tiny_overrides, tmp_path, 
     out = tmp_path / "runs"
     full = train("recipe:rtdetr-r18", tiny_dataset, epochs=2, out=out, overrides=tiny_overrides)
     assert full.run_dir == out / "exp" and full.epochs_done == 2 and full.stopped == "completed"
-    for f in ("recipe.yaml", "checkpoints/last.pt", "checkpoints/best.pt", "metrics.csv", "summary.json", "plots/losses.png", "plots/map.png"):
+    for f in (
+        "recipe.yaml",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "metrics.csv",
+        "summary.json",
+        "plots/losses.png",
+        "plots/map.png",
+    ):
         assert (full.run_dir / f).is_file(), f
     rows = list(csv.DictReader((full.run_dir / "metrics.csv").open()))
     assert [r["epoch"] for r in rows] == ["1", "2"] and float(rows[0]["train_loss"]) > 0 and rows[0]["AP"] != ""
@@ -94,8 +102,10 @@ def test_tiny_model_overfits_one_batch(tiny_overrides):
     crit = recipe.family.build_criterion(recipe.loss, 3)
     opt = build_optimizer(model, recipe.train)
     images = torch.rand(2, 3, 64, 64)
-    targets = [{"labels": torch.tensor([0, 2]), "boxes": torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.7, 0.65, 0.3, 0.4]])},
-               {"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.5, 0.4]])}]
+    targets = [
+        {"labels": torch.tensor([0, 2]), "boxes": torch.tensor([[0.3, 0.3, 0.3, 0.3], [0.7, 0.65, 0.3, 0.4]])},
+        {"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.5, 0.4]])},
+    ]
     history = []
     for _ in range(60):
         loss = total_loss(crit(model(images, targets), targets))
@@ -112,11 +122,19 @@ def test_tiny_model_overfits_one_batch(tiny_overrides):
 def test_early_stopping_and_best_checkpoint_follow_val_ap(tiny_dataset, tiny_overrides, tmp_path, monkeypatch):
     """Validation APs 0.1, 0.3, 0.2, 0.25: best is epoch 2; patience 2 stops after epoch 4 of 6."""
     aps = iter([0.1, 0.3, 0.2, 0.25, 0.9, 0.9])
-    monkeypatch.setattr(trainer_mod.Trainer, "train_one_epoch", lambda self: trainer_mod.EpochStats(loss=1.0, images=2, seconds=1.0))
+    monkeypatch.setattr(
+        trainer_mod.Trainer, "train_one_epoch", lambda self: trainer_mod.EpochStats(loss=1.0, images=2, seconds=1.0)
+    )
     monkeypatch.setattr(trainer_mod.Trainer, "validate", lambda self: {"AP": next(aps), "AP50": 0.5, "AP75": 0.1})
     saves = []
     monkeypatch.setattr(trainer_mod.Trainer, "save", lambda self, name, training=True: saves.append((name, self.epoch)))
-    result = train("recipe:rtdetr-r18", tiny_dataset, epochs=6, out=tmp_path, overrides=tiny_overrides + ["train.early_stop_patience=2"])
+    result = train(
+        "recipe:rtdetr-r18",
+        tiny_dataset,
+        epochs=6,
+        out=tmp_path,
+        overrides=tiny_overrides + ["train.early_stop_patience=2"],
+    )
     assert result.stopped == "early_stop" and result.epochs_done == 4
     assert result.best_ap == 0.3 and result.best_epoch == 2
     assert [e for n, e in saves if n == "best.pt"] == [1, 2] and [e for n, e in saves if n == "last.pt"] == [1, 2, 3, 4]

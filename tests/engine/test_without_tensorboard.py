@@ -18,8 +18,9 @@ def no_tensorboard(monkeypatch):
     monkeypatch.setattr(optional, "_told", set())
 
 
-def test_training_without_tensorboard_finishes_with_one_info_line(cli, no_tensorboard, tiny_dataset, tiny_overrides,
-                                                                  tmp_path):
+def test_training_without_tensorboard_finishes_with_one_info_line(
+    cli, no_tensorboard, tiny_dataset, tiny_overrides, tmp_path
+):
     r = cli("train", "recipe:rtdetr-r18", "--data", tiny_dataset, "--epochs", "2", "--out", tmp_path, *tiny_overrides)
     assert r.code == 0, r.text
     run = tmp_path / "exp"
@@ -36,5 +37,3 @@ def test_training_with_tensorboard_writes_its_logs(cli, tiny_dataset, tiny_overr
     assert r.code == 0, r.text
     assert list((tmp_path / "exp" / "tensorboard").glob("events.out.tfevents.*"))
     assert "not installed" not in r.text
-
-

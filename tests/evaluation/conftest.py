@@ -33,7 +33,16 @@ def write_tiny_dataset(root: Path, n_images: int = 6, seed: int = 0) -> Path:
             w, h = rng.uniform(8, 40), rng.uniform(8, 30)
             x, y = rng.uniform(0, 96 - w), rng.uniform(0, 64 - h)
             cat = int(CLASS_MAP.category_ids[len(anns) % 3])
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": cat, "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": cat,
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     coco = {"images": images, "annotations": anns, "categories": CLASS_MAP.to_coco_categories()}
     (root / "annotations" / "val.json").write_text(json.dumps(coco))
     spec = dataset_yaml_dict("tiny", CLASS_MAP, {"val": ("images/val", "annotations/val.json")})
@@ -68,9 +77,16 @@ def oracle_table(coco: dict, drop_every: int = 4, seed: int = 0) -> DetectionTab
     anns = [a for k, a in enumerate(coco["annotations"]) if k % drop_every != drop_every - 1]
     boxes = np.asarray([a["bbox"] for a in anns]) + rng.normal(0, 1.0, (len(anns), 4))
     boxes[:, 2:] = np.abs(boxes[:, 2:])
-    hits = DetectionTable([a["image_id"] for a in anns], [a["category_id"] for a in anns], boxes, rng.uniform(0.5, 1.0, len(anns)))
+    hits = DetectionTable(
+        [a["image_id"] for a in anns], [a["category_id"] for a in anns], boxes, rng.uniform(0.5, 1.0, len(anns))
+    )
     ids = [im["id"] for im in coco["images"]]
-    fps = DetectionTable(ids, np.full(len(ids), CLASS_MAP.category_ids[0]), np.tile([1.0, 1.0, 6.0, 6.0], (len(ids), 1)), np.full(len(ids), 0.35))
+    fps = DetectionTable(
+        ids,
+        np.full(len(ids), CLASS_MAP.category_ids[0]),
+        np.tile([1.0, 1.0, 6.0, 6.0], (len(ids), 1)),
+        np.full(len(ids), 0.35),
+    )
     return DetectionTable.concat([hits, fps])
 
 
@@ -96,12 +112,21 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     import torch
 
     from detkit.config.recipe import resolve_recipe
-    from detkit.models.rtdetr.builder import build_model
     from detkit.models.checkpoint import save_checkpoint
+    from detkit.models.rtdetr.builder import build_model
 
-    overrides = ["model.encoder_dim=32", "model.encoder_ffn_dim=64", "model.hidden_dim=32", "model.num_heads=4",
-                 "model.num_queries=20", "model.decoder_layers=1", "model.decoder_ffn_dim=64", "model.num_denoising=0",
-                 "model.depth_mult=0.34", "train.imgsz=64"]
+    overrides = [
+        "model.encoder_dim=32",
+        "model.encoder_ffn_dim=64",
+        "model.hidden_dim=32",
+        "model.num_heads=4",
+        "model.num_queries=20",
+        "model.decoder_layers=1",
+        "model.decoder_ffn_dim=64",
+        "model.num_denoising=0",
+        "model.depth_mult=0.34",
+        "train.imgsz=64",
+    ]
     recipe = resolve_recipe("recipe:rtdetr-r18", overrides=overrides)
     torch.manual_seed(0)
     model = build_model(recipe.model, len(CLASS_MAP)).eval()

@@ -28,15 +28,36 @@ def _dataset(seed: int = 0, n_images: int = 40):
             x, y = rng.uniform(0, 400 - w), rng.uniform(0, 300 - h)
             cat = int(rng.choice([3, 7, 11]))
             crowd = int(rng.random() < 0.05)
-            anns.append({"id": ann_id, "image_id": img_id, "category_id": cat, "bbox": [x, y, w, h], "area": w * h * 0.9, "iscrowd": crowd})
+            anns.append(
+                {
+                    "id": ann_id,
+                    "image_id": img_id,
+                    "category_id": cat,
+                    "bbox": [x, y, w, h],
+                    "area": w * h * 0.9,
+                    "iscrowd": crowd,
+                }
+            )
             ann_id += 1
             for _ in range(rng.integers(0, 3)):  # jittered hits, sometimes with the wrong class
                 box = np.array([x, y, w, h]) + rng.normal(0, 0.12 * min(w, h), 4)
                 box[2:] = np.abs(box[2:]) + 1
-                det_rows.append((img_id, cat if rng.random() > 0.15 else int(rng.choice([3, 7, 11])), *box, round(rng.random(), 2)))
+                det_rows.append(
+                    (img_id, cat if rng.random() > 0.15 else int(rng.choice([3, 7, 11])), *box, round(rng.random(), 2))
+                )
         for _ in range(rng.integers(0, 4)):  # background false positives
             w, h = rng.uniform(5, 120, 2)
-            det_rows.append((img_id, int(rng.choice([3, 7, 11])), rng.uniform(0, 300), rng.uniform(0, 200), w, h, round(rng.random(), 2)))
+            det_rows.append(
+                (
+                    img_id,
+                    int(rng.choice([3, 7, 11])),
+                    rng.uniform(0, 300),
+                    rng.uniform(0, 200),
+                    w,
+                    h,
+                    round(rng.random(), 2),
+                )
+            )
     gt = CocoData(images=images, annotations=anns, categories=class_map.to_coco_categories())
     rows = np.asarray(det_rows, dtype=np.float64)
     dets = DetectionTable(rows[:, 0], rows[:, 1], rows[:, 2:6], rows[:, 6])  # scores rounded: ties on purpose
@@ -53,7 +74,9 @@ def _pycocotools(gt, dets, class_map):
         coco_gt.createIndex()
         results = [  # full precision, exactly what evaluate_coco sees
             {"image_id": i, "category_id": c, "bbox": b, "score": sc}
-            for i, c, b, sc in zip(dets.image_ids.tolist(), dets.category_ids.tolist(), dets.boxes.tolist(), dets.scores.tolist())
+            for i, c, b, sc in zip(
+                dets.image_ids.tolist(), dets.category_ids.tolist(), dets.boxes.tolist(), dets.scores.tolist()
+            )
         ]
         coco_dt = coco_gt.loadRes(results)
         ev = COCOeval(coco_gt, coco_dt, "bbox")
@@ -100,7 +123,10 @@ def test_perfect_and_empty_predictions():
     gt, _, class_map = _dataset(0, n_images=10)
     keep = [a for a in gt.annotations if not a["iscrowd"]]
     perfect = DetectionTable(
-        [a["image_id"] for a in keep], [a["category_id"] for a in keep], [a["bbox"] for a in keep], np.linspace(1, 0.5, len(keep))
+        [a["image_id"] for a in keep],
+        [a["category_id"] for a in keep],
+        [a["bbox"] for a in keep],
+        np.linspace(1, 0.5, len(keep)),
     )
     assert evaluate_coco(gt, perfect, class_map)["AP"] == pytest.approx(1.0)
     empty = evaluate_coco(gt, DetectionTable.empty(), class_map)

@@ -6,12 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from detkit_testing import assert_clean_error
 
 from detkit.data.coco import read_coco
 from detkit.errors import DetkitError
 from detkit.evaluation.detections import DetectionTable
 from detkit.evaluation.predictions import read_predictions, write_predictions
-from detkit_testing import assert_clean_error
 
 from .conftest import CLASS_MAP
 
@@ -58,7 +58,7 @@ def test_bad_entries_are_one_line_cli_errors(tiny_dataset, tmp_path, cli, bad, n
         ('[{"image_id": 1, "category_id": 5, "bbox": [1, NaN, 3, 4], "score": 0.5}]', "non-finite"),
         ('{"images": [], "annotations": [], "categories": []}', "not a predictions (results) list"),
         ('{"image_id": 1}', "must be a JSON list"),
-        ('[1, 2]', "expected an object"),
+        ("[1, 2]", "expected an object"),
         ("[{", "malformed JSON"),
     ],
 )
@@ -81,7 +81,9 @@ def test_corner_boxes_are_recognised(tiny_dataset, tmp_path):
     rng = np.random.default_rng(0)
     xy1 = rng.uniform(20, 60, (20, 2)) * [1, 0.6]
     xyxy = np.concatenate([xy1, xy1 + rng.uniform(10, 30, (20, 2))], axis=1)
-    entries = [{"image_id": int(1 + k % 6), "category_id": 1, "bbox": b, "score": 0.5} for k, b in enumerate(xyxy.tolist())]
+    entries = [
+        {"image_id": int(1 + k % 6), "category_id": 1, "bbox": b, "score": 0.5} for k, b in enumerate(xyxy.tolist())
+    ]
     with pytest.raises(DetkitError, match=r"looks like \[x1, y1, x2, y2\]"):
         read_predictions(_write(tmp_path, entries), gt, CLASS_MAP)
     xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)

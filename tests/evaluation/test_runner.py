@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from detkit_testing import assert_clean_error
 
 from detkit.data.dataset import load_dataset
 from detkit.evaluation import evaluate, predict_split  # the public Python API
-from detkit_testing import assert_clean_error
 
 from .conftest import OracleDetector
 
@@ -17,7 +17,14 @@ from .conftest import OracleDetector
 def test_predictions_only_writes_every_artifact(shared_eval_dir, oracle_predictions, tiny_dataset):
     d = shared_eval_dir
     assert d.name == "eval" and d.parent.name == "runs"
-    for f in ("predictions.json", "metrics.json", "report.md", "plots/pr_overall.png", "plots/pr_per_class.png", "plots/confusion_matrix.png"):
+    for f in (
+        "predictions.json",
+        "metrics.json",
+        "report.md",
+        "plots/pr_overall.png",
+        "plots/pr_per_class.png",
+        "plots/confusion_matrix.png",
+    ):
         assert (d / f).is_file(), f
         if f.endswith(".png"):
             assert (d / f).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -38,10 +45,19 @@ def test_predictions_only_writes_every_artifact(shared_eval_dir, oracle_predicti
 
     spec = load_dataset(tiny_dataset)
     gt = read_coco(spec.split("val").annotations)
-    again = metrics_for_json(evaluate_coco(gt, read_predictions(d / "predictions.json", gt, spec.class_map), spec.class_map))
+    again = metrics_for_json(
+        evaluate_coco(gt, read_predictions(d / "predictions.json", gt, spec.class_map), spec.class_map)
+    )
     assert again == m
     report = (d / "report.md").read_text()
-    for section in ("# Evaluation report", "## Headline metrics", "## Per class", "## Plots", "plots/confusion_matrix.png", "## Files"):
+    for section in (
+        "# Evaluation report",
+        "## Headline metrics",
+        "## Per class",
+        "## Plots",
+        "plots/confusion_matrix.png",
+        "## Files",
+    ):
         assert section in report
     assert "| bird |" in report and "## Calibration" not in report
     assert not list(d.parent.glob(".*tmp"))  # nothing half-written left beside it
@@ -112,11 +128,32 @@ def test_empty_predictions_give_zero_ap_with_a_warning(tiny_dataset, tmp_path, c
 
 
 def test_cli_human_output_names_the_artifacts(tiny_dataset, oracle_predictions, tmp_path, cli):
-    r = cli("eval", "--predictions", oracle_predictions, "--data", tiny_dataset, "--out", tmp_path / "runs", "--name", "mine")
+    r = cli(
+        "eval",
+        "--predictions",
+        oracle_predictions,
+        "--data",
+        tiny_dataset,
+        "--out",
+        tmp_path / "runs",
+        "--name",
+        "mine",
+    )
     assert r.code == 0, r.text
     flat = r.out.replace("\n", "")
     assert "AP50" in flat and str(tmp_path / "runs" / "mine" / "report.md") in flat
-    q = cli("eval", "--predictions", oracle_predictions, "--data", tiny_dataset, "--out", tmp_path / "runs", "--name", "mine", "--quiet")
+    q = cli(
+        "eval",
+        "--predictions",
+        oracle_predictions,
+        "--data",
+        tiny_dataset,
+        "--out",
+        tmp_path / "runs",
+        "--name",
+        "mine",
+        "--quiet",
+    )
     assert q.code == 0 and q.out == "" and (tmp_path / "runs" / "mine2" / "report.md").is_file()
 
 
@@ -140,7 +177,9 @@ def test_cli_bad_invocations(tiny_dataset, oracle_predictions, tmp_path, cli, ar
 
 
 def test_cli_missing_dataset_and_model_with_predictions(tiny_dataset, oracle_predictions, tmp_path, cli):
-    assert_clean_error(cli("eval", "--predictions", oracle_predictions, "--data", tmp_path / "nope.yaml"), "nope.yaml", "not found")
+    assert_clean_error(
+        cli("eval", "--predictions", oracle_predictions, "--data", tmp_path / "nope.yaml"), "nope.yaml", "not found"
+    )
     assert_clean_error(cli("eval", "run1", "--predictions", oracle_predictions, "--data", tiny_dataset), "not both")
 
 
@@ -187,13 +226,29 @@ def test_robustness_and_calibrator_sections(tiny_dataset, tmp_path):
     det = OracleDetector(tiny_dataset.parent / "annotations" / "val.json")
     rng = np.random.default_rng(0)
     scores = rng.uniform(0, 1, 200)
-    cal = fit_calibrator(scores, (rng.uniform(0, 1, 200) < scores * 0.5).astype(float), rng.integers(0, 3, 200), CLASS_MAP,
-                         method="platt", classwise=False, target="tp")
+    cal = fit_calibrator(
+        scores,
+        (rng.uniform(0, 1, 200) < scores * 0.5).astype(float),
+        rng.integers(0, 3, 200),
+        CLASS_MAP,
+        method="platt",
+        classwise=False,
+        target="tp",
+    )
     cal_path = save_calibrator(cal, tmp_path / "calibrator.json")
 
-    result = evaluate(det, tiny_dataset, out=tmp_path / "runs", robustness=True, coco_o=tmp_path / "coco_o",
-                      corruptions=["gaussian_noise"], severities=[2], cache_dir=tmp_path / "cache", calibrator=cal_path,
-                      calibration=True)
+    result = evaluate(
+        det,
+        tiny_dataset,
+        out=tmp_path / "runs",
+        robustness=True,
+        coco_o=tmp_path / "coco_o",
+        corruptions=["gaussian_noise"],
+        severities=[2],
+        cache_dir=tmp_path / "cache",
+        calibrator=cal_path,
+        calibration=True,
+    )
     d = result.dir
     rob = json.loads((d / "robustness.json").read_text())
     assert rob["coco_c"]["corruptions"] == ["gaussian_noise"] and rob["coco_c"]["severities"] == [2]
@@ -210,8 +265,11 @@ def test_robustness_and_calibrator_sections(tiny_dataset, tmp_path):
     assert read_coco(tiny_dataset.parent / "annotations" / "val.json").images  # dataset untouched
 
     # calibration under shift: the calibrator inside every domain and corruption, raw and calibrated
-    entries = [rob["calibration"]["clean"], rob["coco_o"]["domains"]["sketch"]["calibration"],
-               rob["coco_c"]["calibration"]["gaussian_noise"]["2"]]
+    entries = [
+        rob["calibration"]["clean"],
+        rob["coco_o"]["domains"]["sketch"]["calibration"],
+        rob["coco_c"]["calibration"]["gaussian_noise"]["2"],
+    ]
     for e in entries:
         for side in ("raw", "calibrated"):
             assert set(e[side]) == {"d_ece", "la_ece_0"} and all(0 <= v <= 1 for v in e[side].values())
@@ -237,8 +295,14 @@ def test_calibrating_an_onnx_model_twice_is_refused_and_in_graph_dropping_is_sai
 
     rng = np.random.default_rng(1)
     scores = rng.uniform(0, 1, 200)
-    cal = fit_calibrator(scores, (rng.uniform(0, 1, 200) < scores).astype(float), rng.integers(0, 3, 200), CLASS_MAP,
-                         method="platt", target="tp")
+    cal = fit_calibrator(
+        scores,
+        (rng.uniform(0, 1, 200) < scores).astype(float),
+        rng.integers(0, 3, 200),
+        CLASS_MAP,
+        method="platt",
+        target="tp",
+    )
     det = OracleDetector(tiny_dataset.parent / "annotations" / "val.json")
     det.calibrator = cal  # what OnnxDetector exposes when the graph embeds a calibrator
     with pytest.raises(DetkitError, match="already embeds a calibrator"):
@@ -259,13 +323,27 @@ def test_bad_robustness_options_fail_before_inference(tiny_dataset, tmp_path, cl
     with pytest.raises(DetkitError, match="fgo"):
         evaluate(det, tiny_dataset, out=tmp_path / "runs", robustness=True, corruptions=["fgo"])
     assert det.batches == [] and not (tmp_path / "runs").exists()
-    r = cli("eval", "--predictions", tmp_path / "x.json", "--data", tiny_dataset, "--calibrator", tmp_path / "nope.json")
+    r = cli(
+        "eval", "--predictions", tmp_path / "x.json", "--data", tiny_dataset, "--calibrator", tmp_path / "nope.json"
+    )
     assert_clean_error(r, "nope.json")
 
 
 def test_cli_with_a_real_checkpoint(tiny_dataset, tiny_checkpoint, tmp_path, cli):
     """MODEL resolves through detkit.api.load_model; top-k over 20 queries x 3 classes gives 60 detections per image."""
-    r = cli("eval", tiny_checkpoint, "--data", tiny_dataset, "--out", tmp_path / "runs", "--batch", "4", "--device", "cpu", "--json")
+    r = cli(
+        "eval",
+        tiny_checkpoint,
+        "--data",
+        tiny_dataset,
+        "--out",
+        tmp_path / "runs",
+        "--batch",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+    )
     assert r.code == 0, r.text
     summary = json.loads(r.out)
     assert summary["num_images"] == 6 and summary["num_detections"] == 6 * 20 * 3
@@ -273,7 +351,9 @@ def test_cli_with_a_real_checkpoint(tiny_dataset, tiny_checkpoint, tmp_path, cli
     preds = json.loads((tmp_path / "runs" / "eval" / "predictions.json").read_text())
     assert {p["category_id"] for p in preds} <= {1, 5, 9}
     assert str(tiny_checkpoint) in (tmp_path / "runs" / "eval" / "report.md").read_text()
-    assert_clean_error(cli("eval", tmp_path / "missing.pt", "--data", tiny_dataset, "--out", tmp_path / "runs"), "missing.pt")
+    assert_clean_error(
+        cli("eval", tmp_path / "missing.pt", "--data", tiny_dataset, "--out", tmp_path / "runs"), "missing.pt"
+    )
 
 
 def test_cli_robustness_error_paths(tiny_dataset, tiny_checkpoint, tmp_path, cli):
@@ -285,8 +365,22 @@ def test_cli_robustness_error_paths(tiny_dataset, tiny_checkpoint, tmp_path, cli
 
 
 def test_cli_robustness_uses_the_given_cache_dir(tiny_dataset, tiny_checkpoint, tmp_path, cli):
-    args = ["eval", tiny_checkpoint, "--data", tiny_dataset, "--out", tmp_path / "runs", "--robustness",
-            "--corruptions", "gaussian_noise", "--severities", "1", "--cache-dir", tmp_path / "cache", "--json"]
+    args = [
+        "eval",
+        tiny_checkpoint,
+        "--data",
+        tiny_dataset,
+        "--out",
+        tmp_path / "runs",
+        "--robustness",
+        "--corruptions",
+        "gaussian_noise",
+        "--severities",
+        "1",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--json",
+    ]
     r = cli(*args)
     assert r.code == 0, r.text
     assert json.loads(r.out)["robustness"]["coco_c"]["mPC"] is not None

@@ -7,11 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from detkit.evaluation.view import read_eval_dir
 from detkit_testing import assert_clean_error
 
-
+from detkit.evaluation.view import read_eval_dir
 
 
 @pytest.fixture
@@ -60,12 +58,18 @@ def test_view_bad_eval_dir(tmp_path, cli, what, request):
     else:
         target = tmp_path / "nope" if what == "missing" else tmp_path
     r = cli("view", target, "--no-browser")
-    needle = {"missing": "eval dir not found", "not_eval": "not an eval dir", "bad_metrics": "does not say which dataset"}[what]
+    needle = {
+        "missing": "eval dir not found",
+        "not_eval": "not an eval dir",
+        "bad_metrics": "does not say which dataset",
+    }[what]
     assert_clean_error(r, needle)
 
 
 def test_view_bad_predictions_in_eval_dir(eval_dir, cli):
-    (eval_dir / "predictions.json").write_text(json.dumps([{"image_id": 77, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}]))
+    (eval_dir / "predictions.json").write_text(
+        json.dumps([{"image_id": 77, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])
+    )
     assert_clean_error(cli("view", eval_dir), "predictions[0]", "image_id 77")
 
 

@@ -34,37 +34,67 @@ def test_explain_writes_pictures_sheets_and_json(cli, ckpt, image_files, tmp_pat
 def test_explain_gradcam_and_a_skipped_unreadable_image(cli, ckpt, image_files, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
-    r = cli("explain", ckpt, image_files / "scene0.png", bad, "--out", tmp_path / "g", "--method", "gradcam",
-            "--top", "1", "--conf", "0")
+    r = cli(
+        "explain",
+        ckpt,
+        image_files / "scene0.png",
+        bad,
+        "--out",
+        tmp_path / "g",
+        "--method",
+        "gradcam",
+        "--top",
+        "1",
+        "--conf",
+        "0",
+    )
     assert r.code == 0, r.text
     assert "skipped" in r.err and "broken.jpg" in r.err and "Traceback" not in r.text
     assert len(json.loads((tmp_path / "g" / "explanations.json").read_text())["skipped"]) == 1
 
 
 def test_explain_onnx_defaults_to_drise(cli, onnx_model, image_files, tmp_path):
-    r = cli("explain", onnx_model, image_files / "scene1.png", "--out", tmp_path / "o", "--top", "1", "--conf", "0",
-            "--masks", "8", "--json")
+    r = cli(
+        "explain",
+        onnx_model,
+        image_files / "scene1.png",
+        "--out",
+        tmp_path / "o",
+        "--top",
+        "1",
+        "--conf",
+        "0",
+        "--masks",
+        "8",
+        "--json",
+    )
     assert r.code == 0, r.text
     assert json.loads(r.out)["method"] == "drise"
 
 
-@pytest.mark.parametrize(("args", "needles"), [
-    (["--method", "gradcam"], ["method 'gradcam' needs a PyTorch", "drise"]),
-    (["--method", "sampling"], ["method 'sampling' needs a PyTorch"]),
-])
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--method", "gradcam"], ["method 'gradcam' needs a PyTorch", "drise"]),
+        (["--method", "sampling"], ["method 'sampling' needs a PyTorch"]),
+    ],
+)
 def test_methods_an_onnx_model_cannot_run_are_one_line(cli, onnx_model, image_files, tmp_path, args, needles):
     out = tmp_path / "x"
     assert_clean_error(cli("explain", onnx_model, image_files, "--out", out, *args), *needles)
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("args", "needles"), [
-    (["--top", "0"], ["top must be a whole number >= 1, got 0"]),
-    (["--conf", "1.5"], ["conf must be in [0, 1), got 1.5"]),
-    (["--conf", "-0.1"], ["conf must be in [0, 1)"]),
-    (["--method", "gradcm"], ["unknown explanation method 'gradcm'", "did you mean 'gradcam'"]),
-    (["--masks", "0"], ["masks must be >= 1"]),
-])
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["--top", "0"], ["top must be a whole number >= 1, got 0"]),
+        (["--conf", "1.5"], ["conf must be in [0, 1), got 1.5"]),
+        (["--conf", "-0.1"], ["conf must be in [0, 1)"]),
+        (["--method", "gradcm"], ["unknown explanation method 'gradcm'", "did you mean 'gradcam'"]),
+        (["--masks", "0"], ["masks must be >= 1"]),
+    ],
+)
 def test_bad_options_are_one_line(cli, ckpt, image_files, tmp_path, args, needles):
     out = tmp_path / "x"
     assert_clean_error(cli("explain", ckpt, image_files, "--out", out, *args), *needles)
@@ -75,14 +105,15 @@ def test_unreadable_or_missing_images_only_are_one_line(cli, ckpt, tmp_path):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG broken")
     assert_clean_error(cli("explain", ckpt, bad, "--out", tmp_path / "x"), "nothing could be explained", "broken.png")
-    assert_clean_error(cli("explain", ckpt, tmp_path / "nope.jpg", "--out", tmp_path / "y"), "no images to explain",
-                       "nope.jpg")
+    assert_clean_error(
+        cli("explain", ckpt, tmp_path / "nope.jpg", "--out", tmp_path / "y"), "no images to explain", "nope.jpg"
+    )
     assert not (tmp_path / "x").exists()
 
 
 def test_eval_report_has_a_failure_gallery_with_maps(ckpt, synth_dataset, tmp_path):
-    from detkit.stages.evaluate import evaluate
     from detkit.explain.gallery import MAX_ITEMS
+    from detkit.stages.evaluate import evaluate
 
     result = evaluate(ckpt, synth_dataset, split="test", out=tmp_path, name="ev", batch_size=8)
     report = (result.dir / "report.md").read_text()
@@ -117,8 +148,15 @@ def test_failure_gallery_picks_worst_false_positives_and_misses(ckpt, synth_data
     )
     plots = tmp_path / "plots"
     plots.mkdir()
-    g = failure_gallery(load_model(ckpt), dets, gt, spec.split("test").images, spec.class_map, plots,
-                        annotations_source=spec.split("test").annotations)
+    g = failure_gallery(
+        load_model(ckpt),
+        dets,
+        gt,
+        spec.split("test").images,
+        spec.class_map,
+        plots,
+        annotations_source=spec.split("test").annotations,
+    )
     fps = [it for it in g.items if it.kind == "fp"]
     assert g.num_fp == 1 and fps[0].score == pytest.approx(0.8) and fps[0].box == far
     assert g.num_missed == len(regular) - 1

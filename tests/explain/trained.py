@@ -11,10 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 OVERRIDES = [
-    "model.encoder_dim=64", "model.encoder_ffn_dim=128", "model.hidden_dim=64", "model.num_heads=4",
-    "model.num_queries=20", "model.decoder_layers=2", "model.decoder_ffn_dim=128", "model.num_denoising=10",
-    "model.depth_mult=0.34", "model.freeze_stem=false", "model.frozen_bn=false",
-    "train.param_groups=[]", "train.lr=1e-3", "train.weight_decay=0",
+    "model.encoder_dim=64",
+    "model.encoder_ffn_dim=128",
+    "model.hidden_dim=64",
+    "model.num_heads=4",
+    "model.num_queries=20",
+    "model.decoder_layers=2",
+    "model.decoder_ffn_dim=128",
+    "model.num_denoising=10",
+    "model.depth_mult=0.34",
+    "model.freeze_stem=false",
+    "model.frozen_bn=false",
+    "train.param_groups=[]",
+    "train.lr=1e-3",
+    "train.weight_decay=0",
 ]
 
 
@@ -44,10 +54,10 @@ def train_small_detector(steps: int = 300, n_train: int = 48, size: int = 96, ba
     from detkit.api import Detector
     from detkit.config.recipe import resolve_recipe
     from detkit.data.synth import synth_class_map
-    from detkit.models.family import total_loss
     from detkit.engine.optim import build_optimizer
-    from detkit.models.rtdetr.builder import build_model
     from detkit.models.denoising import build_denoising_group
+    from detkit.models.family import total_loss
+    from detkit.models.rtdetr.builder import build_model
 
     recipe = resolve_recipe("recipe:rtdetr-r18", [*OVERRIDES, f"train.imgsz={size}"])
     class_map = synth_class_map()
@@ -69,8 +79,14 @@ def train_small_detector(steps: int = 300, n_train: int = 48, size: int = 96, ba
     for _ in range(steps):
         idx = torch.as_tensor(rng.choice(n_train, batch, replace=False))
         tg = [targets[i] for i in idx.tolist()]
-        dn = build_denoising_group(tg, model.num_classes, model.num_queries, model.num_denoising,
-                                   model.label_noise_ratio, model.box_noise_scale)
+        dn = build_denoising_group(
+            tg,
+            model.num_classes,
+            model.num_queries,
+            model.num_denoising,
+            model.label_noise_ratio,
+            model.box_noise_scale,
+        )
         out = model.decoder(model.encoder([f[idx] for f in feats]), dn)  # RTDETR.forward after the backbone
         loss = total_loss(crit(out, tg))
         opt.zero_grad()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from export.tiny import tiny_calibrator, tiny_checkpoint
 
 
@@ -31,7 +30,13 @@ def export_640(tmp_path_factory, ckpt, calibrator_file):
     """640×640, calibrator embedded, decoder truncated to 1 of 2 layers."""
     from detkit.export import export_onnx
 
-    return export_onnx(ckpt, tmp_path_factory.mktemp("e640") / "model.onnx", calibrator=calibrator_file, imgsz=(640, 640), decoder_layers=1)
+    return export_onnx(
+        ckpt,
+        tmp_path_factory.mktemp("e640") / "model.onnx",
+        calibrator=calibrator_file,
+        imgsz=(640, 640),
+        decoder_layers=1,
+    )
 
 
 @pytest.fixture(scope="session")

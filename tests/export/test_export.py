@@ -36,7 +36,9 @@ def test_640_with_calibrator_and_decoder_truncation(export_640, ckpt, calibrator
     meta = json.loads(export_640.metadata_path.read_text())
     assert meta["imgsz"] == [640, 640] and meta["opset"] == 17 and meta["dynamic_batch"] is True
     assert meta["decoder_layers"] == 1 and meta["decoder_layers_trained"] == 2
-    assert meta["calibrator"]["method"] == "platt" and meta["calibrator"]["thresholds"]["values"][class_map.names[0]] == pytest.approx(0.3)
+    assert meta["calibrator"]["method"] == "platt" and meta["calibrator"]["thresholds"]["values"][
+        class_map.names[0]
+    ] == pytest.approx(0.3)
     assert meta["classes"] == class_map.to_dict() and meta["input_dtype"] == "uint8"
     assert meta["source"]["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert meta["parity"]["max_abs_diff_scores"] == export_640.parity.max_abs_diff_scores
@@ -119,7 +121,11 @@ def test_simplified_graphs_that_lose_the_batch_dim_or_disagree_are_rejected(ckpt
     result = export_onnx(ckpt, tmp_path / "m.onnx", simplify=True)
     assert not result.simplified and result.parity.passed
     (warning,) = result.warnings
-    assert "fixed the dynamic batch dimension" in warning and "disagrees with PyTorch" in warning and "kept the unsimplified graph" in warning
+    assert (
+        "fixed the dynamic batch dimension" in warning
+        and "disagrees with PyTorch" in warning
+        and "kept the unsimplified graph" in warning
+    )
     assert batch_dims_dynamic(result.model_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.onnx"]
 
@@ -128,8 +134,9 @@ def test_fp16_export_is_verified_with_its_own_tolerance(class_map, tmp_path):
     """fp16 noise (~1e-3) exceeds the score gaps of a random model, so the discrete choices (query selection, the
     top-k boundary) could legitimately flip; here every token is a query (12²+6²+3² = 189 at 96 px) and every
     (query, class) pair is returned, so both runtimes hold the same candidates and the values are what is compared."""
-    from detkit.export import export_onnx
     from export.tiny import tiny_checkpoint
+
+    from detkit.export import export_onnx
 
     ck = tiny_checkpoint(tmp_path / "all_queries.pt", class_map, overrides=["model.num_queries=189"])
     result = export_onnx(ck, tmp_path / "half.onnx", fp16=True, top_k=189 * len(class_map))
@@ -257,8 +264,9 @@ def test_tied_scores_may_come_in_any_order_but_every_detection_needs_its_twin():
 
     # boxes handed to other detections of the same scores: every score and label still has a partner, the boxes do not
     shuffled = _dets(labels, boxes[rng.permutation(40)], scores)
-    found = compare_detections([_dets(labels, boxes, scores)], [shuffled], [(100, 100)], 1e-4,
-                               image_names=["real image 0"])
+    found = compare_detections(
+        [_dets(labels, boxes, scores)], [shuffled], [(100, 100)], 1e-4, image_names=["real image 0"]
+    )
     assert found["unpaired"] > 30, found
     assert found["unpaired_example"].startswith("real image 0 (100×100): PyTorch detection label ")
     assert "has no twin (the nearest onnxruntime detection of that label is" in found["unpaired_example"]
@@ -322,11 +330,11 @@ def test_query_ties_count_tokens_tied_at_the_query_cut(ckpt):
 def test_untrained_and_reinitialised_head_models_export_and_verify(ckpt, class_map, tmp_path):
     """A random model's scores crowd into a narrow band (ties everywhere); its export must verify all the same."""
     import torch
+    from export.tiny import tiny_checkpoint
 
     from detkit.export import export_onnx
     from detkit.models.checkpoint import load_checkpoint, save_checkpoint
     from detkit.models.rtdetr.convert_weights import is_class_head_key
-    from export.tiny import tiny_checkpoint
 
     fresh = tiny_checkpoint(tmp_path / "fresh.pt", class_map, seed=7)
     trained, other = load_checkpoint(ckpt), load_checkpoint(fresh)
@@ -372,7 +380,8 @@ def test_a_corrupted_graph_or_shuffled_boxes_fail_with_a_clear_message(ckpt, exp
 
 
 def test_drop_below_threshold_is_applied_in_the_graph_recorded_and_predict_keeps_only_the_operating_point(
-        ckpt, calibrator_file, class_map, tmp_path):
+    ckpt, calibrator_file, class_map, tmp_path
+):
     from detkit.calibration.apply import calibrate_scores, keep_mask
     from detkit.calibration.io import load_calibrator
     from detkit.export import export_onnx

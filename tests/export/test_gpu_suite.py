@@ -33,10 +33,11 @@ def test_without_cuda_everything_is_skipped_and_the_run_completes(capsys):
 
 
 def _tiny_builder(arch, device):
+    from export.tiny import TINY_OVERRIDES
+
     from detkit.config.recipe import resolve_recipe
     from detkit.models.family import total_loss
     from detkit.models.rtdetr.builder import build_model
-    from export.tiny import TINY_OVERRIDES
 
     recipe = resolve_recipe("recipe:rtdetr-r18", overrides=TINY_OVERRIDES)
     model = build_model(recipe.model, gpu_suite.NUM_CLASSES).to(device).train()

@@ -226,7 +226,6 @@ def test_bench_int8_variant_needs_data(cli, export_small, tmp_path):
 def _outlier_checkpoint(path, class_map):
     """A model with one huge stem channel: fine in float, while 8-bit ranges stretched by it flatten everything else."""
     import torch
-
     from export.tiny import tiny_checkpoint
 
     tiny_checkpoint(path, class_map, imgsz=96, seed=1)
@@ -240,13 +239,14 @@ def _outlier_checkpoint(path, class_map):
 
 def test_int8_refused_when_ap_drops_too_much(synth_dataset, class_map, tmp_path):
     """Ground truth = the float model's own top detections, so fp32 AP is high and the collapse shows."""
+    from export.test_runtime import _pseudo_ground_truth
+
     from detkit.api import load_model
     from detkit.data.coco import read_coco, write_coco
     from detkit.data.dataset import load_dataset
     from detkit.errors import DetkitError
     from detkit.evaluation.inference import predict_split
     from detkit.export.targets.int8 import export_int8
-    from export.test_runtime import _pseudo_ground_truth
 
     ckpt = _outlier_checkpoint(tmp_path / "outlier.pt", class_map)
     data = _dataset_copy(synth_dataset, tmp_path / "data")

@@ -20,8 +20,16 @@ def _pseudo_ground_truth(coco, table, per_image: int = 3):
         rows = np.flatnonzero(table.image_ids == image_id)
         for r in rows[np.argsort(-table.scores[rows])[:per_image]]:
             x, y, w, h = table.boxes[r].tolist()
-            anns.append({"id": len(anns) + 1, "image_id": int(image_id), "category_id": int(table.category_ids[r]),
-                         "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": int(image_id),
+                    "category_id": int(table.category_ids[r]),
+                    "bbox": [x, y, w, h],
+                    "area": w * h,
+                    "iscrowd": 0,
+                }
+            )
     return CocoData(images=coco.images, annotations=anns, categories=coco.categories)
 
 
@@ -36,7 +44,11 @@ def test_onnx_evaluation_equals_pytorch(synth_dataset, ckpt, export_small):
     ds = load_dataset(synth_dataset)
     split = ds.split("val")
     torch_det, onnx_det = load_model(ckpt, device="cpu"), load_model(export_small.model_path, device="cpu")
-    assert isinstance(onnx_det, OnnxDetector) and onnx_det.class_map == torch_det.class_map and onnx_det.imgsz == torch_det.imgsz
+    assert (
+        isinstance(onnx_det, OnnxDetector)
+        and onnx_det.class_map == torch_det.class_map
+        and onnx_det.imgsz == torch_det.imgsz
+    )
     assert isinstance(onnx_det, Detector) and isinstance(torch_det, Detector)
     assert (onnx_det.backend, torch_det.backend) == ("onnxruntime", "torch")
     t_table, o_table = predict_split(torch_det, split, batch_size=4), predict_split(onnx_det, split, batch_size=4)
@@ -50,7 +62,18 @@ def test_onnx_evaluation_equals_pytorch(synth_dataset, ckpt, export_small):
 
 
 def test_detkit_eval_accepts_an_onnx_model(cli, synth_dataset, export_small, tmp_path):
-    r = cli("eval", export_small.model_path, "--data", synth_dataset, "--split", "val", "--out", tmp_path, "--json", "--quiet")
+    r = cli(
+        "eval",
+        export_small.model_path,
+        "--data",
+        synth_dataset,
+        "--split",
+        "val",
+        "--out",
+        tmp_path,
+        "--json",
+        "--quiet",
+    )
     assert r.code == 0, r.text
     payload = json.loads(r.out)
     assert payload["num_images"] == 6 and payload["AP"] is not None
@@ -137,7 +160,21 @@ def test_embedded_calibrator_is_used_and_not_applied_twice(cli, export_640, cali
 def test_bench_cli_both_backends(cli, export_small, tmp_path):
     """An export remembers its source checkpoint, so the ONNX file alone benchmarks both backends."""
     out = tmp_path / "bench.json"
-    r = cli("bench", export_small.model_path, "--backends", "torch,onnxruntime", "--batch", "1,2", "--threads", "1", "--iters", "2", "--out", out, "--json")
+    r = cli(
+        "bench",
+        export_small.model_path,
+        "--backends",
+        "torch,onnxruntime",
+        "--batch",
+        "1,2",
+        "--threads",
+        "1",
+        "--iters",
+        "2",
+        "--out",
+        out,
+        "--json",
+    )
     assert r.code == 0, r.text
     payload = json.loads(r.out)
     rows = {(row["backend"], row["batch"]) for row in payload["rows"]}
@@ -182,4 +219,6 @@ def test_bench_torch_backend_of_a_lone_onnx_needs_its_checkpoint(cli, export_sma
     meta["source"]["path"] = str(tmp_path / "gone.pt")
     model.metadata_props[0].value = json.dumps(meta)
     onnx.save(model, str(lone))
-    assert_clean_error(cli("bench", lone, "--backends", "torch", "--out", tmp_path / "b.json"), "source checkpoint is not available")
+    assert_clean_error(
+        cli("bench", lone, "--backends", "torch", "--out", tmp_path / "b.json"), "source checkpoint is not available"
+    )

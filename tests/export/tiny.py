@@ -7,8 +7,14 @@ from pathlib import Path
 import numpy as np
 
 TINY_OVERRIDES = [
-    "model.encoder_dim=32", "model.encoder_ffn_dim=64", "model.hidden_dim=32", "model.num_heads=4",
-    "model.num_queries=30", "model.decoder_layers=2", "model.decoder_ffn_dim=64", "model.num_denoising=0",
+    "model.encoder_dim=32",
+    "model.encoder_ffn_dim=64",
+    "model.hidden_dim=32",
+    "model.num_heads=4",
+    "model.num_queries=30",
+    "model.decoder_layers=2",
+    "model.decoder_ffn_dim=64",
+    "model.num_denoising=0",
     "model.depth_mult=0.34",
 ]
 
@@ -18,8 +24,8 @@ def tiny_checkpoint(path: Path, class_map, imgsz: int = 96, seed: int = 0, overr
     import torch
 
     from detkit.config.recipe import resolve_recipe
-    from detkit.models.rtdetr.builder import build_model
     from detkit.models.checkpoint import save_checkpoint
+    from detkit.models.rtdetr.builder import build_model
 
     recipe = resolve_recipe("recipe:rtdetr-r18", overrides=[*TINY_OVERRIDES, f"train.imgsz={imgsz}", *overrides])
     torch.manual_seed(seed)

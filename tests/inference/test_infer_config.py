@@ -52,13 +52,28 @@ def test_points_come_from_the_v2_buffer_and_heads_from_the_rest(tmp_path):
 
 # -- Hugging Face RTDetrForObjectDetection (built offline by transformers, a dev-extra dependency) -------------------
 HF_BACKBONES = {
-    18: ({"model_type": "rt_detr_resnet", "depths": [2, 2, 2, 2], "layer_type": "basic",
-          "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64, "out_features": ["stage2", "stage3", "stage4"]},
-         [128, 256, 512]),
-    50: ({"model_type": "rt_detr_resnet", "depths": [3, 4, 6, 3], "layer_type": "bottleneck",
-          "hidden_sizes": [256, 512, 1024, 2048], "embedding_size": 64,
-          "out_features": ["stage2", "stage3", "stage4"]},
-         [512, 1024, 2048]),
+    18: (
+        {
+            "model_type": "rt_detr_resnet",
+            "depths": [2, 2, 2, 2],
+            "layer_type": "basic",
+            "hidden_sizes": [64, 128, 256, 512],
+            "embedding_size": 64,
+            "out_features": ["stage2", "stage3", "stage4"],
+        },
+        [128, 256, 512],
+    ),
+    50: (
+        {
+            "model_type": "rt_detr_resnet",
+            "depths": [3, 4, 6, 3],
+            "layer_type": "bottleneck",
+            "hidden_sizes": [256, 512, 1024, 2048],
+            "embedding_size": 64,
+            "out_features": ["stage2", "stage3", "stage4"],
+        },
+        [512, 1024, 2048],
+    ),
 }
 
 
@@ -70,18 +85,34 @@ def test_hugging_face_safetensors_rebuilds_the_writer(depth, tmp_path):
 
     backbone, in_channels = HF_BACKBONES[depth]
     torch.manual_seed(depth)
-    hf = RTDetrForObjectDetection(RTDetrConfig(
-        num_labels=80, backbone_config=backbone, encoder_in_channels=in_channels, d_model=64, encoder_hidden_dim=64,
-        encoder_ffn_dim=128, decoder_ffn_dim=96, hidden_expansion=0.5, decoder_layers=2,
-        decoder_in_channels=[64, 64, 64], freeze_backbone_batch_norms=False,
-    ))
+    hf = RTDetrForObjectDetection(
+        RTDetrConfig(
+            num_labels=80,
+            backbone_config=backbone,
+            encoder_in_channels=in_channels,
+            d_model=64,
+            encoder_hidden_dim=64,
+            encoder_ffn_dim=128,
+            decoder_ffn_dim=96,
+            hidden_expansion=0.5,
+            decoder_layers=2,
+            decoder_in_channels=[64, 64, 64],
+            freeze_backbone_batch_norms=False,
+        )
+    )
     randomise(hf, depth)
     path = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in hf.state_dict().items()}, str(path))
     det = open_detector(path, device="cpu")
     cfg = det.recipe.model
     assert (cfg.depth, cfg.encoder_dim, cfg.hidden_dim, cfg.decoder_layers, cfg.expansion, cfg.depth_mult) == (
-        depth, 64, 64, 2, 0.5, 1.0)
+        depth,
+        64,
+        64,
+        2,
+        0.5,
+        1.0,
+    )
     assert (cfg.encoder_ffn_dim, cfg.decoder_ffn_dim, cfg.num_heads, cfg.num_points) == (128, 96, 8, 4)
     assert det.class_map.names[0] == "person" and len(det.class_map) == 80
     x = torch.rand(1, 3, IMGSZ, 192, generator=torch.Generator().manual_seed(2))

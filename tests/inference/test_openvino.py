@@ -75,8 +75,12 @@ def _assert_same_outputs(ort_out, ov_out):
     for (l1, b1, s1, r1), (l2, b2, s2, r2) in zip(ort_out, ov_out):
         assert len(l1) == len(l2)
         np.testing.assert_allclose(s1, s2, rtol=0, atol=1e-4)  # both sorted by score
-        ok = ((l1[:, None] == l2[None]) & (np.abs(b1[:, None] - b2[None]).max(-1) <= 1e-3)
-              & (np.abs(s1[:, None] - s2[None]) <= 1e-4) & (np.abs(r1[:, None] - r2[None]) <= 1e-4))
+        ok = (
+            (l1[:, None] == l2[None])
+            & (np.abs(b1[:, None] - b2[None]).max(-1) <= 1e-3)
+            & (np.abs(s1[:, None] - s2[None]) <= 1e-4)
+            & (np.abs(r1[:, None] - r2[None]) <= 1e-4)
+        )
         rows, cols = linear_sum_assignment(~ok)
         assert ok[rows, cols].all(), f"{(~ok[rows, cols]).sum()} of {len(l1)} detections differ"
 
@@ -105,8 +109,21 @@ def test_openvino_detections_equal_onnxruntime(ov, request, graph, synth_dataset
 def test_eval_cli_openvino_same_ap(ov, cli, plain_onnx, synth_dataset, tmp_path):
     runs = {}
     for backend in ("onnxruntime", "openvino"):
-        r = cli("eval", plain_onnx, "--data", synth_dataset, "--split", "val", "--backend", backend,
-                "--out", tmp_path, "--name", backend, "--json")
+        r = cli(
+            "eval",
+            plain_onnx,
+            "--data",
+            synth_dataset,
+            "--split",
+            "val",
+            "--backend",
+            backend,
+            "--out",
+            tmp_path,
+            "--name",
+            backend,
+            "--json",
+        )
         assert r.code == 0, r.text
         runs[backend] = json.loads(r.out)
     ort_m, ov_m = runs["onnxruntime"], runs["openvino"]
@@ -120,8 +137,9 @@ def test_predict_cli_openvino(ov, cli, plain_onnx, synth_dataset, tmp_path):
     lines = {}
     for backend in ("onnxruntime", "openvino"):
         out = tmp_path / backend
-        r = cli("predict", plain_onnx, images, "--backend", backend, "--conf", "0.2", "--out", out, "--no-save",
-                "--json")
+        r = cli(
+            "predict", plain_onnx, images, "--backend", backend, "--conf", "0.2", "--out", out, "--no-save", "--json"
+        )
         assert r.code == 0, r.text
         assert json.loads(r.out)["backend"] == backend
         lines[backend] = [json.loads(x) for x in (out / "predictions.jsonl").read_text().splitlines()]
@@ -133,13 +151,24 @@ def test_predict_cli_openvino(ov, cli, plain_onnx, synth_dataset, tmp_path):
 def test_bench_rows_per_backend(ov, cli, plain_onnx, synth_dataset, tmp_path):
     from detkit.stages.bench import benchmark
 
-    result = benchmark(plain_onnx, backends=["onnxruntime", "openvino"], iters=1, warmup=3, threads=[1],
-                       data=synth_dataset)
+    result = benchmark(
+        plain_onnx, backends=["onnxruntime", "openvino"], iters=1, warmup=3, threads=[1], data=synth_dataset
+    )
     assert [(r.backend, r.precision) for r in result.rows] == [("onnxruntime", "fp32"), ("openvino", "fp32")]
     assert all(r.total_ms > 0 for r in result.rows)
     assert result.accuracy["openvino:fp32"]["AP"] == pytest.approx(result.accuracy["fp32"]["AP"], abs=1e-6)
-    r = cli("bench", plain_onnx, "--backends", "onnxruntime,openvino", "--iters", "1", "--threads", "1",
-            "--out", tmp_path / "bench.json")
+    r = cli(
+        "bench",
+        plain_onnx,
+        "--backends",
+        "onnxruntime,openvino",
+        "--iters",
+        "1",
+        "--threads",
+        "1",
+        "--out",
+        tmp_path / "bench.json",
+    )
     assert r.code == 0, r.text
     assert "backend" in r.out and "openvino" in r.out and "onnxruntime" in r.out
 
@@ -153,14 +182,18 @@ def test_missing_extra_is_one_line(cli, plain_onnx, synth_dataset, tmp_path, mon
         open_detector(plain_onnx, backend="openvino")
     assert e.value.message == MISSING
     out = tmp_path / "pred"
-    assert_clean_error(cli("predict", plain_onnx, synth_dataset / "images" / "val", "--backend", "openvino",
-                           "--out", out), MISSING)
+    assert_clean_error(
+        cli("predict", plain_onnx, synth_dataset / "images" / "val", "--backend", "openvino", "--out", out), MISSING
+    )
     assert not out.exists()
-    assert_clean_error(cli("eval", plain_onnx, "--data", synth_dataset, "--backend", "openvino",
-                           "--out", tmp_path, "--name", "ev"), MISSING)
+    assert_clean_error(
+        cli("eval", plain_onnx, "--data", synth_dataset, "--backend", "openvino", "--out", tmp_path, "--name", "ev"),
+        MISSING,
+    )
     assert not (tmp_path / "ev").exists()
-    assert_clean_error(cli("bench", plain_onnx, "--backends", "openvino", "--iters", "1",
-                           "--out", tmp_path / "b.json"), MISSING)
+    assert_clean_error(
+        cli("bench", plain_onnx, "--backends", "openvino", "--iters", "1", "--out", tmp_path / "b.json"), MISSING
+    )
     assert not (tmp_path / "b.json").exists()
 
 
@@ -175,5 +208,8 @@ def test_backend_needs_an_onnx_source(cli, ckpt, plain_onnx, synth_dataset, tmp_
     assert_clean_error(r, str(ckpt), "exported .onnx")
     assert len(r.err.strip().splitlines()) <= 2  # the error line and its hint, no traceback
     assert not (tmp_path / "p").exists()
-    assert_clean_error(cli("eval", plain_onnx, "--data", synth_dataset, "--backend", "tensorrt",
-                           "--out", tmp_path), "unknown backend 'tensorrt'", "openvino")
+    assert_clean_error(
+        cli("eval", plain_onnx, "--data", synth_dataset, "--backend", "tensorrt", "--out", tmp_path),
+        "unknown backend 'tensorrt'",
+        "openvino",
+    )

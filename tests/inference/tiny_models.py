@@ -13,9 +13,18 @@ IMGSZ = 160  # ≥ 300 feature tokens (400 + 100 + 25) for the 300 queries bare 
 def tiny_config(depth: int = 18, **overrides) -> ModelConfig:
     """A narrow encoder/decoder on a real PResNet backbone, with the values bare weights cannot show (8 heads,
     300 queries, last-layer eval) at their defaults, and the training flags the official recipes use per depth."""
-    kw = {"depth": depth, "freeze_stem": depth >= 50, "frozen_bn": depth >= 50, "encoder_dim": 64,
-          "encoder_ffn_dim": 128, "expansion": 0.5, "depth_mult": 1 / 3, "hidden_dim": 64, "decoder_layers": 2,
-          "decoder_ffn_dim": 96}
+    kw = {
+        "depth": depth,
+        "freeze_stem": depth >= 50,
+        "frozen_bn": depth >= 50,
+        "encoder_dim": 64,
+        "encoder_ffn_dim": 128,
+        "expansion": 0.5,
+        "depth_mult": 1 / 3,
+        "hidden_dim": 64,
+        "decoder_layers": 2,
+        "decoder_ffn_dim": 96,
+    }
     kw.update(overrides)
     return ModelConfig(**kw)
 

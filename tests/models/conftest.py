@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import pytest
 import torch
+from detkit_testing import randomise_norm_stats
 
 from detkit.models.rtdetr.config import ModelConfig
-from detkit_testing import randomise_norm_stats
 
 
 def tiny_config(**overrides) -> ModelConfig:
     """PResNet-18 with narrow encoder/decoder: the full architecture at a fraction of the cost."""
     kw = dict(
-        depth=18, freeze_stem=False, frozen_bn=False, encoder_dim=64, encoder_ffn_dim=128, expansion=0.5,
-        hidden_dim=64, num_heads=4, num_queries=30, decoder_layers=3, decoder_ffn_dim=128, num_denoising=20,
+        depth=18,
+        freeze_stem=False,
+        frozen_bn=False,
+        encoder_dim=64,
+        encoder_ffn_dim=128,
+        expansion=0.5,
+        hidden_dim=64,
+        num_heads=4,
+        num_queries=30,
+        decoder_layers=3,
+        decoder_ffn_dim=128,
+        num_denoising=20,
     )
     kw.update(overrides)
     return ModelConfig(**kw)
-
 
 
 @pytest.fixture(scope="session")

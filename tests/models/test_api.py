@@ -40,8 +40,10 @@ def run_dir(tmp_path, tiny_model, tiny_recipe):
 
 
 def test_import_detkit_stays_light():
-    code = ("import sys, detkit, detkit.inference; assert 'torch' not in sys.modules; "
-            "print(detkit.load_model.__module__, detkit.Detector.__name__, detkit.open_detector.__module__)")
+    code = (
+        "import sys, detkit, detkit.inference; assert 'torch' not in sys.modules; "
+        "print(detkit.load_model.__module__, detkit.Detector.__name__, detkit.open_detector.__module__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["detkit.api", "TorchDetector", "detkit.inference.resolve"]
 
@@ -68,8 +70,8 @@ def test_run_dir_prefers_best_and_predicts_in_pixels(run_dir, tiny_model, tmp_pa
     assert len(dets) == 2 and len(dets[0]) == 150  # top-300 over 30 queries × 5 classes = all 150 pairs
     np.testing.assert_allclose(dets[0].boxes, dets[1].boxes, atol=1e-4)
     # the same numbers as module + postprocess by hand, scaled to the 200×90 original
-    from detkit.models.postprocess import postprocess
     from detkit.data.images import to_batch
+    from detkit.models.postprocess import postprocess
 
     batch, sizes = to_batch([img], (128, 128))
     with torch.no_grad():
@@ -99,7 +101,13 @@ def test_checkpoint_file_and_class_map_safety(run_dir):
 def test_recipe_with_foreign_weights(tiny_recipe, tiny_model, tmp_path):
     sf = save_weights(tmp_path / "w.safetensors", tiny_model.state_dict())
     det = detkit.load_model(tiny_recipe, weights=sf, imgsz=64)
-    assert det.class_map.names == tuple(f"class_{i}" for i in range(5)) and det.class_map.category_ids == (0, 1, 2, 3, 4)
+    assert det.class_map.names == tuple(f"class_{i}" for i in range(5)) and det.class_map.category_ids == (
+        0,
+        1,
+        2,
+        3,
+        4,
+    )
     pth = tmp_path / "official.pth"
     torch.save({"ema": {"module": to_official(tiny_model.state_dict(), "v1")}}, pth)
     det = detkit.load_model(tiny_recipe, weights=pth, class_map=CLASSES)

@@ -17,8 +17,15 @@ CLASSES = ClassMap.from_names(["cat", "dog"])
 
 def test_round_trip(tiny_model, tmp_path):
     sd = tiny_model.state_dict()
-    path = save_checkpoint(tmp_path / "ck" / "best.pt", model=sd, class_map=CLASSES, recipe={"model": {"depth": 18}},
-                           ema=sd, epoch=3, step=120)
+    path = save_checkpoint(
+        tmp_path / "ck" / "best.pt",
+        model=sd,
+        class_map=CLASSES,
+        recipe={"model": {"depth": 18}},
+        ema=sd,
+        epoch=3,
+        step=120,
+    )
     assert [p.name for p in path.parent.iterdir()] == ["best.pt"]  # no temporary left behind
     ck = load_checkpoint(path)
     assert ck.class_map == CLASSES and ck.recipe == {"model": {"depth": 18}}

@@ -18,26 +18,38 @@ transformers = pytest.importorskip("transformers")
 
 HF_R18 = dict(
     backbone_config={
-        "model_type": "rt_detr_resnet", "depths": [2, 2, 2, 2], "layer_type": "basic",
-        "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64, "out_features": ["stage2", "stage3", "stage4"],
+        "model_type": "rt_detr_resnet",
+        "depths": [2, 2, 2, 2],
+        "layer_type": "basic",
+        "hidden_sizes": [64, 128, 256, 512],
+        "embedding_size": 64,
+        "out_features": ["stage2", "stage3", "stage4"],
     },
-    encoder_in_channels=[128, 256, 512], hidden_expansion=0.5, decoder_layers=3,
-    feat_strides=[8, 16, 32], encode_proj_layers=[2], freeze_backbone_batch_norms=False,
+    encoder_in_channels=[128, 256, 512],
+    hidden_expansion=0.5,
+    decoder_layers=3,
+    feat_strides=[8, 16, 32],
+    encode_proj_layers=[2],
+    freeze_backbone_batch_norms=False,
 )
 _LEVELS = {"feat_strides": [8, 16, 32], "encode_proj_layers": [2]}
 HF_CONFIGS = {
     "rtdetr-r18": HF_R18,
-    "rtdetr-r34": dict(
-        HF_R18, backbone_config=dict(HF_R18["backbone_config"], depths=[3, 4, 6, 3]), decoder_layers=4
-    ),
+    "rtdetr-r34": dict(HF_R18, backbone_config=dict(HF_R18["backbone_config"], depths=[3, 4, 6, 3]), decoder_layers=4),
     "rtdetr-r50": {},  # HF's default config is R50-vd
     "rtdetr-r101": dict(
         backbone_config={
-            "model_type": "rt_detr_resnet", "depths": [3, 4, 23, 3], "layer_type": "bottleneck",
-            "hidden_sizes": [256, 512, 1024, 2048], "embedding_size": 64,
+            "model_type": "rt_detr_resnet",
+            "depths": [3, 4, 23, 3],
+            "layer_type": "bottleneck",
+            "hidden_sizes": [256, 512, 1024, 2048],
+            "embedding_size": 64,
             "out_features": ["stage2", "stage3", "stage4"],
         },
-        encoder_hidden_dim=384, encoder_ffn_dim=2048, decoder_in_channels=[384, 384, 384], **_LEVELS,
+        encoder_hidden_dim=384,
+        encoder_ffn_dim=2048,
+        decoder_in_channels=[384, 384, 384],
+        **_LEVELS,
     ),
 }
 

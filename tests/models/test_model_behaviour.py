@@ -6,9 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from detkit.errors import DetkitError
-
 from detkit.config.recipe import resolve_recipe
+from detkit.errors import DetkitError
 from detkit.models.rtdetr.builder import build_model
 
 
@@ -68,7 +67,10 @@ def test_uint8_input_equals_float_and_any_multiple_of_32(tiny_model):
 
 def _targets():
     return [
-        {"labels": torch.tensor([1, 4, 0]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.2, 0.3, 0.1, 0.1], [0.7, 0.6, 0.4, 0.2]])},
+        {
+            "labels": torch.tensor([1, 4, 0]),
+            "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.2, 0.3, 0.1, 0.1], [0.7, 0.6, 0.4, 0.2]]),
+        },
         {"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)},  # background image
     ]
 
@@ -86,7 +88,10 @@ def test_train_outputs_structure_with_a_background_image(tiny_model):
     assert len(out["dn_outputs"]) == 3 and out["dn_outputs"][0]["boxes"].shape == (2, 36, 4)
     assert meta["positive_idx"][0].tolist() == [g * 6 + j for g in range(6) for j in range(3)]
     assert meta["positive_idx"][1].numel() == 0
-    loss = sum(o["logits"].sum() + o["boxes"].sum() for o in [out, *out["aux_outputs"], *out["enc_outputs"], *out["dn_outputs"]])
+    loss = sum(
+        o["logits"].sum() + o["boxes"].sum()
+        for o in [out, *out["aux_outputs"], *out["enc_outputs"], *out["dn_outputs"]]
+    )
     loss.backward()
     assert model.decoder.enc_score_head.weight.grad is not None
     assert model.decoder.denoising_class_embed.weight.grad[5].abs().sum() == 0  # padding row never learns

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from detkit.errors import DetkitError
-from detkit.models.rtdetr.builder import build_model
 from detkit.models.checkpoint import read_weights
+from detkit.models.rtdetr.builder import build_model
 from detkit.models.rtdetr.convert_weights import detect_layout, load_into, to_official
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from detkit.data.images import load_image, resize_image, to_batch
 from detkit.errors import DetkitError
 from detkit.models.postprocess import postprocess
-from detkit.data.images import load_image, resize_image, to_batch
 
 
 def _logit(p):

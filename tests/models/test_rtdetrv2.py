@@ -28,9 +28,18 @@ from detkit.models.rtdetr.convert_weights import (
 from detkit.models.rtdetr.infer_config import infer_model_config
 
 TINY = {
-    "depth": 18, "freeze_stem": False, "frozen_bn": False, "encoder_dim": 64, "encoder_ffn_dim": 128,
-    "expansion": 0.5, "hidden_dim": 64, "num_heads": 4, "num_queries": 30, "decoder_layers": 2,
-    "decoder_ffn_dim": 128, "num_denoising": 20,
+    "depth": 18,
+    "freeze_stem": False,
+    "frozen_bn": False,
+    "encoder_dim": 64,
+    "encoder_ffn_dim": 128,
+    "expansion": 0.5,
+    "hidden_dim": 64,
+    "num_heads": 4,
+    "num_queries": 30,
+    "decoder_layers": 2,
+    "decoder_ffn_dim": 128,
+    "num_denoising": 20,
 }
 DEIM = {"activation": "silu", "query_pos_method": "as_reg"}
 ALL_OPTIONS = dict(num_points=[2, 6, 4], cross_attn_method="discrete", **DEIM)
@@ -119,8 +128,12 @@ def test_silu_and_as_reg_change_activations_and_the_query_position_head():
     relu, deim = build(tiny()), build(tiny(**DEIM))
     assert [tuple(lin.weight.shape) for lin in relu.decoder.query_pos_head.layers] == [(128, 4), (64, 128)]
     assert [tuple(lin.weight.shape) for lin in deim.decoder.query_pos_head.layers] == [(64, 4), (64, 64), (64, 64)]
-    acts = [deim.decoder.decoder.layers[0].activation, deim.decoder.query_pos_head.act,
-            deim.decoder.enc_bbox_head.act, deim.decoder.dec_bbox_head[1].act]
+    acts = [
+        deim.decoder.decoder.layers[0].activation,
+        deim.decoder.query_pos_head.act,
+        deim.decoder.enc_bbox_head.act,
+        deim.decoder.dec_bbox_head[1].act,
+    ]
     assert all(isinstance(a, torch.nn.SiLU) for a in acts)
     assert isinstance(relu.decoder.dec_bbox_head[0].act, torch.nn.ReLU)
     silu_only = build(tiny(activation="silu"))
@@ -134,9 +147,17 @@ def test_silu_and_as_reg_change_activations_and_the_query_position_head():
 # -- recipe values --------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("num_points", [4, 4]), ("num_points", 0), ("num_points", [4, 0, 4]), ("num_points", "four"),
-     ("num_points", True), ("num_points", [4.5, 4, 4]), ("cross_attn_method", "nearest"), ("activation", "gelu"),
-     ("query_pos_method", "reg")],
+    [
+        ("num_points", [4, 4]),
+        ("num_points", 0),
+        ("num_points", [4, 0, 4]),
+        ("num_points", "four"),
+        ("num_points", True),
+        ("num_points", [4.5, 4, 4]),
+        ("cross_attn_method", "nearest"),
+        ("activation", "gelu"),
+        ("query_pos_method", "reg"),
+    ],
 )
 def test_bad_values_give_one_error_naming_the_field(field, value):
     with pytest.raises(ValidationError) as e:
@@ -145,9 +166,15 @@ def test_bad_values_give_one_error_naming_the_field(field, value):
 
 
 def test_recipe_overrides_take_the_options_and_name_a_bad_one():
-    recipe = resolve_recipe("recipe:rtdetr-r18", overrides=[
-        "model.num_points=[3,6,3]", "model.cross_attn_method=discrete", "model.activation=silu",
-        "model.query_pos_method=as_reg"])
+    recipe = resolve_recipe(
+        "recipe:rtdetr-r18",
+        overrides=[
+            "model.num_points=[3,6,3]",
+            "model.cross_attn_method=discrete",
+            "model.activation=silu",
+            "model.query_pos_method=as_reg",
+        ],
+    )
     assert recipe.model.points_per_level() == [3, 6, 3] and recipe.model.cross_attn_method == "discrete"
     assert resolve_recipe("recipe:rtdetr-r18").model.points_per_level() == [4, 4, 4]
     with pytest.raises(DetkitError, match=r"model\.num_points: must be a positive integer or a list of 3"):
@@ -167,7 +194,11 @@ def test_official_v2_round_trip_with_every_option(tmp_path):
 
     inferred = infer_model_config(sd)  # what the shapes and buffers show
     assert (inferred.num_points, inferred.num_heads, inferred.query_pos_method, inferred.activation) == (
-        [2, 6, 4], 4, "as_reg", "silu")
+        [2, 6, 4],
+        4,
+        "as_reg",
+        "silu",
+    )
     assert inferred.cross_attn_method == "default"  # invisible in the weights: the recipe must say so
     fresh = build_model(inferred.model_copy(update={"cross_attn_method": "discrete", "num_queries": 30}), 5).eval()
     conv = load_into(fresh, sd, source="rtdetrv2.pth")
@@ -180,8 +211,11 @@ def test_official_v2_round_trip_with_every_option(tmp_path):
 
 def test_weights_with_other_points_per_level_are_refused_by_name():
     sd = to_official(build(tiny(num_points=[3, 6, 3])).state_dict(), "v2", num_points=[3, 6, 3])
-    with pytest.raises(DetkitError, match=r"w\.pth: weights sample \[3, 6, 3\] points per level but the model "
-                                          r"\[4, 4, 4\]") as e:
+    with pytest.raises(
+        DetkitError,
+        match=r"w\.pth: weights sample \[3, 6, 3\] points per level but the model "
+        r"\[4, 4, 4\]",
+    ) as e:
         load_into(build_model(tiny(), 5), sd, source="w.pth")
     assert "model.num_points=[3, 6, 3]" in e.value.hint
     sd["decoder.decoder.layers.1.cross_attn.num_points_scale"] = torch.full((12,), 0.25)
@@ -202,13 +236,29 @@ def hf_config(**overrides):
     return RTDetrV2Config(
         num_labels=5,
         backbone_config={
-            "model_type": "rt_detr_resnet", "depths": [2, 2, 2, 2], "layer_type": "basic",
-            "hidden_sizes": [64, 128, 256, 512], "embedding_size": 64, "out_features": ["stage2", "stage3", "stage4"],
+            "model_type": "rt_detr_resnet",
+            "depths": [2, 2, 2, 2],
+            "layer_type": "basic",
+            "hidden_sizes": [64, 128, 256, 512],
+            "embedding_size": 64,
+            "out_features": ["stage2", "stage3", "stage4"],
         },
-        freeze_backbone_batch_norms=False, encoder_in_channels=[128, 256, 512], feat_strides=[8, 16, 32],
-        encode_proj_layers=[2], encoder_hidden_dim=64, encoder_ffn_dim=128, encoder_attention_heads=4,
-        hidden_expansion=0.5, d_model=64, decoder_in_channels=[64, 64, 64], decoder_ffn_dim=128,
-        decoder_attention_heads=4, decoder_layers=2, num_queries=30, num_denoising=20, **overrides,
+        freeze_backbone_batch_norms=False,
+        encoder_in_channels=[128, 256, 512],
+        feat_strides=[8, 16, 32],
+        encode_proj_layers=[2],
+        encoder_hidden_dim=64,
+        encoder_ffn_dim=128,
+        encoder_attention_heads=4,
+        hidden_expansion=0.5,
+        d_model=64,
+        decoder_in_channels=[64, 64, 64],
+        decoder_ffn_dim=128,
+        decoder_attention_heads=4,
+        decoder_layers=2,
+        num_queries=30,
+        num_denoising=20,
+        **overrides,
     )
 
 
@@ -259,7 +309,8 @@ def hf_model(case: str, seed: int):
                 m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
         for layer in hf.model.decoder.layers:  # offsets that depend on the query
             layer.encoder_attn.sampling_offsets.weight.copy_(
-                torch.randn(layer.encoder_attn.sampling_offsets.weight.shape, generator=g) * 0.05)
+                torch.randn(layer.encoder_attn.sampling_offsets.weight.shape, generator=g) * 0.05
+            )
         hf.model.enc_output[0].bias.zero_()  # border tokens (memory zeroed) score the prior, below real tokens
         hf.model.enc_output[1].bias.zero_()
     return hf, tiny(**ours_kw.get(case, {}))
@@ -343,9 +394,17 @@ def test_discrete_sampling_exports_to_onnx_without_grid_sample(tmp_path):
     from detkit.data.synth import synth_class_map
     from detkit.export import export_onnx
 
-    ckpt = tiny_checkpoint(tmp_path / "tiny.pt", synth_class_map(), imgsz=64,
-                           overrides=["model.cross_attn_method=discrete", "model.num_points=[2,4,2]",
-                                      "model.activation=silu", "model.query_pos_method=as_reg"])
+    ckpt = tiny_checkpoint(
+        tmp_path / "tiny.pt",
+        synth_class_map(),
+        imgsz=64,
+        overrides=[
+            "model.cross_attn_method=discrete",
+            "model.num_points=[2,4,2]",
+            "model.activation=silu",
+            "model.query_pos_method=as_reg",
+        ],
+    )
     result = export_onnx(ckpt, tmp_path / "model.onnx")  # verified against PyTorch with onnxruntime
     ops = {node.op_type for node in onnx.load(str(result.model_path)).graph.node}
     assert "GridSample" not in ops and "GatherElements" in ops
@@ -353,7 +412,8 @@ def test_discrete_sampling_exports_to_onnx_without_grid_sample(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     session = ort.InferenceSession(str(result.model_path), providers=["CPUExecutionProvider"])
     image = (textured((64, 64), 4) * 255).to(torch.uint8).numpy()
-    labels, boxes, scores = session.run(["labels", "boxes", "scores"], {
-        "images": image, "orig_sizes": torch.tensor([[640, 480]]).numpy()})
+    labels, boxes, scores = session.run(
+        ["labels", "boxes", "scores"], {"images": image, "orig_sizes": torch.tensor([[640, 480]]).numpy()}
+    )
     assert boxes.shape[:2] == scores.shape == labels.shape and scores.shape[1] > 0
     assert bool((boxes[..., 2:] >= boxes[..., :2]).all()) and float(scores.max()) <= 1.0  # xyxy pixels, scores

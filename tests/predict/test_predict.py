@@ -18,13 +18,21 @@ def test_folder_with_broken_files_is_processed_and_reported(cli, ckpt, media, tm
     r = cli("predict", ckpt, media, "--out", out, "--conf", "0", "--batch", "2", "--json")
     assert r.code == 0, r.text
     payload = json.loads(r.out)
-    assert payload["backend"] == "torch" and payload["images"] == 2 and payload["videos"] == 1 and payload["frames"] == 3
+    assert (
+        payload["backend"] == "torch" and payload["images"] == 2 and payload["videos"] == 1 and payload["frames"] == 3
+    )
     skipped = {s["source"].split("/")[-1]: s["reason"] for s in payload["skipped"]}
     assert set(skipped) == {"broken.jpg", "broken.mp4"}
     assert "cannot decode image" in skipped["broken.jpg"]
     assert "broken.jpg" in r.err and "broken.mp4" in r.err  # warned on the terminal too
     lines = _lines(out / "predictions.jsonl")
-    assert [(line["source"].split("/")[-1], line["frame"]) for line in lines] == [("a.jpg", None), ("b.png", None), ("clip.mp4", 0), ("clip.mp4", 1), ("clip.mp4", 2)]
+    assert [(line["source"].split("/")[-1], line["frame"]) for line in lines] == [
+        ("a.jpg", None),
+        ("b.png", None),
+        ("clip.mp4", 0),
+        ("clip.mp4", 1),
+        ("clip.mp4", 2),
+    ]
     assert (lines[1]["width"], lines[1]["height"]) == (50, 90)
     dets = [d for line in lines for d in line["detections"]]
     assert dets and sum(len(line["detections"]) for line in lines) == payload["detections"]
@@ -91,12 +99,15 @@ def test_bad_inputs(cli, ckpt, media, tmp_path, args, needle):
 
 
 def test_calibrator_for_other_classes_is_refused(cli, ckpt, media, tmp_path):
-    from detkit.calibration.io import save_calibrator
-    from detkit.data.classmap import ClassMap
     from export.tiny import tiny_calibrator
 
+    from detkit.calibration.io import save_calibrator
+    from detkit.data.classmap import ClassMap
+
     other = save_calibrator(tiny_calibrator(ClassMap.from_names(["cat", "dog"])), tmp_path / "other.json")
-    assert_clean_error(cli("predict", ckpt, media / "a.jpg", "--calibrator", other, "--out", tmp_path / "o"), "other.json", "2 classes")
+    assert_clean_error(
+        cli("predict", ckpt, media / "a.jpg", "--calibrator", other, "--out", tmp_path / "o"), "other.json", "2 classes"
+    )
 
 
 def test_output_folder_is_not_overwritten(cli, ckpt, media, tmp_path):

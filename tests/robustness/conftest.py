@@ -23,7 +23,9 @@ class DegradingOracle:
         coco = json.loads(Path(annotations).read_text())
         self.class_map = class_map
         self.clean = {
-            im["id"]: cv2.cvtColor(cv2.imread(str(Path(images_dir) / im["file_name"])), cv2.COLOR_BGR2RGB).astype(np.float32)
+            im["id"]: cv2.cvtColor(cv2.imread(str(Path(images_dir) / im["file_name"])), cv2.COLOR_BGR2RGB).astype(
+                np.float32
+            )
             for im in coco["images"]
         }
         self.boxes: dict[int, list[tuple[int, list[float]]]] = {}

@@ -24,14 +24,26 @@ def _case(seed: int, shift: float):
         for _ in range(3):
             x, y = rng.uniform(0, 60, 2)
             cat = int(rng.integers(1, 3))
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": cat, "bbox": [x, y, 30, 30], "area": 900.0,
-                         "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": cat,
+                    "bbox": [x, y, 30, 30],
+                    "area": 900.0,
+                    "iscrowd": 0,
+                }
+            )
             rows.append((i, cat, [x + shift * rng.random(), y, 30, 30], rng.uniform(0.7, 1.0)))
         for _ in range(10):  # background queries
             rows.append((i, int(rng.integers(1, 3)), [*rng.uniform(0, 80, 2), 15, 15], rng.uniform(0.0, 0.6)))
     gt = CocoData(images=images, annotations=anns, categories=cm.to_coco_categories())
-    dets = DetectionTable(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]),
-                          np.array([r[2] for r in rows], dtype=float), np.array([r[3] for r in rows]))
+    dets = DetectionTable(
+        np.array([r[0] for r in rows]),
+        np.array([r[1] for r in rows]),
+        np.array([r[2] for r in rows], dtype=float),
+        np.array([r[3] for r in rows]),
+    )
     return cm, gt, dets
 
 
@@ -50,15 +62,38 @@ def test_the_fitted_calibrator_is_applied_unchanged_and_helps_under_a_mild_shift
 
 def _result(with_calibrator: bool):
     cal = {"d_ece": 0.05, "la_ece_0": 0.04} if with_calibrator else None
-    entry = lambda r: {"raw": {"d_ece": r, "la_ece_0": r / 2}, "calibrated": cal,  # noqa: E731
-                       "num_detections": 10, "num_operating": 5}
+    entry = lambda r: {
+        "raw": {"d_ece": r, "la_ece_0": r / 2},
+        "calibrated": cal,  # noqa: E731
+        "num_detections": 10,
+        "num_operating": 5,
+    }
     return {
-        "calibration": {"settings": {"d_ece": "D-ECE protocol", "la_ece_0": "LaECE_0 protocol"},
-                        "calibrator": with_calibrator, "clean": entry(0.1)},
-        "coco_o": {"root": "r", "domains": {"sketch": {"AP": 1.0, "AP50": 2.0, "relative_drop": 5.0, "images": 1,
-                                                       "boxes": 1, "calibration": entry(0.3)}},
-                   "mAP_O": 1.0, "clean_AP": 2.0, "relative_drop": 50.0, "effective_robustness": 0.1, "er_slope": 0.45,
-                   "matches_coco_o_totals": False, "missing_coco_o_domains": []},
+        "calibration": {
+            "settings": {"d_ece": "D-ECE protocol", "la_ece_0": "LaECE_0 protocol"},
+            "calibrator": with_calibrator,
+            "clean": entry(0.1),
+        },
+        "coco_o": {
+            "root": "r",
+            "domains": {
+                "sketch": {
+                    "AP": 1.0,
+                    "AP50": 2.0,
+                    "relative_drop": 5.0,
+                    "images": 1,
+                    "boxes": 1,
+                    "calibration": entry(0.3),
+                }
+            },
+            "mAP_O": 1.0,
+            "clean_AP": 2.0,
+            "relative_drop": 50.0,
+            "effective_robustness": 0.1,
+            "er_slope": 0.45,
+            "matches_coco_o_totals": False,
+            "missing_coco_o_domains": [],
+        },
         "coco_c": None,
         "plots": {"calibration": "plots/robustness_calibration.png"},
     }

@@ -68,7 +68,11 @@ def test_an_interrupted_render_resumes_only_the_missing_pieces(synth, oracle, re
     result = run(oracle, synth, tmp_path / "cache")
     assert len(calls) == 3 * 6
     assert result["coco_c"]["cache"]["reused"] == [["gaussian_noise", 1]]
-    assert sorted(map(tuple, result["coco_c"]["cache"]["rendered"])) == [("defocus_blur", 1), ("defocus_blur", 5), ("gaussian_noise", 5)]
+    assert sorted(map(tuple, result["coco_c"]["cache"]["rendered"])) == [
+        ("defocus_blur", 1),
+        ("defocus_blur", 5),
+        ("gaussian_noise", 5),
+    ]
 
 
 def test_concurrent_runs_on_one_cache_render_each_folder_once(synth, renders, tmp_path):
@@ -97,7 +101,9 @@ def test_cached_images_are_the_seeded_corruptions_of_the_originals(synth, oracle
     coco = json.loads(split.annotations.read_text())
     im = coco["images"][2]
     clean = cv2.cvtColor(cv2.imread(str(split.images / im["file_name"])), cv2.COLOR_BGR2RGB)
-    cached = cv2.cvtColor(cv2.imread(f"{result['coco_c']['cache']['dir']}/gaussian_noise/s3/{im['id']}.png"), cv2.COLOR_BGR2RGB)
+    cached = cv2.cvtColor(
+        cv2.imread(f"{result['coco_c']['cache']['dir']}/gaussian_noise/s3/{im['id']}.png"), cv2.COLOR_BGR2RGB
+    )
     expected = corrupt(clean, "gaussian_noise", 3, coco_c.image_seed(4, "gaussian_noise", 3, im["id"]))
     assert np.array_equal(cached, expected)
 
@@ -108,7 +114,9 @@ def test_mpc_rpc_heatmap_and_report(synth, oracle, tmp_path):
     cells = [c["AP"][name][str(s)] for name in CORRUPTIONS for s in SEVERITIES]
     assert c["mPC"] == pytest.approx(np.mean(cells))
     assert c["rPC"] == pytest.approx(c["mPC"] / 100.0 * 100.0)
-    assert c["mean_AP_per_corruption"]["gaussian_noise"] == pytest.approx(np.mean([c["AP"]["gaussian_noise"]["1"], c["AP"]["gaussian_noise"]["5"]]))
+    assert c["mean_AP_per_corruption"]["gaussian_noise"] == pytest.approx(
+        np.mean([c["AP"]["gaussian_noise"]["1"], c["AP"]["gaussian_noise"]["5"]])
+    )
     assert c["AP"]["gaussian_noise"]["5"] < c["AP"]["gaussian_noise"]["1"] < 100.0  # stronger noise, lower AP
     assert c["complete_benchmark"] is False
     assert (tmp_path / "eval" / "plots" / "robustness_coco_c.png").stat().st_size > 1000
@@ -119,7 +127,15 @@ def test_mpc_rpc_heatmap_and_report(synth, oracle, tmp_path):
 
 
 def test_both_suites_together_in_the_report(synth, oracle, tmp_path):
-    result = run(oracle, synth, tmp_path / "cache", coco_o_root=synth.root, corruptions="fog", severities="2", out_dir=tmp_path / "eval")
+    result = run(
+        oracle,
+        synth,
+        tmp_path / "cache",
+        coco_o_root=synth.root,
+        corruptions="fog",
+        severities="2",
+        out_dir=tmp_path / "eval",
+    )
     md = robustness_markdown(result)
     assert "### COCO-O" in md and "### COCO-C" in md and "Effective robustness ER =" in md
     assert set(result["plots"]) == {"coco_o", "coco_c"}

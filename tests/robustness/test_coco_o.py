@@ -70,7 +70,9 @@ def test_category_ids_must_match_the_model(tmp_path, oracle):
 
 
 def test_every_domain_is_scored_and_summarised_exactly(synth, oracle, tmp_path):
-    result = run_robustness(oracle, clean_ap=1.0, dataset_or_split=None, coco_o_root=synth.root, out_dir=tmp_path / "eval")
+    result = run_robustness(
+        oracle, clean_ap=1.0, dataset_or_split=None, coco_o_root=synth.root, out_dir=tmp_path / "eval"
+    )
     o = result["coco_o"]
     assert result["coco_c"] is None and result["clean_AP"] == 100.0
     assert list(o["domains"]) == list(COCO_O_DOMAINS)

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from detkit.errors import DetkitError
-from detkit.evaluation.robustness.corruptions import BENCHMARK, GROUPS, SEVERITIES, corrupt, resolve_corruptions, resolve_severities
+from detkit.evaluation.robustness.corruptions import (
+    BENCHMARK,
+    GROUPS,
+    SEVERITIES,
+    corrupt,
+    resolve_corruptions,
+    resolve_severities,
+)
 from detkit.evaluation.robustness.textures import frost_texture, plasma_fractal
 
 
@@ -69,7 +76,16 @@ def test_corruption_is_deterministic_given_a_seed_and_works_on_any_size(name):
 
 
 def test_random_corruptions_differ_between_seeds():
-    for name in ("gaussian_noise", "shot_noise", "impulse_noise", "glass_blur", "snow", "frost", "fog", "elastic_transform"):
+    for name in (
+        "gaussian_noise",
+        "shot_noise",
+        "impulse_noise",
+        "glass_blur",
+        "snow",
+        "frost",
+        "fog",
+        "elastic_transform",
+    ):
         assert not np.array_equal(corrupt(IMG, name, 3, seed=0), corrupt(IMG, name, 3, seed=1)), name
 
 

@@ -47,8 +47,10 @@ class BlobDetector:
         return out
 
     def predict_table(self, images, image_ids, conf: float = 0.0) -> DetectionTable:
-        return DetectionTable.concat(DetectionTable.from_xyxy(int(i), d.boxes, d.scores, d.category_ids)
-                                     for i, d in zip(image_ids, self.predict(images, conf)))
+        return DetectionTable.concat(
+            DetectionTable.from_xyxy(int(i), d.boxes, d.scores, d.category_ids)
+            for i, d in zip(image_ids, self.predict(images, conf))
+        )
 
 
 def squares_image(hw=(256, 256), seed: int = 0, n: int = 12, sizes=(6, 14), fixed=()):
@@ -59,18 +61,18 @@ def squares_image(hw=(256, 256), seed: int = 0, n: int = 12, sizes=(6, 14), fixe
     taken = np.zeros(hw, bool)
     boxes, labels = [], []
     for x, y, s, lab in fixed:
-        taken[y:y + s, x:x + s] = True
-        img[y:y + s, x:x + s] = COLOURS[lab]
+        taken[y : y + s, x : x + s] = True
+        img[y : y + s, x : x + s] = COLOURS[lab]
         boxes.append([x, y, x + s, y + s])
         labels.append(lab)
     while len(boxes) < n:
         s = int(rng.integers(sizes[0], sizes[1] + 1))
         x, y = int(rng.integers(0, hw[1] - s)), int(rng.integers(0, hw[0] - s))
-        if taken[max(y - 2, 0):y + s + 2, max(x - 2, 0):x + s + 2].any():
+        if taken[max(y - 2, 0) : y + s + 2, max(x - 2, 0) : x + s + 2].any():
             continue
-        taken[y:y + s, x:x + s] = True
+        taken[y : y + s, x : x + s] = True
         lab = int(rng.integers(2))
-        img[y:y + s, x:x + s] = COLOURS[lab]
+        img[y : y + s, x : x + s] = COLOURS[lab]
         boxes.append([x, y, x + s, y + s])
         labels.append(lab)
     return img, np.asarray(boxes, np.float32), np.asarray(labels, np.int64)

@@ -30,10 +30,16 @@ def _sorted(boxes: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
 # --------------------------------------------------------------------------------------------------------- tiling
 
 
-@pytest.mark.parametrize("image_hw, slice_hw, overlap", [
-    ((256, 256), (64, 64), 0.25), ((300, 200), (64, 96), 0.2), ((100, 130), (100, 40), 0.0), ((64, 64), (64, 64), 0.5),
-    ((97, 61), (13, 7), 0.9),
-])
+@pytest.mark.parametrize(
+    "image_hw, slice_hw, overlap",
+    [
+        ((256, 256), (64, 64), 0.25),
+        ((300, 200), (64, 96), 0.2),
+        ((100, 130), (100, 40), 0.0),
+        ((64, 64), (64, 64), 0.5),
+        ((97, 61), (13, 7), 0.9),
+    ],
+)
 def test_tiles_cover_the_image_with_the_overlap(image_hw, slice_hw, overlap):
     tiles = tile_grid(image_hw, slice_hw, overlap)
     assert (tiles[:, 2] - tiles[:, 0] == slice_hw[1]).all() and (tiles[:, 3] - tiles[:, 1] == slice_hw[0]).all()
@@ -108,11 +114,20 @@ def test_raw_scores_follow_their_boxes_through_the_merge():
 # ----------------------------------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("slice_hw, overlap, param", [
-    ((0, 64), 0.2, "slice_hw"), ((64, -8), 0.2, "slice_hw"), ((64,), 0.2, "slice_hw"), ((64, 6.5), 0.2, "slice_hw"),
-    ("64", 0.2, "slice_hw"), (None, 0.2, "slice_hw"), ((64, 64), 1.0, "overlap"), ((64, 64), -0.1, "overlap"),
-    ((64, 64), float("nan"), "overlap"),
-])
+@pytest.mark.parametrize(
+    "slice_hw, overlap, param",
+    [
+        ((0, 64), 0.2, "slice_hw"),
+        ((64, -8), 0.2, "slice_hw"),
+        ((64,), 0.2, "slice_hw"),
+        ((64, 6.5), 0.2, "slice_hw"),
+        ("64", 0.2, "slice_hw"),
+        (None, 0.2, "slice_hw"),
+        ((64, 64), 1.0, "overlap"),
+        ((64, 64), -0.1, "overlap"),
+        ((64, 64), float("nan"), "overlap"),
+    ],
+)
 def test_bad_settings_name_the_parameter(slice_hw, overlap, param):
     with pytest.raises(SlicingError) as e:
         check_slicing(slice_hw, overlap)
@@ -141,8 +156,16 @@ def _write_squares_dataset(root, n=3, hw=(192, 192)):
         cv2.imwrite(str(root / "images" / "val" / f"sq{i}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         images.append({"id": i, "file_name": f"sq{i}.png", "width": hw[1], "height": hw[0]})
         for b, lab in zip(boxes.tolist(), labels.tolist()):
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": lab + 1, "iscrowd": 0,
-                         "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "area": (b[2] - b[0]) * (b[3] - b[1])})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": lab + 1,
+                    "iscrowd": 0,
+                    "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                    "area": (b[2] - b[0]) * (b[3] - b[1]),
+                }
+            )
     coco = {"images": images, "annotations": anns, "categories": class_map.to_coco_categories()}
     (root / "annotations" / "val.json").write_text(json.dumps(coco))
     spec = dataset_yaml_dict("squares", class_map, {"val": ("images/val", "annotations/val.json")})
@@ -160,8 +183,9 @@ def test_eval_with_slicing_writes_the_same_layout_and_finds_the_small_objects(tm
 
     data = _write_squares_dataset(tmp_path / "squares")
     plain = evaluate(BlobDetector(imgsz=64, min_px=4), data, out=tmp_path / "eval", name="plain")
-    sliced = evaluate(BlobDetector(imgsz=64, min_px=4), data, out=tmp_path / "eval", name="sliced",
-                      slice_hw=(64, 64), overlap=0.25)
+    sliced = evaluate(
+        BlobDetector(imgsz=64, min_px=4), data, out=tmp_path / "eval", name="sliced", slice_hw=(64, 64), overlap=0.25
+    )
     assert _files(plain.dir) == _files(sliced.dir)
     assert plain.metrics["AP"] == 0.0 and sliced.metrics["AP"] > 0.99 and sliced.metrics["APs"] > 0.99
     meta = json.loads((sliced.dir / "metrics.json").read_text())
@@ -184,27 +208,58 @@ def test_eval_refuses_a_slice_larger_than_an_image_before_running(tmp_path):
 
 def test_cli_predict_and_eval_with_slicing(cli, tiny_ckpt, synth_dataset, tmp_path):
     images = [synth_dataset / "images" / "test" / f"00000{i}.jpg" for i in (1, 2)]
-    r = cli("predict", tiny_ckpt, *images, "--out", tmp_path / "pred", "--slice", 64, 48, "--overlap", 0.3,
-            "--conf", 0.0, "--no-save", "--json")
+    r = cli(
+        "predict",
+        tiny_ckpt,
+        *images,
+        "--out",
+        tmp_path / "pred",
+        "--slice",
+        64,
+        48,
+        "--overlap",
+        0.3,
+        "--conf",
+        0.0,
+        "--no-save",
+        "--json",
+    )
     assert r.code == 0, r.text
     out = json.loads(r.out)
     assert out["images"] == 2
     lines = [json.loads(x) for x in (tmp_path / "pred" / "predictions.jsonl").read_text().splitlines()]
     assert len(lines) == 2 and all(0 < len(x["detections"]) <= 300 for x in lines)
-    r = cli("eval", tiny_ckpt, "--data", synth_dataset, "--split", "test", "--slice", 64, 64, "--out", tmp_path,
-            "--name", "ev", "--json")
+    r = cli(
+        "eval",
+        tiny_ckpt,
+        "--data",
+        synth_dataset,
+        "--split",
+        "test",
+        "--slice",
+        64,
+        64,
+        "--out",
+        tmp_path,
+        "--name",
+        "ev",
+        "--json",
+    )
     assert r.code == 0, r.text
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["slicing"]["slice_hw"] == [64, 64]
 
 
-@pytest.mark.parametrize("args, message, hint", [
-    (["--slice", 0, 64], "slice_hw must be two positive integers", "--slice takes the tile height and width"),
-    (["--slice", 64, -64], "slice_hw must be two positive integers", "--slice takes"),
-    (["--slice", 64, 64, "--overlap", 1], "overlap must be a fraction in [0, 1), got 1.0", "--overlap takes"),
-    (["--slice", 64, 64, "--overlap", -0.5], "overlap must be a fraction in [0, 1)", "--overlap takes"),
-    (["--overlap", 0.3], "--overlap only applies with --slice", "add --slice H W"),
-    (["--slice", 128, 128], "slice_hw 128×128 is larger than", "(--slice H W)"),
-])
+@pytest.mark.parametrize(
+    "args, message, hint",
+    [
+        (["--slice", 0, 64], "slice_hw must be two positive integers", "--slice takes the tile height and width"),
+        (["--slice", 64, -64], "slice_hw must be two positive integers", "--slice takes"),
+        (["--slice", 64, 64, "--overlap", 1], "overlap must be a fraction in [0, 1), got 1.0", "--overlap takes"),
+        (["--slice", 64, 64, "--overlap", -0.5], "overlap must be a fraction in [0, 1)", "--overlap takes"),
+        (["--overlap", 0.3], "--overlap only applies with --slice", "add --slice H W"),
+        (["--slice", 128, 128], "slice_hw 128×128 is larger than", "(--slice H W)"),
+    ],
+)
 @pytest.mark.parametrize("command", ["predict", "eval"])
 def test_cli_bad_slicing_is_one_line(cli, tiny_ckpt, synth_dataset, tmp_path, command, args, message, hint):
     if command == "predict":

@@ -22,7 +22,7 @@ def test_small_variant_is_many_small_objects_and_reproducible(tmp_path):
     assert (counts >= 15).all() and (counts <= SMALL.max_objects).all()  # a few may not find room at 192 px
     wh = np.array([x["bbox"][2:] for x in coco["annotations"]])
     assert wh.max() <= SMALL.size_px[1] + 2 and np.median(wh.max(axis=1)) >= SMALL.size_px[0]
-    assert (wh.prod(axis=1) < 32 ** 2).mean() > 0.95  # COCO "small"
+    assert (wh.prod(axis=1) < 32**2).mean() > 0.95  # COCO "small"
 
 
 def test_cli_small_defaults_and_refusal(cli, tmp_path):

@@ -12,13 +12,26 @@ from detkit.cli.ui import UI
 
 @app.command("convert")
 def convert(
-    src: Path = typer.Argument(..., help="Source dataset: dataset.yaml, COCO JSON or folder, YOLO data.yaml or folder, VOC folder, or a FiftyOne dataset folder."),
+    src: Path = typer.Argument(
+        ...,
+        help="Source dataset: dataset.yaml, COCO JSON or folder, YOLO data.yaml or folder, VOC folder, or a FiftyOne dataset folder.",
+    ),
     out: Path = typer.Argument(..., help="Output folder (must not exist or be empty unless --overwrite)."),
-    to: str = typer.Option("coco", "--to", help="coco (detkit dataset.yaml layout) | yolo | voc | fiftyone:<TYPE> (e.g. fiftyone:CVATImageDataset)."),
+    to: str = typer.Option(
+        "coco",
+        "--to",
+        help="coco (detkit dataset.yaml layout) | yolo | voc | fiftyone:<TYPE> (e.g. fiftyone:CVATImageDataset).",
+    ),
     src_format: str = typer.Option("auto", "--from", help="auto | coco | yolo | voc | fiftyone:<TYPE>."),
-    images: Path | None = typer.Option(None, "--images", help="Image folder of a plain COCO JSON source (guessed when left out)."),
-    classes: str | None = typer.Option(None, "--classes", help="Comma-separated class order for VOC sources (objects of other classes are errors)."),
-    link: bool = typer.Option(False, "--link", help="Hard-link images instead of copying them (falls back to copying)."),
+    images: Path | None = typer.Option(
+        None, "--images", help="Image folder of a plain COCO JSON source (guessed when left out)."
+    ),
+    classes: str | None = typer.Option(
+        None, "--classes", help="Comma-separated class order for VOC sources (objects of other classes are errors)."
+    ),
+    link: bool = typer.Option(
+        False, "--link", help="Hard-link images instead of copying them (falls back to copying)."
+    ),
     skip_invalid: bool = typer.Option(
         False,
         "--skip-invalid",
@@ -39,11 +52,20 @@ def convert(
     class_list = [c.strip() for c in classes.split(",") if c.strip()] if classes else None
     with ui.progress():
         result = convert_dataset(
-            src, out, to=to, src_format=src_format, images=images, classes=class_list, overwrite=overwrite, link=link,
+            src,
+            out,
+            to=to,
+            src_format=src_format,
+            images=images,
+            classes=class_list,
+            overwrite=overwrite,
+            link=link,
             skip_invalid=skip_invalid,
         )
     rows = [(s, v["images"], v["boxes"]) for s, v in result.splits.items()]
-    ui.table(f"{result.src_format} → {result.to}: {len(result.class_names)} classes", ["split", "images", "boxes"], rows)
+    ui.table(
+        f"{result.src_format} → {result.to}: {len(result.class_names)} classes", ["split", "images", "boxes"], rows
+    )
     if result.warnings:
         counts = ", ".join(f"{n} {c}" for c, n in result.warnings.items())
         total = sum(result.warnings.values())

@@ -14,7 +14,9 @@ from detkit.cli.ui import UI
 def stats_command(
     dataset: Path = typer.Argument(..., help="dataset.yaml or the folder holding it."),
     split: list[str] = typer.Option(None, "--split", "-s", help="Split(s) to include (repeatable; default: all)."),
-    plots: Path = typer.Option(None, "--plots", help="Write PNG plots (class counts, sizes, aspects, objects per image, centres) here."),
+    plots: Path = typer.Option(
+        None, "--plots", help="Write PNG plots (class counts, sizes, aspects, objects per image, centres) here."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only warnings and errors."),
 ) -> None:
@@ -28,19 +30,50 @@ def stats_command(
         "splits",
         ["split", "images", "boxes", "empty images", "boxes per image", "max per image", "small", "medium", "large"],
         [
-            (name, s["images"], s["boxes"], s["empty_images"], s["boxes_per_image"]["mean"], s["boxes_per_image"]["max"],
-             s["sizes"]["small"], s["sizes"]["medium"], s["sizes"]["large"])
+            (
+                name,
+                s["images"],
+                s["boxes"],
+                s["empty_images"],
+                s["boxes_per_image"]["mean"],
+                s["boxes_per_image"]["max"],
+                s["sizes"]["small"],
+                s["sizes"]["medium"],
+                s["sizes"]["large"],
+            )
             for name, s in [*stats["splits"].items(), ("all", stats["all"])]
         ],
     )
     total = stats["all"]
     ui.table(
         "classes (all splits)",
-        ["label", "class", "id", "images", "boxes", "share", "small", "medium", "large", "median size px", "median w/h"],
         [
-            (i, c["name"], c["category_id"], c["images"], c["boxes"], f"{100 * c['boxes'] / max(total['boxes'], 1):.1f} %",
-             c["small"], c["medium"], c["large"], "-" if c["median_size"] is None else f"{c['median_size']:.1f}",
-             "-" if c["median_aspect"] is None else f"{c['median_aspect']:.2f}")
+            "label",
+            "class",
+            "id",
+            "images",
+            "boxes",
+            "share",
+            "small",
+            "medium",
+            "large",
+            "median size px",
+            "median w/h",
+        ],
+        [
+            (
+                i,
+                c["name"],
+                c["category_id"],
+                c["images"],
+                c["boxes"],
+                f"{100 * c['boxes'] / max(total['boxes'], 1):.1f} %",
+                c["small"],
+                c["medium"],
+                c["large"],
+                "-" if c["median_size"] is None else f"{c['median_size']:.1f}",
+                "-" if c["median_aspect"] is None else f"{c['median_aspect']:.2f}",
+            )
             for i, c in enumerate(total["classes"])
         ],
         optional=("label", "id", "median w/h", "images"),

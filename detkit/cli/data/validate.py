@@ -19,11 +19,21 @@ def validate(
         help="dataset.yaml (or its folder; all splits are checked), a COCO JSON file or folder, a YOLO data.yaml or "
         "folder, or a VOC folder.",
     ),
-    fix: Path | None = typer.Option(None, "--fix", help="Write a cleaned copy (detkit layout) to this folder and list every change."),
-    images: Path | None = typer.Option(None, "--images", help="Image folder of a plain COCO JSON (guessed when left out)."),
-    max_boxes: int = typer.Option(300, "--max-boxes", help="The model's query count: images with more boxes are reported."),
-    imbalance_ratio: float = typer.Option(20.0, "--imbalance-ratio", help="Warn when the most / least frequent class ratio exceeds this."),
-    fast: bool = typer.Option(False, "--fast", help="Read image headers only (skips the full decode that finds truncated files)."),
+    fix: Path | None = typer.Option(
+        None, "--fix", help="Write a cleaned copy (detkit layout) to this folder and list every change."
+    ),
+    images: Path | None = typer.Option(
+        None, "--images", help="Image folder of a plain COCO JSON (guessed when left out)."
+    ),
+    max_boxes: int = typer.Option(
+        300, "--max-boxes", help="The model's query count: images with more boxes are reported."
+    ),
+    imbalance_ratio: float = typer.Option(
+        20.0, "--imbalance-ratio", help="Warn when the most / least frequent class ratio exceeds this."
+    ),
+    fast: bool = typer.Option(
+        False, "--fast", help="Read image headers only (skips the full decode that finds truncated files)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace the --fix folder if it exists."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and errors."),
@@ -34,7 +44,9 @@ def validate(
 
     ui = UI(json_mode=json_out, quiet=quiet)
     with ui.progress():
-        report = validate_dataset(dataset, images=images, max_boxes=max_boxes, imbalance_ratio=imbalance_ratio, decode=not fast)
+        report = validate_dataset(
+            dataset, images=images, max_boxes=max_boxes, imbalance_ratio=imbalance_ratio, decode=not fast
+        )
     ui.table(
         f"{report.source}",
         ["split", "images", "boxes"],
@@ -42,12 +54,21 @@ def validate(
     )
     if report.findings:
         colour = {"error": "[red]error[/]", "warning": "[yellow]warning[/]"}
-        rows = [(colour.get(f.severity, f.severity), f.check, f.split, f.file, f.record or "", f.message)
-                for f in sorted(report.findings, key=lambda f: f.severity != "error")[:MAX_ROWS]]
+        rows = [
+            (colour.get(f.severity, f.severity), f.check, f.split, f.file, f.record or "", f.message)
+            for f in sorted(report.findings, key=lambda f: f.severity != "error")[:MAX_ROWS]
+        ]
         more = len(report.findings) - MAX_ROWS
-        ui.table("findings" + (f" (first {MAX_ROWS}; {more} more with --json)" if more > 0 else ""),
-                 ["severity", "check", "split", "file", "record", "problem"], rows)
-        ui.table("summary", ["check", "severity", "count"], [(c, v["severity"], v["count"]) for c, v in report.counts().items()])
+        ui.table(
+            "findings" + (f" (first {MAX_ROWS}; {more} more with --json)" if more > 0 else ""),
+            ["severity", "check", "split", "file", "record", "problem"],
+            rows,
+        )
+        ui.table(
+            "summary",
+            ["check", "severity", "count"],
+            [(c, v["severity"], v["count"]) for c, v in report.counts().items()],
+        )
     verdict = "[green]no errors[/]" if report.ok else f"[red]{len(report.errors)} error(s)[/]"
     ui.print(f"{verdict}, {len(report.warnings)} warning(s)")
     result = report.to_dict()

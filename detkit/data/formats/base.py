@@ -137,7 +137,9 @@ def image_size(path: Path | str) -> tuple[int, int]:
     except FileNotFoundError:
         raise DetkitError("image file not found", path=path) from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise DetkitError(f"not a readable image ({type(e).__name__})", hint="remove or replace the file", path=path) from None
+        raise DetkitError(
+            f"not a readable image ({type(e).__name__})", hint="remove or replace the file", path=path
+        ) from None
 
 
 def image_sizes(paths: Sequence[Path | str], description: str = "reading image headers") -> np.ndarray:
@@ -158,7 +160,9 @@ def list_images(folder: Path) -> list[str]:
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         rel_dir = os.path.relpath(dirpath, top)
         prefix = "" if rel_dir == "." else rel_dir.replace(os.sep, "/") + "/"
-        found.extend(prefix + f for f in filenames if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES)
+        found.extend(
+            prefix + f for f in filenames if not f.startswith(".") and os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES
+        )
     return sorted(found)
 
 

@@ -36,7 +36,15 @@ def guess_images_dir(json_path: Path, split: str) -> Path:
     root = json_path.parent.parent if json_path.parent.name == "annotations" else json_path.parent
     stem = json_path.stem
     core = re.sub(r"^(instances|annotations|labels|coco)[_-]", "", stem)  # instances_val2017 -> val2017
-    for cand in (root / "images" / stem, root / stem, root / "images" / core, root / core, root / "images" / split, root / split, root / "images"):
+    for cand in (
+        root / "images" / stem,
+        root / stem,
+        root / "images" / core,
+        root / core,
+        root / "images" / split,
+        root / split,
+        root / "images",
+    ):
         if cand.is_dir():
             return cand
     raise DetkitError(
@@ -54,10 +62,15 @@ def _read_detkit(src: Path) -> DatasetData:
         coco = read_coco(s.annotations)
         if coco.categories:
             file_map = ClassMap.from_coco_categories(coco.categories)
-            if set(file_map.category_ids) != set(spec.class_map.category_ids) or dict(zip(file_map.category_ids, file_map.names)) != dict(
-                zip(spec.class_map.category_ids, spec.class_map.names)
-            ):
-                spec.class_map.check_same(file_map, str(spec.path), str(s.annotations), hint="make the COCO categories match dataset.yaml's classes")
+            if set(file_map.category_ids) != set(spec.class_map.category_ids) or dict(
+                zip(file_map.category_ids, file_map.names)
+            ) != dict(zip(spec.class_map.category_ids, spec.class_map.names)):
+                spec.class_map.check_same(
+                    file_map,
+                    str(spec.path),
+                    str(s.annotations),
+                    hint="make the COCO categories match dataset.yaml's classes",
+                )
         splits[name] = SplitData(coco=coco, images_dir=s.images, source=s.annotations)
     return DatasetData(class_map=spec.class_map, splits=splits, name=spec.name)
 
@@ -97,9 +110,11 @@ def read_coco_source(src: str | Path, images: str | Path | None = None) -> Datas
         raise DetkitError("source not found", path=src)
     if is_detkit_dataset(src) or (src.is_file() and src.suffix in (".yaml", ".yml")):
         if images is not None:
-            raise DetkitError("images applies to plain COCO JSON, not to a dataset.yaml (which names its image "
-                              "folders)",
-                              path=src, params="images")
+            raise DetkitError(
+                "images applies to plain COCO JSON, not to a dataset.yaml (which names its image folders)",
+                path=src,
+                params="images",
+            )
         return _read_detkit(src)
     if src.is_file():
         if src.suffix.lower() != ".json":
@@ -108,10 +123,16 @@ def read_coco_source(src: str | Path, images: str | Path | None = None) -> Datas
     ann_dir = src / "annotations"
     json_files = sorted(ann_dir.glob("*.json")) if ann_dir.is_dir() else []
     if not json_files:
-        raise DetkitError("no dataset.yaml and no annotations/*.json in this folder",
-                          hint="point to a COCO JSON file or a detkit dataset", path=src)
+        raise DetkitError(
+            "no dataset.yaml and no annotations/*.json in this folder",
+            hint="point to a COCO JSON file or a detkit dataset",
+            path=src,
+        )
     if images is not None and len(json_files) > 1:
-        raise DetkitError(f"images is ambiguous with {len(json_files)} annotation files",
-                          hint="convert one JSON file at a time",
-                          path=ann_dir, params="images")
+        raise DetkitError(
+            f"images is ambiguous with {len(json_files)} annotation files",
+            hint="convert one JSON file at a time",
+            path=ann_dir,
+            params="images",
+        )
     return _read_plain(json_files, images, src.name)

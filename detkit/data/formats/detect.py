@@ -41,6 +41,9 @@ def detect_format(src: str | Path) -> str:
         return "voc"
     if (src / "annotations").is_dir() and any((src / "annotations").glob("*.json")):
         return "coco"
-    raise DetkitError("cannot tell the dataset format of this folder",
-                      hint=LAYOUTS + "; or give the format (src_format)",
-                      path=src, params="src_format")
+    raise DetkitError(
+        "cannot tell the dataset format of this folder",
+        hint=LAYOUTS + "; or give the format (src_format)",
+        path=src,
+        params="src_format",
+    )

@@ -79,9 +79,15 @@ def dataset_type(type_name: str) -> Any:
 
     cls = getattr(fot, type_name, None)
     if not isinstance(cls, type) or not issubclass(cls, fot.Dataset):
-        known = sorted(n for n in dir(fot) if isinstance(getattr(fot, n), type) and issubclass(getattr(fot, n), fot.Dataset))
+        known = sorted(
+            n for n in dir(fot) if isinstance(getattr(fot, n), type) and issubclass(getattr(fot, n), fot.Dataset)
+        )
         close = difflib.get_close_matches(type_name, known, n=3)
-        hint = f"did you mean {', '.join('fiftyone:' + c for c in close)}?" if close else f"FiftyOne types: {', '.join(known[:30])}..."
+        hint = (
+            f"did you mean {', '.join('fiftyone:' + c for c in close)}?"
+            if close
+            else f"FiftyOne types: {', '.join(known[:30])}..."
+        )
         raise DetkitError(f"'{type_name}' is not a FiftyOne dataset type", hint=hint)
     del fo
     return cls
@@ -116,9 +122,12 @@ def _detections_field(ds: Any, src: Path) -> str:
 
     fields = list(ds.get_field_schema(embedded_doc_type=fo.Detections))
     if not fields:
-        raise DetkitError("FiftyOne found no detection labels in this dataset",
-                          hint="is it the right source format (src_format)?", path=src,
-                          params="src_format")
+        raise DetkitError(
+            "FiftyOne found no detection labels in this dataset",
+            hint="is it the right source format (src_format)?",
+            path=src,
+            params="src_format",
+        )
     return LABEL_FIELD if LABEL_FIELD in fields else sorted(fields)[0]
 
 
@@ -137,7 +146,12 @@ def read_fiftyone(src: str | Path, type_name: str) -> DatasetData:
     if not src.exists():
         raise DetkitError("source not found", path=src)
     if _takes_split(dataset_type(type_name)().get_dataset_importer_cls()):
-        return _with_sidecar_classes(_merge_splits({s: d for s in KNOWN_SPLITS if (d := _read_one(src, type_name, split=s, missing_ok=True))}, src), src)
+        return _with_sidecar_classes(
+            _merge_splits(
+                {s: d for s in KNOWN_SPLITS if (d := _read_one(src, type_name, split=s, missing_ok=True))}, src
+            ),
+            src,
+        )
     split_dirs = [src / s for s in KNOWN_SPLITS if (src / s).is_dir()] if src.is_dir() else []
     if not split_dirs:
         return _with_sidecar_classes(_read_one(src, type_name), src if src.is_dir() else src.parent)
@@ -187,12 +201,19 @@ def _read_one(src: Path, type_name: str, split: str | None = None, missing_ok: b
     try:
         kwargs = {"split": split} if split is not None else {}
         try:
-            ds = fo.Dataset.from_dir(dataset_dir=str(src), dataset_type=dtype, label_field=LABEL_FIELD, name=f"detkit-import-{uuid.uuid4().hex}", **kwargs)
+            ds = fo.Dataset.from_dir(
+                dataset_dir=str(src),
+                dataset_type=dtype,
+                label_field=LABEL_FIELD,
+                name=f"detkit-import-{uuid.uuid4().hex}",
+                **kwargs,
+            )
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             if missing_ok:
                 return None
-            raise DetkitError(f"FiftyOne could not read it as {type_name} ({type(e).__name__}: {e})",
-                              path=src) from None
+            raise DetkitError(
+                f"FiftyOne could not read it as {type_name} ({type(e).__name__}: {e})", path=src
+            ) from None
         if len(ds) == 0:
             if missing_ok:
                 return None
@@ -228,7 +249,9 @@ def _read_one(src: Path, type_name: str, split: str | None = None, missing_ok: b
             img_at, ann_at, det_at = located.setdefault(split_name, ([], [], []))
             w, h = int(widths[i]), int(heights[i])
             image_id = len(coco.images) + 1
-            coco.images.append({"id": image_id, "file_name": paths[i].resolve().relative_to(base).as_posix(), "width": w, "height": h})
+            coco.images.append(
+                {"id": image_id, "file_name": paths[i].resolve().relative_to(base).as_posix(), "width": w, "height": h}
+            )
             img_at.append(i)
             if not labels[i]:
                 continue
@@ -240,13 +263,24 @@ def _read_one(src: Path, type_name: str, split: str | None = None, missing_ok: b
             flags = (crowd[i] or [None] * len(labels[i])) if crowd[i] is not None else [None] * len(labels[i])
             start = len(coco.annotations) + 1
             coco.annotations.extend(
-                {"id": start + k, "image_id": image_id, "category_id": c, "bbox": b, "area": b[2] * b[3], "iscrowd": int(bool(f))}
+                {
+                    "id": start + k,
+                    "image_id": image_id,
+                    "category_id": c,
+                    "bbox": b,
+                    "area": b[2] * b[3],
+                    "iscrowd": int(bool(f)),
+                }
                 for k, (c, b, f) in enumerate(zip(cids.tolist(), pix.tolist(), flags))
             )
         files = [str(p) for p in paths]
         splits = {
-            s: SplitData(coco=c, images_dir=base, source=src,
-                         origins=Origins(files, *(np.asarray(v, dtype=np.int64) for v in located[s]), "detection"))
+            s: SplitData(
+                coco=c,
+                images_dir=base,
+                source=src,
+                origins=Origins(files, *(np.asarray(v, dtype=np.int64) for v in located[s]), "detection"),
+            )
             for s, c in per_split.items()
         }
         return DatasetData(class_map=class_map, splits=splits, name=src.name)
@@ -294,10 +328,16 @@ def write_fiftyone(
                 shared = _takes_split(dtype().get_dataset_exporter_cls())
                 kwargs = {"split": split_name, "classes": list(data.class_map.names)} if shared else {}
                 try:
-                    ds.export(export_dir=str(tmp if shared else tmp / split_name), dataset_type=dtype, label_field=LABEL_FIELD, **kwargs)
+                    ds.export(
+                        export_dir=str(tmp if shared else tmp / split_name),
+                        dataset_type=dtype,
+                        label_field=LABEL_FIELD,
+                        **kwargs,
+                    )
                 except (ValueError, TypeError, AttributeError, NotImplementedError) as e:
-                    raise DetkitError(f"FiftyOne cannot export detections as {type_name} ({type(e).__name__}: {e})",
-                                      path=out) from None
+                    raise DetkitError(
+                        f"FiftyOne cannot export detections as {type_name} ({type(e).__name__}: {e})", path=out
+                    ) from None
             finally:
                 ds.delete()
         _drop_absolute_root(tmp)

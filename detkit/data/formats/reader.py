@@ -42,8 +42,9 @@ def read_source(
     if images is not None and fmt != "coco":
         raise DetkitError(f"images only applies to COCO sources, not {fmt}", params="images")
     if classes and fmt != "voc":
-        raise DetkitError(f"classes only applies to VOC sources, not {fmt} (which carry their class list)",
-                          params="classes")
+        raise DetkitError(
+            f"classes only applies to VOC sources, not {fmt} (which carry their class list)", params="classes"
+        )
     if not src.exists():
         raise DetkitError("source not found", path=src)
     if fmt == "coco":

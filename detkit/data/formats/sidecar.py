@@ -51,19 +51,32 @@ class Sidecar:
         return self.splits.get(split, {}).get(key)
 
 
-def image_meta_entry(image: dict[str, Any], anns: list[dict[str, Any]], crowd: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": int(image["id"]), "ann_ids": [int(a["id"]) for a in anns], "areas": [float(a.get("area", 0.0)) for a in anns]}
+def image_meta_entry(
+    image: dict[str, Any], anns: list[dict[str, Any]], crowd: list[dict[str, Any]], key: str
+) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "id": int(image["id"]),
+        "ann_ids": [int(a["id"]) for a in anns],
+        "areas": [float(a.get("area", 0.0)) for a in anns],
+    }
     if image["file_name"] != key:
         entry["file_name"] = image["file_name"]
     if crowd:
         entry["crowd"] = [
-            {"id": int(a["id"]), "category_id": int(a["category_id"]), "bbox": [float(v) for v in a["bbox"]], "area": float(a.get("area", 0.0))}
+            {
+                "id": int(a["id"]),
+                "category_id": int(a["category_id"]),
+                "bbox": [float(v) for v in a["bbox"]],
+                "area": float(a.get("area", 0.0)),
+            }
             for a in crowd
         ]
     return entry
 
 
-def write_sidecar(folder: Path, fmt: str, class_map: ClassMap, name: str, splits: dict[str, dict[str, dict[str, Any]]]) -> Path:
+def write_sidecar(
+    folder: Path, fmt: str, class_map: ClassMap, name: str, splits: dict[str, dict[str, dict[str, Any]]]
+) -> Path:
     return atomic_write_json(
         folder / SIDECAR_FILE,
         {"detkit_meta": SIDECAR_VERSION, "format": fmt, "name": name, "classes": class_map.to_dict(), "splits": splits},
@@ -90,7 +103,12 @@ def read_sidecar(folder: Path) -> Sidecar | None:
                     ann_ids=[int(v) for v in e["ann_ids"]],
                     areas=[float(v) for v in e["areas"]],
                     crowd=[
-                        {"id": int(c["id"]), "category_id": int(c["category_id"]), "bbox": [float(v) for v in c["bbox"]], "area": float(c["area"])}
+                        {
+                            "id": int(c["id"]),
+                            "category_id": int(c["category_id"]),
+                            "bbox": [float(v) for v in c["bbox"]],
+                            "area": float(c["area"]),
+                        }
                         for c in e.get("crowd", [])
                     ],
                     file_name=e.get("file_name"),

@@ -57,8 +57,9 @@ def _parse_xml(path: Path) -> ET.Element:
     try:
         return DET.parse(path, forbid_dtd=True).getroot()
     except defusedxml.DefusedXmlException as e:
-        raise DetkitError(f"XML with a DTD or entities is refused ({type(e).__name__})",
-                          hint="VOC files need no DTD", path=path) from None
+        raise DetkitError(
+            f"XML with a DTD or entities is refused ({type(e).__name__})", hint="VOC files need no DTD", path=path
+        ) from None
     except ET.ParseError as e:
         line, col = e.position
         raise DetkitError(f"malformed XML (line {line}, column {col + 1})", path=path) from None
@@ -106,7 +107,10 @@ def _split_files(root: Path) -> dict[str, Path]:
 def _split_ids(root: Path) -> dict[str, list[str]]:
     found = _split_files(root)
     if found:
-        return {s: [ln.split()[0] for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()] for s, p in found.items()}
+        return {
+            s: [ln.split()[0] for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            for s, p in found.items()
+        }
     ann = root / ANNOTATIONS
     return {"train": sorted(p.relative_to(ann).with_suffix("").as_posix() for p in ann.rglob("*.xml"))}
 
@@ -142,7 +146,9 @@ def read_voc(src: str | Path, classes: Sequence[str] | None = None) -> DatasetDa
     for split, ids in _split_ids(root).items():
         rows = []
         for image_id in track(ids, f"reading {split} XML"):
-            xml_path = resolve_inside(root / ANNOTATIONS, image_id + ".xml", source=root / IMAGESETS / f"{split}.txt", what="image id")
+            xml_path = resolve_inside(
+                root / ANNOTATIONS, image_id + ".xml", source=root / IMAGESETS / f"{split}.txt", what="image id"
+            )
             if not xml_path.is_file():
                 raise DetkitError(f"annotation file for '{image_id}' not found", path=xml_path)
             el = _parse_xml(xml_path)
@@ -155,9 +161,12 @@ def read_voc(src: str | Path, classes: Sequence[str] | None = None) -> DatasetDa
     else:
         names = {(_text(o, "name") or "") for rows in parsed.values() for *_, el in rows for o in el.findall("object")}
         if not names:
-            raise DetkitError("no objects in any XML file, so no class list",
-                              hint="pass the classes explicitly (classes, e.g. a,b,c)",
-                              path=root, params="classes")
+            raise DetkitError(
+                "no objects in any XML file, so no class list",
+                hint="pass the classes explicitly (classes, e.g. a,b,c)",
+                path=root,
+                params="classes",
+            )
         class_map = ClassMap.from_names(sorted(names))
     label_of = {n: i for i, n in enumerate(class_map.names)}
     splits: dict[str, SplitData] = {}
@@ -172,8 +181,11 @@ def read_voc(src: str | Path, classes: Sequence[str] | None = None) -> DatasetDa
             for k, obj in enumerate(el.findall("object")):
                 name = _text(obj, "name")
                 if name not in label_of:
-                    raise DetkitError(f"object {k}: unknown class {name!r} (classes: {', '.join(class_map.names)})",
-                                      hint="add the class or fix the name", path=xml_path)
+                    raise DetkitError(
+                        f"object {k}: unknown class {name!r} (classes: {', '.join(class_map.names)})",
+                        hint="add the class or fix the name",
+                        path=xml_path,
+                    )
                 bb = obj.find("bndbox")
                 if bb is None:
                     raise DetkitError(f"object {k} ({name}) has no <bndbox>", path=xml_path)
@@ -262,7 +274,11 @@ def write_voc(
         for img in split.coco.images:
             stem = str(PurePosixPath(img["file_name"]).with_suffix(""))
             clash |= seen.setdefault(stem, split_name) != split_name
-    all_rels = [f"{s}/{img['file_name']}" if clash else img["file_name"] for s, sp in data.splits.items() for img in sp.coco.images]
+    all_rels = [
+        f"{s}/{img['file_name']}" if clash else img["file_name"]
+        for s, sp in data.splits.items()
+        for img in sp.coco.images
+    ]
     check_unique_stems(all_rels, ", ".join(data.splits), "VOC")
     with output_folder(out, overwrite=overwrite, extra_files=extra_files) as tmp:
         meta_splits: dict[str, dict[str, dict[str, Any]]] = {}
@@ -274,7 +290,11 @@ def write_voc(
             ids, meta = [], {}
             rels = [f"{split_name}/{img['file_name']}" if clash else img["file_name"] for img in split.coco.images]
             dst = InsideResolver(tmp / IMAGES)
-            copy_many([(split.image_path(img["file_name"]), dst(rel)) for img, rel in zip(split.coco.images, rels)], link, f"copying {split_name} images")
+            copy_many(
+                [(split.image_path(img["file_name"]), dst(rel)) for img, rel in zip(split.coco.images, rels)],
+                link,
+                f"copying {split_name} images",
+            )
             for img, rel in zip(track(split.coco.images, f"writing {split_name} XML"), rels):
                 key = str(PurePosixPath(rel).with_suffix(""))
                 anns = plain.get(int(img["id"]), [])

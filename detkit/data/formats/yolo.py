@@ -57,7 +57,9 @@ def find_data_yaml(src: Path) -> Path:
     for name in (DATA_FILE, "data.yml", "dataset.yaml"):
         if (src / name).is_file():
             return src / name
-    raise DetkitError(f"no {DATA_FILE} in this folder", hint="a YOLO dataset needs data.yaml with 'names' and split folders", path=src)
+    raise DetkitError(
+        f"no {DATA_FILE} in this folder", hint="a YOLO dataset needs data.yaml with 'names' and split folders", path=src
+    )
 
 
 def _root(yaml_path: Path, raw: dict[str, Any]) -> Path:
@@ -76,8 +78,12 @@ def parse_names(raw: dict[str, Any], yaml_path: Path) -> list[str]:
     names = raw.get("names")
     if isinstance(names, dict):
         keys = list(names)
-        if not all(isinstance(k, int) and not isinstance(k, bool) for k in keys) or sorted(keys) != list(range(len(keys))):
-            raise DetkitError(f"'names' keys must be the class indices 0..{len(keys) - 1}, got {keys[:10]}", path=yaml_path)
+        if not all(isinstance(k, int) and not isinstance(k, bool) for k in keys) or sorted(keys) != list(
+            range(len(keys))
+        ):
+            raise DetkitError(
+                f"'names' keys must be the class indices 0..{len(keys) - 1}, got {keys[:10]}", path=yaml_path
+            )
         names = [names[i] for i in range(len(keys))]
     if not isinstance(names, list) or not names:
         raise DetkitError("'names' must be a non-empty list or an {index: name} mapping", path=yaml_path)
@@ -111,9 +117,17 @@ def _split_images(root: Path, value: Any, yaml_path: Path, split: str) -> tuple[
                 line = line.strip()
                 if line:
                     rel = line[2:] if line.startswith("./") else line
-                    rel_files.append(resolve_inside(root, rel, source=f"{target}:{i}", what="image path").relative_to(root).as_posix())
+                    rel_files.append(
+                        resolve_inside(root, rel, source=f"{target}:{i}", what="image path")
+                        .relative_to(root)
+                        .as_posix()
+                    )
         else:
-            raise DetkitError(f"'{split}': {entry!r} is neither a folder nor a .txt image list", hint="check the split paths in data.yaml", path=yaml_path)
+            raise DetkitError(
+                f"'{split}': {entry!r} is neither a folder nor a .txt image list",
+                hint="check the split paths in data.yaml",
+                path=yaml_path,
+            )
     base = base if base is not None else root
     cut = len(base.relative_to(root).as_posix()) + 1 if base != root else 0
     return base, [f[cut:] for f in rel_files]
@@ -161,7 +175,9 @@ def _parse_labels(
 
     def fail(r: int, problem: str) -> None:
         fi, li = where[r]
-        raise DetkitError(f"line {li}: {problem}", hint="YOLO label lines are 'class cx cy w h' (normalised)", path=label_files[fi])
+        raise DetkitError(
+            f"line {li}: {problem}", hint="YOLO label lines are 'class cx cy w h' (normalised)", path=label_files[fi]
+        )
 
     bad = np.flatnonzero(~(is_box | is_poly))
     if bad.size:
@@ -190,7 +206,9 @@ def _parse_labels(
         bad = np.flatnonzero(~np.isfinite(cls) | (cls != np.round(cls)) | (cls < 0) | (cls >= num_classes))
     if bad.size:
         r = int(bad[0])
-        fail(r, f"class index {tokens[r][0]} out of range (data.yaml names {num_classes} classes: 0..{num_classes - 1})")
+        fail(
+            r, f"class index {tokens[r][0]} out of range (data.yaml names {num_classes} classes: 0..{num_classes - 1})"
+        )
     where_arr = np.asarray(where, dtype=np.int64).reshape(-1, 2)
     return where_arr[:, 0], where_arr[:, 1], cls.astype(np.int64), values[:, 1:]
 
@@ -261,19 +279,27 @@ def write_yolo(
             check_unique_stems([img["file_name"] for img in coco.images], split_name, "YOLO")
             (tmp / "images" / split_name).mkdir(parents=True, exist_ok=True)
             dst = InsideResolver(tmp / "images" / split_name)
-            copy_many([(split.image_path(img["file_name"]), dst(img["file_name"])) for img in coco.images], link, f"copying {split_name} images")
+            copy_many(
+                [(split.image_path(img["file_name"]), dst(img["file_name"])) for img in coco.images],
+                link,
+                f"copying {split_name} images",
+            )
             for img in track(coco.images, f"writing {split_name} labels"):
                 fn = img["file_name"]
                 anns = plain.get(int(img["id"]), [])
                 lines = ""
                 if anns:
-                    labels = cmap.category_ids_to_labels(np.fromiter((a["category_id"] for a in anns), dtype=np.int64, count=len(anns)))
+                    labels = cmap.category_ids_to_labels(
+                        np.fromiter((a["category_id"] for a in anns), dtype=np.int64, count=len(anns))
+                    )
                     xywh = np.asarray([a["bbox"] for a in anns], dtype=np.float64).reshape(-1, 4)
                     size = np.array([img["width"], img["height"]], dtype=np.float64)
                     cxcy = (xywh[:, :2] + xywh[:, 2:] / 2) / size
                     wh = xywh[:, 2:] / size
                     rows = np.concatenate([cxcy, wh], axis=1).tolist()
-                    lines = "".join(f"{c} {r[0]:.12g} {r[1]:.12g} {r[2]:.12g} {r[3]:.12g}\n" for c, r in zip(labels.tolist(), rows))
+                    lines = "".join(
+                        f"{c} {r[0]:.12g} {r[1]:.12g} {r[2]:.12g} {r[3]:.12g}\n" for c, r in zip(labels.tolist(), rows)
+                    )
                 lbl = (tmp / "labels" / split_name / fn).with_suffix(".txt")
                 lbl.parent.mkdir(parents=True, exist_ok=True)
                 lbl.write_text(lines, encoding="utf-8")
@@ -282,7 +308,11 @@ def write_yolo(
         doc: dict[str, Any] = {s: f"images/{s}" for s in data.splits}
         doc["nc"] = len(cmap)
         doc["names"] = dict(enumerate(cmap.names))
-        header = "# ultralytics YOLO dataset written by detkit; 'path' is left out so the dataset's own folder is used\n"
-        (tmp / DATA_FILE).write_text(header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+        header = (
+            "# ultralytics YOLO dataset written by detkit; 'path' is left out so the dataset's own folder is used\n"
+        )
+        (tmp / DATA_FILE).write_text(
+            header + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8"
+        )
         write_sidecar(tmp, "yolo", cmap, data.name, meta_splits)
     return Path(out)

@@ -16,7 +16,15 @@ from detkit.data.dataset import DatasetSpec, SplitSpec, load_dataset
 from detkit.errors import DetkitError
 from detkit.evaluation.robustness.coco_c import default_cache_dir, evaluate_coco_c
 from detkit.evaluation.robustness.coco_o import COCO_O_DOMAINS, evaluate_coco_o, find_domains
-from detkit.evaluation.robustness.corruptions import BENCHMARK, CORRUPTIONS_VERSION, DEVIATIONS, SEVERITIES, corrupt, resolve_corruptions, resolve_severities
+from detkit.evaluation.robustness.corruptions import (
+    BENCHMARK,
+    CORRUPTIONS_VERSION,
+    DEVIATIONS,
+    SEVERITIES,
+    corrupt,
+    resolve_corruptions,
+    resolve_severities,
+)
 from detkit.evaluation.robustness.metrics import (
     ER_SLOPE,
     effective_robustness,
@@ -50,7 +58,9 @@ PLOT_COCO_C = "plots/robustness_coco_c.png"
 PLOT_CALIBRATION = "plots/robustness_calibration.png"
 
 
-def _split_of(dataset_or_split: DatasetSpec | SplitSpec | str | Path | tuple, split: str) -> tuple[CocoData, Path, Path | str, DatasetSpec | None]:
+def _split_of(
+    dataset_or_split: DatasetSpec | SplitSpec | str | Path | tuple, split: str
+) -> tuple[CocoData, Path, Path | str, DatasetSpec | None]:
     if isinstance(dataset_or_split, (str, Path)):
         dataset_or_split = load_dataset(dataset_or_split)
     if isinstance(dataset_or_split, DatasetSpec):
@@ -102,7 +112,9 @@ def run_robustness(
         raise DetkitError(f"clean AP must be a fraction in [0, 1] as evaluate_coco returns it, got {clean_ap}")
     clean_pct = None if clean_ap is None else 100.0 * float(clean_ap)
     class_map = detector.class_map
-    skip_c = dataset_or_split is None or (not isinstance(corruptions, str) and corruptions is not None and len(corruptions) == 0)
+    skip_c = dataset_or_split is None or (
+        not isinstance(corruptions, str) and corruptions is not None and len(corruptions) == 0
+    )
     names = [] if skip_c else resolve_corruptions(corruptions)
     levels = resolve_severities(severities)
     if coco_o_root is None and not names:
@@ -136,16 +148,33 @@ def run_robustness(
     if names or clean_row:  # check the split before any inference
         coco, images_dir, source, dataset = _split_of(dataset_or_split, split)
         if dataset is not None:
-            class_map.check_same(dataset.class_map, "the model", f"dataset {dataset.path}", hint="evaluate on a dataset with the model's classes")
+            class_map.check_same(
+                dataset.class_map,
+                "the model",
+                f"dataset {dataset.path}",
+                hint="evaluate on a dataset with the model's classes",
+            )
     if clean_row:
         result["calibration"]["clean"] = measure(clean_dets, coco)
     if coco_o_root is not None:
-        result["coco_o"] = evaluate_coco_o(detector, coco_o_root, class_map, clean_pct, batch_size=batch_size,
-                                           calibration=measure)
+        result["coco_o"] = evaluate_coco_o(
+            detector, coco_o_root, class_map, clean_pct, batch_size=batch_size, calibration=measure
+        )
     if names:
         result["coco_c"] = evaluate_coco_c(
-            detector, coco, images_dir, class_map, clean_pct, corruptions=names, severities=levels, source=source,
-            cache_dir=cache_dir, batch_size=batch_size, seed=seed, workers=workers, calibration=measure,
+            detector,
+            coco,
+            images_dir,
+            class_map,
+            clean_pct,
+            corruptions=names,
+            severities=levels,
+            source=source,
+            cache_dir=cache_dir,
+            batch_size=batch_size,
+            seed=seed,
+            workers=workers,
+            calibration=measure,
         )
     if out_dir is not None:
         from detkit.evaluation.robustness.plots import plot_coco_c, plot_coco_o

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
 from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData
 from detkit.evaluation.calibration_metrics import D_ECE_SCORE_THRESHOLD, d_ece, la_ece
@@ -26,28 +25,34 @@ METRICS = ("d_ece", "la_ece_0")
 SETTINGS = {
     "d_ece": "D-ECE: all detections with score >= 0.3 (raw or calibrated), 10 bins, TP at IoU 0.5, classes pooled",
     "la_ece_0": "LaECE_0: 25 bins, IoU targets at IoU 0, class mean, detections at the calibrator's operating point "
-                "(the same detections raw and calibrated; all detections without a calibrator)",
+    "(the same detections raw and calibrated; all detections without a calibrator)",
     "calibrator": "fitted on the clean calibration split, applied unchanged to every domain and corruption",
 }
 
 
-def _errors(dets: DetectionTable, op: DetectionTable, gt: CocoData, class_map: ClassMap,
-            max_dets: int) -> dict[str, float | None]:
+def _errors(
+    dets: DetectionTable, op: DetectionTable, gt: CocoData, class_map: ClassMap, max_dets: int
+) -> dict[str, float | None]:
     return {
         "d_ece": d_ece(dets, gt, 0.5, 10, D_ECE_SCORE_THRESHOLD, max_dets=max_dets, class_map=class_map)["value"],
         "la_ece_0": la_ece(op, gt, 0.0, 25, None, "kuzucu", max_dets, class_map)["value"],
     }
 
 
-def shift_calibration(dets: DetectionTable, gt: CocoData, class_map: ClassMap, calibrator: Any = None,
-                      max_dets: int = 100) -> dict[str, Any]:
+def shift_calibration(
+    dets: DetectionTable, gt: CocoData, class_map: ClassMap, calibrator: Any = None, max_dets: int = 100
+) -> dict[str, Any]:
     """``{"raw": {d_ece, la_ece_0}, "calibrated": {...} | None, "num_detections", "num_operating"}`` of raw ``dets``.
 
     ``calibrator`` is a :class:`detkit.calibration.Calibrator` (anything with its ``operate(dets, class_map)``).
     """
     if calibrator is None:
-        return {"raw": _errors(dets, dets, gt, class_map, max_dets), "calibrated": None,
-                "num_detections": int(len(dets)), "num_operating": int(len(dets))}
+        return {
+            "raw": _errors(dets, dets, gt, class_map, max_dets),
+            "calibrated": None,
+            "num_detections": int(len(dets)),
+            "num_operating": int(len(dets)),
+        }
     calibrated, keep = calibrator.operate(dets, class_map)
     return {
         "raw": _errors(dets, dets.subset(keep), gt, class_map, max_dets),

@@ -40,7 +40,11 @@ from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData, image_file
 from detkit.errors import DetkitError
 from detkit.evaluation.robustness.corruptions import BENCHMARK, CORRUPTIONS_VERSION, SEVERITIES, corrupt
-from detkit.evaluation.robustness.metrics import mean_ap, mean_performance_under_corruption, relative_performance_under_corruption
+from detkit.evaluation.robustness.metrics import (
+    mean_ap,
+    mean_performance_under_corruption,
+    relative_performance_under_corruption,
+)
 from detkit.evaluation.robustness.scoring import Calibration, score_images
 from detkit.utils.atomic import atomic_dir, atomic_write_json
 from detkit.utils.progress import ProgressTask, track
@@ -65,15 +69,18 @@ def split_fingerprint(coco: CocoData, images_dir: Path, source: str | Path) -> s
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise DetkitError(f"image file not found: {path}",
-                              hint="check the split's images folder", path=source) from None
+            raise DetkitError(
+                f"image file not found: {path}", hint="check the split's images folder", path=source
+            ) from None
         h.update(f"{im['file_name']}\0{size}\n".encode())
     return h.hexdigest()
 
 
 def image_seed(seed: int, corruption: str, severity: int, image_id: int) -> np.random.Generator:
     """The random stream of one (corruption, severity, image): independent of order and parallelism."""
-    return np.random.default_rng(np.random.SeedSequence([int(seed) % 2**63, BENCHMARK.index(corruption), int(severity), int(image_id) % 2**63]))
+    return np.random.default_rng(
+        np.random.SeedSequence([int(seed) % 2**63, BENCHMARK.index(corruption), int(severity), int(image_id) % 2**63])
+    )
 
 
 @dataclass
@@ -107,8 +114,9 @@ class CorruptionCache:
         out = corrupt(src, corruption, severity, image_seed(self.seed, corruption, severity, image["id"]))
         ok = cv2.imwrite(str(out_dir / f"{int(image['id'])}.png"), cv2.cvtColor(out, cv2.COLOR_RGB2BGR), PNG_PARAMS)
         if not ok:
-            raise DetkitError(f"could not write a corrupted image under {out_dir}",
-                              hint="check free disk space and permissions")
+            raise DetkitError(
+                f"could not write a corrupted image under {out_dir}", hint="check free disk space and permissions"
+            )
 
     def render(self, corruption: str, severity: int, workers: int = 1) -> None:
         """Render one (corruption, severity) folder unless it is complete already.
@@ -129,13 +137,21 @@ class CorruptionCache:
                 with atomic_dir(folder, overwrite=True) as tmp:
                     pool = ThreadPoolExecutor(max_workers=max(1, workers))
                     try:
-                        futures = [pool.submit(self._render_one, tmp, corruption, severity, im) for im in self.coco.images]
+                        futures = [
+                            pool.submit(self._render_one, tmp, corruption, severity, im) for im in self.coco.images
+                        ]
                         for fut in futures:
                             fut.result()
                             progress.advance()
                     finally:
                         pool.shutdown(wait=True, cancel_futures=True)  # on Ctrl-C / errors, drop the queued images
-                    marker = {"corruption": corruption, "severity": severity, "seed": self.seed, "version": CORRUPTIONS_VERSION, "num_images": len(self.coco.images)}
+                    marker = {
+                        "corruption": corruption,
+                        "severity": severity,
+                        "seed": self.seed,
+                        "version": CORRUPTIONS_VERSION,
+                        "num_images": len(self.coco.images),
+                    }
                     atomic_write_json(tmp / DONE_MARKER, marker)
             finally:
                 progress.close()
@@ -159,7 +175,9 @@ def _folder_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def open_cache(coco: CocoData, images_dir: Path, source: str | Path, seed: int, cache_dir: str | Path | None) -> CorruptionCache:
+def open_cache(
+    coco: CocoData, images_dir: Path, source: str | Path, seed: int, cache_dir: str | Path | None
+) -> CorruptionCache:
     """The cache folder of this split and seed (created, with ``cache_info.json``)."""
     fingerprint = split_fingerprint(coco, images_dir, source)
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
@@ -167,14 +185,24 @@ def open_cache(coco: CocoData, images_dir: Path, source: str | Path, seed: int, 
     try:
         key_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DetkitError(f"cannot create the COCO-C cache folder: {e.strerror}",
-                          hint="give cache_dir a writable folder",
-                          path=key_dir, params="cache_dir") from None
+        raise DetkitError(
+            f"cannot create the COCO-C cache folder: {e.strerror}",
+            hint="give cache_dir a writable folder",
+            path=key_dir,
+            params="cache_dir",
+        ) from None
     info = key_dir / "cache_info.json"
     if not info.is_file():
         atomic_write_json(
             info,
-            {"source_images": str(images_dir), "annotations": str(source), "fingerprint": fingerprint, "seed": seed, "corruptions_version": CORRUPTIONS_VERSION, "num_images": len(coco.images)},
+            {
+                "source_images": str(images_dir),
+                "annotations": str(source),
+                "fingerprint": fingerprint,
+                "seed": seed,
+                "corruptions_version": CORRUPTIONS_VERSION,
+                "num_images": len(coco.images),
+            },
         )
     return CorruptionCache(root=key_dir, coco=coco, images_dir=images_dir, source=source, seed=seed)
 
@@ -209,8 +237,11 @@ def evaluate_coco_c(
     if not coco.images:
         raise DetkitError("the split has no images to corrupt", path=source)
     if not any(not a.get("iscrowd", 0) for a in coco.annotations):
-        raise DetkitError("the split has no ground-truth boxes, so COCO-C AP is undefined",
-                          hint="evaluate a split with annotations", path=source)
+        raise DetkitError(
+            "the split has no ground-truth boxes, so COCO-C AP is undefined",
+            hint="evaluate a split with annotations",
+            path=source,
+        )
     cache = open_cache(coco, images_dir, source, seed, cache_dir)
     cached_coco = cache.cached_coco()
     workers = default_workers() if workers is None else workers
@@ -222,8 +253,9 @@ def evaluate_coco_c(
     for corruption, severity in track(cells, "COCO-C"):
         cache.render(corruption, severity, workers=workers)
         folder = cache.folder(corruption, severity)
-        scores = score_images(detector, cached_coco, folder, class_map, batch_size, source=folder,
-                              calibration=calibration)
+        scores = score_images(
+            detector, cached_coco, folder, class_map, batch_size, source=folder, calibration=calibration
+        )
         if calibration is not None:
             cal[corruption][str(severity)] = scores["calibration"]
         ap[corruption][severity] = scores["AP"]

@@ -67,7 +67,11 @@ def find_domains(root: str | Path) -> list[Domain]:
         raise DetkitError("no COCO-O domains found", hint=LAYOUT_HINT, path=root)
     for d in domains:
         if not d.images.is_dir():
-            raise DetkitError(f"domain '{d.name}' has annotations but no {IMAGES}/ image folder", hint=LAYOUT_HINT, path=d.images.parent)
+            raise DetkitError(
+                f"domain '{d.name}' has annotations but no {IMAGES}/ image folder",
+                hint=LAYOUT_HINT,
+                path=d.images.parent,
+            )
     rank = {name: i for i, name in enumerate(COCO_O_DOMAINS)}
     return sorted(domains, key=lambda d: (rank.get(d.name, len(rank)), d.name))
 
@@ -83,8 +87,14 @@ def _check_categories(domain: Domain, category_ids: set[int], class_map: ClassMa
         )
 
 
-def evaluate_coco_o(detector: Any, root: str | Path, class_map: ClassMap, clean_ap: float | None, batch_size: int = 8,
-                    calibration: Calibration | None = None) -> dict[str, Any]:
+def evaluate_coco_o(
+    detector: Any,
+    root: str | Path,
+    class_map: ClassMap,
+    clean_ap: float | None,
+    batch_size: int = 8,
+    calibration: Calibration | None = None,
+) -> dict[str, Any]:
     """Score ``detector`` on every domain under ``root``; ``clean_ap`` is the clean AP in percent; with
     ``calibration`` each domain also gets its calibration errors (see :mod:`.calibration`).
 
@@ -98,8 +108,9 @@ def evaluate_coco_o(detector: Any, root: str | Path, class_map: ClassMap, clean_
         crowd = sum(1 for a in coco.annotations if a.get("iscrowd", 0))
         ids = {int(c["id"]) for c in coco.categories} | {int(a["category_id"]) for a in coco.annotations}
         _check_categories(domain, ids, class_map)
-        scores = score_images(detector, coco, domain.images, class_map, batch_size, source=domain.annotations,
-                              calibration=calibration)
+        scores = score_images(
+            detector, coco, domain.images, class_map, batch_size, source=domain.annotations, calibration=calibration
+        )
         per_domain[domain.name] = {
             "AP": scores["AP"],
             "AP50": scores["AP50"],
@@ -112,7 +123,10 @@ def evaluate_coco_o(detector: Any, root: str | Path, class_map: ClassMap, clean_
         if calibration is not None:
             per_domain[domain.name]["calibration"] = scores["calibration"]
     map_o = mean_ap(d["AP"] for d in per_domain.values())
-    totals = {"images": sum(d["images"] for d in per_domain.values()), "boxes": sum(d["boxes"] for d in per_domain.values())}
+    totals = {
+        "images": sum(d["images"] for d in per_domain.values()),
+        "boxes": sum(d["boxes"] for d in per_domain.values()),
+    }
     found = list(per_domain)
     return {
         "root": str(Path(root)),

@@ -354,12 +354,17 @@ def resolve_severities(selection: str | Sequence[int] | None) -> list[int]:
         try:
             value = int(text)
         except ValueError:
-            raise DetkitError(f"severity {text!r} is not an integer", hint="severities are 1, 2, 3, 4, 5 (e.g. 1,3,5)",
-                              params="severities") from None
+            raise DetkitError(
+                f"severity {text!r} is not an integer",
+                hint="severities are 1, 2, 3, 4, 5 (e.g. 1,3,5)",
+                params="severities",
+            ) from None
         if value not in SEVERITIES:
-            raise DetkitError(f"severity {value} is out of range",
-                              hint="severities are 1, 2, 3, 4, 5 (0 is the clean image)",
-                              params="severities")
+            raise DetkitError(
+                f"severity {value} is out of range",
+                hint="severities are 1, 2, 3, 4, 5 (0 is the clean image)",
+                params="severities",
+            )
         out.add(value)
     if not out:
         raise DetkitError("no severity selected", hint="severities are 1, 2, 3, 4, 5")

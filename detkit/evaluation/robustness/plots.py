@@ -22,9 +22,13 @@ def plot_coco_o(coco_o: dict[str, Any], path: str | Path) -> Path:
     clean = coco_o.get("clean_AP")
     if clean is not None:
         ax.axhline(clean, color="#55A868", linestyle="--", label=f"clean AP {clean:.1f}")
-        ax.axhline(coco_o["er_slope"] * clean, color="grey", linestyle=":", label=f"ER baseline {coco_o['er_slope']} x clean")
+        ax.axhline(
+            coco_o["er_slope"] * clean, color="grey", linestyle=":", label=f"ER baseline {coco_o['er_slope']} x clean"
+        )
         drop = coco_o.get("relative_drop")
-        title = f"COCO-O: ER {coco_o['effective_robustness']:+.1f}" + (f", drop {drop:.1f} %" if drop is not None else "")
+        title = f"COCO-O: ER {coco_o['effective_robustness']:+.1f}" + (
+            f", drop {drop:.1f} %" if drop is not None else ""
+        )
         ax.set_title(title, fontsize=10)
     else:
         ax.set_title("COCO-O per-domain AP", fontsize=10)
@@ -114,8 +118,9 @@ def plot_calibration_shift(result: dict[str, Any], path: str | Path) -> Path | N
         ax.set_ylim(0, max(top, 1.0) * 1.4)  # head room for the legend
         ax.set_xticks(x, names if ax is axes[-1] else [""] * len(names), rotation=30, ha="right", fontsize=8)
         ax.legend(fontsize=7, loc="upper left", ncol=2)
-    axes[0].set_title("Calibration under shift: clean split, COCO-O domains, COCO-C corruptions (lower is better)",
-                      fontsize=9)
+    axes[0].set_title(
+        "Calibration under shift: clean split, COCO-O domains, COCO-C corruptions (lower is better)", fontsize=9
+    )
     return save_figure(fig, path, dpi=120)
 
 

@@ -20,7 +20,9 @@ def _coco_o_section(o: dict[str, Any], plot: str | None) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for name, d in o["domains"].items():
-        lines.append(f"| {name} | {d['images']} | {d['boxes']} | {_f(d['AP'])} | {_f(d['AP50'])} | {_f(d['relative_drop'])} % |")
+        lines.append(
+            f"| {name} | {d['images']} | {d['boxes']} | {_f(d['AP'])} | {_f(d['AP50'])} | {_f(d['relative_drop'])} % |"
+        )
     lines += [
         "",
         f"- **mAP_O = {_f(o['mAP_O'])}**: the unweighted mean of the {len(o['domains'])} domain APs (clean AP {_f(o['clean_AP'])}).",
@@ -32,7 +34,9 @@ def _coco_o_section(o: dict[str, Any], plot: str | None) -> list[str]:
     if o["matches_coco_o_totals"]:
         lines.append("- The domains hold exactly the published COCO-O totals (6,782 images, 26,624 boxes).")
     if o["missing_coco_o_domains"] and len(o["missing_coco_o_domains"]) < 6:
-        lines.append(f"- Missing COCO-O domains: {', '.join(o['missing_coco_o_domains'])}; the mean covers the domains found only.")
+        lines.append(
+            f"- Missing COCO-O domains: {', '.join(o['missing_coco_o_domains'])}; the mean covers the domains found only."
+        )
     if plot:
         lines += ["", f"![COCO-O per-domain AP]({plot})"]
     return lines
@@ -59,7 +63,9 @@ def _coco_c_section(c: dict[str, Any], plot: str | None) -> list[str]:
         "(published, MMDetection: Faster R-CNN R50-FPN 50.2 %, HTC X101-DCN 64.7 %).",
     ]
     if not c["complete_benchmark"]:
-        lines.append("- This is a subset of the 15 × 5 benchmark, so mPC and rPC are not comparable with published values.")
+        lines.append(
+            "- This is a subset of the 15 × 5 benchmark, so mPC and rPC are not comparable with published values."
+        )
     if plot:
         lines += ["", f"![COCO-C AP heat-map]({plot})"]
     return lines
@@ -79,19 +85,28 @@ def _calibration_section(result: dict[str, Any], plot: str | None) -> list[str]:
     settings = cal.get("settings", {})
     lines = ["### Calibration under shift", ""]
     if cal.get("calibrator"):
-        lines += ["The calibrator fitted on the clean calibration split is applied unchanged to every domain and "
-                  "corruption: does it still mean what it says when the images change? Errors in percent, lower "
-                  "is better.", "",
-                  "| set | D-ECE raw | D-ECE calibrated | LaECE_0 raw | LaECE_0 calibrated |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            "The calibrator fitted on the clean calibration split is applied unchanged to every domain and "
+            "corruption: does it still mean what it says when the images change? Errors in percent, lower "
+            "is better.",
+            "",
+            "| set | D-ECE raw | D-ECE calibrated | LaECE_0 raw | LaECE_0 calibrated |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name, e in rows:
             c = e.get("calibrated") or {}
-            lines.append(f"| {name} | {_pct(e['raw']['d_ece'])} | {_pct(c.get('d_ece'))} | "
-                         f"{_pct(e['raw']['la_ece_0'])} | {_pct(c.get('la_ece_0'))} |")
+            lines.append(
+                f"| {name} | {_pct(e['raw']['d_ece'])} | {_pct(c.get('d_ece'))} | "
+                f"{_pct(e['raw']['la_ece_0'])} | {_pct(c.get('la_ece_0'))} |"
+            )
     else:
-        lines += ["Calibration errors of the raw scores on every domain and corruption (percent, lower is better); "
-                  "pass a calibrator (`--calibrator`) to see what it fixes.", "",
-                  "| set | D-ECE | LaECE_0 |", "|---|---:|---:|"]
+        lines += [
+            "Calibration errors of the raw scores on every domain and corruption (percent, lower is better); "
+            "pass a calibrator (`--calibrator`) to see what it fixes.",
+            "",
+            "| set | D-ECE | LaECE_0 |",
+            "|---|---:|---:|",
+        ]
         lines += [f"| {name} | {_pct(e['raw']['d_ece'])} | {_pct(e['raw']['la_ece_0'])} |" for name, e in rows]
     lines += ["", *[f"- {settings[k]}" for k in ("d_ece", "la_ece_0", "calibrator") if k in settings]]
     if plot:

@@ -10,12 +10,18 @@ from detkit.data.classmap import ClassMap
 from detkit.data.coco import CocoData
 from detkit.errors import DetkitError
 
-
 Calibration = Callable[[Any, CocoData], dict[str, Any]]
 
 
-def score_images(detector: Any, coco: CocoData, images_dir: Path, class_map: ClassMap, batch_size: int,
-                 source: str | Path, calibration: Calibration | None = None) -> dict[str, Any]:
+def score_images(
+    detector: Any,
+    coco: CocoData,
+    images_dir: Path,
+    class_map: ClassMap,
+    batch_size: int,
+    source: str | Path,
+    calibration: Calibration | None = None,
+) -> dict[str, Any]:
     """AP and AP50 (percent) of ``detector`` on the images of ``coco`` found in ``images_dir``; with
     ``calibration(detections, coco)`` also its result under ``"calibration"`` (same detections, no second pass).
 
@@ -29,9 +35,16 @@ def score_images(detector: Any, coco: CocoData, images_dir: Path, class_map: Cla
     dets = predict_split(detector, (coco, images_dir), batch_size=batch_size)
     metrics = evaluate_coco(coco, dets, class_map)
     if metrics["AP"] is None:
-        raise DetkitError("no ground-truth boxes to evaluate against (AP is undefined)", hint="every evaluated set needs annotations", path=source)
-    out: dict[str, Any] = {"AP": 100.0 * metrics["AP"], "AP50": 100.0 * (metrics["AP50"] or 0.0),
-                           "num_detections": int(len(dets))}
+        raise DetkitError(
+            "no ground-truth boxes to evaluate against (AP is undefined)",
+            hint="every evaluated set needs annotations",
+            path=source,
+        )
+    out: dict[str, Any] = {
+        "AP": 100.0 * metrics["AP"],
+        "AP50": 100.0 * (metrics["AP50"] or 0.0),
+        "num_detections": int(len(dets)),
+    }
     if calibration is not None:
         out["calibration"] = calibration(dets, coco)
     return out

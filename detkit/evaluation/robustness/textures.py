@@ -86,7 +86,9 @@ def frost_texture(rng: np.random.Generator, height: int, width: int) -> np.ndarr
     for length_px, density in ((9, 0.004), (21, 0.0015), (45, 0.0004)):
         length = max(3, int(round(length_px * scale)))
         for angle in rng.uniform(0.0, 180.0, size=3):
-            seeds = (rng.random((height, width), dtype=np.float32) < density) * rng.uniform(0.5, 1.0, (height, width)).astype(np.float32)
+            seeds = (rng.random((height, width), dtype=np.float32) < density) * rng.uniform(
+                0.5, 1.0, (height, width)
+            ).astype(np.float32)
             streaks = cv2.filter2D(seeds, -1, _line_kernel(length, float(angle)), borderType=cv2.BORDER_CONSTANT)
             np.maximum(needles, streaks, out=needles)
     needles = cv2.GaussianBlur(needles, (0, 0), 0.6 * scale)

@@ -82,8 +82,8 @@ def _dataset(data: Any):
 def sample_split(dataset: Any, split: str, limit: int, seed: int = 0, what: str = "calibration") -> ImageSample:
     """Up to ``limit`` images of ``split`` (seeded choice, dataset order kept), decoded; refuses an empty split."""
     from detkit.data.coco import CocoData, read_coco
-    from detkit.evaluation.inference import image_paths
     from detkit.data.images import load_image
+    from detkit.evaluation.inference import image_paths
 
     spec = _dataset(dataset)
     split_spec = spec.split(split)

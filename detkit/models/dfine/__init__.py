@@ -11,8 +11,16 @@ from detkit.models.dfine.loss_config import DFineLossConfig
 from detkit.models.dfine.model import DFine, build_dfine
 from detkit.models.family import ForeignWeights, ModelFamily
 
-__all__ = ["DFine", "DFineConfig", "build_dfine", "describe", "feature_tokens", "load_dfine_weights",
-           "read_dfine_config", "FAMILY"]
+__all__ = [
+    "DFine",
+    "DFineConfig",
+    "build_dfine",
+    "describe",
+    "feature_tokens",
+    "load_dfine_weights",
+    "read_dfine_config",
+    "FAMILY",
+]
 
 
 def feature_tokens(cfg: DFineConfig, size: int) -> int:
@@ -50,8 +58,10 @@ def _read_foreign(state_dict: dict) -> ForeignWeights:
     if cfg is None:
         raise DetkitError("weights are not a D-FINE state dict (no HGNetv2 backbone with a D-FINE decoder)")
     head = to_detkit(unwrap(state_dict)).get("decoder.enc_score_head.weight")
-    summary = (f"D-FINE-{cfg.size.upper()} (HGNetv2-{cfg.backbone}, encoder {cfg.encoder_dim}, decoder "
-               f"{cfg.hidden_dim} × {cfg.decoder_layers} layers)")
+    summary = (
+        f"D-FINE-{cfg.size.upper()} (HGNetv2-{cfg.backbone}, encoder {cfg.encoder_dim}, decoder "
+        f"{cfg.hidden_dim} × {cfg.decoder_layers} layers)"
+    )
     return ForeignWeights(cfg, int(head.shape[0]), None, f"dfine-{cfg.size}", summary)
 
 

@@ -14,27 +14,63 @@ Size = Literal["n", "s", "m", "l", "x"]
 
 # HGNetv2 variants: stem [in, mid, out]; per stage (in, mid, out, blocks, layers per block, kernel, light, downsample)
 HGNETV2 = {
-    "B0": {"stem": (3, 16, 16), "stages": (
-        (16, 16, 64, 1, 3, 3, False, False), (64, 32, 256, 1, 3, 3, False, True),
-        (256, 64, 512, 2, 3, 5, True, True), (512, 128, 1024, 1, 3, 5, True, True))},
-    "B2": {"stem": (3, 24, 32), "stages": (
-        (32, 32, 96, 1, 4, 3, False, False), (96, 64, 384, 1, 4, 3, False, True),
-        (384, 128, 768, 3, 4, 5, True, True), (768, 256, 1536, 1, 4, 5, True, True))},
-    "B4": {"stem": (3, 32, 48), "stages": (
-        (48, 48, 128, 1, 6, 3, False, False), (128, 96, 512, 1, 6, 3, False, True),
-        (512, 192, 1024, 3, 6, 5, True, True), (1024, 384, 2048, 1, 6, 5, True, True))},
-    "B5": {"stem": (3, 32, 64), "stages": (
-        (64, 64, 128, 1, 6, 3, False, False), (128, 128, 512, 2, 6, 3, False, True),
-        (512, 256, 1024, 5, 6, 5, True, True), (1024, 512, 2048, 2, 6, 5, True, True))},
+    "B0": {
+        "stem": (3, 16, 16),
+        "stages": (
+            (16, 16, 64, 1, 3, 3, False, False),
+            (64, 32, 256, 1, 3, 3, False, True),
+            (256, 64, 512, 2, 3, 5, True, True),
+            (512, 128, 1024, 1, 3, 5, True, True),
+        ),
+    },
+    "B2": {
+        "stem": (3, 24, 32),
+        "stages": (
+            (32, 32, 96, 1, 4, 3, False, False),
+            (96, 64, 384, 1, 4, 3, False, True),
+            (384, 128, 768, 3, 4, 5, True, True),
+            (768, 256, 1536, 1, 4, 5, True, True),
+        ),
+    },
+    "B4": {
+        "stem": (3, 32, 48),
+        "stages": (
+            (48, 48, 128, 1, 6, 3, False, False),
+            (128, 96, 512, 1, 6, 3, False, True),
+            (512, 192, 1024, 3, 6, 5, True, True),
+            (1024, 384, 2048, 1, 6, 5, True, True),
+        ),
+    },
+    "B5": {
+        "stem": (3, 32, 64),
+        "stages": (
+            (64, 64, 128, 1, 6, 3, False, False),
+            (128, 128, 512, 2, 6, 3, False, True),
+            (512, 256, 1024, 5, 6, 5, True, True),
+            (1024, 512, 2048, 2, 6, 5, True, True),
+        ),
+    },
 }
 
 
 def _preset(backbone, lab, stages, frozen, enc, enc_ffn, expansion, depth, layers, points, reg_scale):
     small = enc == 128  # N: decoder width 128 and FFN 512
-    return {"backbone": backbone, "use_lab": lab, "return_stages": stages, "freeze_stem": frozen,
-            "frozen_bn": frozen, "encoder_dim": enc, "encoder_ffn_dim": enc_ffn, "expansion": expansion,
-            "depth_mult": depth, "hidden_dim": 128 if small else 256, "decoder_ffn_dim": 512 if small else 1024,
-            "decoder_layers": layers, "num_points": points, "reg_scale": reg_scale}
+    return {
+        "backbone": backbone,
+        "use_lab": lab,
+        "return_stages": stages,
+        "freeze_stem": frozen,
+        "frozen_bn": frozen,
+        "encoder_dim": enc,
+        "encoder_ffn_dim": enc_ffn,
+        "expansion": expansion,
+        "depth_mult": depth,
+        "hidden_dim": 128 if small else 256,
+        "decoder_ffn_dim": 512 if small else 1024,
+        "decoder_layers": layers,
+        "num_points": points,
+        "reg_scale": reg_scale,
+    }
 
 
 # per size (docs/dfine.md §2, §3, §7): backbone, LAB, stages, frozen stem+BN, encoder width/FFN, expansion, depth_mult,

@@ -73,34 +73,54 @@ def _hf_attention(rest: str, final_norm: str) -> str:
 
 
 _HF_RULES: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
-    (re.compile(r"^model\.backbone\.model\.embedder\.(stem\w+)\.(.+)$"),
-     lambda m: f"backbone.stem.{m[1]}.{_hf_backbone(m[2])}"),
-    (re.compile(r"^model\.backbone\.model\.encoder\.stages\.(\d+)\.(.+)$"),
-     lambda m: f"backbone.stages.{m[1]}.{_hf_backbone(m[2])}"),
-    (re.compile(r"^model\.(encoder|decoder)_input_proj\.(\d+)\.([01])\.(.+)$"),
-     lambda m: f"{m[1]}.input_proj.{m[2]}.{'conv' if m[3] == '0' else 'norm'}.{m[4]}"),
-    (re.compile(r"^model\.encoder\.(?:aifi|encoder)\.(\d+)\.layers\.(\d+)\.(.+)$"),
-     lambda m: f"encoder.encoder.{m[1]}.layers.{m[2]}.{_hf_attention(m[3], 'norm2')}"),
+    (
+        re.compile(r"^model\.backbone\.model\.embedder\.(stem\w+)\.(.+)$"),
+        lambda m: f"backbone.stem.{m[1]}.{_hf_backbone(m[2])}",
+    ),
+    (
+        re.compile(r"^model\.backbone\.model\.encoder\.stages\.(\d+)\.(.+)$"),
+        lambda m: f"backbone.stages.{m[1]}.{_hf_backbone(m[2])}",
+    ),
+    (
+        re.compile(r"^model\.(encoder|decoder)_input_proj\.(\d+)\.([01])\.(.+)$"),
+        lambda m: f"{m[1]}.input_proj.{m[2]}.{'conv' if m[3] == '0' else 'norm'}.{m[4]}",
+    ),
+    (
+        re.compile(r"^model\.encoder\.(?:aifi|encoder)\.(\d+)\.layers\.(\d+)\.(.+)$"),
+        lambda m: f"encoder.encoder.{m[1]}.layers.{m[2]}.{_hf_attention(m[3], 'norm2')}",
+    ),
     (re.compile(r"^model\.encoder\.lateral_convs\.(.+)$"), lambda m: f"encoder.lateral_convs.{m[1]}"),
-    (re.compile(r"^model\.encoder\.(fpn_blocks|pan_blocks)\.(\d+)\.(conv[1-4]|csp_rep[12])\.(.+)$"),
-     lambda m: f"encoder.{m[1]}.{m[2]}.{_ELAN[m[3]]}.{m[4]}"),
-    (re.compile(r"^model\.encoder\.downsample_convs\.(\d+)\.conv([12])\.(.+)$"),
-     lambda m: f"encoder.downsample_convs.{m[1]}.0.cv{m[2]}.{m[3]}"),
-    (re.compile(r"^model\.decoder\.layers\.(\d+)\.(.+)$"),
-     lambda m: f"decoder.decoder.layers.{m[1]}.{_hf_attention(m[2], 'norm3')}"),
+    (
+        re.compile(r"^model\.encoder\.(fpn_blocks|pan_blocks)\.(\d+)\.(conv[1-4]|csp_rep[12])\.(.+)$"),
+        lambda m: f"encoder.{m[1]}.{m[2]}.{_ELAN[m[3]]}.{m[4]}",
+    ),
+    (
+        re.compile(r"^model\.encoder\.downsample_convs\.(\d+)\.conv([12])\.(.+)$"),
+        lambda m: f"encoder.downsample_convs.{m[1]}.0.cv{m[2]}.{m[3]}",
+    ),
+    (
+        re.compile(r"^model\.decoder\.layers\.(\d+)\.(.+)$"),
+        lambda m: f"decoder.decoder.layers.{m[1]}.{_hf_attention(m[2], 'norm3')}",
+    ),
     (re.compile(r"^model\.decoder\.lqe_layers\.(.+)$"), lambda m: f"decoder.decoder.lqe_layers.{m[1]}"),
     (re.compile(r"^model\.decoder\.class_embed\.(.+)$"), lambda m: f"decoder.dec_score_head.{m[1]}"),
     (re.compile(r"^model\.decoder\.bbox_embed\.(.+)$"), lambda m: f"decoder.dec_bbox_head.{m[1]}"),
     (re.compile(r"^model\.decoder\.(pre_bbox_head|query_pos_head)\.(.+)$"), lambda m: f"decoder.{m[1]}.{m[2]}"),
     (re.compile(r"^model\.decoder\.(up|reg_scale)$"), lambda m: f"decoder.{m[1]}"),
-    (re.compile(r"^model\.enc_output\.([01])\.(.+)$"),
-     lambda m: f"decoder.enc_output.{'proj' if m[1] == '0' else 'norm'}.{m[2]}"),
-    (re.compile(r"^model\.(enc_score_head|enc_bbox_head|denoising_class_embed)\.(.+)$"),
-     lambda m: f"decoder.{m[1]}.{m[2]}"),
+    (
+        re.compile(r"^model\.enc_output\.([01])\.(.+)$"),
+        lambda m: f"decoder.enc_output.{'proj' if m[1] == '0' else 'norm'}.{m[2]}",
+    ),
+    (
+        re.compile(r"^model\.(enc_score_head|enc_bbox_head|denoising_class_embed)\.(.+)$"),
+        lambda m: f"decoder.{m[1]}.{m[2]}",
+    ),
 ]
 _HF_TOP_LEVEL_HEADS = re.compile(r"^(class_embed|bbox_embed)\.(.+)$")
-_HF_DERIVED = re.compile(r"^model\.(anchors|valid_mask|decoder\.(anchors|valid_mask|layers\.\d+\.encoder_attn\."
-                         r"num_points_scale))$")
+_HF_DERIVED = re.compile(
+    r"^model\.(anchors|valid_mask|decoder\.(anchors|valid_mask|layers\.\d+\.encoder_attn\."
+    r"num_points_scale))$"
+)
 _QKV = re.compile(r"^(.*\.self_attn)\.([qkv])_proj\.(weight|bias)$")
 
 
@@ -167,15 +187,18 @@ def to_detkit(sd: Mapping[str, torch.Tensor], source: str = "weights") -> dict[s
     sd = unwrap(sd)
     layout = detect_layout(sd)
     if layout is None:
-        raise DetkitError(f"{source}: not a D-FINE state dict (no HGNetv2 stem / LQE heads found)",
-                          hint="is this an RT-DETR checkpoint? use an rtdetr recipe for it")
+        raise DetkitError(
+            f"{source}: not a D-FINE state dict (no HGNetv2 stem / LQE heads found)",
+            hint="is this an RT-DETR checkpoint? use an rtdetr recipe for it",
+        )
     if layout == "official":
         return from_official(sd)
     out, unmapped = from_hf(sd)
     if unmapped:
         raise DetkitError(
             f"{source}: {len(unmapped)} Hugging Face key(s) have no place in a D-FINE model: "
-            + ", ".join(unmapped[:5]) + (" …" if len(unmapped) > 5 else "")
+            + ", ".join(unmapped[:5])
+            + (" …" if len(unmapped) > 5 else "")
         )
     return out
 
@@ -190,8 +213,14 @@ def _some(keys: list[str]) -> str:
     return ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else "")
 
 
-def load_dfine_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, reinit_head: bool = False,
-                       source: str = "", class_mismatch_message: str | None = None) -> None:
+def load_dfine_weights(
+    model: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    reinit_head: bool = False,
+    source: str = "",
+    class_mismatch_message: str | None = None,
+) -> None:
     """Load official, Hugging Face or detkit-layout D-FINE weights into ``model`` (a :class:`DFine`), strictly.
 
     Unknown or missing keys and shape mismatches raise one :class:`DetkitError` naming ``source`` and the keys.
@@ -208,8 +237,10 @@ def load_dfine_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
     if unknown or missing:
         parts = [f"unexpected {_some(unknown)}"] if unknown else []
         parts += [f"missing {_some(missing)}"] if missing else []
-        raise DetkitError(f"{source}: weights do not fit this D-FINE architecture: " + "; ".join(parts),
-                          hint="check that the recipe's model size (and decoder layers, widths) matches the weights")
+        raise DetkitError(
+            f"{source}: weights do not fit this D-FINE architecture: " + "; ".join(parts),
+            hint="check that the recipe's model size (and decoder layers, widths) matches the weights",
+        )
     mismatched = [k for k in src if tuple(src[k].shape) != tuple(target[k].shape)]
     heads = [k for k in mismatched if is_class_head_key(k)]
     other = [k for k in mismatched if not is_class_head_key(k)]
@@ -222,7 +253,8 @@ def load_dfine_weights(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
         )
     if heads and not reinit_head:
         msg = class_mismatch_message or (
-            f"{source}: weights were trained for {_classes(src)} classes but the model has {_classes(target)}")
+            f"{source}: weights were trained for {_classes(src)} classes but the model has {_classes(target)}"
+        )
         raise DetkitError(msg, hint="pass reinit_head=True (--reinit-head) to re-initialise the class heads")
     if heads or (reinit_head and class_mismatch_message is not None):
         for k in target:
@@ -242,8 +274,10 @@ def _pick(candidates: list[float], ok: Callable[[float], bool], fallback: float)
 
 
 def _points_per_level(raw: Mapping[str, torch.Tensor], total: int, levels: int, preset: list[int]) -> list[int]:
-    scale = next((v for k, v in raw.items() if k.endswith(("cross_attn.num_points_scale",
-                                                            "encoder_attn.num_points_scale"))), None)
+    scale = next(
+        (v for k, v in raw.items() if k.endswith(("cross_attn.num_points_scale", "encoder_attn.num_points_scale"))),
+        None,
+    )
     if scale is not None and scale.device.type != "meta":
         counts, i, values = [], 0, scale.tolist()
         while i < len(values):
@@ -282,22 +316,35 @@ def read_dfine_config(state_dict: Mapping[str, torch.Tensor]) -> DFineConfig | N
     preset = PRESETS[size]
     branch = int(sd["encoder.fpn_blocks.0.cv2.0.conv1.conv.weight"].shape[0])
     blocks = _count(sd, r"^encoder\.fpn_blocks\.0\.cv2\.0\.bottlenecks\.(\d+)\.")
-    expansion = _pick([preset["expansion"], 2 * branch / encoder_dim, (2 * branch + 1) / encoder_dim],
-                      lambda e: round(e * encoder_dim // 2) == branch, 2 * branch / encoder_dim)
+    expansion = _pick(
+        [preset["expansion"], 2 * branch / encoder_dim, (2 * branch + 1) / encoder_dim],
+        lambda e: round(e * encoder_dim // 2) == branch,
+        2 * branch / encoder_dim,
+    )
     depth_mult = _pick([preset["depth_mult"], blocks / 3], lambda d: round(3 * d) == blocks, blocks / 3)
     hidden_dim = int(sd["decoder.query_pos_head.layers.1.weight"].shape[0])
     layers = _count(sd, r"^decoder\.decoder\.layers\.(\d+)\.")
     total_points = int(sd["decoder.decoder.layers.0.cross_attn.attention_weights.weight"].shape[0]) // 8
     reg_scale = sd.get("decoder.reg_scale")
     return DFineConfig(
-        size=size, backbone=variant, use_lab="backbone.stem.stem1.lab.scale" in sd, return_stages=return_stages,
-        encoder_dim=encoder_dim, encoder_ffn_dim=int(sd["encoder.encoder.0.layers.0.linear1.weight"].shape[0]),
-        encoder_layers=_count(sd, r"^encoder\.encoder\.0\.layers\.(\d+)\."), expansion=expansion,
-        depth_mult=depth_mult, hidden_dim=hidden_dim,
-        decoder_ffn_dim=int(sd["decoder.decoder.layers.0.linear1.weight"].shape[0]), decoder_layers=layers,
+        size=size,
+        backbone=variant,
+        use_lab="backbone.stem.stem1.lab.scale" in sd,
+        return_stages=return_stages,
+        encoder_dim=encoder_dim,
+        encoder_ffn_dim=int(sd["encoder.encoder.0.layers.0.linear1.weight"].shape[0]),
+        encoder_layers=_count(sd, r"^encoder\.encoder\.0\.layers\.(\d+)\."),
+        expansion=expansion,
+        depth_mult=depth_mult,
+        hidden_dim=hidden_dim,
+        decoder_ffn_dim=int(sd["decoder.decoder.layers.0.linear1.weight"].shape[0]),
+        decoder_layers=layers,
         num_points=_points_per_level(raw, total_points, levels, preset["num_points"]),
         reg_max=int(sd["decoder.dec_bbox_head.0.layers.2.weight"].shape[0]) // 4 - 1,
-        reg_scale=(float(reg_scale.reshape(-1)[0]) if reg_scale is not None and reg_scale.device.type != "meta"
-                   else preset["reg_scale"]),
+        reg_scale=(
+            float(reg_scale.reshape(-1)[0])
+            if reg_scale is not None and reg_scale.device.type != "meta"
+            else preset["reg_scale"]
+        ),
         num_denoising=100 if "decoder.denoising_class_embed.weight" in sd else 0,
     )

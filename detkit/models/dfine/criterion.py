@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from detkit.utils import distributed
 from detkit.models.box_ops import cxcywh_to_xyxy, paired_iou_giou
 from detkit.models.denoising import denoising_indices
-from detkit.models.matcher import HungarianMatcher, Indices
 from detkit.models.detr_losses import ClassificationTerm, class_targets
 from detkit.models.dfine.fdr_targets import bbox2distance, distance_bins, weighting_function
 from detkit.models.dfine.loss_config import DFineLossConfig
+from detkit.models.matcher import HungarianMatcher, Indices
+from detkit.utils import distributed
 
 Targets = Sequence[dict[str, torch.Tensor]]
 
@@ -92,8 +92,9 @@ def fgl_loss(corners: torch.Tensor, target: torch.Tensor, iou: torch.Tensor, bin
     return ((w_left * ce_left + w_right * ce_right) * iou.detach()[:, None]).sum()
 
 
-def ddf_loss(student: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor, matched: torch.Tensor,
-             temperature: float) -> torch.Tensor:
+def ddf_loss(
+    student: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor, matched: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Decoupled distillation loss of ``student [B, Q, 4, N+1]`` edge logits towards ``teacher`` (detached).
 
     Per edge KL(softmax(teacher/T) ‖ softmax(student/T))·T², times the query's ``weight [B, Q]``; the mean over
@@ -101,8 +102,12 @@ def ddf_loss(student: torch.Tensor, teacher: torch.Tensor, weight: torch.Tensor,
     roots of their edge counts (an empty part counts 0). Identical student and teacher give exactly 0.
     """
     t = temperature
-    kl = F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher.detach() / t, -1), reduction="none",
-                  log_target=True).sum(-1) * t**2  # [B, Q, 4]
+    kl = (
+        F.kl_div(
+            F.log_softmax(student / t, -1), F.log_softmax(teacher.detach() / t, -1), reduction="none", log_target=True
+        ).sum(-1)
+        * t**2
+    )  # [B, Q, 4]
     loss = kl * weight.detach()[..., None]
     m = matched[..., None].expand_as(loss).to(loss.dtype)
     n_m, n_u = m.sum(), (1 - m).sum()
@@ -166,12 +171,22 @@ class DFineCriterion(torch.nn.Module):
         """L1 and GIoU terms, and the matched boxes' IoU (detached) for the local terms."""
         src = out["boxes"].float()[pairs.batch, pairs.query]
         iou, giou = paired_iou_giou(cxcywh_to_xyxy(src), gt.boxes_xyxy[pairs.target])
-        terms = {"loss_bbox": self.cfg.bbox * (src - gt.boxes[pairs.target]).abs().sum() / norm,
-                 "loss_giou": self.cfg.giou * (1 - giou).sum() / norm}
+        terms = {
+            "loss_bbox": self.cfg.bbox * (src - gt.boxes[pairs.target]).abs().sum() / norm,
+            "loss_giou": self.cfg.giou * (1 - giou).sum() / norm,
+        }
         return terms, iou.detach()
 
-    def _local(self, out: dict, gt: Batch, pairs: Pairs, iou: torch.Tensor, norm: torch.Tensor,
-               bins: torch.Tensor, reg_scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _local(
+        self,
+        out: dict,
+        gt: Batch,
+        pairs: Pairs,
+        iou: torch.Tensor,
+        norm: torch.Tensor,
+        bins: torch.Tensor,
+        reg_scale: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """FGL on the matched queries and, for a set with a teacher, DDF on all queries."""
         corners = out["corners"].float()
         b, q = corners.shape[:2]
@@ -184,8 +199,9 @@ class DFineCriterion(torch.nn.Module):
             teacher = out["teacher_corners"].float().reshape(b, q, 4, bins.numel())
             weight = out["teacher_logits"].detach().float().sigmoid().amax(-1)  # unmatched: teacher's best score
             weight = weight.index_put((pairs.batch, pairs.query), iou.to(weight.dtype))  # matched: own IoU
-            matched = torch.zeros_like(weight, dtype=torch.bool).index_put((pairs.batch, pairs.query),
-                                                                           torch.ones_like(iou, dtype=torch.bool))
+            matched = torch.zeros_like(weight, dtype=torch.bool).index_put(
+                (pairs.batch, pairs.query), torch.ones_like(iou, dtype=torch.bool)
+            )
             ddf = ddf_loss(corners, teacher, weight, matched, self.cfg.ddf_temperature)
             terms["loss_ddf"] = self.cfg.ddf * ddf
         return terms
@@ -229,8 +245,10 @@ class DFineCriterion(torch.nn.Module):
 
         dn_outputs, dn_meta = outputs.get("dn_outputs"), outputs.get("dn_meta")
         if dn_outputs:
-            dn = (self._flat([denoising_indices(dn_meta, targets)], gt.sizes, device)[0],
-                  num_boxes * float(dn_meta["num_group"]))
+            dn = (
+                self._flat([denoising_indices(dn_meta, targets)], gt.sizes, device)[0],
+                num_boxes * float(dn_meta["num_group"]),
+            )
             dn_sets = [(f"_dn_{i}", o, True) for i, o in enumerate(dn_outputs)]
             if outputs.get("dn_pre_outputs") is not None:
                 dn_sets.append(("_dn_pre", outputs["dn_pre_outputs"], False))
@@ -239,8 +257,16 @@ class DFineCriterion(torch.nn.Module):
                 losses.update({k + suffix: v for k, v in terms.items()})
         return losses
 
-    def _set_terms(self, out: dict, gt: Batch, cls: tuple[Pairs, torch.Tensor], box: tuple[Pairs, torch.Tensor],
-                   local: bool, bins: torch.Tensor, reg_scale: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _set_terms(
+        self,
+        out: dict,
+        gt: Batch,
+        cls: tuple[Pairs, torch.Tensor],
+        box: tuple[Pairs, torch.Tensor],
+        local: bool,
+        bins: torch.Tensor,
+        reg_scale: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
         """The terms of one output set: classification on ``cls`` (pairs, normaliser), the others on ``box``."""
         terms = self._classification(out, gt, *cls)
         box_terms, iou = self._boxes(out, gt, *box)

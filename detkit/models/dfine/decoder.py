@@ -18,10 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from detkit.errors import DetkitError
-from detkit.models.rtdetr.decoder import DecoderTrace, generate_anchors
 from detkit.models.denoising import DenoisingGroup
 from detkit.models.dfine.fdr import distance2bbox, integral, weighting_function
 from detkit.models.layers import inverse_sigmoid, make_activation
+from detkit.models.rtdetr.decoder import DecoderTrace, generate_anchors
 
 
 class MLP(nn.Module):
@@ -77,7 +77,10 @@ class DeformableAttention(nn.Module):
         nn.init.zeros_(self.attention_weights.bias)
 
     def forward(
-        self, query: torch.Tensor, reference_boxes: torch.Tensor, value: torch.Tensor,
+        self,
+        query: torch.Tensor,
+        reference_boxes: torch.Tensor,
+        value: torch.Tensor,
         spatial_shapes: list[tuple[int, int]],
     ) -> torch.Tensor:
         """query ``[B, Q, D]``, reference_boxes ``[B, Q, 4]`` (cxcywh in [0, 1]), value ``[B, S, D]``."""
@@ -100,11 +103,19 @@ class DeformableAttention(nn.Module):
         grids = (2.0 * locations - 1.0).transpose(1, 2).reshape(b * heads, q, -1, 2)  # [B·H, Q, ΣP, 2]
         samples = []
         for value_l, grid_l, (h, w) in zip(
-            value.split([h * w for h, w in spatial_shapes], dim=-1), grids.split(self.num_points, dim=2),
+            value.split([h * w for h, w in spatial_shapes], dim=-1),
+            grids.split(self.num_points, dim=2),
             spatial_shapes,
         ):
-            samples.append(F.grid_sample(value_l.reshape(b * heads, d, h, w), grid_l, mode="bilinear",
-                                         padding_mode="zeros", align_corners=False))
+            samples.append(
+                F.grid_sample(
+                    value_l.reshape(b * heads, d, h, w),
+                    grid_l,
+                    mode="bilinear",
+                    padding_mode="zeros",
+                    align_corners=False,
+                )
+            )
         sampled = torch.cat(samples, dim=-1)  # [B·H, d, Q, ΣP]
         out = (sampled * weights.transpose(1, 2).reshape(b * heads, 1, q, -1)).sum(-1)  # [B·H, d, Q]
         return out.reshape(b, heads * d, q).transpose(1, 2)
@@ -118,8 +129,8 @@ class DeformableAttention(nn.Module):
         wts = weights.new_zeros(b, q, heads, levels, most)
         start = 0
         for lvl, p in enumerate(self.num_points):
-            loc[:, :, :, lvl, :p] = locations[:, :, :, start:start + p]
-            wts[:, :, :, lvl, :p] = weights[:, :, :, start:start + p]
+            loc[:, :, :, lvl, :p] = locations[:, :, :, start : start + p]
+            wts[:, :, :, lvl, :p] = weights[:, :, :, start : start + p]
             start += p
         self.trace.sampling_locations.append(loc.detach())
         self.trace.attention_weights.append(wts.detach())
@@ -144,8 +155,9 @@ class DecoderLayer(nn.Module):
     """Self-attention (q = k = tgt + pos) → add & norm1 → deformable cross-attention (query = tgt + pos) → gate →
     FFN → add → clamp to the float16 range → norm3."""
 
-    def __init__(self, dim: int, num_heads: int, ffn_dim: int, num_points: list[int], dropout: float = 0.0,
-                 act: str = "relu"):
+    def __init__(
+        self, dim: int, num_heads: int, ffn_dim: int, num_points: list[int], dropout: float = 0.0, act: str = "relu"
+    ):
         super().__init__()
         self.self_attn = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
         self.norm1 = nn.LayerNorm(dim)
@@ -225,12 +237,23 @@ class DFineDecoder(nn.Module):
         self.num_classes, self.hidden_dim, self.num_queries = num_classes, hidden_dim, num_queries
         self.num_layers, self.eval_idx, self.reg_max = num_layers, eval_idx % num_layers, reg_max
         self.input_proj = nn.ModuleList(
-            nn.Identity() if c == hidden_dim else nn.Sequential(
-                OrderedDict(conv=nn.Conv2d(c, hidden_dim, 1, bias=False), norm=nn.BatchNorm2d(hidden_dim)))
+            nn.Identity()
+            if c == hidden_dim
+            else nn.Sequential(
+                OrderedDict(conv=nn.Conv2d(c, hidden_dim, 1, bias=False), norm=nn.BatchNorm2d(hidden_dim))
+            )
             for c in in_channels
         )
-        self.decoder = TransformerDecoder(num_layers, reg_max, act, dim=hidden_dim, num_heads=num_heads,
-                                          ffn_dim=ffn_dim, num_points=num_points, dropout=dropout)
+        self.decoder = TransformerDecoder(
+            num_layers,
+            reg_max,
+            act,
+            dim=hidden_dim,
+            num_heads=num_heads,
+            ffn_dim=ffn_dim,
+            num_points=num_points,
+            dropout=dropout,
+        )
         # FDR constants, stored in checkpoints as non-trainable parameters (as the official model does)
         self.up = nn.Parameter(torch.tensor([float(up)]), requires_grad=False)
         self.reg_scale = nn.Parameter(torch.tensor([float(reg_scale)]), requires_grad=False)
@@ -356,8 +379,9 @@ class DFineDecoder(nn.Module):
 
         if not self.training:
             return {"logits": logits[-1], "boxes": boxes[-1]}
-        return self._train_outputs(logits, boxes, corners_all, initial, pre_logits, pre_boxes,
-                                   enc_topk_logits, enc_topk_boxes, dn)
+        return self._train_outputs(
+            logits, boxes, corners_all, initial, pre_logits, pre_boxes, enc_topk_logits, enc_topk_boxes, dn
+        )
 
     def _train_outputs(self, logits, boxes, corners, initial, pre_logits, pre_boxes, enc_logits, enc_boxes, dn):
         n = dn.num_split[0] if dn is not None else 0

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from detkit.models.rtdetr.encoder import AIFI, RepVggBlock, sincos_position_embedding
 from detkit.models.layers import make_activation
+from detkit.models.rtdetr.encoder import AIFI, RepVggBlock, sincos_position_embedding
 
 
 class ConvNorm(nn.Module):
@@ -78,10 +78,12 @@ class RepNCSPELAN4(nn.Module):
         super().__init__()
         self.half = ch_mid // 2
         self.cv1 = ConvNorm(ch_in, ch_mid, 1, act=act)
-        self.cv2 = nn.Sequential(CSPLayer(ch_mid // 2, ch_branch, num_blocks, act=act),
-                                 ConvNorm(ch_branch, ch_branch, 3, act=act))
-        self.cv3 = nn.Sequential(CSPLayer(ch_branch, ch_branch, num_blocks, act=act),
-                                 ConvNorm(ch_branch, ch_branch, 3, act=act))
+        self.cv2 = nn.Sequential(
+            CSPLayer(ch_mid // 2, ch_branch, num_blocks, act=act), ConvNorm(ch_branch, ch_branch, 3, act=act)
+        )
+        self.cv3 = nn.Sequential(
+            CSPLayer(ch_branch, ch_branch, num_blocks, act=act), ConvNorm(ch_branch, ch_branch, 3, act=act)
+        )
         self.cv4 = ConvNorm(ch_mid + 2 * ch_branch, ch_out, 1, act=act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

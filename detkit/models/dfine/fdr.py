@@ -62,12 +62,15 @@ def bbox2distance(
     ref, target_xyxy = ref.detach(), target_xyxy.detach()
     cx, cy, w, h = ref.unbind(-1)
     sx, sy = w / c + 1e-16, h / c + 1e-16
-    phi = torch.stack([
-        (cx - target_xyxy[..., 0]) / sx - 0.5 * c,
-        (cy - target_xyxy[..., 1]) / sy - 0.5 * c,
-        (target_xyxy[..., 2] - cx) / sx - 0.5 * c,
-        (target_xyxy[..., 3] - cy) / sy - 0.5 * c,
-    ], dim=-1)
+    phi = torch.stack(
+        [
+            (cx - target_xyxy[..., 0]) / sx - 0.5 * c,
+            (cy - target_xyxy[..., 1]) / sy - 0.5 * c,
+            (target_xyxy[..., 2] - cx) / sx - 0.5 * c,
+            (target_xyxy[..., 3] - cy) / sy - 0.5 * c,
+        ],
+        dim=-1,
+    )
     project = weighting_function(reg_max, up, reg_scale).to(phi.dtype)
     left = torch.searchsorted(project, phi.contiguous(), right=True) - 1  # number of W ≤ φ, minus one
     below, above = left < 0, left >= reg_max

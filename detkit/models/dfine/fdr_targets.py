@@ -58,8 +58,9 @@ def distance2bbox(ref_cxcywh: torch.Tensor, distance: torch.Tensor, reg_scale: t
     c = _scalar(reg_scale, like=ref_cxcywh).abs()
     cx, cy, w, h = ref_cxcywh.unbind(-1)
     dl, dt, dr, db = distance.unbind(-1)
-    return torch.stack([cx - (c / 2 + dl) * w / c, cy - (c / 2 + dt) * h / c,
-                        cx + (c / 2 + dr) * w / c, cy + (c / 2 + db) * h / c], -1)
+    return torch.stack(
+        [cx - (c / 2 + dl) * w / c, cy - (c / 2 + dt) * h / c, cx + (c / 2 + dr) * w / c, cy + (c / 2 + db) * h / c], -1
+    )
 
 
 def distance_bins(distance: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -29,8 +29,16 @@ class LearnableAffine(nn.Module):
 class ConvBNAct(nn.Module):
     """conv (no bias, 'same' padding) → BN → ReLU (when ``act``) → learnable affine (when ``act`` and ``lab``)."""
 
-    def __init__(self, ch_in: int, ch_out: int, kernel: int, stride: int = 1, groups: int = 1,
-                 act: bool = True, lab: bool = False):
+    def __init__(
+        self,
+        ch_in: int,
+        ch_out: int,
+        kernel: int,
+        stride: int = 1,
+        groups: int = 1,
+        act: bool = True,
+        lab: bool = False,
+    ):
         super().__init__()
         self.conv = nn.Conv2d(ch_in, ch_out, kernel, stride, padding=(kernel - 1) // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(ch_out)
@@ -74,18 +82,21 @@ class StemBlock(nn.Module):
 class HGBlock(nn.Module):
     """``layers`` sequential convs; input and every output concatenated → 1×1 squeeze (out/2) → 1×1 to ``out``."""
 
-    def __init__(self, ch_in: int, ch_mid: int, ch_out: int, layers: int, kernel: int, light: bool, lab: bool,
-                 residual: bool):
+    def __init__(
+        self, ch_in: int, ch_mid: int, ch_out: int, layers: int, kernel: int, light: bool, lab: bool, residual: bool
+    ):
         super().__init__()
         self.residual = residual
         self.layers = nn.ModuleList(
-            LightConvBNAct(ch_in if i == 0 else ch_mid, ch_mid, kernel, lab) if light
+            LightConvBNAct(ch_in if i == 0 else ch_mid, ch_mid, kernel, lab)
+            if light
             else ConvBNAct(ch_in if i == 0 else ch_mid, ch_mid, kernel, lab=lab)
             for i in range(layers)
         )
         total = ch_in + layers * ch_mid
-        self.aggregation = nn.Sequential(ConvBNAct(total, ch_out // 2, 1, lab=lab),
-                                         ConvBNAct(ch_out // 2, ch_out, 1, lab=lab))
+        self.aggregation = nn.Sequential(
+            ConvBNAct(total, ch_out // 2, 1, lab=lab), ConvBNAct(ch_out // 2, ch_out, 1, lab=lab)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [x]
@@ -98,14 +109,26 @@ class HGBlock(nn.Module):
 
 
 class HGStage(nn.Module):
-    def __init__(self, ch_in: int, ch_mid: int, ch_out: int, blocks: int, layers: int, kernel: int, light: bool,
-                 downsample: bool, lab: bool):
+    def __init__(
+        self,
+        ch_in: int,
+        ch_mid: int,
+        ch_out: int,
+        blocks: int,
+        layers: int,
+        kernel: int,
+        light: bool,
+        downsample: bool,
+        lab: bool,
+    ):
         super().__init__()
         self.downsample = ConvBNAct(ch_in, ch_in, 3, 2, groups=ch_in, act=False) if downsample else nn.Identity()
-        self.blocks = nn.Sequential(*[
-            HGBlock(ch_in if j == 0 else ch_out, ch_mid, ch_out, layers, kernel, light, lab, residual=j > 0)
-            for j in range(blocks)
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                HGBlock(ch_in if j == 0 else ch_out, ch_mid, ch_out, layers, kernel, light, lab, residual=j > 0)
+                for j in range(blocks)
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.downsample(x))
@@ -114,8 +137,15 @@ class HGStage(nn.Module):
 class HGNetv2(nn.Module):
     """Returns the maps of ``return_stages`` (stage s has stride 2^(s+1)): e.g. [2, 3, 4] → strides 8, 16, 32."""
 
-    def __init__(self, stem: tuple[int, int, int], stages: tuple[tuple, ...], return_stages: list[int],
-                 use_lab: bool = False, freeze_stem: bool = False, frozen_bn: bool = False):
+    def __init__(
+        self,
+        stem: tuple[int, int, int],
+        stages: tuple[tuple, ...],
+        return_stages: list[int],
+        use_lab: bool = False,
+        freeze_stem: bool = False,
+        frozen_bn: bool = False,
+    ):
         super().__init__()
         self.return_stages = list(return_stages)
         self.stem = StemBlock(*stem, lab=use_lab)

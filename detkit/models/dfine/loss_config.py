@@ -16,8 +16,9 @@ from detkit.models.matcher import MatcherConfig
 class DFineLossConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    classification: Literal["vfl", "mal"] = Field(default="vfl", description="vfl: varifocal (D-FINE); mal: "
-                                                  "Matchability-Aware Loss (DEIM)")
+    classification: Literal["vfl", "mal"] = Field(
+        default="vfl", description="vfl: varifocal (D-FINE); mal: Matchability-Aware Loss (DEIM)"
+    )
     vfl: float = Field(default=1.0, ge=0, description="weight of the varifocal term (classification: vfl)")
     mal: float = Field(default=1.0, ge=0, description="weight of the MAL term (classification: mal)")
     bbox: float = Field(default=5.0, ge=0, description="weight of the L1 box term")

@@ -8,12 +8,12 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from detkit.models.rtdetr.decoder import DecoderTrace
 from detkit.models.denoising import build_denoising_group
 from detkit.models.dfine.config import HGNETV2, DFineConfig
 from detkit.models.dfine.decoder import DFineDecoder
 from detkit.models.dfine.encoder import ConvNorm, DFineHybridEncoder
 from detkit.models.dfine.hgnetv2 import HGNetv2
+from detkit.models.rtdetr.decoder import DecoderTrace
 from detkit.models.rtdetr.encoder import RepVggBlock
 
 
@@ -26,8 +26,16 @@ class DFine(nn.Module):
     - train: ``forward(images, targets)`` → the outputs the D-FINE criterion reads (see docs/dfine.md §8).
     """
 
-    def __init__(self, backbone: HGNetv2, encoder: DFineHybridEncoder, decoder: DFineDecoder, num_classes: int,
-                 num_denoising: int = 100, label_noise_ratio: float = 0.5, box_noise_scale: float = 1.0):
+    def __init__(
+        self,
+        backbone: HGNetv2,
+        encoder: DFineHybridEncoder,
+        decoder: DFineDecoder,
+        num_classes: int,
+        num_denoising: int = 100,
+        label_noise_ratio: float = 0.5,
+        box_noise_scale: float = 1.0,
+    ):
         super().__init__()
         self.backbone = backbone
         self.encoder = encoder
@@ -106,27 +114,54 @@ class DFine(nn.Module):
         feats = self.encoder(self.backbone(images))
         dn = None
         if self.training and targets is not None and self.num_denoising > 0:
-            dn = build_denoising_group(targets, self.num_classes, self.decoder.num_queries, self.num_denoising,
-                                       self.label_noise_ratio, self.box_noise_scale)
+            dn = build_denoising_group(
+                targets,
+                self.num_classes,
+                self.decoder.num_queries,
+                self.num_denoising,
+                self.label_noise_ratio,
+                self.box_noise_scale,
+            )
         return self.decoder(feats, dn)
 
 
 def build_dfine(cfg: DFineConfig, num_classes: int) -> DFine:
     """Build the D-FINE model of ``cfg`` (state-dict keys = the official D-FINE names, docs/dfine.md §9)."""
     variant = HGNETV2[cfg.backbone]
-    backbone = HGNetv2(variant["stem"], variant["stages"], cfg.return_stages, use_lab=cfg.use_lab,
-                       freeze_stem=cfg.freeze_stem, frozen_bn=cfg.frozen_bn)
+    backbone = HGNetv2(
+        variant["stem"],
+        variant["stages"],
+        cfg.return_stages,
+        use_lab=cfg.use_lab,
+        freeze_stem=cfg.freeze_stem,
+        frozen_bn=cfg.frozen_bn,
+    )
     encoder = DFineHybridEncoder(
-        backbone.out_channels, hidden_dim=cfg.encoder_dim, num_heads=cfg.num_heads, ffn_dim=cfg.encoder_ffn_dim,
-        dropout=cfg.dropout, num_encoder_layers=cfg.encoder_layers, expansion=cfg.expansion,
-        depth_mult=cfg.depth_mult, pe_temperature=cfg.pe_temperature,
+        backbone.out_channels,
+        hidden_dim=cfg.encoder_dim,
+        num_heads=cfg.num_heads,
+        ffn_dim=cfg.encoder_ffn_dim,
+        dropout=cfg.dropout,
+        num_encoder_layers=cfg.encoder_layers,
+        expansion=cfg.expansion,
+        depth_mult=cfg.depth_mult,
+        pe_temperature=cfg.pe_temperature,
     )
     decoder = DFineDecoder(
-        num_classes, [cfg.encoder_dim] * len(cfg.return_stages), hidden_dim=cfg.hidden_dim,
-        num_queries=cfg.num_queries, num_layers=cfg.decoder_layers, num_heads=cfg.num_heads,
-        ffn_dim=cfg.decoder_ffn_dim, num_points=cfg.num_points, dropout=cfg.dropout, eval_idx=cfg.eval_idx,
-        num_denoising=cfg.num_denoising, reg_max=cfg.reg_max, reg_scale=cfg.reg_scale, up=cfg.up,
+        num_classes,
+        [cfg.encoder_dim] * len(cfg.return_stages),
+        hidden_dim=cfg.hidden_dim,
+        num_queries=cfg.num_queries,
+        num_layers=cfg.decoder_layers,
+        num_heads=cfg.num_heads,
+        ffn_dim=cfg.decoder_ffn_dim,
+        num_points=cfg.num_points,
+        dropout=cfg.dropout,
+        eval_idx=cfg.eval_idx,
+        num_denoising=cfg.num_denoising,
+        reg_max=cfg.reg_max,
+        reg_scale=cfg.reg_scale,
+        up=cfg.up,
         act=cfg.activation,
     )
-    return DFine(backbone, encoder, decoder, num_classes, cfg.num_denoising, cfg.label_noise_ratio,
-                 cfg.box_noise_scale)
+    return DFine(backbone, encoder, decoder, num_classes, cfg.num_denoising, cfg.label_noise_ratio, cfg.box_noise_scale)

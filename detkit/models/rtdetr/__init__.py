@@ -39,11 +39,16 @@ def _read_foreign(state_dict: dict) -> ForeignWeights:
     from detkit.models.rtdetr.infer_config import class_count, infer_imgsz, infer_model_config
 
     cfg = infer_model_config(state_dict)
-    extras = "".join([f", points {cfg.num_points}" if cfg.num_points != 4 else "",
-                      f", query position {cfg.query_pos_method}, {cfg.activation}" if cfg.query_pos_method != "default"
-                      else ""])
-    summary = (f"RT-DETR-R{cfg.depth} (encoder {cfg.encoder_dim}, decoder {cfg.hidden_dim} × "
-               f"{cfg.decoder_layers} layers{extras})")
+    extras = "".join(
+        [
+            f", points {cfg.num_points}" if cfg.num_points != 4 else "",
+            f", query position {cfg.query_pos_method}, {cfg.activation}" if cfg.query_pos_method != "default" else "",
+        ]
+    )
+    summary = (
+        f"RT-DETR-R{cfg.depth} (encoder {cfg.encoder_dim}, decoder {cfg.hidden_dim} × "
+        f"{cfg.decoder_layers} layers{extras})"
+    )
     return ForeignWeights(cfg, class_count(state_dict), infer_imgsz(state_dict), f"rtdetr-r{cfg.depth}", summary)
 
 

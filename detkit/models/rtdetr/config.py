@@ -58,11 +58,16 @@ class ModelConfig(BaseModel):
         """One positive count, or one positive count per feature level (docs/rtdetr.md §8.1)."""
         if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             return value
-        if (isinstance(value, (list, tuple)) and len(value) == FEATURE_LEVELS
-                and all(isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in value)):
+        if (
+            isinstance(value, (list, tuple))
+            and len(value) == FEATURE_LEVELS
+            and all(isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in value)
+        ):
             return list(value)
-        raise ValueError(f"must be a positive integer or a list of {FEATURE_LEVELS} positive integers "
-                         f"(one per feature level), got {value!r}")
+        raise ValueError(
+            f"must be a positive integer or a list of {FEATURE_LEVELS} positive integers "
+            f"(one per feature level), got {value!r}"
+        )
 
     def points_per_level(self) -> list[int]:
         """``num_points`` as one count per feature level."""
@@ -86,7 +91,9 @@ class LossConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    classification: Literal["vfl", "mal"] = Field("vfl", description="vfl (RT-DETR) or mal (DEIM, docs/dfine-losses.md)")
+    classification: Literal["vfl", "mal"] = Field(
+        "vfl", description="vfl (RT-DETR) or mal (DEIM, docs/dfine-losses.md)"
+    )
     vfl: float = 1.0
     mal: float = 1.0
     bbox: float = 5.0

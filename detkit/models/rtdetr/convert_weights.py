@@ -57,7 +57,7 @@ def points_from_scale(scale: torch.Tensor) -> list[int] | None:
         if not values[i] > 0:
             return None
         p = round(1.0 / values[i])
-        if p < 1 or i + p > len(values) or any(abs(v * p - 1.0) > 1e-3 for v in values[i:i + p]):
+        if p < 1 or i + p > len(values) or any(abs(v * p - 1.0) > 1e-3 for v in values[i : i + p]):
             return None
         points.append(p)
         i += p
@@ -73,7 +73,9 @@ def _scale_points(found: dict[int, torch.Tensor], source: str) -> list[int] | No
     if None in distinct or len(distinct) > 1:
         raise DetkitError(
             f"{source} weights: the decoder layers' points-scale buffers do not describe one count of sampling "
-            "points per level", hint="expected 1/P repeated P times for each level in every layer")
+            "points per level",
+            hint="expected 1/P repeated P times for each level in every layer",
+        )
     return list(next(iter(distinct)))
 
 
@@ -177,28 +179,52 @@ def _hf_layer_suffix(rest: str, cross: bool) -> str:
 
 
 _HF_RULES: list[tuple[re.Pattern, Callable[[re.Match], str]]] = [
-    (re.compile(r"^model\.backbone\.model\.embedder\.embedder\.(\d)\.(convolution|normalization)\.(.+)$"),
-     lambda m: f"backbone.conv1.conv1_{int(m[1]) + 1}.{_NORM[m[2]]}.{m[3]}"),
-    (re.compile(r"^model\.backbone\.model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.(convolution|normalization)\.(.+)$"),
-     lambda m: f"backbone.res_layers.{m[1]}.blocks.{m[2]}.{_BRANCH[m[3]]}.{_NORM[m[4]]}.{m[5]}"),
-    (re.compile(r"^model\.backbone\.model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.(convolution|normalization)\.(.+)$"),
-     lambda m: f"backbone.res_layers.{m[1]}.blocks.{m[2]}.short.{_NORM[m[3]]}.{m[4]}"),
-    (re.compile(r"^model\.backbone\.model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.1\.(convolution|normalization)\.(.+)$"),
-     lambda m: f"backbone.res_layers.{m[1]}.blocks.{m[2]}.short.conv.{_NORM[m[3]]}.{m[4]}"),
-    (re.compile(r"^model\.(encoder|decoder)_input_proj\.(\d+)\.([01])\.(.+)$"),
-     lambda m: f"{m[1]}.input_proj.{m[2]}.{'conv' if m[3] == '0' else 'norm'}.{m[4]}"),
-    (re.compile(r"^model\.encoder\.(?:aifi|encoder)\.(\d+)\.layers\.(\d+)\.(.+)$"),
-     lambda m: f"encoder.encoder.{m[1]}.layers.{m[2]}.{_hf_layer_suffix(m[3], cross=False)}"),
-    (re.compile(r"^model\.encoder\.((?:lateral_convs|downsample_convs|fpn_blocks|pan_blocks)\..+)$"),
-     lambda m: f"encoder.{m[1]}"),
-    (re.compile(r"^model\.decoder\.layers\.(\d+)\.(.+)$"),
-     lambda m: f"decoder.decoder.layers.{m[1]}.{_hf_layer_suffix(m[2], cross=True)}"),
+    (
+        re.compile(r"^model\.backbone\.model\.embedder\.embedder\.(\d)\.(convolution|normalization)\.(.+)$"),
+        lambda m: f"backbone.conv1.conv1_{int(m[1]) + 1}.{_NORM[m[2]]}.{m[3]}",
+    ),
+    (
+        re.compile(
+            r"^model\.backbone\.model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.layer\.(\d)\.(convolution|normalization)\.(.+)$"
+        ),
+        lambda m: f"backbone.res_layers.{m[1]}.blocks.{m[2]}.{_BRANCH[m[3]]}.{_NORM[m[4]]}.{m[5]}",
+    ),
+    (
+        re.compile(
+            r"^model\.backbone\.model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.(convolution|normalization)\.(.+)$"
+        ),
+        lambda m: f"backbone.res_layers.{m[1]}.blocks.{m[2]}.short.{_NORM[m[3]]}.{m[4]}",
+    ),
+    (
+        re.compile(
+            r"^model\.backbone\.model\.encoder\.stages\.(\d+)\.layers\.(\d+)\.shortcut\.1\.(convolution|normalization)\.(.+)$"
+        ),
+        lambda m: f"backbone.res_layers.{m[1]}.blocks.{m[2]}.short.conv.{_NORM[m[3]]}.{m[4]}",
+    ),
+    (
+        re.compile(r"^model\.(encoder|decoder)_input_proj\.(\d+)\.([01])\.(.+)$"),
+        lambda m: f"{m[1]}.input_proj.{m[2]}.{'conv' if m[3] == '0' else 'norm'}.{m[4]}",
+    ),
+    (
+        re.compile(r"^model\.encoder\.(?:aifi|encoder)\.(\d+)\.layers\.(\d+)\.(.+)$"),
+        lambda m: f"encoder.encoder.{m[1]}.layers.{m[2]}.{_hf_layer_suffix(m[3], cross=False)}",
+    ),
+    (
+        re.compile(r"^model\.encoder\.((?:lateral_convs|downsample_convs|fpn_blocks|pan_blocks)\..+)$"),
+        lambda m: f"encoder.{m[1]}",
+    ),
+    (
+        re.compile(r"^model\.decoder\.layers\.(\d+)\.(.+)$"),
+        lambda m: f"decoder.decoder.layers.{m[1]}.{_hf_layer_suffix(m[2], cross=True)}",
+    ),
     (re.compile(r"^model\.decoder\.query_pos_head\.(.+)$"), lambda m: f"decoder.query_pos_head.{m[1]}"),
     (re.compile(r"^model\.decoder\.class_embed\.(\d+)\.(.+)$"), lambda m: f"decoder.dec_score_head.{m[1]}.{m[2]}"),
     (re.compile(r"^model\.decoder\.bbox_embed\.(\d+)\.(.+)$"), lambda m: f"decoder.dec_bbox_head.{m[1]}.{m[2]}"),
     (re.compile(r"^model\.denoising_class_embed\.(.+)$"), lambda m: f"decoder.denoising_class_embed.{m[1]}"),
-    (re.compile(r"^model\.enc_output\.([01])\.(.+)$"),
-     lambda m: f"decoder.enc_output.{'proj' if m[1] == '0' else 'norm'}.{m[2]}"),
+    (
+        re.compile(r"^model\.enc_output\.([01])\.(.+)$"),
+        lambda m: f"decoder.enc_output.{'proj' if m[1] == '0' else 'norm'}.{m[2]}",
+    ),
     (re.compile(r"^model\.enc_score_head\.(.+)$"), lambda m: f"decoder.enc_score_head.{m[1]}"),
     (re.compile(r"^model\.enc_bbox_head\.(.+)$"), lambda m: f"decoder.enc_bbox_head.{m[1]}"),
 ]
@@ -315,7 +341,8 @@ def load_into(
     if conv.unmapped:
         raise DetkitError(
             f"{source}: {len(conv.unmapped)} {conv.layout} key(s) have no place in the model: "
-            + ", ".join(conv.unmapped[:5]) + (" …" if len(conv.unmapped) > 5 else ""),
+            + ", ".join(conv.unmapped[:5])
+            + (" …" if len(conv.unmapped) > 5 else ""),
             hint="is this an RT-DETR (PResNet) checkpoint?",
         )
     target = model.state_dict()
@@ -325,9 +352,13 @@ def load_into(
     if unknown or missing:
         parts = []
         if unknown:
-            parts.append(f"unexpected {', '.join(unknown[:5])}" + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else ""))
+            parts.append(
+                f"unexpected {', '.join(unknown[:5])}" + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+            )
         if missing:
-            parts.append(f"missing {', '.join(missing[:5])}" + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else ""))
+            parts.append(
+                f"missing {', '.join(missing[:5])}" + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+            )
         raise DetkitError(
             f"{source}: weights do not fit this architecture ({conv.layout} layout): " + "; ".join(parts),
             hint="check that the recipe (depth, decoder layers, widths) matches the weights",

@@ -15,12 +15,12 @@ from collections.abc import Sequence
 
 import torch
 
-from detkit.utils import distributed
 from detkit.models.box_ops import cxcywh_to_xyxy, paired_iou_giou
 from detkit.models.denoising import denoising_indices
 from detkit.models.detr_losses import ClassificationTerm, class_targets
 from detkit.models.matcher import HungarianMatcher, Indices
 from detkit.models.rtdetr.config import LossConfig
+from detkit.utils import distributed
 
 Targets = Sequence[dict[str, torch.Tensor]]
 
@@ -42,7 +42,9 @@ class SetCriterion(torch.nn.Module):
         c = self.cfg
         self.classification = ClassificationTerm(c.classification, c.alpha, c.gamma, c.mal_gamma, c.mal_alpha)
 
-    def set_loss(self, out: dict[str, torch.Tensor], targets: Targets, indices: Indices, num_boxes: torch.Tensor) -> dict[str, torch.Tensor]:
+    def set_loss(
+        self, out: dict[str, torch.Tensor], targets: Targets, indices: Indices, num_boxes: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         """The three weighted terms for one output set and its matching."""
         logits, boxes = out["logits"].float(), out["boxes"].float()
         device = logits.device
@@ -86,5 +88,7 @@ class SetCriterion(torch.nn.Module):
                 dn_indices = denoising_indices(dn_meta, targets)
                 dn_norm = num_boxes * dn_meta["num_group"]
                 for i, out in enumerate(dn_outputs):
-                    losses.update({f"{k}_dn_{i}": v for k, v in self.set_loss(out, targets, dn_indices, dn_norm).items()})
+                    losses.update(
+                        {f"{k}_dn_{i}": v for k, v in self.set_loss(out, targets, dn_indices, dn_norm).items()}
+                    )
         return losses

@@ -37,7 +37,9 @@ def generate_anchors(
     """
     anchors = []
     for lvl, (h, w) in enumerate(spatial_shapes):
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
         cxcy = torch.stack([(xs + 0.5) / w, (ys + 0.5) / h], dim=-1).reshape(-1, 2)
         wh = torch.full_like(cxcy, base_size * 2.0**lvl)
         anchors.append(torch.cat([cxcy, wh], dim=-1))
@@ -163,8 +165,9 @@ class RTDETRDecoder(nn.Module):
             nn.Embedding(num_classes + 1, hidden_dim, padding_idx=num_classes) if num_denoising > 0 else None
         )
         if query_pos_method not in QUERY_POS_METHODS:
-            raise ValueError(f"query_pos_method must be one of {', '.join(QUERY_POS_METHODS)}, "
-                             f"got {query_pos_method!r}")
+            raise ValueError(
+                f"query_pos_method must be one of {', '.join(QUERY_POS_METHODS)}, got {query_pos_method!r}"
+            )
         # default: 4 → 2d → d (RT-DETR); as_reg: 4 → d → d → d, shaped like the box heads (DEIM's RT-DETRv2)
         self.query_pos_head = (
             MLP(4, hidden_dim, hidden_dim, 3, act=activation)

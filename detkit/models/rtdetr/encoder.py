@@ -147,9 +147,7 @@ class HybridEncoder(nn.Module):
         blocks = round(3 * depth_mult)
         self.lateral_convs = nn.ModuleList(ConvNormLayer(hidden_dim, hidden_dim, 1, 1, act="silu") for _ in range(n))
         self.fpn_blocks = nn.ModuleList(CSPRepLayer(2 * hidden_dim, hidden_dim, blocks, expansion) for _ in range(n))
-        self.downsample_convs = nn.ModuleList(
-            ConvNormLayer(hidden_dim, hidden_dim, 3, 2, act="silu") for _ in range(n)
-        )
+        self.downsample_convs = nn.ModuleList(ConvNormLayer(hidden_dim, hidden_dim, 3, 2, act="silu") for _ in range(n))
         self.pan_blocks = nn.ModuleList(CSPRepLayer(2 * hidden_dim, hidden_dim, blocks, expansion) for _ in range(n))
         self._pos_cache: dict[tuple, torch.Tensor] = {}
 

@@ -58,8 +58,9 @@ def _depth(sd: Mapping[str, torch.Tensor]) -> int:
     )
 
 
-def _heads_and_points(samples: int, points: list[int] | None, levels: int,
-                      dims: tuple[int, ...]) -> tuple[int, int | list[int]]:
+def _heads_and_points(
+    samples: int, points: list[int] | None, levels: int, dims: tuple[int, ...]
+) -> tuple[int, int | list[int]]:
     """Heads and points per level from the heads × Σ points rows of ``attention_weights``; ``points`` is what a
     v2 points-scale buffer says (None without one). Equal counts on every level are given as one int."""
     if points:
@@ -82,8 +83,10 @@ def infer_model_config(state_dict: Mapping[str, torch.Tensor]) -> ModelConfig:
     def shape(key: str) -> tuple[int, ...]:
         t = sd.get(key)
         if not isinstance(t, torch.Tensor):
-            raise DetkitError(f"weights have no {key}: not an RT-DETR state dict",
-                              hint="detkit reads detkit, official RT-DETR v1/v2 and Hugging Face RT-DETR weights")
+            raise DetkitError(
+                f"weights have no {key}: not an RT-DETR state dict",
+                hint="detkit reads detkit, official RT-DETR v1/v2 and Hugging Face RT-DETR weights",
+            )
         return tuple(t.shape)
 
     depth = _depth(sd)

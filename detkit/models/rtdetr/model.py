@@ -8,9 +8,9 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from detkit.models.denoising import build_denoising_group
 from detkit.models.rtdetr.backbone import PResNet
 from detkit.models.rtdetr.decoder import DecoderTrace, RTDETRDecoder
-from detkit.models.denoising import build_denoising_group
 from detkit.models.rtdetr.encoder import HybridEncoder, RepVggBlock
 
 

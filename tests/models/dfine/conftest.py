@@ -45,8 +45,16 @@ def randomise_zero_inits(module: torch.nn.Module, seed: int = 0, std: float = 0.
                 if isinstance(m, torch.nn.Conv2d):
                     fan_in = m.weight[0].numel()
                     m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / fan_in) ** 0.5)
-    names = ("bbox_embed", "bbox_head", "pre_bbox_head", "reg_conf", "gateway.gate", "gate.", "sampling_offsets",
-             "attention_weights")
+    names = (
+        "bbox_embed",
+        "bbox_head",
+        "pre_bbox_head",
+        "reg_conf",
+        "gateway.gate",
+        "gate.",
+        "sampling_offsets",
+        "attention_weights",
+    )
     with torch.no_grad():
         for name, p in module.named_parameters():
             if any(n in name for n in names) and p.dtype.is_floating_point:

@@ -60,7 +60,8 @@ def _run_both(hf, ours, x):
     with torch.no_grad():
         scores = ours.decoder.enc_score_head(all_memory)
         anchors, valid = ours.decoder.anchors(
-            [(x.shape[2] // s, x.shape[3] // s) for s in ours.backbone.out_strides], x.device, x.dtype)
+            [(x.shape[2] // s, x.shape[3] // s) for s in ours.backbone.out_strides], x.device, x.dtype
+        )
         box_logits = ours.decoder.enc_bbox_head(all_memory) + anchors
     return ref, out, scores, box_logits, valid[0, :, 0]
 
@@ -117,17 +118,29 @@ def test_train_mode_corners_match_layer_by_layer(pair):
     ours_corners = torch.stack([o["corners"] for o in layers], 1)  # [1, L, Q, 4(R+1)]
     ours_boxes = torch.stack([o["boxes"] for o in layers], 1)
     assert ours_corners.shape == ref.intermediate_predicted_corners.shape
+
     # one row per query: every layer's corners and boxes, the pre-head box and logits, B0 (paired one to one, as
     # tied scores inside the top-k may be ordered differently)
     def rows(corners, boxes, pre_boxes, pre_logits, initial):
-        return torch.cat([corners[0].transpose(0, 1).flatten(1), boxes[0].transpose(0, 1).flatten(1),
-                          pre_boxes[0], pre_logits[0], initial[0]], dim=-1)
+        return torch.cat(
+            [
+                corners[0].transpose(0, 1).flatten(1),
+                boxes[0].transpose(0, 1).flatten(1),
+                pre_boxes[0],
+                pre_logits[0],
+                initial[0],
+            ],
+            dim=-1,
+        )
 
-    mine = rows(ours_corners, ours_boxes, out["pre_outputs"]["boxes"], out["pre_outputs"]["logits"],
-                out["ref_points"])
-    theirs = rows(ref.intermediate_predicted_corners, ref.intermediate_reference_points[:, 1:],
-                  ref.intermediate_reference_points[:, 0], ref.intermediate_logits[:, 0],
-                  ref.initial_reference_points[:, 0])
+    mine = rows(ours_corners, ours_boxes, out["pre_outputs"]["boxes"], out["pre_outputs"]["logits"], out["ref_points"])
+    theirs = rows(
+        ref.intermediate_predicted_corners,
+        ref.intermediate_reference_points[:, 1:],
+        ref.intermediate_reference_points[:, 0],
+        ref.intermediate_logits[:, 0],
+        ref.initial_reference_points[:, 0],
+    )
     _assert_same_queries(mine, mine[:, :0], theirs, theirs[:, :0], 1e-5)
     assert ours_corners.std() > 0.05  # the corner heads are not degenerate
 

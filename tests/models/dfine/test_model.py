@@ -37,8 +37,20 @@ def test_is_a_detection_model(tiny_n):
 
 def test_train_outputs_follow_the_contract(train_out):
     out, q, k, bins = train_out, 20, 3, 4 * 33
-    assert set(out) == {"logits", "boxes", "corners", "ref_points", "up", "reg_scale", "aux_outputs", "pre_outputs",
-                        "enc_outputs", "dn_outputs", "dn_pre_outputs", "dn_meta"}
+    assert set(out) == {
+        "logits",
+        "boxes",
+        "corners",
+        "ref_points",
+        "up",
+        "reg_scale",
+        "aux_outputs",
+        "pre_outputs",
+        "enc_outputs",
+        "dn_outputs",
+        "dn_pre_outputs",
+        "dn_meta",
+    }
     assert out["logits"].shape == (2, q, k) and out["boxes"].shape == (2, q, 4)
     assert out["corners"].shape == (2, q, bins) and out["ref_points"].shape == (2, q, 4)
     assert not out["ref_points"].requires_grad  # B0 is detached
@@ -130,7 +142,7 @@ def test_record_intermediates(tiny_n):
     assert trace.spatial_shapes == [(8, 6), (4, 3)] and trace.query_index.shape == (1, 20)
     assert len(trace.reference_boxes) == len(trace.sampling_locations) == len(trace.attention_weights) == 3
     assert trace.sampling_locations[0].shape == (1, 20, 8, 2, 6, 2)
-    assert torch.allclose(trace.attention_weights[2].sum((-1, -2)), torch. ones(1, 20, 8))
+    assert torch.allclose(trace.attention_weights[2].sum((-1, -2)), torch.ones(1, 20, 8))
     assert tiny_n.decoder.trace is None  # off again after the block
     with torch.no_grad():
         tiny_n(x)
@@ -166,7 +178,12 @@ def test_uint8_input_and_size_checks(tiny_n):
 def test_silu_switch_reaches_every_decoder_mlp(make_dfine_config):
     model = build_dfine(make_dfine_config(activation="silu"), num_classes=3)
     dec = model.decoder
-    mlps = [dec.query_pos_head, dec.enc_bbox_head, dec.pre_bbox_head, *dec.dec_bbox_head,
-            *(lqe.reg_conf for lqe in dec.decoder.lqe_layers)]
+    mlps = [
+        dec.query_pos_head,
+        dec.enc_bbox_head,
+        dec.pre_bbox_head,
+        *dec.dec_bbox_head,
+        *(lqe.reg_conf for lqe in dec.decoder.lqe_layers),
+    ]
     assert all(isinstance(m.act, torch.nn.SiLU) for m in mlps)
     assert all(isinstance(layer.act, torch.nn.SiLU) for layer in dec.decoder.layers)

@@ -43,8 +43,11 @@ def test_frozen_bn_and_stem_only_for_l_and_x():
         s = build_dfine(DFineConfig(size="s"), 80)
         x = build_dfine(DFineConfig(size="x"), 80)
     assert not any(isinstance(m, FrozenBatchNorm2d) for m in s.modules())
-    assert all(p.requires_grad for n, p in s.named_parameters() if not n.startswith("decoder.up")
-               and not n.startswith("decoder.reg_scale"))
+    assert all(
+        p.requires_grad
+        for n, p in s.named_parameters()
+        if not n.startswith("decoder.up") and not n.startswith("decoder.reg_scale")
+    )
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in x.backbone.modules())
     assert not any(p.requires_grad for p in x.backbone.stem.parameters())
     assert all(p.requires_grad for p in x.backbone.stages.parameters())
@@ -59,14 +62,17 @@ def test_presets_fill_fields_and_explicit_fields_override():
     assert DFineConfig(**n.model_dump()) == n  # a dumped config (recipe.yaml) reads back the same
 
 
-@pytest.mark.parametrize("bad, needle", [
-    ({"size": "n", "num_points": [3, 6, 3]}, "one count per feature level"),
-    ({"size": "s", "eval_idx": 3}, "eval_idx"),
-    ({"size": "s", "return_stages": [3, 2]}, "return_stages"),
-    ({"size": "s", "hidden_dim": 100}, "divisible by num_heads"),
-    ({"size": "s", "reg_max": 31}, "reg_max must be even"),
-    ({"size": "s", "depth": 18}, "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    "bad, needle",
+    [
+        ({"size": "n", "num_points": [3, 6, 3]}, "one count per feature level"),
+        ({"size": "s", "eval_idx": 3}, "eval_idx"),
+        ({"size": "s", "return_stages": [3, 2]}, "return_stages"),
+        ({"size": "s", "hidden_dim": 100}, "divisible by num_heads"),
+        ({"size": "s", "reg_max": 31}, "reg_max must be even"),
+        ({"size": "s", "depth": 18}, "Extra inputs"),
+    ],
+)
 def test_bad_configs_name_the_field(bad, needle):
     with pytest.raises(ValidationError, match=needle):
         DFineConfig(**bad)

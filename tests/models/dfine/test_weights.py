@@ -100,9 +100,11 @@ def test_other_class_count_needs_reinit_head(tiny_n, make_dfine_config):
 
 
 def test_incomplete_hugging_face_file_is_refused(tiny_n):
-    sd = {"model.backbone.model.embedder.stem1.convolution.weight": torch.zeros(16, 3, 3, 3),
-          "model.decoder.lqe_layers.0.reg_conf.layers.0.weight": torch.zeros(64, 20),
-          "model.decoder.layers.0.self_attn.q_proj.weight": torch.zeros(128, 128),
-          "model.something_new.weight": torch.zeros(1)}
+    sd = {
+        "model.backbone.model.embedder.stem1.convolution.weight": torch.zeros(16, 3, 3, 3),
+        "model.decoder.lqe_layers.0.reg_conf.layers.0.weight": torch.zeros(64, 20),
+        "model.decoder.layers.0.self_attn.q_proj.weight": torch.zeros(128, 128),
+        "model.something_new.weight": torch.zeros(1),
+    }
     with pytest.raises(DetkitError, match=r"^hf\.safetensors: 2 Hugging Face key\(s\) have no place"):
         load_dfine_weights(tiny_n, sd, source="hf.safetensors")

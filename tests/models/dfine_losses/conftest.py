@@ -20,10 +20,12 @@ def make_targets(sizes: list[int], seed: int = 0) -> list[dict[str, torch.Tensor
 
 
 def _layer(g: torch.Generator, b: int, q: int, ref: torch.Tensor) -> dict[str, torch.Tensor]:
-    return {"logits": torch.randn(b, q, K, generator=g).requires_grad_(),
-            "boxes": _boxes(g, b, q).requires_grad_(),
-            "corners": torch.randn(b, q, 4 * (REG_MAX + 1), generator=g).requires_grad_(),
-            "ref_points": ref}
+    return {
+        "logits": torch.randn(b, q, K, generator=g).requires_grad_(),
+        "boxes": _boxes(g, b, q).requires_grad_(),
+        "corners": torch.randn(b, q, 4 * (REG_MAX + 1), generator=g).requires_grad_(),
+        "ref_points": ref,
+    }
 
 
 def _with_teacher(layers: list[dict]) -> None:
@@ -41,12 +43,23 @@ def make_outputs(sizes: list[int], seed: int = 0, denoising: bool = False, num_g
     layers = [_layer(g, b, Q, ref) for _ in range(L)]
     _with_teacher(layers)
     out = dict(layers[-1])
-    out.update({"up": torch.tensor([0.5]), "reg_scale": torch.tensor([4.0]),
-                "aux_outputs": layers[:-1],
-                "pre_outputs": {"logits": torch.randn(b, Q, K, generator=g).requires_grad_(), "boxes": ref},
-                "enc_outputs": [{"logits": torch.randn(b, Q, K, generator=g).requires_grad_(),
-                                 "boxes": _boxes(g, b, Q).requires_grad_()}],
-                "dn_outputs": None, "dn_pre_outputs": None, "dn_meta": None})
+    out.update(
+        {
+            "up": torch.tensor([0.5]),
+            "reg_scale": torch.tensor([4.0]),
+            "aux_outputs": layers[:-1],
+            "pre_outputs": {"logits": torch.randn(b, Q, K, generator=g).requires_grad_(), "boxes": ref},
+            "enc_outputs": [
+                {
+                    "logits": torch.randn(b, Q, K, generator=g).requires_grad_(),
+                    "boxes": _boxes(g, b, Q).requires_grad_(),
+                }
+            ],
+            "dn_outputs": None,
+            "dn_pre_outputs": None,
+            "dn_meta": None,
+        }
+    )
     if denoising:
         max_gt = max(1, max(sizes))
         groups = num_group if max(sizes) else 1
@@ -57,11 +70,17 @@ def make_outputs(sizes: list[int], seed: int = 0, denoising: bool = False, num_g
         dn_layers[-1]["teacher_corners"] = dn_layers[-1]["corners"]  # the last DN layer distils from itself
         dn_layers[-1]["teacher_logits"] = dn_layers[-1]["logits"]
         offsets = torch.arange(groups)[:, None] * 2 * max_gt
-        out.update({"dn_outputs": dn_layers,
-                    "dn_pre_outputs": {"logits": torch.randn(b, n_dn, K, generator=g).requires_grad_(),
-                                       "boxes": dn_ref},
-                    "dn_meta": {"positive_idx": [(offsets + torch.arange(n)[None]).reshape(-1) for n in sizes],
-                                "num_group": groups, "num_split": [n_dn, Q]}})
+        out.update(
+            {
+                "dn_outputs": dn_layers,
+                "dn_pre_outputs": {"logits": torch.randn(b, n_dn, K, generator=g).requires_grad_(), "boxes": dn_ref},
+                "dn_meta": {
+                    "positive_idx": [(offsets + torch.arange(n)[None]).reshape(-1) for n in sizes],
+                    "num_group": groups,
+                    "num_split": [n_dn, Q],
+                },
+            }
+        )
     return out
 
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from detkit.models.detr_losses import varifocal_loss as rtdetr_varifocal_loss
 from detkit.models.detr_losses import ClassificationTerm, class_targets, mal_loss, varifocal_loss
+from detkit.models.detr_losses import varifocal_loss as rtdetr_varifocal_loss
 
 
 def _case(seed: int = 0):
@@ -33,8 +33,9 @@ def test_class_targets_put_iou_and_one_at_the_matched_class_only():
 def test_varifocal_is_rtdetrs(seed):
     logits, score, onehot = _case(seed)
     n = torch.tensor(3.0)
-    torch.testing.assert_close(varifocal_loss(logits, score, onehot, 0.75, 2.0, n),
-                               rtdetr_varifocal_loss(logits, score, onehot, 0.75, 2.0, n))
+    torch.testing.assert_close(
+        varifocal_loss(logits, score, onehot, 0.75, 2.0, n), rtdetr_varifocal_loss(logits, score, onehot, 0.75, 2.0, n)
+    )
 
 
 @pytest.mark.parametrize("alpha", [None, 0.5])

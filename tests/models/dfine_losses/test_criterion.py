@@ -6,9 +6,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from detkit.models.matcher import HungarianMatcher
 from detkit.models.dfine.criterion import DFineCriterion, build_criterion, union_matching
 from detkit.models.dfine.loss_config import DFineLossConfig
+from detkit.models.matcher import HungarianMatcher
 
 from .conftest import K, L
 
@@ -51,8 +51,13 @@ def _check_terms(losses: dict[str, torch.Tensor], denoising: bool, cls: str = "l
     dn = {n for n in names if "_dn_" in n}
     if denoising:
         for i in range(L):
-            assert {f"{cls}_dn_{i}", f"loss_bbox_dn_{i}", f"loss_giou_dn_{i}", f"loss_fgl_dn_{i}",
-                    f"loss_ddf_dn_{i}"} <= names
+            assert {
+                f"{cls}_dn_{i}",
+                f"loss_bbox_dn_{i}",
+                f"loss_giou_dn_{i}",
+                f"loss_fgl_dn_{i}",
+                f"loss_ddf_dn_{i}",
+            } <= names
         assert {f"{cls}_dn_pre", "loss_bbox_dn_pre", "loss_giou_dn_pre"} <= names
         assert losses[f"loss_ddf_dn_{L - 1}"].item() == 0.0  # the last DN layer is its own teacher
     else:
