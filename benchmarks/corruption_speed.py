@@ -70,11 +70,13 @@ def main() -> None:
     per_image = total + png_total
     print("-" * len(header))
     print(
-        f"all 75 (corruption, severity) renders of one image: {total / 1000:.2f} s corrupting + {png_total / 1000:.2f} s PNG writing"
+        f"all 75 (corruption, severity) renders of one image: {total / 1000:.2f} s corrupting + "
+        f"{png_total / 1000:.2f} s PNG writing"
     )
     print(f"cache size of one image's 75 renders (PNG, severity-5 outputs as proxy): {png_bytes / 1e6:.1f} MB")
     print(
-        f"a 5,000-image split (COCO val2017 size) once into the cache, one core: {per_image * 5000 / 1000 / 3600:.1f} h, "
+        f"a 5,000-image split (COCO val2017 size) once into the cache, one core: "
+        f"{per_image * 5000 / 1000 / 3600:.1f} h, "
         f"{png_bytes * 5000 / 1e9:.0f} GB"
     )
 

@@ -4,8 +4,8 @@
 
 Writes a YOLO dataset of tiny JPEGs (a few sizes, so image headers matter) under --dir, then times
 YOLO -> COCO (copying and hard-linking images), validation of the result (full decode and headers only) and
-COCO -> YOLO. Prints wall and CPU seconds (CPU time is less sensitive to other processes on a shared machine), images/s and
-boxes/s. Nothing is asserted: speed goals are read, not tested.
+COCO -> YOLO. Prints wall and CPU seconds (CPU time is less sensitive to other processes on a shared machine),
+images/s and boxes/s. Nothing is asserted: speed goals are read, not tested.
 """
 
 from __future__ import annotations

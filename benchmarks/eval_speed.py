@@ -92,7 +92,8 @@ def main() -> None:
 
     gt, dets, class_map = synthetic(args.images, args.dets, args.classes)
     print(
-        f"{args.images} images, {len(gt.annotations)} ground-truth boxes, {len(dets)} detections, {args.classes} classes"
+        f"{args.images} images, {len(gt.annotations)} ground-truth boxes, {len(dets)} detections, "
+        f"{args.classes} classes"
     )
 
     # ours: best of --repeats runs (the machine may be shared); pycocotools: one run (it is the slow one)
@@ -108,7 +109,8 @@ def main() -> None:
 
     ours_stats = np.asarray([-1.0 if ours[k] is None else ours[k] for k in HEADLINE_KEYS])
     print(
-        f"detkit evaluate_coco (faster-coco-eval): {min(walls):7.2f} s wall {min(cpus):7.2f} s CPU  (best of {args.repeats})  "
+        f"detkit evaluate_coco (faster-coco-eval): {min(walls):7.2f} s wall {min(cpus):7.2f} s CPU  "
+        f"(best of {args.repeats})  "
         f"AP={ours['AP']:.4f} AP50={ours['AP50']:.4f}"
     )
     print(

@@ -60,7 +60,10 @@ def main() -> None:
 
     devices = [torch.device(d) for d in args.devices.split(",") if d != "cuda" or torch.cuda.is_available()]
     batches = [int(b) for b in args.batch.split(",")]
-    title = f"RT-DETR eager forward at {args.imgsz}×{args.imgsz} (eval, fused RepVGG); cpu: {torch.get_num_threads()} threads"
+    title = (
+        f"RT-DETR eager forward at {args.imgsz}×{args.imgsz} (eval, fused RepVGG); "
+        f"cpu: {torch.get_num_threads()} threads"
+    )
     if torch.cuda.is_available() and "cuda" in args.devices:
         title += f"; cuda: {torch.cuda.get_device_name()}{' fp16 autocast' if args.amp else ''}"
     table = Table(title=title)

@@ -119,7 +119,8 @@ def main() -> None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(
-        f"data {t_data:.1f} s, training {t_train:.1f} s on {len(x_tr)} train boxes; test boxes per set: {len(sets['clean'][1])}"
+        f"data {t_data:.1f} s, training {t_train:.1f} s on {len(x_tr)} train boxes; "
+        f"test boxes per set: {len(sets['clean'][1])}"
     )
     print(f"{'set':10s} accuracy  relative drop")
     for name, v in acc.items():

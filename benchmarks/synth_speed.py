@@ -40,10 +40,12 @@ def main() -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     per_test = t_dom / a.test
     print(
-        f"workers={a.workers or 'auto'}; clean splits: {n_clean} images at {a.imgsz}px in {t_clean:.1f} s ({n_clean / t_clean:.0f} img/s)"
+        f"workers={a.workers or 'auto'}; clean splits: {n_clean} images at {a.imgsz}px in {t_clean:.1f} s "
+        f"({n_clean / t_clean:.0f} img/s)"
     )
     print(
-        f"test + {len(DOMAINS)} domains: {a.test} scenes x 7 images in {t_dom:.1f} s ({per_test * 1000:.1f} ms per scene)"
+        f"test + {len(DOMAINS)} domains: {a.test} scenes x 7 images in {t_dom:.1f} s "
+        f"({per_test * 1000:.1f} ms per scene)"
     )
     print(f"full default dataset with --domains: about {t_clean + t_dom - a.test * t_clean / n_clean:.1f} s")
 

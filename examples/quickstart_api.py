@@ -55,7 +55,7 @@ def main(out: Path, minutes: float) -> None:
     detector = load_model(exported.model_path)
     images = sorted((data / "images" / "test").glob("*.jpg"))[:4]
     for path, dets in zip(images, detector.predict(images, conf=0.3)):
-        print(path.name, [(detector.class_map.names[l], round(float(s), 2)) for l, s in zip(dets.labels, dets.scores)])
+        print(path.name, [(detector.class_map.names[c], round(float(s), 2)) for c, s in zip(dets.labels, dets.scores)])
 
     predict(exported.model_path, images, out=out / "predict", overwrite=True)
     print(benchmark(exported.model_path, backends=("onnxruntime",), batch_sizes=(1,)).rows[0])

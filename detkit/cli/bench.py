@@ -60,13 +60,19 @@ def latency_table(result) -> tuple[str, list[str], list[list]]:
 def bench_command(
     model: str = typer.Argument(
         ...,
-        help="Run dir, checkpoint, model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors, or recipe:NAME (with --weights).",
+        help=(
+            "Run dir, checkpoint, model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors, "
+            "or recipe:NAME (with --weights)."
+        ),
         show_default=False,
     ),
     weights: Path = typer.Option(
         None,
         "--weights",
-        help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors.",
+        help=(
+            "Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or "
+            "Hugging Face .safetensors."
+        ),
     ),
     classes: Path = typer.Option(
         None,
@@ -123,7 +129,8 @@ def bench_command(
     for n in result.notes:
         ui.print(f"[dim]note: {n}[/]")
     ui.print(
-        f"device: {result.device['cpu']} ({result.device['logical_cores']} logical cores), torch on {result.device['torch_device']}"
+        f"device: {result.device['cpu']} ({result.device['logical_cores']} logical cores), "
+        f"torch on {result.device['torch_device']}"
         + (f", GPU {result.device['gpu']}" if "gpu" in result.device else "")
     )
     ui.print("versions: " + ", ".join(f"{k} {v}" for k, v in result.versions.items()))

@@ -25,13 +25,19 @@ def _default_out(model: str | None) -> Path:
 def calibrate_command(
     model: str = typer.Argument(
         None,
-        help="Run dir, checkpoint (.pt), model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors (classes from --data), or recipe:NAME with --weights. Leave out with --predictions.",
+        help=(
+            "Run dir, checkpoint (.pt), model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors "
+            "(classes from --data), or recipe:NAME with --weights. Leave out with --predictions."
+        ),
         show_default=False,
     ),
     weights: Path = typer.Option(
         None,
         "--weights",
-        help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors.",
+        help=(
+            "Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or "
+            "Hugging Face .safetensors."
+        ),
     ),
     data: Path = typer.Option(..., "--data", help="dataset.yaml (or its folder)."),
     split: str = typer.Option("calib", "--split", help="Split to fit the calibrator (and thresholds) on."),
@@ -83,7 +89,7 @@ def calibrate_command(
 
     Defaults follow Kuzucu et al. (ECCV 2024): class-wise, IoU targets at IoU 0, LRP-optimal thresholds before
     and after; every detection is kept and calibrated (see docs/calibration.md). For D-ECE use --target tp.
-    """
+    """  # noqa: E501 (the first line is the command's one-line help in `detkit --help`; a line break would show there)
     from detkit.calibration.calibrators import METHODS, TARGETS
     from detkit.stages.calibrate import calibrate, write_outputs
 
@@ -123,7 +129,8 @@ def calibrate_command(
     cal = result.calibrator
     ui.print(
         f"{cal.method} calibrator ({'class-wise' if cal.classwise else 'class-agnostic'}, target {cal.target}, "
-        f"IoU {cal.iou_threshold:g}) fitted on '{result.fit_split}': {cal.fit_info.get('num_fit_detections')} detections"
+        f"IoU {cal.iou_threshold:g}) fitted on '{result.fit_split}': "
+        f"{cal.fit_info.get('num_fit_detections')} detections"
     )
     if result.eval_split:
         ui.table(

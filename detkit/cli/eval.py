@@ -29,13 +29,19 @@ def _csv(value: str | None, what: str, cast: type = str) -> list | None:
 def eval_command(
     model: str = typer.Argument(
         None,
-        help="Run dir, checkpoint (.pt), model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors (classes from --data), or recipe:NAME with --weights. Leave out with --predictions.",
+        help=(
+            "Run dir, checkpoint (.pt), model.onnx, bare official RT-DETR .pth / Hugging Face .safetensors "
+            "(classes from --data), or recipe:NAME with --weights. Leave out with --predictions."
+        ),
         show_default=False,
     ),
     weights: Path = typer.Option(
         None,
         "--weights",
-        help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors.",
+        help=(
+            "Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or "
+            "Hugging Face .safetensors."
+        ),
     ),
     data: Path = typer.Option(..., "--data", help="dataset.yaml (or its folder)."),
     split: str = typer.Option("val", "--split", help="Split to evaluate."),
@@ -49,7 +55,10 @@ def eval_command(
     corruptions: str = typer.Option(
         None,
         "--corruptions",
-        help="Subset of COCO-C corruptions or groups (noise, blur, weather, digital), comma-separated (default: all 15; 'none' for COCO-O only).",
+        help=(
+            "Subset of COCO-C corruptions or groups (noise, blur, weather, digital), comma-separated "
+            "(default: all 15; 'none' for COCO-O only)."
+        ),
     ),
     severities: str = typer.Option(
         None, "--severities", help="Subset of severities 1-5, comma-separated (default: all)."
@@ -78,7 +87,7 @@ def eval_command(
     json_mode: bool = typer.Option(False, "--json", help="Print one JSON object with the results on stdout."),
     quiet: bool = typer.Option(False, "--quiet", help="Only warnings and errors."),
 ) -> None:
-    """Evaluate a model (or a predictions file) on a dataset split: COCO metrics, PR curves, confusion matrix, report.md."""
+    """Evaluate a model (or a predictions file) on a dataset split: COCO metrics, PR curves, confusion matrix, report.md."""  # noqa: E501 (one-line help in `detkit --help`)
     from detkit.stages.evaluate import evaluate
 
     ui = UI(json_mode, quiet)
@@ -176,7 +185,11 @@ def summary_rows(result: Any) -> list[tuple[str, list[list[str]]]]:
         for name, e in calibration_rows(r):
             c = e.get("calibrated") or {}
             raw = e["raw"]
-            cell = (lambda k: f"{_fmt(_pc(raw[k]))} → {_fmt(_pc(c.get(k)))}") if c else (lambda k: _fmt(_pc(raw[k])))
+            cell = (
+                (lambda k, raw=raw, c=c: f"{_fmt(_pc(raw[k]))} → {_fmt(_pc(c.get(k)))}")
+                if c
+                else (lambda k, raw=raw: _fmt(_pc(raw[k])))
+            )
             rows.append([name, cell("d_ece"), cell("la_ece_0")])
         if rows:
             unit = ", raw → calibrated)" if r["calibration"].get("calibrator") else ")"

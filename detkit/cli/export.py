@@ -1,4 +1,5 @@
-"""``detkit export onnx MODEL``: a verified ONNX graph (images + original sizes → labels, boxes, scores) + model.json."""
+"""``detkit export onnx MODEL``: a verified ONNX graph (images + original sizes → labels, boxes,
+scores) + model.json."""
 
 from __future__ import annotations
 
@@ -36,13 +37,19 @@ def export_flag_hints() -> Iterator[None]:
 def onnx_command(
     model: str = typer.Argument(
         ...,
-        help="Run dir, checkpoint (.pt), bare official RT-DETR .pth / Hugging Face .safetensors, or recipe:NAME (with --weights).",
+        help=(
+            "Run dir, checkpoint (.pt), bare official RT-DETR .pth / Hugging Face .safetensors, "
+            "or recipe:NAME (with --weights)."
+        ),
         show_default=False,
     ),
     weights: Path = typer.Option(
         None,
         "--weights",
-        help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors.",
+        help=(
+            "Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or "
+            "Hugging Face .safetensors."
+        ),
     ),
     classes: Path = typer.Option(
         None,
@@ -175,7 +182,8 @@ def onnx_command(
     rows = [
         (
             "input",
-            f"uint8 [{'N' if meta['dynamic_batch'] else 1},3,{meta['imgsz'][0]},{meta['imgsz'][1]}] + orig_sizes (w, h)",
+            f"uint8 [{'N' if meta['dynamic_batch'] else 1},3,{meta['imgsz'][0]},{meta['imgsz'][1]}] "
+            "+ orig_sizes (w, h)",
         ),
         ("classes", str(meta["num_classes"])),
         ("opset / precision", f"{meta['opset']} / {meta['precision']}"),

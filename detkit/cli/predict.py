@@ -13,14 +13,20 @@ from detkit.cli.ui import UI
 def predict_command(
     model: str = typer.Argument(
         ...,
-        help="Run dir, checkpoint, bare official RT-DETR .pth / Hugging Face .safetensors, recipe:NAME with --weights (PyTorch) or model.onnx (onnxruntime).",
+        help=(
+            "Run dir, checkpoint, bare official RT-DETR .pth / Hugging Face .safetensors, "
+            "recipe:NAME with --weights (PyTorch) or model.onnx (onnxruntime)."
+        ),
         show_default=False,
     ),
     sources: list[Path] = typer.Argument(..., help="Image files, video files or folders.", show_default=False),
     weights: Path = typer.Option(
         None,
         "--weights",
-        help="Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or Hugging Face .safetensors.",
+        help=(
+            "Weights for a recipe:NAME / recipe.yaml MODEL: detkit checkpoint, official RT-DETR .pth or "
+            "Hugging Face .safetensors."
+        ),
     ),
     classes: Path = typer.Option(
         None,

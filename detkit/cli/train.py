@@ -104,7 +104,8 @@ def train_command(
     rows = [(r["epoch"], r["train_loss"], r.get("AP"), r.get("AP50"), r.get("img_per_s")) for r in result.history]
     ui.table("training", ["epoch", "train loss", "val AP", "val AP50", "img/s"], rows)
     ui.print(
-        f"stopped: {result.stopped}; best val AP {result.best_ap if result.best_ap is not None else 'n/a'} (epoch {result.best_epoch}); {result.amp} on {result.device}"
+        f"stopped: {result.stopped}; best val AP {result.best_ap if result.best_ap is not None else 'n/a'} "
+        f"(epoch {result.best_epoch}); {result.amp} on {result.device}"
     )
     ui.artifacts("run", result.run_dir)
     ui.artifacts("best checkpoint", result.run_dir / "checkpoints" / "best.pt")

@@ -15,7 +15,7 @@ def view_command(
     no_browser: bool = typer.Option(False, "--no-browser", help="Only serve the App; do not open a browser tab."),
     iou: float = typer.Option(0.5, "--iou", min=0.0, max=1.0, help="IoU threshold of the TP/FP/FN tags."),
 ) -> None:
-    """Look at an evaluation's failures: ground truth, predictions and TP/FP/FN tags in the FiftyOne App. Ctrl-C stops it."""
+    """Look at an evaluation's failures: ground truth, predictions and TP/FP/FN tags in the FiftyOne App. Ctrl-C stops it."""  # noqa: E501 (one-line help in `detkit --help`)
     from detkit.evaluation.view import serve_eval
 
     ui = UI()

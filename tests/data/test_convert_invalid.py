@@ -196,7 +196,8 @@ CASES = [
         lambda r: _coco(r, lambda d: d["images"][1].update(id=1)),
         "annotations/train.json",
         (
-            "image id 1: the id is used by more than one image (this one: b.jpg) (duplicate_image_id); and 1 other error(s): 1 unknown_image",
+            "image id 1: the id is used by more than one image (this one: b.jpg) (duplicate_image_id); "
+            "and 1 other error(s): 1 unknown_image",
         ),
         {
             ("annotations/train.json", "image id 1", "duplicate_image_id"),

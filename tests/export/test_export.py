@@ -49,7 +49,8 @@ def test_640_with_calibrator_and_decoder_truncation(export_640, ckpt, calibrator
     assert inputs == {"images": ["N", 3, 640, 640], "orig_sizes": ["N", 2]}
     assert list(outputs) == ["labels", "boxes", "scores", "raw_scores"]
 
-    # the graph's scores are the calibrator's numpy apply of its raw scores, and the raw scores are the truncated model's
+    # the graph's scores are the calibrator's numpy apply of its raw scores,
+    # and the raw scores are the truncated model's
     det = OnnxDetector(export_640.model_path)
     rng = np.random.default_rng(3)
     images = [rng.integers(0, 256, (300, 500, 3), dtype=np.uint8), rng.integers(0, 256, (200, 120, 3), dtype=np.uint8)]

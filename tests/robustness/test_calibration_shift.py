@@ -62,12 +62,15 @@ def test_the_fitted_calibrator_is_applied_unchanged_and_helps_under_a_mild_shift
 
 def _result(with_calibrator: bool):
     cal = {"d_ece": 0.05, "la_ece_0": 0.04} if with_calibrator else None
-    entry = lambda r: {
-        "raw": {"d_ece": r, "la_ece_0": r / 2},
-        "calibrated": cal,  # noqa: E731
-        "num_detections": 10,
-        "num_operating": 5,
-    }
+
+    def entry(r):
+        return {
+            "raw": {"d_ece": r, "la_ece_0": r / 2},
+            "calibrated": cal,
+            "num_detections": 10,
+            "num_operating": 5,
+        }
+
     return {
         "calibration": {
             "settings": {"d_ece": "D-ECE protocol", "la_ece_0": "LaECE_0 protocol"},

@@ -23,7 +23,10 @@ def augment_command(
     preview_file: Path = typer.Option(
         None,
         "--preview-file",
-        help="Where the preview grid goes (default: runs/augment/preview_<split>.png, or OUT/../<OUT name>_preview.png with --out).",
+        help=(
+            "Where the preview grid goes (default: runs/augment/preview_<split>.png, "
+            "or OUT/../<OUT name>_preview.png with --out)."
+        ),
     ),
     out: Path = typer.Option(None, "--out", help="Write an augmented dataset here (the chosen split only)."),
     copies: int = typer.Option(1, "--copies", help="Augmented copies per image with --out."),

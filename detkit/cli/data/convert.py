@@ -14,7 +14,10 @@ from detkit.cli.ui import UI
 def convert(
     src: Path = typer.Argument(
         ...,
-        help="Source dataset: dataset.yaml, COCO JSON or folder, YOLO data.yaml or folder, VOC folder, or a FiftyOne dataset folder.",
+        help=(
+            "Source dataset: dataset.yaml, COCO JSON or folder, YOLO data.yaml or folder, VOC folder, "
+            "or a FiftyOne dataset folder."
+        ),
     ),
     out: Path = typer.Argument(..., help="Output folder (must not exist or be empty unless --overwrite)."),
     to: str = typer.Option(

@@ -83,7 +83,8 @@ def stats_command(
     skipped = total["skipped_annotations"]
     if skipped["unknown_category"] or skipped["unknown_image"]:
         ui.warn(
-            f"{skipped['unknown_category']} annotations with unknown categories and {skipped['unknown_image']} with unknown "
+            f"{skipped['unknown_category']} annotations with unknown categories and "
+            f"{skipped['unknown_image']} with unknown "
             "images were left out; run `detkit data validate` for details"
         )
     if plots is not None:
