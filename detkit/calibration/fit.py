@@ -1,4 +1,5 @@
-"""Fit a calibrator on detections of one split and measure it on another (after Kuzucu et al. 2024, with one deliberate change).
+"""Fit a calibrator on detections of one split and measure it on another
+(after Kuzucu et al. 2024, with one deliberate change).
 
 FIT on the calibration split (detections V, matched with the shared matcher at IoU tau):
 
@@ -103,7 +104,8 @@ def resolve_eval_split(ds: DatasetSpec, fit_split: str, eval_split: str | None, 
     ds.split(eval_split)  # a clear error if it does not exist
     if eval_split == fit_split and not force:
         raise DetkitError(
-            f"refusing to evaluate the calibrator on '{eval_split}', the split it was fitted on: the numbers would be optimistic",
+            f"refusing to evaluate the calibrator on '{eval_split}', the split it was fitted on: "
+            "the numbers would be optimistic",
             hint="choose another eval_split (test or val), or force it anyway",
             params=("eval_split", "force"),
         )

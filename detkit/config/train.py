@@ -17,7 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model
 OFFICIAL_SCALES_640 = (480, 512, 544, 576, 608, 640, 640, 640, 672, 704, 736, 768, 800)
 DEFAULT_SCALE_FACTORS = tuple(s / 640 for s in OFFICIAL_SCALES_640)
 
-# Parameter groups of the official R18/R34 config (docs/rtdetr.md §6.2). ``lr``/``weight_decay`` of ``None`` = the base values.
+# Parameter groups of the official R18/R34 config (docs/rtdetr.md §6.2).
+# ``lr``/``weight_decay`` of ``None`` = the base values.
 R18_PARAM_GROUPS = (
     {"pattern": r"^(?=.*backbone)(?=.*norm|bn).*$", "lr": 1e-5, "weight_decay": 0.0},
     {"pattern": r"^(?=.*backbone)(?!.*norm|bn).*$", "lr": 1e-5},
@@ -73,8 +74,8 @@ class TrainConfig(_Strict):
     flat_epoch: StrictInt | StrictFloat | None = Field(
         default=None,
         description=(
-            "flat_cosine: base lr until this 0-based epoch (int) or fraction of the run (float in (0, 1], floored to an "
-            "epoch), then cosine decay"
+            "flat_cosine: base lr until this 0-based epoch (int) or fraction of the run (float in (0, 1], floored to "
+            "an epoch), then cosine decay"
         ),
     )
     cosine_end_epoch: StrictInt | StrictFloat | None = Field(
@@ -101,7 +102,9 @@ class TrainConfig(_Strict):
     )
     multiscale_stop_epoch: StrictInt | StrictFloat | None = Field(
         default=None,
-        description="no multi-scale from this 0-based epoch (int) or fraction of the run (float in (0, 1], floored to an epoch)",
+        description=(
+            "no multi-scale from this 0-based epoch (int) or fraction of the run (float in (0, 1], floored to an epoch)"
+        ),
     )
 
     sync_bn: bool = True

@@ -398,7 +398,8 @@ def generate_synthetic(
     styles under ``out/coco_o/<domain>/{val2017, annotations/instances_val2017.json}`` (same ids and boxes).
     ``workers`` processes render in parallel (0: one per CPU core for large sets; the CLI's default); the files
     do not depend on it. Parallel workers are spawned processes, so scripts calling this with ``workers != 1``
-    need the usual ``if __name__ == "__main__":`` guard. Returns ``out``. The folder appears only once everything was written.
+    need the usual ``if __name__ == "__main__":`` guard. Returns ``out``. The folder appears only once everything
+    was written.
 
     ``small`` writes the small-object variant (:data:`SMALL`: 8-32 px objects, 20-60 per image, 1024 px images by
     default). ``imgsz``, ``min_objects``, ``max_objects`` and ``empty_fraction`` left as None take the variant's

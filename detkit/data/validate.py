@@ -193,7 +193,8 @@ def _load_sources(path: Path, images: Path | None) -> tuple[ClassMap, dict[str, 
                             "categories_mismatch",
                             name,
                             str(s.annotations),
-                            f"COCO categories {sorted(mine.items())} differ from dataset.yaml's classes {sorted(theirs.items())}",
+                            f"COCO categories {sorted(mine.items())} differ from dataset.yaml's classes "
+                            f"{sorted(theirs.items())}",
                         )
                     )
             splits[name] = SplitSource(name, coco, s.annotations, s.images)

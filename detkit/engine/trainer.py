@@ -3,7 +3,8 @@
 Per step: forward under autocast (bf16, or fp16 with a GradScaler, chosen by device), the criterion in fp32,
 backward (gradient accumulation over ``accumulate`` batches), unscale, clip, one host transfer of the loss and
 gradient norm (NaN/inf guard and progress), optimizer step, per-iteration lr schedule, EMA update.
-Multi-scale batches resize the collated uint8 batch with nearest interpolation (docs/rtdetr.md §6.4) until the stop epoch.
+Multi-scale batches resize the collated uint8 batch with nearest interpolation (docs/rtdetr.md §6.4) until the stop
+epoch.
 Each epoch ends with COCO mAP of the EMA model on the val split, ``last.pt`` (and ``best.pt`` on a new best
 AP), a ``metrics.csv`` row, plots and TensorBoard scalars. A resumed run reproduces the uninterrupted one.
 """
@@ -312,9 +313,13 @@ class Trainer:
                 tmp,
             )
         raise TrainingDiverged(
-            f"training stopped: non-finite loss or gradient (loss {values[0]}, grad norm {values[-1]}) at epoch {self.epoch}, step {self.step}; "
+            f"training stopped: non-finite loss or gradient (loss {values[0]}, grad norm {values[-1]}) "
+            f"at epoch {self.epoch}, step {self.step}; "
             f"the weights were not updated, the batch is saved to {path}",
-            hint="lower train.lr, keep train.clip_grad_norm, try train.amp=false, and inspect the saved batch; resume from checkpoints/last.pt",
+            hint=(
+                "lower train.lr, keep train.clip_grad_norm, try train.amp=false, and inspect the saved batch; "
+                "resume from checkpoints/last.pt"
+            ),
             path=path,
         )
 

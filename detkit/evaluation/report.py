@@ -83,8 +83,8 @@ def _headline(metrics: dict[str, Any]) -> list[str]:
         "",
         "## Headline metrics",
         "",
-        f"**AP {pct(metrics['AP'])}**, AP50 {pct(metrics['AP50'])}, AP75 {pct(metrics['AP75'])} (percent; COCO protocol, "
-        "computed with faster-coco-eval, identical to pycocotools).",
+        f"**AP {pct(metrics['AP'])}**, AP50 {pct(metrics['AP50'])}, AP75 {pct(metrics['AP75'])} "
+        "(percent; COCO protocol, computed with faster-coco-eval, identical to pycocotools).",
         "",
     ]
     lines += md_table(
@@ -139,7 +139,8 @@ def _confusion(cm: np.ndarray, class_map: ClassMap) -> list[str]:
     if off.max() > 0:
         i, j = np.unravel_index(int(np.argmax(off)), off.shape)
         lines += [
-            f"Most frequent confusion: true **{class_map.names[i]}** predicted as **{class_map.names[j]}** ({int(off[i, j])} boxes)."
+            f"Most frequent confusion: true **{class_map.names[i]}** predicted as **{class_map.names[j]}** "
+            f"({int(off[i, j])} boxes)."
         ]
     return lines
 
@@ -196,13 +197,18 @@ def write_report(path: Path, *args: Any, **kwargs: Any) -> Path:
 
 
 CALIBRATION_MEANING = {
-    "d_ece": "gap between confidence and precision, detections pooled over classes (0 = a score of 0.7 is right 70 % of the time)",
+    "d_ece": (
+        "gap between confidence and precision, detections pooled over classes "
+        "(0 = a score of 0.7 is right 70 % of the time)"
+    ),
     "d_ece_classwise": "the same per class, averaged over classes",
     "d_ece_box": "the same, binned also by box position and size (miscalibration that depends on where and how large)",
     "la_ece": "localisation-aware: gap between confidence and the IoU a detection reaches (0 for false positives)",
     "la_ece_0": "localisation-aware ECE with every overlap counting (IoU > 0), the calibration seed paper's measure",
     "la_ace_0": "mean |confidence - IoU target| per detection (no binning)",
-    "lrp_0": "LRP error at the operating point (localisation, false positives and misses in one number; lower is better)",
+    "lrp_0": (
+        "LRP error at the operating point (localisation, false positives and misses in one number; lower is better)"
+    ),
     "lrp_50": "LRP error with matches at IoU 0.5",
 }
 
@@ -259,7 +265,8 @@ def failure_gallery_section(gallery: Any) -> list[str]:
         "## Failure gallery",
         "",
         f"At score >= {gallery.score_threshold:g} and IoU {gallery.iou_threshold:g} "
-        f"(same matching as COCO, class-aware): {gallery.num_fp} false positives, {gallery.num_missed} missed objects. The worst of each, as crops "
+        f"(same matching as COCO, class-aware): {gallery.num_fp} false positives, {gallery.num_missed} missed objects. "
+        "The worst of each, as crops "
         "(red: the detection, green: the missed ground truth)"
         + (
             f", with the map of what the detection rests on (`{gallery.method}` method; `detkit explain` "

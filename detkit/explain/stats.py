@@ -100,7 +100,10 @@ def sanity_check(
         random_drop.append(r)
         scores.append(float(t.scores[0]))
     n = len(ratio)
-    mean = lambda v: float(np.nanmean(v)) if n else float("nan")
+
+    def mean(v):
+        return float(np.nanmean(v)) if n else float("nan")
+
     return {
         "method": method,
         "detections": n,

@@ -25,7 +25,9 @@ INPUT_SPEC = {
 OUTPUT_SPEC = {
     "labels": "int64 [N,K] model label index (class_map.names order)",
     "boxes": "float32 [N,K,4] xyxy in original-image pixels",
-    "scores": "float32 [N,K] confidence (calibrated when the sidecar names a calibrator), top-K order of the raw scores",
+    "scores": (
+        "float32 [N,K] confidence (calibrated when the sidecar names a calibrator), top-K order of the raw scores"
+    ),
     "raw_scores": "float32 [N,K] uncalibrated scores (only in graphs exported with a calibrator)",
 }
 

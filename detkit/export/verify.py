@@ -80,7 +80,8 @@ class ParityReport:
 
 
 def verification_images(real: Sequence[Any] = (), seed: int = 0) -> tuple[list[np.ndarray], dict[str, int]]:
-    """Two random-noise images and one smooth synthetic scene of different sizes, plus ``real`` images (paths or arrays).
+    """Two random-noise images and one smooth synthetic scene of different sizes, plus ``real`` images
+    (paths or arrays).
 
     The sizes differ from each other and from the model input so the resize and the box scaling are exercised.
     """

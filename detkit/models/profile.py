@@ -57,7 +57,8 @@ def count_gflops(model: nn.Module, imgsz: tuple[int, int], device: str | torch.d
 
 
 def profile_config(cfg: Any, num_classes: int = 80, imgsz: tuple[int, int] | None = (640, 640)) -> ModelProfile:
-    """Build ``cfg`` (any family's ``model:`` section) on the meta device and count parameters (and FLOPs unless ``imgsz`` is None)."""
+    """Build ``cfg`` (any family's ``model:`` section) on the meta device and count parameters
+    (and FLOPs unless ``imgsz`` is None)."""
     with torch.device("meta"):
         model = build_model(cfg, num_classes)
     gflops = count_gflops(model, imgsz) if imgsz is not None else None

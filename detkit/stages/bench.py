@@ -272,7 +272,8 @@ def variant_files(
     calib_split: str = "calib",
     int8_options: dict[str, Any] | None = None,
 ) -> tuple[dict[str, tuple[Path, dict[str, Any]]], list[str]]:
-    """variant -> (ONNX file, its metadata): the file itself for its own precision; fp16 and int8 derived from an fp32 file."""
+    """variant -> (ONNX file, its metadata): the file itself for its own precision; fp16 and int8 derived from an
+    fp32 file."""
     import json
     import shutil
 
@@ -308,7 +309,8 @@ def variant_files(
             report = quantize_onnx(onnx_path, path, data, calib_split, metadata=meta, **(int8_options or {}))
             vmeta["int8"] = report.to_dict()
             notes.append(
-                f"int8 variant: {report.quantized_nodes} nodes quantized, float groups: {', '.join(report.float_groups) or 'none'} "
+                f"int8 variant: {report.quantized_nodes} nodes quantized, "
+                f"float groups: {', '.join(report.float_groups) or 'none'} "
                 f"({report.method} calibration on {report.calibration['images']} images of '{calib_split}')"
             )
         files[v] = (path, vmeta)
@@ -336,13 +338,14 @@ def benchmark(
     calib_data: Any = None,
 ) -> BenchResult:
     """Latency of ``model`` (any source ``detkit.inference.open_detector`` takes: run dir, checkpoint,
-        ``recipe:NAME`` + ``weights``, bare official / Hugging Face weights, a detector or ``model.onnx``) per backend,
-        batch size and thread count. A PyTorch model is exported to a temporary ONNX file for the onnxruntime rows.
+    ``recipe:NAME`` + ``weights``, bare official / Hugging Face weights, a detector or ``model.onnx``) per backend,
+    batch size and thread count. A PyTorch model is exported to a temporary ONNX file for the onnxruntime rows.
 
-        ``variants`` (fp32, fp16, int8; default: the ONNX file's own precision) are the onnxruntime precisions timed.
-        With ``data`` (a dataset) each variant's AP on ``split`` (default val, else test) is measured from the same file;
-        the int8 variant of an fp32 model is calibrated on ``calib_split`` of ``calib_data`` (default: ``data``; a list of images
-    also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to ``quantize_onnx``."""
+    ``variants`` (fp32, fp16, int8; default: the ONNX file's own precision) are the onnxruntime precisions timed.
+    With ``data`` (a dataset) each variant's AP on ``split`` (default val, else test) is measured from the same
+    file; the int8 variant of an fp32 model is calibrated on ``calib_split`` of ``calib_data`` (default:
+    ``data``; a list of images also works with ``int8_options={"sensitivity": False}``); ``int8_options`` go to
+    ``quantize_onnx``."""
     import torch
 
     from detkit.export.job import versions

@@ -237,7 +237,8 @@ def evaluate(
     raw_dets = dets
     if cal is not None:
         dets = apply_calibrator(cal, dets, class_map)
-    # evaluate exactly what predictions.json holds (boxes rounded to 1e-4 px), so re-evaluating it reproduces metrics.json
+    # evaluate exactly what predictions.json holds (boxes rounded to 1e-4 px),
+    # so re-evaluating it reproduces metrics.json
     dets = DetectionTable(dets.image_ids, dets.category_ids, np.round(dets.boxes, 4), dets.scores)
 
     metrics = evaluate_coco(gt, dets, class_map)

@@ -1,4 +1,5 @@
-"""``explain()``: the library entry point behind ``detkit explain``: maps of what each of the top detections of an image rests on, written as pictures and JSON.
+"""``explain()``: the library entry point behind ``detkit explain``: maps of what each of the top detections of an
+image rests on, written as pictures and JSON.
 
 Output folder (assembled under a temporary name, renamed when complete)::
 

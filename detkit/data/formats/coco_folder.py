@@ -48,7 +48,8 @@ def guess_images_dir(json_path: Path, split: str) -> Path:
         if cand.is_dir():
             return cand
     raise DetkitError(
-        f"cannot find the image folder for this COCO file (looked for images/{stem}, {stem}, {core}, images/{split}, {split}, images under {root})",
+        f"cannot find the image folder for this COCO file (looked for images/{stem}, {stem}, {core}, "
+        f"images/{split}, {split}, images under {root})",
         hint="pass the image folder (images)",
         params="images",
         path=json_path,

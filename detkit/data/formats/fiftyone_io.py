@@ -13,8 +13,9 @@ ids are 1..K in that order. Splits come from sample tags (train/val/calib/test),
 A detection attribute ``iscrowd`` is kept. Every image path must lie inside ``src``.
 
 Export: a temporary FiftyOne dataset is built from the in-memory COCO data and exported with the type's own exporter,
-one sub-folder per split (``OUT/<split>/``; types whose exporter takes a ``split``, like YOLOv5Dataset, share one folder), atomically, with a ``detkit_meta.json`` that restores class order and
-category ids when detkit reads the folder back.
+one sub-folder per split (``OUT/<split>/``; types whose exporter takes a ``split``, like YOLOv5Dataset, share one
+folder), atomically, with a ``detkit_meta.json`` that restores class order and category ids when detkit reads the
+folder back.
 """
 
 from __future__ import annotations

@@ -81,8 +81,12 @@ def _check_categories(domain: Domain, category_ids: set[int], class_map: ClassMa
     if unknown:
         shown = ", ".join(map(str, unknown[:8])) + (" ..." if len(unknown) > 8 else "")
         raise DetkitError(
-            f"domain '{domain.name}' uses category ids {shown} that the model's class map does not have ({class_map.describe()})",
-            hint="COCO-O needs a model trained with the same category ids (COCO's original ids 1..90 for the real benchmark)",
+            f"domain '{domain.name}' uses category ids {shown} that the model's class map does not have "
+            f"({class_map.describe()})",
+            hint=(
+                "COCO-O needs a model trained with the same category ids "
+                "(COCO's original ids 1..90 for the real benchmark)"
+            ),
             path=domain.annotations,
         )
 

@@ -3,8 +3,9 @@
 Michaelis et al. (2019) corrupt COCO val2017 with bethgelab's ``imagecorruptions`` (ImageNet-C adapted to any
 image size). That package does not work with today's stack (it needs ``pkg_resources``, three corruptions crash
 on scikit-image >= 0.19 / NumPy 2, and it pulls the non-headless OpenCV that fights over ``cv2``), so the
-definitions are re-implemented here with numpy / OpenCV / SciPy, with the package's severity parameter tables. Every corruption takes a uint8 ``H x W x 3`` RGB image (``H x W`` grey is accepted too) of any size
-and returns uint8 of the same shape; its randomness comes only from the ``seed`` / generator passed in.
+definitions are re-implemented here with numpy / OpenCV / SciPy, with the package's severity parameter tables.
+Every corruption takes a uint8 ``H x W x 3`` RGB image (``H x W`` grey is accepted too) of any size and returns
+uint8 of the same shape; its randomness comes only from the ``seed`` / generator passed in.
 
 Deliberate deviations from the package (also recorded in ``robustness.json`` under ``settings``):
 
@@ -44,7 +45,9 @@ SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 DEVIATIONS = {
     "frost": "procedural frost texture instead of the package's six frost photographs",
     "glass_blur": "vectorised random-neighbour gather instead of sequential pixel swaps",
-    "zoom_blur, pixelate, brightness, jpeg_compression": "OpenCV resize / HSV / JPEG codec instead of SciPy / scikit-image / PIL",
+    "zoom_blur, pixelate, brightness, jpeg_compression": (
+        "OpenCV resize / HSV / JPEG codec instead of SciPy / scikit-image / PIL"
+    ),
 }
 
 Image = np.ndarray  # float32 H x W x 3 in [0, 1] inside this module

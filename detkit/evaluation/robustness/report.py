@@ -25,9 +25,11 @@ def _coco_o_section(o: dict[str, Any], plot: str | None) -> list[str]:
         )
     lines += [
         "",
-        f"- **mAP_O = {_f(o['mAP_O'])}**: the unweighted mean of the {len(o['domains'])} domain APs (clean AP {_f(o['clean_AP'])}).",
+        f"- **mAP_O = {_f(o['mAP_O'])}**: the unweighted mean of the {len(o['domains'])} domain APs "
+        f"(clean AP {_f(o['clean_AP'])}).",
         f"- **Relative drop = {_f(o['relative_drop'])} %**: the share of the clean AP lost, (clean − mAP_O) / clean.",
-        f"- **Effective robustness ER = {_f(o['effective_robustness'], '{:+.1f}')}**: mAP_O − {o['er_slope']} × clean AP. "
+        f"- **Effective robustness ER = {_f(o['effective_robustness'], '{:+.1f}')}**: "
+        f"mAP_O − {o['er_slope']} × clean AP. "
         "COCO-O's classic detectors lie on the line mAP_O = 0.45 × clean AP, so ER > 0 means more robust than the "
         "clean accuracy predicts, ER < 0 less (published: Faster R-CNN R50 ≈ −0.3, DETR R50 ≈ −1.8, FIBER-B ≈ +11.5).",
     ]
@@ -35,7 +37,8 @@ def _coco_o_section(o: dict[str, Any], plot: str | None) -> list[str]:
         lines.append("- The domains hold exactly the published COCO-O totals (6,782 images, 26,624 boxes).")
     if o["missing_coco_o_domains"] and len(o["missing_coco_o_domains"]) < 6:
         lines.append(
-            f"- Missing COCO-O domains: {', '.join(o['missing_coco_o_domains'])}; the mean covers the domains found only."
+            f"- Missing COCO-O domains: {', '.join(o['missing_coco_o_domains'])}; "
+            "the mean covers the domains found only."
         )
     if plot:
         lines += ["", f"![COCO-O per-domain AP]({plot})"]
@@ -47,7 +50,8 @@ def _coco_c_section(c: dict[str, Any], plot: str | None) -> list[str]:
     lines = [
         "### COCO-C (synthetic corruptions)",
         "",
-        f"{len(c['corruptions'])} corruption(s) × severities {', '.join(map(str, severities))} of the evaluation split, "
+        f"{len(c['corruptions'])} corruption(s) × severities {', '.join(map(str, severities))} "
+        "of the evaluation split, "
         "applied to the original-resolution images before resizing (imagecorruptions definitions, seeded).",
         "",
         "| corruption | " + " | ".join(f"s{s}" for s in severities) + " | mean |",

@@ -60,8 +60,8 @@ class DecoderTrace:
     ``sampling_locations[i]`` ``[B, Q, heads, levels, points, 2]`` the (x, y) sampling points in [0, 1] of the
     input image, and ``attention_weights[i]`` ``[B, Q, heads, levels, points]`` their weights (each head's weights
     sum to 1 over levels × points; with per-level point counts ``points`` is the largest, and a level's missing
-    points repeat the box centre at weight 0). ``token_scores`` ``[B, T]`` is every token's best class logit, by which the
-    queries were selected. All tensors are detached.
+    points repeat the box centre at weight 0). ``token_scores`` ``[B, T]`` is every token's best class logit, by which
+    the queries were selected. All tensors are detached.
     """
 
     spatial_shapes: list[tuple[int, int]] = field(default_factory=list)
