@@ -19,9 +19,10 @@ from torch import nn
 
 from detkit.errors import DetkitError
 from detkit.models.denoising import DenoisingGroup
+from detkit.models.detr_base import DecoderTrace
 from detkit.models.dfine.fdr import distance2bbox, integral, weighting_function
 from detkit.models.layers import inverse_sigmoid, make_activation
-from detkit.models.rtdetr.decoder import DecoderTrace, generate_anchors
+from detkit.models.rtdetr.decoder import generate_anchors
 
 
 class MLP(nn.Module):

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -21,6 +20,7 @@ from torch import nn
 from detkit.errors import DetkitError
 from detkit.models.deformable_attention import MSDeformableAttention
 from detkit.models.denoising import DenoisingGroup
+from detkit.models.detr_base import DecoderTrace
 from detkit.models.layers import MLP, ConvNormLayer, inverse_sigmoid, make_activation
 
 ANCHOR_EPS = 1e-2
@@ -48,28 +48,6 @@ def generate_anchors(
     logits = torch.log(anchors / (1 - anchors))
     logits = torch.where(valid, logits, torch.full_like(logits, math.inf))
     return logits, valid
-
-
-@dataclass
-class DecoderTrace:
-    """Intermediates of one inference forward, filled only inside :meth:`RTDETR.record_intermediates`.
-
-    Query ``q`` of image ``b`` started from encoder token ``query_index[b, q]`` (an index into the tokens of all
-    levels, flattened row-major level by level in the order of ``spatial_shapes``). For every decoder layer that
-    ran, ``reference_boxes[i]`` is the box ``[B, Q, 4]`` (cxcywh in [0, 1]) the layer sampled around,
-    ``sampling_locations[i]`` ``[B, Q, heads, levels, points, 2]`` the (x, y) sampling points in [0, 1] of the
-    input image, and ``attention_weights[i]`` ``[B, Q, heads, levels, points]`` their weights (each head's weights
-    sum to 1 over levels × points; with per-level point counts ``points`` is the largest, and a level's missing
-    points repeat the box centre at weight 0). ``token_scores`` ``[B, T]`` is every token's best class logit, by which
-    the queries were selected. All tensors are detached.
-    """
-
-    spatial_shapes: list[tuple[int, int]] = field(default_factory=list)
-    query_index: torch.Tensor | None = None
-    reference_boxes: list[torch.Tensor] = field(default_factory=list)
-    sampling_locations: list[torch.Tensor] = field(default_factory=list)
-    attention_weights: list[torch.Tensor] = field(default_factory=list)
-    token_scores: torch.Tensor | None = None
 
 
 class DecoderLayer(nn.Module):
