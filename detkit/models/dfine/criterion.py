@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from detkit.models.box_ops import cxcywh_to_xyxy, paired_iou_giou
 from detkit.models.denoising import denoising_indices
 from detkit.models.detr_losses import ClassificationTerm, class_targets
-from detkit.models.dfine.fdr_targets import bbox2distance, distance_bins, weighting_function
+from detkit.models.dfine.fdr import bbox2distance, distance_bins, weighting_function
 from detkit.models.dfine.loss_config import DFineLossConfig
 from detkit.models.matcher import HungarianMatcher, Indices
 from detkit.utils import distributed
@@ -219,7 +219,7 @@ class DFineCriterion(torch.nn.Module):
         corners = outputs["corners"]
         up = torch.as_tensor(outputs["up"], dtype=torch.float32, device=device).detach()  # targets only
         reg_scale = torch.as_tensor(outputs["reg_scale"], dtype=torch.float32, device=device).detach()
-        bins = weighting_function(up, reg_scale, corners.shape[-1] // 4 - 1)
+        bins = weighting_function(corners.shape[-1] // 4 - 1, up, reg_scale)
 
         # non-denoising sets: (suffix, output, has local terms)
         sets: list[tuple[str, dict, bool]] = [("", outputs, True)]

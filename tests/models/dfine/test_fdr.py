@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from detkit.models.dfine.fdr import (
-    bbox2distance,
     distance2bbox,
     integral,
     weighting_function,
@@ -46,26 +45,3 @@ def test_distance2bbox_moves_each_edge_outward_by_distance_times_size_over_c():
     d = torch.tensor([[1.0, 0.0, 2.0, -1.0]])  # left +1, right +2, bottom −1 (units of size / c)
     xyxy = box_cxcywh_to_xyxy(distance2bbox(ref, d, C))
     assert torch.allclose(xyxy, torch.tensor([[0.3 - 0.1, 0.4, 0.7 + 0.2, 0.6 - 0.05]]), atol=1e-6)
-
-
-def test_bbox2distance_interpolates_the_distance_between_two_bins():
-    g = torch.Generator().manual_seed(0)
-    ref = torch.cat([torch.rand(64, 2, generator=g) * 0.6 + 0.2, torch.rand(64, 2, generator=g) * 0.3 + 0.1], 1)
-    d_true = (torch.rand(64, 4, generator=g) * 2 - 1) * 3.5  # inside (W[0], W[32]) = (−4, 4)
-    target = box_cxcywh_to_xyxy(distance2bbox(ref, d_true, C))
-    index, w_right, w_left = bbox2distance(ref, target, 32, UP, C)
-    w = weighting_function(32, UP, C)
-    i = index.long()
-    assert torch.allclose(w_left + w_right, torch.ones_like(w_left))
-    assert torch.allclose(w[i] * w_left + w[i + 1] * w_right, d_true, atol=1e-4)
-    assert (w[i] <= d_true + 1e-5).all() and (w[i + 1] >= d_true - 1e-5).all()
-
-
-def test_bbox2distance_out_of_range():
-    ref = torch.tensor([[0.5, 0.5, 0.2, 0.2]])
-    far = box_cxcywh_to_xyxy(distance2bbox(ref, torch.tensor([[-9.0, 9.0, 4.0, 0.0]]), C))
-    index, w_right, w_left = bbox2distance(ref, far, 32, UP, C)
-    assert index[0, 0] == 0 and w_left[0, 0] == 1 and w_right[0, 0] == 0  # below W[0]
-    assert torch.isclose(index[0, 1], torch.tensor(31.9)) and w_right[0, 1] == 1 and w_left[0, 1] == 0  # above
-    assert torch.isclose(index[0, 2], torch.tensor(31.9)) and w_right[0, 2] == 1  # exactly W[32]
-    assert index[0, 3] == 16 and torch.isclose(w_left[0, 3], torch.tensor(1.0))  # exactly 0

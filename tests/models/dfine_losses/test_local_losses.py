@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from detkit.models.dfine.criterion import ddf_loss, fgl_loss
-from detkit.models.dfine.fdr_targets import distance_bins, weighting_function
+from detkit.models.dfine.fdr import distance_bins, weighting_function
 
 N = 32
-W = weighting_function(0.5, 4.0, N)
+W = weighting_function(N, 0.5, 4.0)
 
 
 def _true_distribution(target: torch.Tensor) -> torch.Tensor:
