@@ -130,6 +130,7 @@ class ExportJob:
             "source": {"path": str(src) if src else named, "sha256": file_sha256(src) if src else None},
             "versions": versions(tools),
             "operating_point": operating_point(self.calibrator, self.drop_below_threshold),
+            "stage_scopes": list(getattr(detector.module, "stage_scopes", ("layers",))),
         }
 
     def parity(self, runtime, precision: str) -> ParityReport:

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from detkit.models.denoising import build_denoising_group
+from detkit.models.family import Outputs
 
 
 @dataclass
@@ -41,6 +42,10 @@ class DetrModel(nn.Module):
     family (each family's decoder returns its own train-mode outputs). The decoder has ``num_queries``,
     ``num_layers``, ``eval_idx`` (the layer answering at inference), ``trace`` and ``decoder.layers[i].cross_attn``
     (each with a ``trace`` slot) — the attributes the shared behaviour below uses."""
+
+    # module lists whose items stay apart when the INT8 export groups nodes (one group per backbone stage / layer);
+    # each family names its own (export writes them into model.json as "stage_scopes")
+    stage_scopes: tuple[str, ...] = ("layers",)
 
     def __init__(
         self,
@@ -114,7 +119,7 @@ class DetrModel(nn.Module):
             raise ValueError(f"input height and width must be multiples of 32, got {h}×{w}")
         return images
 
-    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None) -> dict:
+    def forward(self, images: torch.Tensor, targets: list[dict[str, torch.Tensor]] | None = None) -> Outputs:
         images = self.prepare_images(images)
         if not (torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
             # channels-last activations: oneDNN (CPU) and cuDNN (tensor cores) run these convolutions faster in

@@ -11,12 +11,30 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import torch
 from pydantic import BaseModel
 
 Targets = Sequence[dict[str, torch.Tensor]]
+
+
+class Outputs(TypedDict, total=False):
+    """What a detector module returns (a typed dict: ONNX tracing, DDP and the criteria take it as it is).
+
+    Every family, every mode: ``logits`` ``[B,Q,K]`` (raw) and ``boxes`` ``[B,Q,4]`` (normalised cxcywh) of the
+    answering decoder layer. Train mode adds what the family's criterion reads (RT-DETR: ``aux_outputs``,
+    ``enc_outputs``, ``dn_outputs``, ``dn_meta``; D-FINE also ``corners``, ``ref_points``, ``up``, ``reg_scale``,
+    ``pre_outputs``, ``dn_pre_outputs``; docs/architecture.md, docs/dfine.md). Intermediates for explanations come
+    from ``record_intermediates()`` (a :class:`detkit.models.detr_base.DecoderTrace`), off unless asked for.
+    """
+
+    logits: torch.Tensor
+    boxes: torch.Tensor
+    aux_outputs: list[dict[str, torch.Tensor]]
+    enc_outputs: list[dict[str, torch.Tensor]]
+    dn_outputs: list[dict[str, torch.Tensor]] | None
+    dn_meta: dict[str, Any] | None
 
 
 @runtime_checkable
@@ -50,7 +68,7 @@ class DetectionModel(Protocol):
 
     def record_intermediates(self) -> AbstractContextManager[Any]: ...
 
-    def __call__(self, images: torch.Tensor, targets: Targets | None = None) -> dict: ...
+    def __call__(self, images: torch.Tensor, targets: Targets | None = None) -> Outputs: ...
 
 
 @dataclass(frozen=True)
@@ -72,7 +90,7 @@ class ForeignWeights:
 class Criterion(Protocol):
     """``criterion(outputs, targets) -> {term name: weighted scalar}``; the training loss is the plain sum."""
 
-    def __call__(self, outputs: dict, targets: Targets) -> dict[str, torch.Tensor]: ...
+    def __call__(self, outputs: Outputs, targets: Targets) -> dict[str, torch.Tensor]: ...
 
 
 @dataclass(frozen=True)

@@ -58,16 +58,19 @@ def test_int8_file_structure_and_metadata(int8_export, synth_dataset):
     # QDQ: every Conv of a quantized group reads dequantized int8 weights; nothing outside the model scope
     # (post-processor, embedded calibrator) and no float group touches a DequantizeLinear
     prod = _producers(model)
+    assert meta["stage_scopes"] == ["res_layers", "layers"]  # the RT-DETR model names its stage lists
     quantized = set(meta["int8"]["quantized_groups"])
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     assert convs and all(
-        prod[n.input[1]].op_type == "DequantizeLinear" for n in convs if node_group(n.name) in quantized
+        prod[n.input[1]].op_type == "DequantizeLinear"
+        for n in convs
+        if node_group(n.name, meta["stage_scopes"]) in quantized
     )
     for n in model.graph.node:
         if n.op_type in ("QuantizeLinear", "DequantizeLinear"):
             continue
         fed_by_dq = any(i in prod and prod[i].op_type == "DequantizeLinear" for i in n.input)
-        if node_group(n.name) not in quantized:
+        if node_group(n.name, meta["stage_scopes"]) not in quantized:
             assert not fed_by_dq or n.op_type != "Conv", n.name
         if n.name.startswith("/calibrator/") or not n.name.startswith("/module/"):
             assert not fed_by_dq, n.name
@@ -94,7 +97,7 @@ def test_default_op_types_keep_conv_chains_int8_and_decoder_elementwise_float(ex
     from detkit.export.targets.int8 import COMPUTE_OP_TYPES, CONNECTIVE_OP_TYPES, candidate_groups, quantize_onnx
 
     fp32 = onnx.load(str(export_small.model_path))
-    groups = candidate_groups(fp32)
+    groups = candidate_groups(fp32, stage_scopes=("res_layers", "layers"))
     types = {n.name: n.op_type for n in fp32.graph.node}
     connective = {g: [n for n in ns if types[n] in CONNECTIVE_OP_TYPES] for g, ns in groups.items()}
     assert connective["backbone.res_layers.0"] and connective["encoder.fpn_blocks"]  # residual Add/Relu, SiLU

@@ -11,7 +11,7 @@ QDQ graph:
    (``minmax``, ``entropy`` or ``percentile``) and cached for every quantization below;
 3. a **sensitivity pass**: the candidate nodes (Conv, MatMul, Gemm inside the model, plus the ops between the
    convolutions of the backbone and encoder (``CONNECTIVE_OP_TYPES``); never the post-processor or an
-   embedded calibrator) are grouped by model scope (``backbone.res_layers.2``, ``decoder.layers.0``, ...); each
+   embedded calibrator) are grouped by model scope (``backbone.<stage list>.2``, ``decoder.layers.0``, ...); each
    group alone is quantized and the AP drop against the fp32 file is measured on the calibration images
    (with the mean change of the top-100 scores as a tie-breaker);
 4. **float islands**: starting from "every group quantized", the worst groups are kept in float one at a time until
@@ -50,7 +50,8 @@ CONNECTIVE_OP_TYPES = ("Relu", "Add", "Mul", "Sigmoid", "Concat", "MaxPool", "Av
 CONNECTIVE_SCOPES = ("backbone", "encoder")
 DEFAULT_OP_TYPES = COMPUTE_OP_TYPES + CONNECTIVE_OP_TYPES
 MODEL_SCOPE = "module"  # DeployGraph's attribute holding the detector; the post-processor and calibrator lie outside
-INDEXED_SCOPES = ("res_layers", "layers", "stages")  # scopes kept apart per index (one group per stage / layer)
+# module lists kept apart per index (one group per stage / layer); the model names its own, recorded in model.json
+DEFAULT_STAGE_SCOPES = ("layers",)
 TOP_SCORES = 100  # scores compared for the tie-breaking output error
 
 
@@ -146,25 +147,28 @@ def _reader(sample: ImageSample, imgsz: tuple[int, int]):
 # node groups
 
 
-def node_group(name: str) -> str | None:
-    """The sensitivity group of a node of the model scope, e.g. ``/module/backbone/res_layers.2/...`` →
-    ``backbone.res_layers.2``, ``/module/encoder/input_proj.1/conv/Conv`` → ``encoder.input_proj``; None outside."""
+def node_group(name: str, stage_scopes: Sequence[str] = DEFAULT_STAGE_SCOPES) -> str | None:
+    """The sensitivity group of a node of the model scope, e.g. ``/module/backbone/<stage list>.2/...`` →
+    ``backbone.<stage list>.2`` when the model named that list in ``stage_scopes``, ``/module/encoder/input_proj.1/
+    conv/Conv`` → ``encoder.input_proj``; None outside."""
     parts = [p for p in name.split("/") if p]
     if len(parts) < 3 or parts[0] != MODEL_SCOPE:
         return None
     if len(parts) == 3:
         return parts[1]
     head, _, index = parts[2].partition(".")
-    sub = parts[2] if head in INDEXED_SCOPES and index.isdigit() else head
+    sub = parts[2] if head in stage_scopes and index.isdigit() else head
     return f"{parts[1]}.{sub}"
 
 
-def candidate_groups(model, op_types: Sequence[str] = DEFAULT_OP_TYPES) -> dict[str, list[str]]:
+def candidate_groups(
+    model, op_types: Sequence[str] = DEFAULT_OP_TYPES, stage_scopes: Sequence[str] = DEFAULT_STAGE_SCOPES
+) -> dict[str, list[str]]:
     """Quantizable nodes of the model scope by group, in graph order (connective ops only in their scopes)."""
     groups: dict[str, list[str]] = {}
     for node in model.graph.node:
         if node.op_type in op_types:
-            g = node_group(node.name)
+            g = node_group(node.name, stage_scopes)
             if g is None or (node.op_type in CONNECTIVE_OP_TYPES and g.split(".")[0] not in CONNECTIVE_SCOPES):
                 continue
             groups.setdefault(g, []).append(node.name)
@@ -245,6 +249,7 @@ class _Quantizer:
         method: str,
         op_types: Sequence[str],
         reduce_range: bool,
+        stage_scopes: Sequence[str] = DEFAULT_STAGE_SCOPES,
     ):
         import onnx
         from onnxruntime.quantization import CalibrationMethod, quant_pre_process
@@ -253,7 +258,7 @@ class _Quantizer:
         self.pre = workdir / "pre.onnx"
         with _quiet_ort():
             quant_pre_process(str(fp32_path), str(self.pre), skip_symbolic_shape=True)
-        self.groups = candidate_groups(onnx.load(str(self.pre), load_external_data=False), op_types)
+        self.groups = candidate_groups(onnx.load(str(self.pre), load_external_data=False), op_types, stage_scopes)
         self.method = {
             "minmax": CalibrationMethod.MinMax,
             "entropy": CalibrationMethod.Entropy,
@@ -397,7 +402,8 @@ def quantize_onnx(
         sample = sample_split(spec, calib_split, calib_images, seed=seed)
     cpu = cpu_int8_flags()
     with tempfile.TemporaryDirectory(prefix="detkit-int8-") as work:
-        q = _Quantizer(fp32_path, Path(work), sample, imgsz, method, op_types, cpu["reduce_range"])
+        scopes = meta.get("stage_scopes") or DEFAULT_STAGE_SCOPES
+        q = _Quantizer(fp32_path, Path(work), sample, imgsz, method, op_types, cpu["reduce_range"], scopes)
         names = list(q.groups)
         unknown = [g for g in float_groups if g not in q.groups]
         if unknown:

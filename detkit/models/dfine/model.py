@@ -21,6 +21,8 @@ class DFine(DetrModel):
     - train: ``forward(images, targets)`` → the outputs the D-FINE criterion reads (see docs/dfine.md §8).
     """
 
+    stage_scopes = ("stages", "layers")  # HGNetv2 stages, decoder layers
+
     def feature_layers(self) -> list[nn.Module]:
         """The backbone stages whose outputs feed the encoder (``return_stages``)."""
         return [self.backbone.stages[s - 1] for s in self.backbone.return_stages]

@@ -17,6 +17,8 @@ class RTDETR(DetrModel):
       ``dn_outputs`` and ``dn_meta`` (see :meth:`RTDETRDecoder.forward`).
     """
 
+    stage_scopes = ("res_layers", "layers")  # PResNet stages, decoder layers
+
     def feature_layers(self) -> list[nn.Module]:
         """The backbone stages whose outputs feed the encoder (res3, res4, res5: strides 8, 16, 32)."""
         return list(self.backbone.res_layers)[1:]
