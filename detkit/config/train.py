@@ -1,6 +1,6 @@
 """``train:`` section of a recipe: optimiser, schedule, EMA, AMP, batches, multi-scale.
 
-Defaults are the official RT-DETR COCO settings (docs/rtdetr.md §5-6). Points in the run can be given either
+Defaults are the official RT-DETR COCO settings (docs/rt-detr.md §5-6). Points in the run can be given either
 as absolute counts (COCO recipes: ``warmup_iters: 2000``) or as fractions of the run (fine-tune recipes:
 ``warmup_fraction: 0.05``); an epoch field given as a float means "this fraction of ``epochs``" (floored), as
 an int an epoch number (0-based), like ``augment.stop_epoch``.
@@ -13,11 +13,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
 
-# Official multi-scale list at 640 px (docs/rtdetr.md §6.4), stored relative to ``imgsz`` so it follows any input size.
+# Official multi-scale list at 640 px (docs/rt-detr.md §6.4), stored relative to ``imgsz`` so it follows any input size.
 OFFICIAL_SCALES_640 = (480, 512, 544, 576, 608, 640, 640, 640, 672, 704, 736, 768, 800)
 DEFAULT_SCALE_FACTORS = tuple(s / 640 for s in OFFICIAL_SCALES_640)
 
-# Parameter groups of the official R18/R34 config (docs/rtdetr.md §6.2).
+# Parameter groups of the official R18/R34 config (docs/rt-detr.md §6.2).
 # ``lr``/``weight_decay`` of ``None`` = the base values.
 R18_PARAM_GROUPS = (
     {"pattern": r"^(?=.*backbone)(?=.*norm|bn).*$", "lr": 1e-5, "weight_decay": 0.0},

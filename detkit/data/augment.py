@@ -1,7 +1,7 @@
 """Train-time augmentation: the albumentations pipeline built from the ``augment:`` section
 (:class:`detkit.data.augment_config.AugmentConfig`).
 
-The default pipeline is the official RT-DETR one (docs/rtdetr.md §6.3), in this order::
+The default pipeline is the official RT-DETR one (docs/rt-detr.md §6.3), in this order::
 
     photometric_distort (p 0.5) → zoom_out (p 0.5, up to 4×, fill 0) → iou_crop (p 0.8) → sanitize (min 1 px)
     → hflip (p 0.5) → extra albumentations ops (none by default) → stretch resize to imgsz (OpenCV INTER_LINEAR)

@@ -1,8 +1,8 @@
 """The ``augment:`` recipe section: typed, validated settings of the train-time augmentation.
 
-Defaults are the official RT-DETR train pipeline (docs/rtdetr.md §6.3); :mod:`detkit.data.augment` builds the
+Defaults are the official RT-DETR train pipeline (docs/rt-detr.md §6.3); :mod:`detkit.data.augment` builds the
 pipeline from these settings. ``stop_epoch`` (an epoch number, or a fraction of the run) switches the three heavy
-ops off from that epoch on (RT-DETRv2's dynamic augmentation, docs/rtdetr.md §6.5).
+ops off from that epoch on (RT-DETRv2's dynamic augmentation, docs/rt-detr.md §6.5).
 
 DEIM's dense one-to-one matching (docs/training.md, "Dense one-to-one matching (DEIM)") adds ``mosaic`` (per
 sample: four images in a 2x2 grid, then a random affine), ``mixup`` (per batch, blended with the previous image of

@@ -1,6 +1,6 @@
 """The official RT-DETR train-time ops as albumentations transforms (importing this module imports albumentations).
 
-They follow the torchvision ``transforms.v2`` semantics the reference training uses (docs/rtdetr.md §6.3):
+They follow the torchvision ``transforms.v2`` semantics the reference training uses (docs/rt-detr.md §6.3):
 
 - :class:`PhotometricDistort`: brightness, contrast, saturation, hue, each applied with ``p_each``; contrast before
   or after the colour ops; a random channel permutation with ``p_each``.

@@ -116,7 +116,7 @@ class DetectionDataset(Dataset):
         return len(self.records)
 
     def set_epoch(self, epoch: int) -> None:
-        """The augmentation policy depends on the epoch (stop epoch of the heavy ops, docs/rtdetr.md §6.5; DEIM's
+        """The augmentation policy depends on the epoch (stop epoch of the heavy ops, docs/rt-detr.md §6.5; DEIM's
         policy epochs, docs/training.md)."""
         self.epoch = int(epoch)
         self._transform = None

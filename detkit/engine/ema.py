@@ -1,4 +1,4 @@
-"""Exponential moving average of the model (docs/rtdetr.md §6.1).
+"""Exponential moving average of the model (docs/rt-detr.md §6.1).
 
 decay_t = decay · (1 − exp(−t / warmups)) with t the number of updates, applied after every optimizer step
 to all floating-point state-dict entries (parameters and BN running statistics); integer buffers are copied.

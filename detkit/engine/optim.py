@@ -1,4 +1,4 @@
-"""AdamW with parameter groups chosen by regular expressions over parameter names (docs/rtdetr.md §6.2).
+"""AdamW with parameter groups chosen by regular expressions over parameter names (docs/rt-detr.md §6.2).
 
 Each rule takes the trainable parameters whose name matches (``re.findall``) and that no earlier rule took,
 so the groups are disjoint by construction; parameters matched by no rule form the final default group with

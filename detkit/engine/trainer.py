@@ -3,7 +3,7 @@
 Per step: forward under autocast (bf16, or fp16 with a GradScaler, chosen by device), the criterion in fp32,
 backward (gradient accumulation over ``accumulate`` batches), unscale, clip, one host transfer of the loss and
 gradient norm (NaN/inf guard and progress), optimizer step, per-iteration lr schedule, EMA update.
-Multi-scale batches resize the collated uint8 batch with nearest interpolation (docs/rtdetr.md §6.4) until the stop
+Multi-scale batches resize the collated uint8 batch with nearest interpolation (docs/rt-detr.md §6.4) until the stop
 epoch.
 Each epoch ends with COCO mAP of the EMA model on the val split, ``last.pt`` (and ``best.pt`` on a new best
 AP), a ``metrics.csv`` row, plots and TensorBoard scalars. A resumed run reproduces the uninterrupted one.

@@ -1,4 +1,4 @@
-"""Multi-scale deformable attention in pure PyTorch, exportable to ONNX (docs/rtdetr.md §3 and §8).
+"""Multi-scale deformable attention in pure PyTorch, exportable to ONNX (docs/rt-detr.md §3 and §8).
 
 Each query predicts, per head, ``P_l`` sampling offsets on level ``l`` around its reference box (the same count on
 every level in RT-DETR v1, one count per level in RT-DETRv2) and one softmax weight for each of the head's

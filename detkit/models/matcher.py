@@ -1,4 +1,4 @@
-"""Hungarian matching of predictions to ground truth (docs/rtdetr.md §5.1).
+"""Hungarian matching of predictions to ground truth (docs/rt-detr.md §5.1).
 
 The cost of every prediction against every ground-truth box of the batch is computed in one vectorised
 pass on the model's device (for several output sets at once), copied to the host once, and split per image
@@ -18,7 +18,7 @@ from detkit.models.box_ops import cxcywh_to_xyxy, pairwise_giou
 
 
 class MatcherConfig(BaseModel):
-    """Hungarian matching cost (docs/rtdetr.md §5.1): focal class cost, L1 and GIoU box costs."""
+    """Hungarian matching cost (docs/rt-detr.md §5.1): focal class cost, L1 and GIoU box costs."""
 
     model_config = ConfigDict(extra="forbid")
 

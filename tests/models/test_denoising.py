@@ -1,4 +1,4 @@
-"""Contrastive denoising group (docs/rtdetr.md §4)."""
+"""Contrastive denoising group (docs/rt-detr.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Parameter counts equal the official models' (docs/rtdetr.md §7), built from the shipped recipes."""
+"""Parameter counts equal the official models' (docs/rt-detr.md §7), built from the shipped recipes."""
 
 from __future__ import annotations
 

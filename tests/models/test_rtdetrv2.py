@@ -1,4 +1,4 @@
-"""RT-DETRv2 and DEIM decoder options of the rtdetr family (docs/rtdetr.md §8): per-level sampling points, discrete
+"""RT-DETRv2 and DEIM decoder options of the rtdetr family (docs/rt-detr.md §8): per-level sampling points, discrete
 sampling, SiLU, the ``as_reg`` query position head; their weights (official v2 and Hugging Face
 ``RTDetrV2ForObjectDetection``), their export, and parity with Hugging Face's implementation.
 

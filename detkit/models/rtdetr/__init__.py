@@ -1,5 +1,5 @@
 """The RT-DETR family: PResNet-vd backbone, hybrid encoder, deformable decoder with contrastive denoising
-(docs/rtdetr.md). ``FAMILY`` is what the rest of detkit sees (``detkit.models.families``)."""
+(docs/rt-detr.md). ``FAMILY`` is what the rest of detkit sees (``detkit.models.families``)."""
 
 from __future__ import annotations
 

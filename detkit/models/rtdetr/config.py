@@ -55,7 +55,7 @@ class ModelConfig(BaseModel):
     @field_validator("num_points", mode="before")
     @classmethod
     def _points(cls, value):
-        """One positive count, or one positive count per feature level (docs/rtdetr.md §8.1)."""
+        """One positive count, or one positive count per feature level (docs/rt-detr.md §8.1)."""
         if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
             return value
         if (
@@ -87,7 +87,7 @@ class ModelConfig(BaseModel):
 
 
 class LossConfig(BaseModel):
-    """Loss weights and the varifocal loss shape (docs/rtdetr.md §5.2), and the matching cost (§5.1)."""
+    """Loss weights and the varifocal loss shape (docs/rt-detr.md §5.2), and the matching cost (§5.1)."""
 
     model_config = ConfigDict(extra="forbid")
 

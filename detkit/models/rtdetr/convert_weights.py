@@ -8,7 +8,7 @@ be mapped; :func:`load_into` refuses unknown, missing or mis-shaped keys with a 
 
 The v2 points-scale buffers (official ``cross_attn.num_points_scale``, Hugging Face ``encoder_attn.n_points_scale``)
 hold 1/P_l for each sampling point of level l, so they give the points per level, which no weight shape shows
-(docs/rtdetr.md §8.5); a conversion reports them in :attr:`Conversion.points`.
+(docs/rt-detr.md §8.5); a conversion reports them in :attr:`Conversion.points`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""RT-DETR training criterion (docs/rtdetr.md §5): varifocal (or DEIM's MAL), L1 and GIoU losses over every
+"""RT-DETR training criterion (docs/rt-detr.md §5): varifocal (or DEIM's MAL), L1 and GIoU losses over every
 supervised set.
 
 Sets: the final decoder layer and each auxiliary layer (Hungarian-matched, normaliser N), the encoder's

@@ -4,7 +4,7 @@ Key names follow the official checkpoints: ``input_proj``, ``decoder.layers.{i}`
 ``denoising_class_embed``, ``enc_output.proj/norm``, ``enc_score_head``, ``enc_bbox_head``, ``dec_score_head.{i}``,
 ``dec_bbox_head.{i}``.
 
-RT-DETRv2 and DEIM options (docs/rtdetr.md §8): sampling points per level, discrete sampling, SiLU in the FFN and
+RT-DETRv2 and DEIM options (docs/rt-detr.md §8): sampling points per level, discrete sampling, SiLU in the FFN and
 the MLP heads, and the 3-layer ``as_reg`` query position head.
 """
 

@@ -11,7 +11,7 @@ points shows in the deformable attention, and a v2 file's points-scale buffer, o
 the points per level), ``num_queries`` (300: query selection has no weights), ``eval_idx`` (last layer),
 ``pe_temperature`` (10000), bilinear sampling (``cross_attn_method`` leaves no trace in the weights), the
 activation (ReLU; SiLU with the 3-layer query position head, which only DEIM's RT-DETRv2 models have,
-docs/rtdetr.md §8.5) and the training-only noise settings. The training input size shows only in an official v2
+docs/rt-detr.md §8.5) and the training-only noise settings. The training input size shows only in an official v2
 file's anchor buffer
 (:func:`infer_imgsz`).
 """
